@@ -1,0 +1,135 @@
+"""Read a config file, lay secrets from the environment over it, validate once.
+
+Secrets need not sit in the file: each variable below (or its ``_FILE`` twin, naming a file
+that holds the secret, as Docker and Kubernetes secrets are mounted) overrides the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from netspectra.config.models import Settings
+from netspectra.errors import ConfigError
+
+#: Environment variable → where it lands (``*`` = every ClickHouse block of every group).
+SECRET_VARIABLES: dict[str, tuple[str, ...]] = {
+    "NETSPECTRA_NATS_USER": ("probe", "auth", "user"),
+    "NETSPECTRA_NATS_PASSWORD": ("probe", "auth", "password"),
+    "NETSPECTRA_NATS_TOKEN": ("probe", "auth", "token"),
+    "NETSPECTRA_NATS_CREDS": ("probe", "auth", "creds_file"),
+    "NETSPECTRA_API_TOKEN": ("api", "auth_token"),
+    "NETSPECTRA_CLICKHOUSE_PASSWORD": ("*clickhouse", "password"),
+}
+
+
+def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """The validated settings of ``path`` (defaults when None). Raises ConfigError naming every bad field."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        raw = read_yaml(Path(path))
+    raw = apply_secret_overrides(raw, os.environ if environ is None else environ)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(source, error)) from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file: {error.strerror or error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (probe, engine, ...)")
+    return data
+
+
+def format_validation_error(source: str, error: ValidationError) -> str:
+    """One line per invalid field: ``path.to.field: reason``."""
+    lines = [f"{source}: {error.error_count()} invalid setting(s)"]
+    for item in error.errors(include_url=False):
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting (check its spelling and section)"
+        lines.append(f"  {location}: {message}")
+    return "\n".join(lines)
+
+
+def _secret_value(name: str, environ: Mapping[str, str]) -> str | None:
+    if name in environ:
+        return environ[name]
+    file_name = environ.get(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(f"{name}_FILE: cannot read {file_name}: {error.strerror}") from None
+    return None
+
+
+def apply_secret_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of ``raw`` with every secret variable that is set laid over the file's value."""
+    result = _deep_copy(raw)
+    for name, target in SECRET_VARIABLES.items():
+        value = _secret_value(name, environ)
+        if value is None:
+            continue
+        if target[0] == "*clickhouse":
+            for block in _clickhouse_blocks(result):
+                block[target[1]] = value
+            api = result.setdefault("api", {}) or {}
+            store = api.get("store") if isinstance(api, dict) else None
+            if isinstance(store, dict) and isinstance(store.get("clickhouse"), dict):
+                store["clickhouse"][target[1]] = value
+            continue
+        node = result
+        for key in target[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+        node[target[-1]] = value
+    return result
+
+
+def _clickhouse_blocks(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    blocks = []
+    aggregator = raw.get("aggregator")
+    if not isinstance(aggregator, dict):
+        return blocks
+    for group_name in ("exact", "sketch"):
+        group = aggregator.get(group_name)
+        if not isinstance(group, dict):
+            continue
+        for writer in group.get("writers") or []:
+            if isinstance(writer, dict) and writer.get("type") == "clickhouse":
+                block = writer.get("clickhouse")
+                if not isinstance(block, dict):
+                    block = {}
+                    writer["clickhouse"] = block
+                blocks.append(block)
+    return blocks
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _deep_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(item) for item in value]
+    return value

@@ -1,0 +1,41 @@
+"""The seams of the engine: what an aggregator group and a snapshot writer must offer.
+
+Groups are chosen by name from ``aggregator.types`` through the entry-point group
+``netspectra.aggregators`` (built-ins ``exact`` and ``sketch`` register there too); writers by
+their ``type`` through :mod:`netspectra.storage.registry`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from netspectra.engine.snapshot import Snapshot
+from netspectra.packets import PacketColumns
+
+
+@runtime_checkable
+class AggregatorGroup(Protocol):
+    """A set of tasks fed the same packets; the engine calls these from one thread at a time."""
+
+    name: str
+
+    @property
+    def task_names(self) -> tuple[str, ...]: ...
+
+    def insert(self, batch: PacketColumns) -> None:
+        """Feed one batch to every task (numba kernels; may run in a worker thread)."""
+
+    def snapshot(self, taken_at_ns: int, period_start_ns: int) -> Snapshot:
+        """A consistent read-only copy of every task; never resets anything."""
+
+    def reset(self) -> None:
+        """Start a fresh period: every task forgets what it counted."""
+
+
+@runtime_checkable
+class SnapshotWriter(Protocol):
+    """Persists snapshots of one group; must not lose a snapshot it has accepted."""
+
+    async def write(self, snapshot: Snapshot) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,37 @@
+"""One base exception, one subclass per boundary, so callers catch exactly what they can handle."""
+
+
+class NetSpectraError(Exception):
+    """Base of every error NetSpectra raises on purpose."""
+
+
+class ConfigError(NetSpectraError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class CaptureError(NetSpectraError):
+    """A capture source cannot start or read (missing interface, privileges, dumpcap, bad file)."""
+
+
+class WireError(NetSpectraError):
+    """Bytes on the bus do not decode as the wire contract says."""
+
+
+class BusError(NetSpectraError):
+    """The message bus cannot be reached or refused an operation."""
+
+
+class PluginError(NetSpectraError):
+    """A sketch plugin failed to import, register or validate its parameters."""
+
+
+class StorageError(NetSpectraError):
+    """The store cannot be reached or refused a read or a write."""
+
+
+class QueryError(NetSpectraError):
+    """A query request is invalid (bad address, port, unknown field or task)."""
+
+
+class UnknownTaskError(QueryError):
+    """A query names a task the store has never seen."""
