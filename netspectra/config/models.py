@@ -207,7 +207,9 @@ class SketchTaskConfig(BaseModel):
         if self.skt_type is None:
             raise ValueError("set 'algorithm' (e.g. count_min) or Go's 'skt_type' (0 or 1)")
         if self.skt_type not in GO_SKETCH_TYPES:
-            raise ValueError(f"skt_type {self.skt_type} is unknown; Go defines 0 (count_min) and 1 (super_spread)")
+            raise ValueError(
+                f"skt_type {self.skt_type} is unknown; Go defines 0 (count_min) and 1 (super_spread)"
+            )
         object.__setattr__(self, "algorithm", GO_SKETCH_TYPES[self.skt_type])
         return self
 

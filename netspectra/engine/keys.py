@@ -70,9 +70,7 @@ def build_keys(
         out = out[: len(batch)]
     if width:
         codes = np.array([_FIELD_CODE[field] for field in fields], np.int64)
-        _build_keys(
-            batch.src_ip, batch.dst_ip, batch.src_port, batch.dst_port, batch.protocol, codes, out
-        )
+        _build_keys(batch.src_ip, batch.dst_ip, batch.src_port, batch.dst_port, batch.protocol, codes, out)
     return out
 
 
