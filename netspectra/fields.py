@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -11,7 +11,7 @@ import numpy.typing as npt
 from netspectra.packets import IPV4_MAPPED_PREFIX
 
 
-class KeyField(str, Enum):
+class KeyField(StrEnum):
     """A flow-key field; the value is the spelling used in configs, files and the API."""
 
     SRC_IP = "SrcIP"
