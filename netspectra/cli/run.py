@@ -1,7 +1,60 @@
-"""CLI: `netspectra run` (placeholder until the composition root lands)."""
+"""``netspectra run``: host any subset of the probe, engine and api roles in one process."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
 
 import typer
 
+from netspectra.app import Application, parse_roles, serve_forever
+from netspectra.cli.common import load_or_exit
+from netspectra.errors import ConfigError
+
+
+def run(
+    roles: str = typer.Option("probe,engine,api", "--roles", help="Comma-separated: probe, engine, api."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (default: built-in)."),
+    iface: str | None = typer.Option(None, "--iface", "-i", help="Capture live on this interface."),
+    pcap: Path | None = typer.Option(None, "--pcap", help="Replay this capture file through the probe."),
+    rate: float | None = typer.Option(None, "--rate", help="Replay at this many packets per second."),
+    speed: float | None = typer.Option(None, "--speed", help="Replay at this multiple of capture time."),
+    grace: float = typer.Option(30.0, "--grace", help="Seconds each role gets to stop before cancel."),
+) -> None:
+    """Run roles as supervised tasks until SIGINT/SIGTERM (a second signal forces exit)."""
+    if iface and pcap:
+        raise typer.BadParameter("give either --iface or --pcap, not both", param_hint="--iface/--pcap")
+    if (rate or speed) and not pcap:
+        raise typer.BadParameter(
+            "--rate and --speed only apply to --pcap replay", param_hint="--rate/--speed"
+        )
+    if rate and speed:
+        raise typer.BadParameter("give either --rate or --speed, not both", param_hint="--rate/--speed")
+    try:
+        role_names = parse_roles(roles)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error).removeprefix("--roles: "), param_hint="--roles") from None
+    settings = load_or_exit(config)
+    probe_update: dict[str, Any] = {}
+    if iface:
+        probe_update["iface"] = iface
+        if settings.probe.source == "file":
+            probe_update["source"] = "afpacket"
+    if pcap:
+        if not pcap.is_file():
+            raise typer.BadParameter(f"{pcap} does not exist or is not a file", param_hint="--pcap")
+        probe_update.update(source="file", pcap=str(pcap), rate=rate, speed=speed)
+    if probe_update:
+        settings = settings.model_copy(update={"probe": settings.probe.model_copy(update=probe_update)})
+    try:
+        application = Application(settings, role_names, grace_s=grace)
+        code = asyncio.run(serve_forever(application))
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    app.command("run")(run)

@@ -1,0 +1,145 @@
+"""The composition root: the only module that builds concrete roles from the validated settings.
+
+Everything else receives what it needs through constructors. One process may run any subset of
+roles; probe and engine in one process share one bus object (the embedded bus only works that
+way), and the embedded store is shared by the engine's writers and the api's reader through one
+:class:`StorageContext`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Iterable
+from typing import Any
+
+from netspectra.config.models import EMBEDDED_BUS, Settings
+from netspectra.errors import ConfigError
+from netspectra.storage.registry import StorageContext
+from netspectra.supervisor import RestartPolicy, Role, Supervisor
+
+logger = logging.getLogger(__name__)
+
+#: Roles in data order: started in this order, stopped in this order.
+ROLE_ORDER = ("probe", "engine", "api")
+
+
+def parse_roles(text: str) -> tuple[str, ...]:
+    """``"api,engine"`` → ``("engine", "api")``; unknown or empty names are a ConfigError."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in ROLE_ORDER]
+    if unknown or not names:
+        raise ConfigError(
+            f"--roles: unknown role(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"choose from {', '.join(ROLE_ORDER)}"
+        )
+    return tuple(name for name in ROLE_ORDER if name in names)
+
+
+def check_role_settings(settings: Settings, roles: Iterable[str]) -> None:
+    """Reject combinations that cannot work, before anything starts."""
+    roles = set(roles)
+    if settings.bus_url == EMBEDDED_BUS and "probe" in roles and "engine" not in roles:
+        raise ConfigError(
+            "probe.nats_url is 'embedded': the in-process bus only reaches an engine in the same process. "
+            "Run --roles=probe,engine together, or set probe.nats_url to a NATS server "
+            "(e.g. nats://127.0.0.1:4222) to split them."
+        )
+    if settings.bus_url == EMBEDDED_BUS and "engine" in roles and "probe" not in roles:
+        logger.warning(
+            "The engine runs on the embedded bus without a probe in this process: it will receive nothing. "
+            "Set probe.nats_url (or engine.nats_url) to a NATS server to feed it from other processes."
+        )
+    if "probe" in roles and settings.probe.source == "file" and not settings.probe.pcap:
+        raise ConfigError("probe.source is 'file' but no capture is given: pass --pcap FILE")
+    if "probe" in roles and settings.probe.source != "file" and not settings.probe.iface:
+        raise ConfigError(
+            f"probe.source is {settings.probe.source!r} but no interface is given: pass --iface IF "
+            "(see `ip link`) or --pcap FILE to replay a capture"
+        )
+
+
+class Application:
+    """Builds the requested roles, runs them under the supervisor, and closes shared resources."""
+
+    def __init__(self, settings: Settings, roles: Iterable[str], *, grace_s: float = 30.0) -> None:
+        self.settings = settings
+        self.roles = tuple(name for name in ROLE_ORDER if name in set(roles))
+        self.grace_s = grace_s
+        self.context = StorageContext(engine_id=settings.engine.engine_id)
+        self.bus: Any = None
+        self.built: dict[str, Role] = {}
+
+    def _open_bus(self) -> Any:
+        from netspectra.bus import open_bus
+
+        return open_bus(self.settings.bus_url, self.settings.engine_auth, name="netspectra")
+
+    def build(self) -> list[tuple[str, Role]]:
+        """Construct every role (no I/O yet); raises ConfigError on settings that cannot work."""
+        check_role_settings(self.settings, self.roles)
+        built: list[tuple[str, Role]] = []
+        if {"probe", "engine"} & set(self.roles):
+            self.bus = self._open_bus()
+        if "probe" in self.roles:
+            from netspectra.probe.role import ProbeRole
+
+            built.append(("probe", ProbeRole(self.settings, self.bus)))
+        if "engine" in self.roles:
+            from netspectra.engine.engine import Engine
+            from netspectra.engine.role import EngineRole
+
+            engine = Engine.from_settings(self.settings, self.context)
+            built.append(("engine", EngineRole(self.settings, self.bus, engine)))
+        if "api" in self.roles:
+            from netspectra.api.role import ApiRole
+
+            built.append(("api", ApiRole(self.settings, self.context)))
+        self.built = dict(built)
+        return built
+
+    async def run(self, stop: asyncio.Event, *, policy: RestartPolicy | None = None) -> int:
+        """Serve until ``stop`` is set; returns the process exit code."""
+        roles = self.build()
+        logger.info("Starting roles: %s", ", ".join(name for name, _ in roles))
+        supervisor = Supervisor(roles, policy=policy, grace_s=self.grace_s)
+        try:
+            return await supervisor.run(stop)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self.bus is not None:
+            close = getattr(self.bus, "close", None)
+            if close is not None:
+                await close()
+        await self.context.close()
+
+
+def install_signal_handlers(stop: asyncio.Event, task: asyncio.Task[Any]) -> None:
+    """First SIGINT/SIGTERM asks for an orderly stop; a second one cancels everything at once."""
+    loop = asyncio.get_running_loop()
+
+    def _on_signal(signum: int) -> None:
+        if stop.is_set():
+            logger.warning("Second %s: stopping immediately", signal.Signals(signum).name)
+            task.cancel()
+            return
+        logger.info("Received %s: stopping (again to force)", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _on_signal, signum)
+
+
+async def serve_forever(application: Application) -> int:
+    """Run ``application`` with signal handling; the entry point of ``netspectra run``."""
+    stop = asyncio.Event()
+    current = asyncio.current_task()
+    assert current is not None
+    install_signal_handlers(stop, current)
+    try:
+        return await application.run(stop)
+    except asyncio.CancelledError:
+        return 130

@@ -1,0 +1,130 @@
+"""Runs the roles of one process as supervised asyncio tasks.
+
+Each role offers ``serve(stop)``. A role that raises is logged with its traceback and restarted
+with exponential backoff; too many failures inside a window end the process with a non-zero
+code and the reason. Shutdown goes in data order — probe first, so the engine can drain what
+was published and write its final snapshot, then the api — each within a grace period, after
+which the role is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from netspectra.logs import current_role
+
+logger = logging.getLogger(__name__)
+
+
+class Role(Protocol):
+    """One part of the pipeline; returns when ``stop`` is set (or when its work is done)."""
+
+    async def serve(self, stop: asyncio.Event) -> None: ...
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How often a crashing role is restarted before the process gives up."""
+
+    max_failures: int = 5
+    window_s: float = 60.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 15.0
+
+
+class RoleFailedError(Exception):
+    """A role failed more often than the restart policy allows."""
+
+
+@dataclass
+class _Slot:
+    name: str
+    role: Role
+    stop: asyncio.Event
+    task: asyncio.Task[None] | None = None
+
+
+class Supervisor:
+    """Starts roles in the given (data) order and stops them in the same order."""
+
+    def __init__(
+        self,
+        roles: Sequence[tuple[str, Role]],
+        *,
+        policy: RestartPolicy | None = None,
+        grace_s: float = 30.0,
+    ) -> None:
+        self._slots = [_Slot(name, role, asyncio.Event()) for name, role in roles]
+        self._policy = policy or RestartPolicy()
+        self._grace_s = grace_s
+        self.failure: str | None = None
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Serve until ``stop`` is set, every role has finished, or one fails for good; return the exit code."""
+        fatal = asyncio.Event()
+        for slot in self._slots:
+            slot.task = asyncio.create_task(self._keep_alive(slot, fatal), name=f"role:{slot.name}")
+        all_done = asyncio.ensure_future(asyncio.gather(*(s.task for s in self._slots if s.task)))
+        stop_wait = asyncio.ensure_future(stop.wait())
+        fatal_wait = asyncio.ensure_future(fatal.wait())
+        try:
+            await asyncio.wait({all_done, stop_wait, fatal_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+            fatal_wait.cancel()
+        await self._shutdown()
+        all_done.cancel()
+        if self.failure:
+            logger.error("Stopping: %s", self.failure)
+            return 1
+        return 0
+
+    async def _shutdown(self) -> None:
+        for slot in self._slots:
+            slot.stop.set()
+            if slot.task is None or slot.task.done():
+                continue
+            logger.info("Stopping %s", slot.name)
+            done, _ = await asyncio.wait({slot.task}, timeout=self._grace_s)
+            if not done:
+                logger.warning("%s did not stop within %.0f s; cancelling it", slot.name, self._grace_s)
+                slot.task.cancel()
+                await asyncio.gather(slot.task, return_exceptions=True)
+
+    async def _keep_alive(self, slot: _Slot, fatal: asyncio.Event) -> None:
+        current_role.set(slot.name)
+        failures: list[float] = []
+        backoff = self._policy.backoff_initial_s
+        while not slot.stop.is_set():
+            try:
+                await slot.role.serve(slot.stop)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                now = time.monotonic()
+                failures = [t for t in failures if now - t < self._policy.window_s] + [now]
+                logger.exception(
+                    "Role %s crashed (%d failure(s) in %.0f s)",
+                    slot.name,
+                    len(failures),
+                    self._policy.window_s,
+                )
+                if len(failures) >= self._policy.max_failures:
+                    self.failure = (
+                        f"role {slot.name} failed {len(failures)} times within "
+                        f"{self._policy.window_s:.0f} s; see the tracebacks above"
+                    )
+                    fatal.set()
+                    return
+            logger.info("Restarting %s in %.1f s", slot.name, backoff)
+            try:
+                await asyncio.wait_for(slot.stop.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+            backoff = min(backoff * 2, self._policy.backoff_max_s)
