@@ -10,6 +10,7 @@ which the role is cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -65,7 +66,7 @@ class Supervisor:
         self.failure: str | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
-        """Serve until ``stop`` is set, every role has finished, or one fails for good; return the exit code."""
+        """Serve until ``stop`` is set, every role finished, or one failed for good; return the exit code."""
         fatal = asyncio.Event()
         for slot in self._slots:
             slot.task = asyncio.create_task(self._keep_alive(slot, fatal), name=f"role:{slot.name}")
@@ -123,8 +124,6 @@ class Supervisor:
                     fatal.set()
                     return
             logger.info("Restarting %s in %.1f s", slot.name, backoff)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(slot.stop.wait(), timeout=backoff)
-            except TimeoutError:
-                pass
             backoff = min(backoff * 2, self._policy.backoff_max_s)
