@@ -4,6 +4,8 @@
 # tests/unit/test_generated_code.py fails when the committed code differs from a fresh run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# The compiler formats its output with ruff, which reads the project's line length: run from the root.
+cd "$here/.."
 out=${1:-"$here/../netspectra/wire/generated"}
 rm -rf "$out"
 mkdir -p "$out"

@@ -53,10 +53,7 @@ class AggregationRequest(betterproto2.Message):
         return V1_QUERY_PROTO_DESCRIPTOR.message_types_by_name["AggregationRequest"]
 
     end_time: "datetime.datetime | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Timestamp,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
     )
 
     task_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -108,17 +105,11 @@ class FlowLifecycle(betterproto2.Message):
         return V1_QUERY_PROTO_DESCRIPTOR.message_types_by_name["FlowLifecycle"]
 
     first_seen: "datetime.datetime | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Timestamp,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
     )
 
     last_seen: "datetime.datetime | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Timestamp,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
     )
 
     total_packets: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)
@@ -185,10 +176,7 @@ class HeavyHittersRequest(betterproto2.Message):
     """
 
     end_time: "datetime.datetime | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Timestamp,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
     )
 
     limit: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
@@ -204,14 +192,10 @@ class HeavyHittersResponse(betterproto2.Message):
     def DESCRIPTOR() -> Descriptor:
         return V1_QUERY_PROTO_DESCRIPTOR.message_types_by_name["HeavyHittersResponse"]
 
-    hitters: "list[HeavyHitter]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    hitters: "list[HeavyHitter]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
-default_message_pool.register_message(
-    "v1", "HeavyHittersResponse", HeavyHittersResponse
-)
+default_message_pool.register_message("v1", "HeavyHittersResponse", HeavyHittersResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -227,9 +211,7 @@ class PacketBatch(betterproto2.Message):
     def DESCRIPTOR() -> Descriptor:
         return V1_TRAFFIC_PROTO_DESCRIPTOR.message_types_by_name["PacketBatch"]
 
-    packets: "list[PacketInfo]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    packets: "list[PacketInfo]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message("v1", "PacketBatch", PacketBatch)
@@ -247,15 +229,10 @@ class PacketInfo(betterproto2.Message):
         return V1_TRAFFIC_PROTO_DESCRIPTOR.message_types_by_name["PacketInfo"]
 
     timestamp: "datetime.datetime | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Timestamp,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
     )
 
-    five_tuple: "FiveTuple | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    five_tuple: "FiveTuple | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
     length: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)
 
@@ -268,18 +245,12 @@ class QueryTotalCountsResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return V1_QUERY_PROTO_DESCRIPTOR.message_types_by_name[
-            "QueryTotalCountsResponse"
-        ]
+        return V1_QUERY_PROTO_DESCRIPTOR.message_types_by_name["QueryTotalCountsResponse"]
 
-    summaries: "list[TaskSummary]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    summaries: "list[TaskSummary]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
-default_message_pool.register_message(
-    "v1", "QueryTotalCountsResponse", QueryTotalCountsResponse
-)
+default_message_pool.register_message("v1", "QueryTotalCountsResponse", QueryTotalCountsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -302,13 +273,9 @@ class SearchTasksResponse(betterproto2.Message):
     def DESCRIPTOR() -> Descriptor:
         return V1_QUERY_PROTO_DESCRIPTOR.message_types_by_name["SearchTasksResponse"]
 
-    task_names: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    task_names: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
-    task_kinds: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    task_kinds: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
     """
     NetSpectra extension: "exact" or "sketch:<algorithm>" for each name, same order.
     """
@@ -348,16 +315,11 @@ class TraceFlowRequest(betterproto2.Message):
     flow_keys: "dict[str, str]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     end_time: "datetime.datetime | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Timestamp,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
     )
 
 
@@ -371,9 +333,7 @@ class TraceFlowResponse(betterproto2.Message):
     def DESCRIPTOR() -> Descriptor:
         return V1_QUERY_PROTO_DESCRIPTOR.message_types_by_name["TraceFlowResponse"]
 
-    lifecycle: "FlowLifecycle | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    lifecycle: "FlowLifecycle | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message("v1", "TraceFlowResponse", TraceFlowResponse)
@@ -488,21 +448,15 @@ V1_QUERY_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFi
 
 
 class QueryServiceBase(betterproto2_grpclib.ServiceBase):
-    async def health_check(
-        self, message: "HealthCheckRequest"
-    ) -> "HealthCheckResponse":
+    async def health_check(self, message: "HealthCheckRequest") -> "HealthCheckResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def search_tasks(
-        self, message: "SearchTasksRequest"
-    ) -> "SearchTasksResponse":
+    async def search_tasks(self, message: "SearchTasksRequest") -> "SearchTasksResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def aggregate_flows(
-        self, message: "AggregationRequest"
-    ) -> "QueryTotalCountsResponse":
+    async def aggregate_flows(self, message: "AggregationRequest") -> "QueryTotalCountsResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -510,9 +464,7 @@ class QueryServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def query_heavy_hitters(
-        self, message: "HeavyHittersRequest"
-    ) -> "HeavyHittersResponse":
+    async def query_heavy_hitters(self, message: "HeavyHittersRequest") -> "HeavyHittersResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -533,8 +485,7 @@ class QueryServiceBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_aggregate_flows(
-        self,
-        stream: "grpclib.server.Stream[AggregationRequest, QueryTotalCountsResponse]",
+        self, stream: "grpclib.server.Stream[AggregationRequest, QueryTotalCountsResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None

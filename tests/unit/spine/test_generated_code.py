@@ -1,0 +1,27 @@
+"""The committed betterproto2 code must be exactly what proto/generate.sh makes from proto/."""
+
+from __future__ import annotations
+
+import filecmp
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _tree(folder: Path) -> dict[str, Path]:
+    return {
+        str(path.relative_to(folder)): path
+        for path in folder.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def test_committed_generated_code_matches_a_fresh_generation(tmp_path: Path) -> None:
+    fresh = tmp_path / "generated"
+    subprocess.run([str(ROOT / "proto" / "generate.sh"), str(fresh)], check=True, capture_output=True)
+    committed = _tree(ROOT / "netspectra" / "wire" / "generated")
+    regenerated = _tree(fresh)
+    assert sorted(committed) == sorted(regenerated)
+    stale = [name for name in committed if not filecmp.cmp(committed[name], regenerated[name], shallow=False)]
+    assert stale == [], f"run proto/generate.sh: these differ from a fresh generation: {stale}"
