@@ -1,0 +1,99 @@
+"""Supervision: restart with backoff, give up after N quick failures, stop in data order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from netspectra.supervisor import RestartPolicy, Supervisor
+
+FAST = RestartPolicy(max_failures=3, window_s=60, backoff_initial_s=0.01, backoff_max_s=0.02)
+
+
+class Recorder:
+    def __init__(self, name: str, log: list[str], *, crash_times: int = 0, stop_delay: float = 0.0) -> None:
+        self.name, self.log, self.crash_times, self.stop_delay = name, log, crash_times, stop_delay
+        self.starts = 0
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        self.starts += 1
+        self.log.append(f"start {self.name}")
+        if self.starts <= self.crash_times:
+            raise RuntimeError(f"{self.name} boom {self.starts}")
+        await stop.wait()
+        await asyncio.sleep(self.stop_delay)
+        self.log.append(f"stopped {self.name}")
+
+
+async def test_a_crashing_role_is_restarted_and_the_rest_keep_running(caplog):
+    log: list[str] = []
+    flaky = Recorder("engine", log, crash_times=2)
+    steady = Recorder("api", log)
+    stop = asyncio.Event()
+    supervisor = Supervisor([("engine", flaky), ("api", steady)], policy=FAST, grace_s=1)
+    runner = asyncio.create_task(supervisor.run(stop))
+    for _ in range(200):
+        if flaky.starts == 3:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    assert await runner == 0
+    assert flaky.starts == 3 and steady.starts == 1
+    assert "engine boom 1" in caplog.text and "Traceback" in caplog.text
+
+
+async def test_too_many_failures_end_the_process_with_a_reason():
+    log: list[str] = []
+    doomed = Recorder("engine", log, crash_times=99)
+    steady = Recorder("api", log)
+    supervisor = Supervisor([("engine", doomed), ("api", steady)], policy=FAST, grace_s=1)
+    code = await asyncio.wait_for(supervisor.run(asyncio.Event()), 5)
+    assert code == 1
+    assert doomed.starts == 3
+    assert supervisor.failure and "engine failed 3 times" in supervisor.failure
+    assert "stopped api" in log
+
+
+async def test_roles_stop_in_data_order_each_waiting_for_the_previous():
+    log: list[str] = []
+    roles = [
+        ("probe", Recorder("probe", log, stop_delay=0.05)),
+        ("engine", Recorder("engine", log, stop_delay=0.05)),
+        ("api", Recorder("api", log)),
+    ]
+    stop = asyncio.Event()
+    runner = asyncio.create_task(Supervisor(roles, policy=FAST, grace_s=1).run(stop))
+    await asyncio.sleep(0.05)
+    stop.set()
+    assert await runner == 0
+    assert [line for line in log if line.startswith("stopped")] == [
+        "stopped probe",
+        "stopped engine",
+        "stopped api",
+    ]
+
+
+async def test_a_role_that_ignores_stop_is_cancelled_after_the_grace_period():
+    class Stubborn:
+        cancelled = False
+
+        async def serve(self, stop: asyncio.Event) -> None:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                Stubborn.cancelled = True
+                raise
+
+    stop = asyncio.Event()
+    runner = asyncio.create_task(Supervisor([("probe", Stubborn())], grace_s=0.05).run(stop))
+    await asyncio.sleep(0.02)
+    stop.set()
+    assert await asyncio.wait_for(runner, 2) == 0
+    assert Stubborn.cancelled
+
+
+async def test_when_every_role_finishes_its_work_the_process_ends():
+    class OneShot:
+        async def serve(self, stop: asyncio.Event) -> None:
+            await asyncio.sleep(0.01)
+
+    assert await asyncio.wait_for(Supervisor([("probe", OneShot())]).run(asyncio.Event()), 2) == 0
