@@ -7,45 +7,17 @@ messages with maps, the same decoded values) our wire format is the Go project's
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from netspectra.wire.generated import v1
 
-PROTO_DIR = Path(__file__).resolve().parents[3] / "proto"
 UTC = dt.UTC
 
 
 @pytest.fixture(scope="module")
-def official(tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("pb2")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            f"-I{PROTO_DIR}",
-            f"--python_out={out}",
-            str(PROTO_DIR / "v1" / "traffic.proto"),
-            str(PROTO_DIR / "v1" / "query.proto"),
-        ],
-        check=True,
-    )
-    (out / "v1" / "__init__.py").write_text("")
-    sys.path.insert(0, str(out))
-    try:
-        # A unique package name would be nicer, but protoc's imports say "v1": keep it, then forget it.
-        traffic = importlib.import_module("v1.traffic_pb2")
-        query = importlib.import_module("v1.query_pb2")
-    finally:
-        sys.path.remove(str(out))
-        for name in [n for n in sys.modules if n == "v1" or n.startswith("v1.")]:
-            del sys.modules[name]
-    return traffic, query
+def official(official_protos):
+    return official_protos.traffic_pb2, official_protos.query_pb2
 
 
 def _ts(seconds: int, micros: int = 0) -> dt.datetime:
