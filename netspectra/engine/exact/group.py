@@ -1,0 +1,71 @@
+"""The ``exact`` aggregator group: one :class:`FlowHashTable` per configured task."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from netspectra.config.models import ExactTaskConfig, Settings
+from netspectra.engine.exact.table import FlowHashTable, address_words
+from netspectra.engine.snapshot import Snapshot
+from netspectra.packets import PacketColumns
+
+
+class ExactGroup:
+    """Counts packets, bytes, first and last seen per flow, for each task's key fields.
+
+    ``num_shards`` (a Go setting) is accepted and ignored: one table per task, fed whole batches
+    by one kernel call, needs no sharding to stay fast, and the engine serialises all calls.
+    """
+
+    name = "exact"
+
+    def __init__(self, tasks: Sequence[ExactTaskConfig]) -> None:
+        self._tables = tuple(FlowHashTable(task.name, task.key_fields) for task in tasks)
+
+    @classmethod
+    def from_config(cls, settings: Settings) -> ExactGroup:
+        """The group described by ``settings.aggregator.exact``."""
+        return cls(settings.aggregator.exact.tasks)
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(table.task for table in self._tables)
+
+    @property
+    def tables(self) -> tuple[FlowHashTable, ...]:
+        return self._tables
+
+    def insert(self, batch: PacketColumns) -> None:
+        """Feed the batch to every task (one kernel call per task; no per-packet Python)."""
+        if not len(batch) or not self._tables:
+            return
+        src_words = address_words(batch.src_ip)
+        dst_words = address_words(batch.dst_ip)
+        for table in self._tables:
+            table.insert(
+                src_words,
+                dst_words,
+                batch.src_port,
+                batch.dst_port,
+                batch.protocol,
+                batch.ts_ns,
+                batch.length,
+            )
+
+    def snapshot(self, taken_at_ns: int, period_start_ns: int) -> Snapshot:
+        """Copies of every task's flows; the live tables are untouched."""
+        return Snapshot(
+            group=self.name,
+            taken_at_ns=taken_at_ns,
+            period_start_ns=period_start_ns,
+            flows=tuple(table.flow_table() for table in self._tables),
+        )
+
+    def reset(self) -> None:
+        for table in self._tables:
+            table.reset()
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by all tables (for the stats line)."""
+        return sum(table.nbytes for table in self._tables)
