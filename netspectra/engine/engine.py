@@ -1,0 +1,356 @@
+"""The engine: feeds every batch to every group, and hands each writer snapshots of its own group.
+
+Timing rules (what a writer can rely on):
+
+* A writer snapshots only its own group, every ``snapshot_interval`` of its own. A snapshot is a
+  read-only copy; taking it never resets anything, so writers with different intervals each see
+  everything counted since the period began.
+* One global ``aggregator.period`` resets every task of every group at the same instant. At
+  that instant **every writer first receives a closing snapshot of the ending period** (taken
+  just before the reset, under the same lock), whether or not its own interval is due. So a
+  writer whose snapshot is due at the reset instant sees the pre-reset data, and no writer
+  loses what was counted between its last snapshot and the reset. Each writer's interval
+  cadence then continues unchanged.
+* ``close()`` stops the schedule, waits for in-flight batches, gives every writer a final
+  snapshot, waits until the writers have written what they accepted, then closes them.
+
+Concurrency: kernels release the GIL, so batches run in one worker thread (a single-thread
+executor) and the event loop stays responsive. Inserts, snapshots and resets all take one lock,
+so a snapshot never sees half a batch. Writers write from their own asyncio task each; a writer
+that raises is logged with its traceback and the engine and the other writers carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from netspectra.config.models import Settings, WriterConfig
+from netspectra.engine.groups import build_groups
+from netspectra.engine.protocols import AggregatorGroup, SnapshotWriter
+from netspectra.engine.snapshot import Snapshot
+from netspectra.packets import PacketColumns
+from netspectra.storage.registry import StorageContext
+
+logger = logging.getLogger(__name__)
+
+#: Wall clock in nanoseconds since the epoch; injectable so tests control time.
+Clock = Callable[[], int]
+_NS = 1_000_000_000
+#: Longest the scheduler sleeps, so a stepped wall clock is noticed within this time.
+_MAX_SLEEP_S = 1.0
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Totals since the engine was built (not reset by the period)."""
+
+    packets: int = 0
+    bytes: int = 0
+    batches: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _WriterSlot:
+    group: str
+    config: WriterConfig
+    writer: SnapshotWriter
+    interval_ns: int
+    next_due_ns: int = 0
+    queue: asyncio.Queue[Snapshot | None] | None = None
+    task: asyncio.Task[None] | None = None
+    written: int = 0
+    failed: int = 0
+    skipped: int = 0
+    label: str = field(default="")
+
+
+class Engine:
+    """Owns the aggregator groups and their writers; see the module docstring for the timing rules."""
+
+    def __init__(
+        self,
+        groups: Mapping[str, AggregatorGroup],
+        writers: Mapping[str, Sequence[tuple[WriterConfig, SnapshotWriter]]] | None = None,
+        *,
+        period_s: float = 720 * 3600.0,
+        stats_interval_s: float = 10.0,
+        clock: Clock = time.time_ns,
+    ) -> None:
+        self._groups = dict(groups)
+        self._clock = clock
+        self._period_ns = max(1, int(period_s * _NS))
+        self._stats_interval_ns = max(1, int(stats_interval_s * _NS))
+        self._slots: list[_WriterSlot] = []
+        for group_name, pairs in (writers or {}).items():
+            if group_name not in self._groups:
+                raise ValueError(f"writers given for unknown group {group_name!r}")
+            for position, (config, writer) in enumerate(pairs):
+                self._slots.append(
+                    _WriterSlot(
+                        group=group_name,
+                        config=config,
+                        writer=writer,
+                        interval_ns=max(1, int(config.snapshot_interval * _NS)),
+                        label=f"{group_name}.writers[{position}] ({config.type})",
+                    )
+                )
+        self.stats = EngineStats()
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._scheduler: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._started = False
+        self._closed = False
+        self._period_start_ns = clock()
+        self._period_end_ns = self._period_start_ns + self._period_ns
+        self._next_stats_ns = self._period_start_ns + self._stats_interval_ns
+        self._stats_mark = (self._period_start_ns, 0)
+        self.final_snapshots: dict[str, Snapshot] = {}
+
+    # --- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, context: StorageContext, *, clock: Clock = time.time_ns
+    ) -> Engine:
+        """Groups from ``aggregator.types``, and each group's enabled writers from its config section."""
+        groups = build_groups(settings)
+        writers: dict[str, list[tuple[WriterConfig, SnapshotWriter]]] = {}
+        for name in groups:
+            section = getattr(settings.aggregator, name, None)
+            configs: Sequence[WriterConfig] = getattr(section, "writers", ())
+            writers[name] = [
+                (config, context.build_writer(config, name)) for config in configs if config.enabled
+            ]
+        return cls(
+            groups,
+            writers,
+            period_s=settings.aggregator.period,
+            stats_interval_s=settings.engine.stats_interval,
+            clock=clock,
+        )
+
+    @property
+    def groups(self) -> Mapping[str, AggregatorGroup]:
+        return self._groups
+
+    @property
+    def period_start_ns(self) -> int:
+        return self._period_start_ns
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, *, schedule: bool = True) -> None:
+        """Start the worker thread, the writers' tasks and (unless ``schedule=False``) the timer.
+
+        Without the schedule nothing is snapshot or reset on time; the caller drives
+        :meth:`run_due` (tests with an injected clock) or only wants the final snapshot (analyze).
+        """
+        if self._started:
+            return
+        self._started = True
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netspectra-engine")
+        now = self._clock()
+        self._period_start_ns = now
+        self._period_end_ns = now + self._period_ns
+        self._next_stats_ns = now + self._stats_interval_ns
+        self._stats_mark = (now, self.stats.packets)
+        for slot in self._slots:
+            slot.next_due_ns = now + slot.interval_ns
+            slot.queue = asyncio.Queue()
+            slot.task = asyncio.create_task(self._write_loop(slot), name=f"writer {slot.label}")
+        if schedule:
+            self._scheduler = asyncio.create_task(self._schedule_loop(), name="engine scheduler")
+        tasks = {name: len(group.task_names) for name, group in self._groups.items()}
+        logger.info(
+            "Started engine: %s tasks; %d writer(s); period %gs",
+            ", ".join(f"{count} {name}" for name, count in tasks.items()) or "no",
+            len(self._slots),
+            self._period_ns / _NS,
+        )
+
+    async def close(self) -> dict[str, Snapshot]:
+        """Drain, final snapshot to every writer, wait for the writes, close the writers (idempotent)."""
+        if self._closed:
+            return self.final_snapshots
+        self._closed = True
+        self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler
+        now = self._clock()
+        # Runs after every batch already submitted to the worker thread: that is the drain.
+        self.final_snapshots = await self._in_worker(self._snapshot_groups, list(self._groups), now, False)
+        for slot in self._slots:
+            snapshot = self.final_snapshots[slot.group]
+            if slot.queue is not None and slot.task is not None:
+                slot.queue.put_nowait(snapshot)
+                slot.queue.put_nowait(None)
+            else:  # never started: write directly
+                await self._write_one(slot, snapshot)
+        for slot in self._slots:
+            if slot.task is not None:
+                await slot.task
+        for slot in self._slots:
+            try:
+                await slot.writer.close()
+            except Exception:
+                logger.exception("Writer %s failed to close", slot.label)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self._log_stats(now)
+        logger.info("Stopped engine: %d packets, %d bytes, %d batches", *self._totals())
+        return self.final_snapshots
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- data path -------------------------------------------------------------------------
+
+    async def ingest(self, batch: PacketColumns) -> None:
+        """Count one batch in every task of every group (in the worker thread)."""
+        if not len(batch):
+            return
+        await self._in_worker(self.ingest_sync, batch)
+
+    def ingest_sync(self, batch: PacketColumns) -> None:
+        """Count one batch in the calling thread (the offline runner); serialised with everything else."""
+        if not len(batch):
+            return
+        with self._lock:
+            for group in self._groups.values():
+                group.insert(batch)
+            self.stats.packets += len(batch)
+            self.stats.bytes += int(batch.length.sum())
+            self.stats.batches += 1
+
+    def snapshot_all_sync(self) -> dict[str, Snapshot]:
+        """A snapshot of every group now (no writer involved, nothing reset)."""
+        return self._snapshot_groups(list(self._groups), self._clock(), False)
+
+    # --- schedule --------------------------------------------------------------------------
+
+    async def run_due(self) -> None:
+        """Take the snapshots that are due at ``clock()`` and reset when the period is over.
+
+        The scheduler calls this; tests with an injected clock call it directly.
+        """
+        now = self._clock()
+        period_over = now >= self._period_end_ns
+        due = [slot for slot in self._slots if period_over or slot.next_due_ns <= now]
+        ready = []
+        for slot in due:
+            if not period_over and slot.queue is not None and slot.queue.qsize() > 0:
+                # The previous snapshot is still waiting; a newer one supersedes it within a period.
+                slot.skipped += 1
+                logger.warning(
+                    "Writer %s is slower than its %gs interval; skipped a snapshot (%d so far)",
+                    slot.label,
+                    slot.interval_ns / _NS,
+                    slot.skipped,
+                )
+            else:
+                ready.append(slot)
+            while slot.next_due_ns <= now:
+                slot.next_due_ns += slot.interval_ns
+        if ready or period_over:
+            names = sorted({slot.group for slot in ready})
+            snapshots = await self._in_worker(self._snapshot_groups, names, now, period_over)
+            for slot in ready:
+                await self._enqueue(slot, snapshots[slot.group])
+        if period_over:
+            logger.info("Period of %gs ended: every task reset", self._period_ns / _NS)
+        if now >= self._next_stats_ns:
+            self._log_stats(now)
+            while self._next_stats_ns <= now:
+                self._next_stats_ns += self._stats_interval_ns
+
+    def _snapshot_groups(self, names: Sequence[str], now: int, reset: bool) -> dict[str, Snapshot]:
+        """Snapshots of ``names`` and, when ``reset``, a reset of every group, atomically."""
+        with self._lock:
+            snapshots = {
+                name: self._groups[name].snapshot(taken_at_ns=now, period_start_ns=self._period_start_ns)
+                for name in names
+            }
+            if reset:
+                for group in self._groups.values():
+                    group.reset()
+                self._period_start_ns = now
+                self._period_end_ns = now + self._period_ns
+        return snapshots
+
+    async def _schedule_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.run_due()
+            except Exception:
+                logger.exception("Engine schedule step failed; retrying on the next tick")
+            wake = min([self._period_end_ns, self._next_stats_ns, *(s.next_due_ns for s in self._slots)])
+            delay = min(_MAX_SLEEP_S, max(0.0, (wake - self._clock()) / _NS))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+
+    # --- writers ---------------------------------------------------------------------------
+
+    async def _enqueue(self, slot: _WriterSlot, snapshot: Snapshot) -> None:
+        if slot.queue is not None:
+            slot.queue.put_nowait(snapshot)
+        else:
+            await self._write_one(slot, snapshot)
+
+    async def _write_loop(self, slot: _WriterSlot) -> None:
+        assert slot.queue is not None
+        while True:
+            snapshot = await slot.queue.get()
+            if snapshot is None:
+                return
+            await self._write_one(slot, snapshot)
+
+    async def _write_one(self, slot: _WriterSlot, snapshot: Snapshot) -> None:
+        try:
+            await slot.writer.write(snapshot)
+            slot.written += 1
+        except Exception:
+            slot.failed += 1
+            logger.exception(
+                "Writer %s failed to write the snapshot taken at %d (%d failure(s) so far); engine continues",
+                slot.label,
+                snapshot.taken_at_ns,
+                slot.failed,
+            )
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    async def _in_worker(self, function, *args):  # type: ignore[no-untyped-def]
+        if self._executor is None:
+            return function(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def _totals(self) -> tuple[int, int, int]:
+        return self.stats.packets, self.stats.bytes, self.stats.batches
+
+    def _log_stats(self, now: int) -> None:
+        mark_ns, mark_packets = self._stats_mark
+        elapsed = max(1e-9, (now - mark_ns) / _NS)
+        rate = (self.stats.packets - mark_packets) / elapsed
+        self._stats_mark = (now, self.stats.packets)
+        logger.info(
+            "Engine stats: %d packets (%.0f/s), %d bytes, %d batches; writers %s",
+            self.stats.packets,
+            rate,
+            self.stats.bytes,
+            self.stats.batches,
+            ", ".join(f"{s.label}: {s.written} written, {s.failed} failed" for s in self._slots) or "none",
+        )

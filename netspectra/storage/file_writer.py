@@ -1,0 +1,163 @@
+"""The ``file`` writer (Go's ``gob`` writer's role): exact flows as JSON Lines, one file per task.
+
+Layout: ``<root_path>/<YYYY-MM-DD_HH-MM-SS>/<task>.jsonl`` where the directory is the snapshot's
+``taken_at`` in UTC, one object per flow::
+
+    {"task": "per_src_ip", "fields": {"SrcIP": "10.0.0.1"}, "packets": 3, "bytes": 180,
+     "first_seen": "2024-05-01T12:00:00.000000001Z", "last_seen": "2024-05-01T12:00:01.5Z"...}
+
+Times are RFC 3339 in UTC with all nine nanosecond digits; IPv4 is dotted, IPv6 compressed;
+only the task's key fields appear, in its configured order. Each file is written to a temporary
+name and renamed, so a reader never sees half a file. Formatting runs in a thread so the event
+loop keeps serving. Sketch snapshots carry no flows and are skipped (the ``text`` writer is theirs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from netspectra.config.models import WriterConfig
+from netspectra.engine.snapshot import FlowTable, Snapshot
+from netspectra.fields import KeyField, address_text
+from netspectra.storage.registry import StorageContext
+
+logger = logging.getLogger(__name__)
+
+_NS = 1_000_000_000
+_DIRECTORY_FORMAT = "%Y-%m-%d_%H-%M-%S"
+
+
+def rfc3339_ns(ns: int) -> str:
+    """``2024-05-01T12:00:00.000000001Z``: UTC, always nine fractional digits."""
+    seconds, fraction = divmod(int(ns), _NS)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{fraction:09d}Z"
+
+
+def snapshot_directory_name(taken_at_ns: int) -> str:
+    """The directory of one snapshot: its UTC time to the second, as the Go writer names it."""
+    return datetime.fromtimestamp(taken_at_ns // _NS, UTC).strftime(_DIRECTORY_FORMAT)
+
+
+class _TimeText:
+    """RFC 3339 text of nanosecond stamps, caching the per-second part (flows share seconds)."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[int, str] = {}
+
+    def __call__(self, ns: int) -> str:
+        seconds, fraction = divmod(ns, _NS)
+        prefix = self._seconds.get(seconds)
+        if prefix is None:
+            prefix = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._seconds[seconds] = prefix
+        return f"{prefix}.{fraction:09d}Z"
+
+
+def _address_texts(column_bytes: bytes, rows: int) -> list[str]:
+    cache: dict[bytes, str] = {}
+    texts = []
+    for offset in range(0, rows * 16, 16):
+        raw = column_bytes[offset : offset + 16]
+        text = cache.get(raw)
+        if text is None:
+            text = address_text(raw)
+            cache[raw] = text
+        texts.append(text)
+    return texts
+
+
+def flow_lines(table: FlowTable) -> list[str]:
+    """The JSON Lines of one task's flows (one string per flow, without newline)."""
+    rows = len(table)
+    columns: list[tuple[str, list[str] | list[int], bool]] = []
+    for field in table.key_fields:
+        if field is KeyField.SRC_IP:
+            columns.append((field.value, _address_texts(table.src_ip.tobytes(), rows), True))
+        elif field is KeyField.DST_IP:
+            columns.append((field.value, _address_texts(table.dst_ip.tobytes(), rows), True))
+        elif field is KeyField.SRC_PORT:
+            columns.append((field.value, table.src_port.tolist(), False))
+        elif field is KeyField.DST_PORT:
+            columns.append((field.value, table.dst_port.tolist(), False))
+        else:
+            columns.append((field.value, table.protocol.tolist(), False))
+    task = json.dumps(table.task)
+    time_text = _TimeText()
+    packets = table.packets.tolist()
+    sizes = table.bytes.tolist()
+    first = table.first_seen_ns.tolist()
+    last = table.last_seen_ns.tolist()
+    lines = []
+    for row in range(rows):
+        fields = ", ".join(
+            f'"{name}": "{values[row]}"' if quoted else f'"{name}": {values[row]}'
+            for name, values, quoted in columns
+        )
+        lines.append(
+            f'{{"task": {task}, "fields": {{{fields}}}, "packets": {packets[row]}, "bytes": {sizes[row]}, '
+            f'"first_seen": "{time_text(first[row])}", "last_seen": "{time_text(last[row])}"}}'
+        )
+    return lines
+
+
+def _write_atomically(path: Path, lines: list[str]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        for line in lines:
+            handle.write(line)
+            handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+class FileWriter:
+    """Writes every exact task of a snapshot to its own JSON Lines file (see the module docstring)."""
+
+    def __init__(self, root_path: str | Path, group: str = "exact") -> None:
+        self.root_path = Path(root_path)
+        self.group = group
+        self._last_directory: str | None = None
+        self._warned_sketch = False
+
+    @classmethod
+    def from_config(cls, config: WriterConfig, *, group: str, context: StorageContext) -> FileWriter:
+        return cls(config.path_options.root_path, group=group)
+
+    async def write(self, snapshot: Snapshot) -> None:
+        if not snapshot.flows:
+            if snapshot.sketches and not self._warned_sketch:
+                self._warned_sketch = True
+                logger.warning(
+                    "The file writer of group %r got sketch results; it writes exact flows only "
+                    "(use the 'text' writer for sketches)",
+                    self.group,
+                )
+            return
+        directory = await asyncio.to_thread(self.write_sync, snapshot)
+        logger.info("Wrote %d task file(s) of group %r to %s", len(snapshot.flows), self.group, directory)
+
+    def write_sync(self, snapshot: Snapshot) -> Path:
+        """Write the snapshot's flow tables; returns the snapshot directory."""
+        name = snapshot_directory_name(snapshot.taken_at_ns)
+        if name == self._last_directory or (
+            self._last_directory is not None and self._last_directory.startswith(name + ".")
+        ):
+            # Two snapshots in one second (e.g. a period's closing one, then the final one):
+            # keep both rather than let the later overwrite the earlier.
+            name = f"{name}.{snapshot.taken_at_ns % _NS:09d}"
+        directory = self.root_path / name
+        directory.mkdir(parents=True, exist_ok=True)
+        for table in snapshot.flows:
+            _write_atomically(directory / f"{table.task}.jsonl", flow_lines(table))
+        self._last_directory = name
+        return directory
+
+    async def close(self) -> None:
+        """Nothing buffered: every accepted snapshot is on disk when write() returns."""

@@ -1,0 +1,87 @@
+"""The JSON Lines file writer, parsed back with the standard library and compared to brute force."""
+
+from __future__ import annotations
+
+import json
+from calendar import timegm
+from pathlib import Path
+from time import strptime
+
+import numpy as np
+
+from netspectra.config.models import ExactTaskConfig, WriterConfig
+from netspectra.engine.exact import ExactGroup
+from netspectra.engine.snapshot import SketchResult, Snapshot
+from netspectra.fields import FIELD_ORDER, KeyField
+from netspectra.storage.file_writer import FileWriter
+from netspectra.storage.registry import StorageContext
+from tests.unit.engine.engine_helpers import brute_force, random_batch
+
+S = 1_000_000_000
+TASKS = {"per_src_ip": (KeyField.SRC_IP,), "per_five_tuple": FIELD_ORDER, "proto_dst": (KeyField.PROTOCOL,)}
+
+
+def parse_time(text: str) -> int:
+    """RFC 3339 ``...T..:..:...nnnnnnnnnZ`` → ns, by hand (strptime cannot hold nanoseconds)."""
+    assert text.endswith("Z") and len(text.split(".")[1]) == 10
+    whole, fraction = text[:-1].split(".")
+    return timegm(strptime(whole, "%Y-%m-%dT%H:%M:%S")) * S + int(fraction)
+
+
+def read_back(path: Path, task: str) -> dict[tuple, list[int]]:
+    result = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        assert record["task"] == task
+        assert list(record["fields"]) == [field.value for field in TASKS[task]]
+        key = tuple(record["fields"].values())
+        result[key] = [
+            record["packets"],
+            record["bytes"],
+            parse_time(record["first_seen"]),
+            parse_time(record["last_seen"]),
+        ]
+    return result
+
+
+async def test_written_files_equal_truth(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    batches = [random_batch(rng, 3000, hosts=80, ports=30) for _ in range(2)]
+    group = ExactGroup([ExactTaskConfig(name=name, key_fields=fields) for name, fields in TASKS.items()])
+    for batch in batches:
+        group.insert(batch)
+    config = WriterConfig(type="gob", gob={"root_path": str(tmp_path / "out")})
+    writer = FileWriter.from_config(config, group="exact", context=StorageContext())
+    taken = 1_714_564_800 * S + 123  # 2024-05-01 12:00:00 UTC
+    await writer.write(group.snapshot(taken_at_ns=taken, period_start_ns=0))
+    await writer.close()
+    directory = tmp_path / "out" / "2024-05-01_12-00-00"
+    assert sorted(p.name for p in directory.iterdir()) == sorted(f"{name}.jsonl" for name in TASKS)
+    for name, fields in TASKS.items():
+        assert read_back(directory / f"{name}.jsonl", name) == brute_force(batches, fields), name
+
+
+async def test_same_second_snapshots_do_not_overwrite(tmp_path: Path) -> None:
+    group = ExactGroup([ExactTaskConfig(name="t", key_fields=(KeyField.SRC_PORT,))])
+    writer = FileWriter(tmp_path)
+    first = random_batch(np.random.default_rng(1), 100)
+    group.insert(first)
+    await writer.write(group.snapshot(taken_at_ns=5 * S + 1, period_start_ns=0))
+    group.reset()
+    await writer.write(group.snapshot(taken_at_ns=5 * S + 2, period_start_ns=5 * S))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["1970-01-01_00-00-05", "1970-01-01_00-00-05.000000002"]
+    assert len(read_back_lines(tmp_path / names[0] / "t.jsonl")) == len(set(first.src_port.tolist()))
+    assert read_back_lines(tmp_path / names[1] / "t.jsonl") == []
+    assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def read_back_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+async def test_sketch_snapshots_are_ignored(tmp_path: Path) -> None:
+    writer = FileWriter(tmp_path, group="sketch")
+    sketch = SketchResult(task="cm", algorithm="count_min", hitters=())
+    await writer.write(Snapshot(group="sketch", taken_at_ns=0, period_start_ns=0, sketches=(sketch,)))
+    assert list(tmp_path.iterdir()) == []
