@@ -1,7 +1,146 @@
-"""CLI: `netspectra analyze` (placeholder until its issue lands)."""
+"""``netspectra analyze FILE``: a capture file through the live engine, then a summary.
+
+Exit codes: 0 done (a file cut short by a corrupt record still counts what was read, and says
+so); 2 the file cannot be opened or is not a pcap/pcapng capture; 3 the config is invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from netspectra.analysis import AnalysisResult, analyze_file, default_settings, top_flows
+from netspectra.config import Settings, load_settings
+from netspectra.errors import CaptureError, ConfigError, PluginError
+
+EXIT_BAD_INPUT = 2
+EXIT_BAD_CONFIG = 3
+
+
+def _settings(config: Path | None) -> Settings:
+    return load_settings(config) if config is not None else default_settings()
+
+
+def _configure_logging(settings: Settings, console: Console) -> None:
+    # Engine and writer lifecycle lines are noise next to the summary; warnings and errors stay.
+    level = max(logging.WARNING, logging.getLevelNamesMapping()[settings.logging.level])
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+        force=True,
+    )
+
+
+def _run(path: Path, settings: Settings, console: Console, show_progress: bool) -> AnalysisResult:
+    if not show_progress:
+        return asyncio.run(analyze_file(path, settings))
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[packets]:,} packets ({task.fields[rate]:,.0f}/s)"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(path.name, total=None, packets=0, rate=0.0)
+
+        def update(bytes_read: int, total: int | None, packets: int) -> None:
+            elapsed = progress.tasks[0].elapsed or 0.0
+            rate = packets / elapsed if elapsed > 0 else 0.0
+            progress.update(task, completed=bytes_read, total=total, packets=packets, rate=rate)
+
+        return asyncio.run(analyze_file(path, settings, progress=update))
+
+
+def _print_summary(result: AnalysisResult, console: Console, top: int) -> None:
+    console.print(
+        f"[bold]{result.path}[/]: {result.packets:,} packets, {result.bytes:,} bytes "
+        f"({result.frames:,} frames) in {result.elapsed_s:.2f}s = {result.packets_per_s:,.0f} packets/s"
+    )
+    if result.skips:
+        skipped = ", ".join(f"{reason} {count:,}" for reason, count in sorted(result.skips.items()))
+        console.print(f"Skipped frames: {skipped}")
+    if result.error:
+        console.print(f"[yellow]Stopped early:[/] {result.error} (counted everything before it)")
+    for table in result.flow_tables():
+        view = Table(
+            title=f"{table.task}: top {min(top, len(table))} of {len(table):,} flows", title_justify="left"
+        )
+        for key_field in table.key_fields:
+            view.add_column(key_field.value, overflow="fold")
+        view.add_column("Packets", justify="right")
+        view.add_column("Bytes", justify="right")
+        for flow in top_flows(table, top):
+            view.add_row(
+                *(str(v) for v in flow["fields"].values()), f"{flow['packets']:,}", f"{flow['bytes']:,}"
+            )
+        console.print(view)
+    for snapshot in result.snapshots.values():
+        for sketch in snapshot.sketches:
+            view = Table(title=f"{sketch.task} ({sketch.algorithm}): heavy hitters", title_justify="left")
+            view.add_column("Flow")
+            view.add_column("Kind")
+            view.add_column("Value", justify="right")
+            for hitter in sketch.hitters[:top]:
+                view.add_row(hitter.flow, hitter.kind.name.lower(), f"{hitter.value:,}")
+            console.print(view)
+
+
+def analyze(
+    file: Path = typer.Argument(..., help="A pcap or pcapng capture file."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Config file (default: the project's default config)."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+    top: int = typer.Option(10, "--top", min=0, help="Flows shown per task."),
+) -> None:
+    """Count every flow of FILE with the configured tasks, write the final snapshot, print a summary."""
+    err_console = Console(stderr=True)
+    out_console = err_console if json_output else Console()
+    try:
+        settings = _settings(config)
+    except ConfigError as error:
+        err_console.print(str(error), markup=False, highlight=False)
+        raise typer.Exit(EXIT_BAD_CONFIG) from None
+    _configure_logging(settings, err_console)
+    try:
+        result = _run(file, settings, out_console, show_progress=out_console.is_terminal)
+    except CaptureError as error:
+        err_console.print(f"Cannot analyze {file}: {error}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (ConfigError, PluginError) as error:
+        err_console.print(str(error), markup=False, highlight=False)
+        raise typer.Exit(EXIT_BAD_CONFIG) from None
+    if result.unreadable:
+        err_console.print(f"Cannot analyze {file}: {result.error}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if json_output:
+        sys.stdout.write(json.dumps(result.to_json(top)) + "\n")
+    else:
+        _print_summary(result, out_console, top)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``analyze`` to the root app."""
+    app.command("analyze")(analyze)

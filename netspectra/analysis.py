@@ -1,0 +1,204 @@
+"""Offline analysis: one capture file through the same engine, groups and writers as live traffic.
+
+``netspectra analyze`` is a thin shell over :func:`analyze_file`. The file is parsed in a reader
+thread while the engine's kernels count the previous batch in the calling thread; both are numba
+kernels that release the GIL, so on two cores parsing and counting overlap. There is no
+schedule: periodic snapshots and period resets follow the wall clock, which means nothing for a
+file, so every writer gets exactly one snapshot — the final one, when the file is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netspectra.capture.reader import CaptureReader
+from netspectra.config import Settings, load_settings
+from netspectra.engine.engine import Engine
+from netspectra.engine.snapshot import FlowTable, Snapshot
+from netspectra.fields import KeyField, address_text
+from netspectra.storage.registry import StorageContext
+
+#: Called after each batch with (bytes read, total bytes or None, packets so far).
+ProgressCallback = Callable[[int, int | None, int], None]
+DEFAULT_CONFIG_RESOURCE = "default_config.yaml"
+_QUEUE_DEPTH = 4
+
+
+def default_settings() -> Settings:
+    """The project's default configuration: ``netspectra/default_config.yaml`` if shipped, else defaults."""
+    resource = files("netspectra").joinpath(DEFAULT_CONFIG_RESOURCE)
+    if resource.is_file():
+        return load_settings(Path(str(resource)))
+    return Settings()
+
+
+@dataclass(slots=True)
+class AnalysisResult:
+    """What one file produced: the reader's counters and every group's final snapshot."""
+
+    path: str
+    frames: int
+    packets: int
+    bytes: int
+    skips: dict[str, int]
+    error: str | None
+    bytes_read: int
+    elapsed_s: float
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+
+    @property
+    def packets_per_s(self) -> float:
+        return self.packets / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def unreadable(self) -> bool:
+        """True when not one frame could be read: the file is not a capture we understand."""
+        return self.error is not None and self.frames == 0
+
+    def flow_tables(self) -> list[FlowTable]:
+        return [table for snapshot in self.snapshots.values() for table in snapshot.flows]
+
+    def to_json(self, top: int) -> dict[str, Any]:
+        """One JSON-ready document: counters, the top ``top`` flows per exact task, sketch hitters."""
+        return {
+            "file": self.path,
+            "frames": self.frames,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "skips": dict(self.skips),
+            "error": self.error,
+            "elapsed_s": round(self.elapsed_s, 6),
+            "packets_per_s": round(self.packets_per_s, 1),
+            "exact": {
+                table.task: {"flows": len(table), "top": top_flows(table, top)}
+                for table in self.flow_tables()
+            },
+            "sketch": {
+                result.task: {
+                    "algorithm": result.algorithm,
+                    "hitters": [
+                        {"flow": hitter.flow, "value": hitter.value, "kind": hitter.kind.name.lower()}
+                        for hitter in result.hitters[:top]
+                    ],
+                }
+                for snapshot in self.snapshots.values()
+                for result in snapshot.sketches
+            },
+        }
+
+
+def top_flows(table: FlowTable, top: int) -> list[dict[str, Any]]:
+    """The ``top`` flows by packets (then bytes), with their key fields as text/ints."""
+    if not len(table) or top <= 0:
+        return []
+    order = np.lexsort((-table.bytes.astype(np.float64), -table.packets.astype(np.float64)))[:top]
+    flows = []
+    for row in order.tolist():
+        fields: dict[str, Any] = {}
+        for key_field in table.key_fields:
+            if key_field is KeyField.SRC_IP:
+                fields[key_field.value] = address_text(table.src_ip[row])
+            elif key_field is KeyField.DST_IP:
+                fields[key_field.value] = address_text(table.dst_ip[row])
+            elif key_field is KeyField.SRC_PORT:
+                fields[key_field.value] = int(table.src_port[row])
+            elif key_field is KeyField.DST_PORT:
+                fields[key_field.value] = int(table.dst_port[row])
+            else:
+                fields[key_field.value] = int(table.protocol[row])
+        flows.append(
+            {
+                "fields": fields,
+                "packets": int(table.packets[row]),
+                "bytes": int(table.bytes[row]),
+                "first_seen_ns": int(table.first_seen_ns[row]),
+                "last_seen_ns": int(table.last_seen_ns[row]),
+            }
+        )
+    return flows
+
+
+def _pump(reader: CaptureReader, engine: Engine, progress: ProgressCallback | None) -> None:
+    """Parse in a helper thread, count here; re-raise a reader failure in this thread."""
+    batches: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for batch in reader:
+                while not stop.is_set():
+                    try:
+                        batches.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            batches.put(done)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            batches.put(error)
+
+    producer = threading.Thread(target=produce, name="netspectra-analyze-reader", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item = batches.get()
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            engine.ingest_sync(item)
+            if progress is not None:
+                progress(reader.bytes_read, reader.total_bytes, engine.stats.packets)
+    finally:
+        stop.set()
+        producer.join()
+
+
+async def analyze_file(
+    path: str | Path,
+    settings: Settings,
+    *,
+    progress: ProgressCallback | None = None,
+    batch_size: int = 65536,
+) -> AnalysisResult:
+    """Run ``path`` through the engine built from ``settings``; writers get the final snapshot.
+
+    Raises :class:`~netspectra.errors.CaptureError` when the file cannot be opened and
+    :class:`~netspectra.errors.ConfigError` when the settings name an unknown group or writer.
+    """
+    context = StorageContext(engine_id=settings.engine.engine_id or "analyze")
+    try:
+        engine = Engine.from_settings(settings, context)
+        with CaptureReader(path, batch_size=batch_size) as reader:
+            await engine.start(schedule=False)
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(_pump, reader, engine, progress)
+            finally:
+                elapsed = time.perf_counter() - started
+                snapshots = await engine.close()
+        return AnalysisResult(
+            path=str(path),
+            frames=reader.frames,
+            packets=reader.packets,
+            bytes=reader.bytes,
+            skips=dict(reader.skips),
+            error=reader.error,
+            bytes_read=reader.bytes_read,
+            elapsed_s=elapsed,
+            snapshots=snapshots,
+        )
+    finally:
+        await context.close()
