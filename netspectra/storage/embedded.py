@@ -1,0 +1,150 @@
+"""The embedded store: the same schema and SQL in-process through chdb, so no server is needed.
+
+chdb allows one data directory per process and one process per directory, so every writer and
+the API reader of a process share one :class:`EmbeddedBackend` through
+:meth:`StorageContext.shared`. Roles split across processes (engine here, API there) need the
+ClickHouse server instead. chdb releases the GIL while a query runs; every call goes through
+one worker thread, which also serialises access to the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from netspectra.config.models import EmbeddedStoreOptions, WriterConfig
+from netspectra.errors import StorageError
+from netspectra.storage.registry import StorageContext
+from netspectra.storage.spool import QueuedWriter, SnapshotSpool
+from netspectra.storage.sql import TABLE_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+#: pandas dtypes for nullable and plain columns; strings and Nullable(String) stay objects.
+_DTYPES: dict[str, str] = {
+    "Timestamp": "uint32",
+    "StartTime": "uint32",
+    "EndTime": "uint32",
+    "SrcPort": "UInt16",
+    "DstPort": "UInt16",
+    "Protocol": "UInt8",
+    "ByteCount": "uint64",
+    "PacketCount": "uint64",
+    "Value": "uint64",
+    "Type": "uint8",
+}
+
+#: The database our tables live in inside the chdb data directory.
+DATABASE = "netspectra"
+
+SPLIT_ROLES_HINT = (
+    "the embedded store (chdb) serves one process per data directory; run the engine and the API "
+    "in one process (`netspectra run`), or use a ClickHouse server (writer type 'clickhouse')"
+)
+
+
+class EmbeddedBackend:
+    """A chdb session in ``path``; every call runs on one dedicated thread."""
+
+    def __init__(self, path: str) -> None:
+        self.path = str(Path(path).resolve())
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chdb")
+        self._session: Any = None
+        self._closed = False
+
+    def _open(self) -> Any:
+        if self._session is None:
+            from chdb import session
+
+            Path(self.path).mkdir(parents=True, exist_ok=True)
+            try:
+                opened = session.Session(self.path)
+                # chdb's "default" is an Overlay database that showed rows from other sessions
+                # here; our own Atomic database keeps the store to this directory.
+                opened.query(f"CREATE DATABASE IF NOT EXISTS {DATABASE} ENGINE = Atomic")
+                opened.query(f"USE {DATABASE}")
+                self._session = opened
+            except Exception as error:
+                raise StorageError(f"cannot open the embedded store at {self.path}: {error}; {SPLIT_ROLES_HINT}") from error
+        return self._session
+
+    async def _call(self, function: Any, *args: Any) -> Any:
+        if self._closed:
+            raise StorageError(f"the embedded store at {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, function, *args)
+        except StorageError:
+            raise
+        except Exception as error:
+            raise StorageError(f"embedded store at {self.path}: {error}") from error
+
+    def _select(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        result = self._open().query(sql, "JSONCompact", params=dict(params))
+        text = result.data() if hasattr(result, "data") else str(result)
+        if not text.strip():
+            return []
+        return [tuple(row) for row in json.loads(text)["data"]]
+
+    def _insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+        names = TABLE_COLUMNS[table]
+        frame = pd.DataFrame(
+            {
+                name: pd.array(columns[name], dtype=_DTYPES[name]) if name in _DTYPES else pd.Series(
+                    columns[name], dtype=object
+                )
+                for name in names
+            }
+        )
+        listed = ", ".join(names)
+        # chdb reads the local variable `frame` through the Python() table function.
+        self._open().query(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM Python(frame)")  # noqa: S608
+
+    def _execute(self, sql: str) -> None:
+        self._open().query(sql)
+
+    async def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return await self._call(self._select, sql, params or {})  # type: ignore[no-any-return]
+
+    async def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+        await self._call(self._insert, table, columns)
+
+    async def execute(self, sql: str) -> None:
+        await self._call(self._execute, sql)
+
+    def _close_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close_session)
+        self._closed = True
+        self._executor.shutdown(wait=True)
+
+
+def shared_backend(options: EmbeddedStoreOptions, context: StorageContext) -> EmbeddedBackend:
+    """The process's one chdb session for ``options.path``."""
+    path = str(Path(options.path).resolve())
+    return context.shared("embedded", path, lambda: EmbeddedBackend(path))  # type: ignore[no-any-return]
+
+
+class EmbeddedWriter(QueuedWriter):
+    """Writes a group's snapshots into the embedded store (same rows as the ClickHouse writer)."""
+
+    @classmethod
+    def from_config(cls, config: WriterConfig, *, group: str, context: StorageContext) -> EmbeddedWriter:
+        options = config.embedded_options
+        backend = shared_backend(options, context)
+        spool_dir = Path(backend.path).parent / (Path(backend.path).name + ".spool") / group
+        return cls(backend, SnapshotSpool(spool_dir, 64), engine_id=context.engine_id, label=f"embedded writer {group}")

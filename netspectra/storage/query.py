@@ -1,0 +1,201 @@
+"""The read side: typed queries over either backend, with request values validated first.
+
+Validation happens here, before any SQL runs, because ClickHouse 18.16 rejects comparing a
+UInt8/UInt16 column with a string: flow-key values are parsed to ints (ports, protocol) or
+normalised address text, and unknown key names are refused with the list of valid ones.
+Empty results are told apart from unknown tasks so the API can answer NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from netspectra.config.models import StoreConfig
+from netspectra.engine.snapshot import HitterKind
+from netspectra.errors import QueryError, StorageError, UnknownTaskError
+from netspectra.fields import FIELD_ORDER, KeyField
+from netspectra.storage import sql
+from netspectra.storage.registry import StorageContext
+from netspectra.storage.sql import SqlBackend
+
+DEFAULT_HITTER_LIMIT = 10
+MAX_HITTER_LIMIT = 10_000
+_FIELD_NAMES = {field.value.lower(): field for field in KeyField}
+
+
+def parse_address(text: str, what: str) -> str:
+    """Address text as stored (dotted IPv4, compressed IPv6); QueryError when malformed."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise QueryError(f"{what} {text[:64]!r} is not an IPv4 or IPv6 address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def parse_number(value: str | int, what: str, maximum: int) -> int:
+    """An integer in 0..maximum from text or int; QueryError otherwise."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isdigit():
+            raise QueryError(f"{what} {value[:64]!r} is not a number in 0..{maximum}")
+        value = int(text)
+    if not 0 <= value <= maximum:
+        raise QueryError(f"{what} {value} is out of range 0..{maximum}")
+    return value
+
+
+def parse_field_value(field: KeyField, value: str | int) -> str | int:
+    """One flow-key value in its column type."""
+    if field in (KeyField.SRC_IP, KeyField.DST_IP):
+        return parse_address(str(value), field.value)
+    return parse_number(value, field.value, 255 if field is KeyField.PROTOCOL else 65_535)
+
+
+def parse_flow_keys(keys: Mapping[str, str]) -> dict[KeyField, str | int]:
+    """``{"SrcIP": "1.2.3.4", "DstPort": "443"}`` → typed values; names are case-insensitive."""
+    if not keys:
+        raise QueryError(f"flow_keys is empty; give at least one of {', '.join(FIELD_ORDER)}")
+    parsed: dict[KeyField, str | int] = {}
+    for name, value in keys.items():
+        field = _FIELD_NAMES.get(name.strip().lower())
+        if field is None:
+            raise QueryError(f"unknown flow key {name[:64]!r}; valid keys: {', '.join(FIELD_ORDER)}")
+        parsed[field] = parse_field_value(field, value)
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class FlowFilter:
+    """AggregateFlows' optional filters; None means "any"."""
+
+    task: str | None = None
+    end: int | None = None  # epoch seconds, inclusive
+    src_ip: str | None = None
+    dst_ip: str | None = None
+    src_port: int | None = None
+    dst_port: int | None = None
+    protocol: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTotals:
+    task: str
+    total_bytes: int
+    total_packets: int
+    flow_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlowTrace:
+    first_seen: int  # epoch seconds
+    last_seen: int
+    packets: int
+    bytes: int
+    flows: int
+
+
+class QueryStore:
+    """Queries over one store; ``known_tasks`` (configured names → kind) complements stored names."""
+
+    def __init__(self, backend: SqlBackend, *, description: str) -> None:
+        self.backend = backend
+        self.description = description
+        self._schema_ready = False
+
+    async def _select(self, text: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        if not self._schema_ready:
+            await sql.ensure_schema(self.backend)  # a fresh store answers "no data", not an error
+            self._schema_ready = True
+        try:
+            return await self.backend.select(text, params)
+        except StorageError:
+            self._schema_ready = False
+            raise
+
+    async def ping(self) -> None:
+        """Raises StorageError when the store cannot answer."""
+        await self.backend.select(sql.PING)
+
+    async def tasks(self) -> dict[str, str]:
+        """Stored task names → "exact" or "sketch" (in name order)."""
+        rows = await self._select(sql.TASKS)
+        return {name: kind for name, kind in sorted(rows)}
+
+    async def require_task(self, task: str, also_known: Mapping[str, str] = {}) -> None:  # noqa: B006
+        """UnknownTaskError unless ``task`` is stored or configured."""
+        if task in also_known or task in await self.tasks():
+            return
+        raise UnknownTaskError(f"unknown task {task[:128]!r}; list tasks with SearchTasks")
+
+    async def aggregate_flows(self, query: FlowFilter) -> list[TaskTotals]:
+        params: dict[str, Any] = {}
+        for name, value in (
+            ("task", query.task),
+            ("end", query.end),
+            ("SrcIP", query.src_ip),
+            ("DstIP", query.dst_ip),
+            ("SrcPort", query.src_port),
+            ("DstPort", query.dst_port),
+            ("Protocol", query.protocol),
+        ):
+            if value is not None:
+                params[name] = value
+        text = sql.AGGREGATE_FLOWS.replace("{where}", sql.flow_where(list(params)))
+        return [
+            TaskTotals(str(task), int(total_bytes), int(packets), int(flows))
+            for task, total_bytes, packets, flows in await self._select(text, params)
+        ]
+
+    async def trace_flow(self, task: str, keys: Mapping[KeyField, str | int], end: int | None) -> FlowTrace | None:
+        """First/last seen and totals of the flow(s) matching ``keys`` (latest row of each); None if none."""
+        params: dict[str, Any] = {"task": task}
+        if end is not None:
+            params["end"] = end
+        for field in FIELD_ORDER:
+            if field in keys:
+                params[field.value] = keys[field]
+        text = sql.TRACE_FLOW.replace("{where}", sql.flow_where(list(params)))
+        rows = await self._select(text, params)
+        count, first, last, packets, total_bytes = rows[0] if rows else (0, 0, 0, 0, 0)
+        if int(count) == 0:
+            return None
+        return FlowTrace(int(first), int(last), int(packets), int(total_bytes), int(count))
+
+    async def heavy_hitters(
+        self, task: str, kind: HitterKind, limit: int, end: int | None
+    ) -> list[tuple[str, int]]:
+        """Latest value of every reported flow of ``task``, largest first, at most ``limit``."""
+        params: dict[str, Any] = {"task": task, "type": int(kind), "limit": limit}
+        if end is not None:
+            params["end"] = end
+        text = sql.heavy_hitters_sql(spread=kind is HitterKind.SPREAD, bounded=end is not None)
+        return [(str(flow), int(value)) for flow, value in await self._select(text, params)]
+
+    async def task_series(self, task: str, start: int, end: int) -> list[tuple[int, int, int]]:
+        """(snapshot second, packets, bytes) of ``task`` at each snapshot in [start, end]."""
+        rows = await self._select(sql.TASK_SERIES, {"task": task, "start": start, "end": end})
+        return [(int(at), int(packets), int(total_bytes)) for at, packets, total_bytes in rows]
+
+    async def close(self) -> None:
+        """The backend is shared through the StorageContext, which closes it."""
+
+
+def open_query_store(store_config: StoreConfig, *, context: StorageContext) -> QueryStore:
+    """The reader for ``store_config``, sharing the process's backend with its writers."""
+    if store_config.type == "clickhouse":
+        from netspectra.config.models import ClickHouseOptions
+        from netspectra.storage.clickhouse import shared_backend
+
+        options = store_config.clickhouse or ClickHouseOptions()
+        return QueryStore(shared_backend(options, context), description=f"clickhouse {options.host}:{options.port}")
+    from netspectra.config.models import EmbeddedStoreOptions
+    from netspectra.storage.embedded import shared_backend as shared_embedded
+
+    embedded = store_config.embedded or EmbeddedStoreOptions()
+    backend = shared_embedded(embedded, context)
+    return QueryStore(backend, description=f"embedded {backend.path}")

@@ -1,0 +1,226 @@
+"""The queue between the engine and a store: bounded in memory, spilled to disk beyond, never lossy.
+
+A writer accepts a snapshot at once (the engine must not wait on storage) and a drain task
+inserts it, retrying with capped exponential backoff while the store is away. Up to
+``memory_limit`` snapshots wait in memory; later ones are pickled to ``directory`` and read
+back in order. Whatever is still queued at :meth:`QueuedWriter.close` is written to disk and
+picked up by the next writer opened on the same directory, so an outage or a restart loses
+nothing the engine handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pickle
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from netspectra.engine.snapshot import Snapshot
+from netspectra.errors import StorageError
+from netspectra.storage.rows import SnapshotRows, snapshot_rows
+from netspectra.storage.sql import SqlBackend, ensure_schema
+
+logger = logging.getLogger(__name__)
+
+_SUFFIX = ".snapshot"
+
+
+class SnapshotSpool:
+    """FIFO of :class:`SnapshotRows`: the first ``memory_limit`` in memory, the rest on disk."""
+
+    def __init__(self, directory: Path, memory_limit: int) -> None:
+        self.directory = directory
+        self.memory_limit = memory_limit
+        # (sequence, rows or None when the entry lives on disk), oldest first.
+        self._entries: deque[tuple[int, SnapshotRows | None]] = deque()
+        self._next = 0
+        self.spilled_total = 0
+        if directory.exists():
+            for path in sorted(directory.glob(f"*{_SUFFIX}")):
+                sequence = int(path.stem)
+                self._entries.append((sequence, None))
+                self._next = max(self._next, sequence + 1)
+        if self._entries:
+            logger.info("Spool %s: %d snapshots left by a previous run", directory, len(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def in_memory(self) -> int:
+        return sum(1 for _, rows in self._entries if rows is not None)
+
+    def _path(self, sequence: int) -> Path:
+        return self.directory / f"{sequence:016d}{_SUFFIX}"
+
+    def _dump(self, sequence: int, rows: SnapshotRows) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self._path(sequence).with_suffix(".tmp")
+        temporary.write_bytes(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
+        temporary.replace(self._path(sequence))  # atomic: a crash never leaves half a file
+
+    async def put(self, rows: SnapshotRows) -> None:
+        """Queue ``rows``; on disk when memory holds ``memory_limit`` already (keeps FIFO order)."""
+        sequence, self._next = self._next, self._next + 1
+        if self.in_memory < self.memory_limit:
+            self._entries.append((sequence, rows))
+            return
+        await asyncio.to_thread(self._dump, sequence, rows)
+        self._entries.append((sequence, None))
+        self.spilled_total += 1
+
+    async def peek(self) -> SnapshotRows | None:
+        """The oldest entry (loaded from disk if needed), or None when empty."""
+        if not self._entries:
+            return None
+        sequence, rows = self._entries[0]
+        if rows is None:
+            data = await asyncio.to_thread(self._path(sequence).read_bytes)
+            rows = pickle.loads(data)  # noqa: S301 - our own spool files, written by _dump
+            self._entries[0] = (sequence, rows)
+        return rows
+
+    def pop(self) -> None:
+        """Drop the oldest entry (it has been written) and its file, if any."""
+        sequence, _ = self._entries.popleft()
+        self._path(sequence).unlink(missing_ok=True)
+
+    async def persist(self) -> int:
+        """Write every in-memory entry to disk (at close); returns how many were written."""
+        written = 0
+        for sequence, rows in list(self._entries):
+            if rows is not None and not self._path(sequence).exists():
+                await asyncio.to_thread(self._dump, sequence, rows)
+                written += 1
+        return written
+
+
+class QueuedWriter:
+    """A :class:`SnapshotWriter` over any :class:`SqlBackend`: queue, drain, retry, spill."""
+
+    #: First and largest pause between attempts while the store is unreachable.
+    backoff_initial = 0.2
+    backoff_max = 5.0
+    #: How long :meth:`close` keeps trying to drain before persisting the rest.
+    close_grace = 5.0
+
+    def __init__(
+        self,
+        backend: SqlBackend,
+        spool: SnapshotSpool,
+        *,
+        engine_id: str,
+        label: str,
+        close_backend: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._backend = backend
+        self._spool = spool
+        self._engine_id = engine_id
+        self._label = label
+        self._close_backend = close_backend
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._drainer: asyncio.Task[None] | None = None
+        self._schema_ready = False
+        self._closed = False
+        self.written = 0
+        self.failures = 0
+
+    @property
+    def queued(self) -> int:
+        """Snapshots accepted but not yet in the store."""
+        return len(self._spool)
+
+    async def write(self, snapshot: Snapshot) -> None:
+        """Accept ``snapshot``; it is inserted in the background and never dropped."""
+        if self._closed:
+            raise StorageError(f"{self._label}: write after close")
+        rows = await asyncio.to_thread(snapshot_rows, snapshot, self._engine_id)
+        await self._spool.put(rows)
+        self._start()
+
+    def _start(self) -> None:
+        self._idle.clear()
+        self._wakeup.set()
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain(), name=f"drain {self._label}")
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every accepted snapshot is in the store (raises TimeoutError after ``timeout``)."""
+        if not len(self._spool):
+            return
+        self._start()
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def _insert(self, rows: SnapshotRows) -> None:
+        if not self._schema_ready:
+            await ensure_schema(self._backend)
+            self._schema_ready = True
+        if rows.flow_count and not rows.flows_written:
+            await self._backend.insert("flow_metrics", rows.flows)
+        rows.flows_written = True  # a retry after a failed hitter insert must not repeat flows
+        if rows.hitter_count:
+            await self._backend.insert("heavy_hitters", rows.hitters)
+
+    async def _drain(self) -> None:
+        delay = self.backoff_initial
+        last_warning = 0.0
+        while True:
+            rows = await self._spool.peek()
+            if rows is None:
+                self._idle.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            try:
+                await self._insert(rows)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the store is away or refused: keep it queued, retry
+                self.failures += 1
+                self._schema_ready = False
+                now = time.monotonic()
+                if now - last_warning > 30:
+                    last_warning = now
+                    logger.warning(
+                        "%s: cannot write snapshot (%s); %d queued, retrying with backoff",
+                        self._label,
+                        error,
+                        len(self._spool),
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+                continue
+            self._spool.pop()
+            self.written += 1
+            if delay > self.backoff_initial:
+                logger.info("%s: store is back; %d snapshots still queued", self._label, len(self._spool))
+            delay = self.backoff_initial
+
+    async def close(self) -> None:
+        """Drain for up to :attr:`close_grace` seconds, then persist what is left; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(TimeoutError):
+            await self.flush(self.close_grace)
+        if self._drainer is not None:
+            self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
+        left = await self._spool.persist()
+        if len(self._spool):
+            logger.warning(
+                "%s: %d snapshots not written yet, kept in %s for the next start",
+                self._label,
+                len(self._spool),
+                self._spool.directory,
+            )
+        elif left:
+            logger.debug("%s: persisted %d", self._label, left)
+        if self._close_backend is not None:
+            await self._close_backend()
