@@ -1,0 +1,289 @@
+"""Frame decoding: from the first captured byte of a link-layer frame to the packet's flow key.
+
+Every capture path ends here — the file walkers in :mod:`netspectra.capture.walk` and the
+AF_PACKET probe — so one set of rules decides what a packet is. The rules follow gopacket (the Go
+reference decodes with it) and were checked against tshark's ``ip.src``/``ipv6.src`` counting:
+
+* the key comes from the OUTERMOST IPv4/IPv6 header and the TCP/UDP header right after it;
+  tunnels (GRE, IP-in-IP, VXLAN, ...) are not entered, ICMP errors are not looked into;
+* link types: Ethernet (1) with any stack of 802.1Q/802.1ad/0x9100/0x9200 tags, 802.3+LLC/SNAP,
+  PPPoE session and MPLS label stacks in front of IP; raw IP (101, 12, 14, 228, 229 — the IP
+  version nibble decides, as tshark's ``ip`` dissector does); Linux cooked SLL (113) and SLL2
+  (276); BSD NULL (0) and LOOP (108), whose AF value is accepted in either byte order
+  (AF_INET 2; AF_INET6 24, 28 or 30);
+* IPv6 extension headers (0, 43, 60, 44, 51 AH, 135, 139, 140) are walked so that
+  ``protocol`` is the upper-layer protocol; when the capture ends inside the chain the walk
+  stops and ``protocol`` is the header that could not be walked (ports 0);
+* ports are read only for TCP (6) and UDP (17), never for IPv4 fragments with offset > 0 or
+  IPv6 non-first fragments (gopacket yields a Fragment layer there); ICMP and every other
+  protocol have ports 0. AH on IPv4 is not walked (protocol 51, ports 0);
+* a TCP/UDP header cut by the snap length before its 4 port bytes still yields the packet, with
+  ports 0: tshark shows ``ip.src`` for it, so per-address counts match tshark;
+* an IPv4 header needs its 20 fixed bytes, an IPv6 header its 40, or the frame is skipped as
+  ``truncated_ip``; IHL < 5 or a non-zero total length below the header length is
+  ``bad_ip_header`` (tshark and gopacket both refuse those).
+
+Public kernel for other njit loops (e.g. the AF_PACKET probe)::
+
+    status = parse_frame(buf, offset, caplen, wirelen, linktype, ts_ns, i,
+                         ts_col, src_col, dst_col, sport_col, dport_col, proto_col, len_col, ver_col)
+
+writes row ``i`` of the :class:`~netspectra.packets.PacketColumns` arrays when ``status == OK``
+(and writes nothing otherwise); ``SKIP_REASONS[status]`` names the reason of a skip. Loops that
+need speed call :func:`decode_frame` instead — it takes one array and returns scalars, so no
+per-call reference counting of the column arrays — and copy the addresses themselves as
+:func:`netspectra.capture.walk.walk_pcap` does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Frame status codes (indexes into SKIP_REASONS).
+OK = 0
+NON_IP = 1
+TRUNCATED_L2 = 2
+TRUNCATED_IP = 3
+BAD_IP_HEADER = 4
+BAD_IP_VERSION = 5
+UNSUPPORTED_LINKTYPE = 6
+UNKNOWN_INTERFACE = 7
+
+#: Names of the skip reasons, indexed by status code (index 0 is a parsed packet, not a skip).
+SKIP_REASONS: tuple[str, ...] = (
+    "ok",
+    "non_ip",
+    "truncated_l2",
+    "truncated_ip",
+    "bad_ip_header",
+    "bad_ip_version",
+    "unsupported_linktype",
+    "unknown_interface",
+)
+
+#: Link types the decoder understands (others are counted as ``unsupported_linktype``).
+SUPPORTED_LINKTYPES: frozenset[int] = frozenset({0, 1, 12, 14, 101, 108, 113, 228, 229, 276})
+
+_SNIFF = -1  # "look at the IP version nibble" pseudo-ethertype
+_LLC = 1  # pseudo-ethertype: an 802.2 LLC header follows
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _be16(b0: int, b1: int) -> int:
+    return (b0 << 8) | b1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def decode_frame(buf, off, caplen, linktype):  # type: ignore[no-untyped-def]
+    """Decode one frame; returns ``(status, ip_version, l3_offset, protocol, src_port, dst_port)``.
+
+    ``l3_offset`` is the absolute index of the outermost IP header in ``buf``: the source address
+    starts at ``l3 + 12`` (IPv4) or ``l3 + 8`` (IPv6), the destination 4 resp. 16 bytes later.
+    """
+    end = off + caplen
+    p = off
+    et = _SNIFF
+    if linktype == 1:
+        if caplen < 14:
+            return TRUNCATED_L2, 0, 0, 0, 0, 0
+        et = _be16(np.int64(buf[p + 12]), np.int64(buf[p + 13]))
+        p += 14
+        if et <= 1500:
+            et = _LLC
+    elif linktype == 101 or linktype == 228 or linktype == 229 or linktype == 12 or linktype == 14:
+        et = _SNIFF
+    elif linktype == 113 or linktype == 276:
+        hdr = 16 if linktype == 113 else 20
+        if caplen < hdr:
+            return TRUNCATED_L2, 0, 0, 0, 0, 0
+        q = p + 14 if linktype == 113 else p
+        et = _be16(np.int64(buf[q]), np.int64(buf[q + 1]))
+        p += hdr
+        if et == 4:
+            et = _LLC
+        elif et < 1536:
+            return NON_IP, 0, 0, 0, 0, 0
+    elif linktype == 0 or linktype == 108:
+        if caplen < 4:
+            return TRUNCATED_L2, 0, 0, 0, 0, 0
+        af = (
+            np.int64(buf[p])
+            | (np.int64(buf[p + 1]) << 8)
+            | (np.int64(buf[p + 2]) << 16)
+            | (np.int64(buf[p + 3]) << 24)
+        )
+        if af & 0xFFFF0000:
+            af = (
+                ((af & 0xFF) << 24)
+                | (((af >> 8) & 0xFF) << 16)
+                | (((af >> 16) & 0xFF) << 8)
+                | ((af >> 24) & 0xFF)
+            )
+        p += 4
+        if af == 2:
+            et = 0x0800
+        elif af == 24 or af == 28 or af == 30:
+            et = 0x86DD
+        else:
+            return NON_IP, 0, 0, 0, 0, 0
+    else:
+        return UNSUPPORTED_LINKTYPE, 0, 0, 0, 0, 0
+
+    # Tags and shims in front of IP, any depth (each step consumes bytes, so this ends).
+    while True:
+        if et == 0x8100 or et == 0x88A8 or et == 0x9100 or et == 0x9200:
+            if p + 4 > end:
+                return TRUNCATED_L2, 0, 0, 0, 0, 0
+            et = _be16(np.int64(buf[p + 2]), np.int64(buf[p + 3]))
+            p += 4
+            if et <= 1500:
+                et = _LLC
+        elif et == _LLC:
+            if p + 3 > end:
+                return TRUNCATED_L2, 0, 0, 0, 0, 0
+            if buf[p] == 0xAA and buf[p + 1] == 0xAA and buf[p + 2] == 3:
+                if p + 8 > end:
+                    return TRUNCATED_L2, 0, 0, 0, 0, 0
+                et = _be16(np.int64(buf[p + 6]), np.int64(buf[p + 7]))
+                p += 8
+                if et < 1536:
+                    return NON_IP, 0, 0, 0, 0, 0
+            elif buf[p] == 0x06 and buf[p + 1] == 0x06 and buf[p + 2] == 3:
+                p += 3  # LLC SAP 6: IPv4 directly
+                et = 0x0800
+            else:
+                return NON_IP, 0, 0, 0, 0, 0
+        elif et == 0x8864:  # PPPoE session: 6-byte header, then the PPP protocol
+            if p + 8 > end:
+                return TRUNCATED_L2, 0, 0, 0, 0, 0
+            ppp = _be16(np.int64(buf[p + 6]), np.int64(buf[p + 7]))
+            p += 8
+            if ppp == 0x0021:
+                et = 0x0800
+            elif ppp == 0x0057:
+                et = 0x86DD
+            else:
+                return NON_IP, 0, 0, 0, 0, 0
+        elif et == 0x8847 or et == 0x8848:  # MPLS: pop to bottom of stack, then sniff
+            while True:
+                if p + 4 > end:
+                    return TRUNCATED_L2, 0, 0, 0, 0, 0
+                bottom = buf[p + 2] & 1
+                p += 4
+                if bottom:
+                    break
+            if p >= end:
+                return TRUNCATED_L2, 0, 0, 0, 0, 0
+            nibble = buf[p] >> 4
+            if nibble != 4 and nibble != 6:
+                return NON_IP, 0, 0, 0, 0, 0
+            et = _SNIFF
+        else:
+            break
+
+    if et != 0x0800 and et != 0x86DD and et != _SNIFF:
+        return NON_IP, 0, 0, 0, 0, 0
+    if p >= end:
+        return TRUNCATED_IP, 0, 0, 0, 0, 0
+    version = np.int64(buf[p]) >> 4
+    if version == 4:
+        if p + 20 > end:
+            return TRUNCATED_IP, 0, 0, 0, 0, 0
+        ihl = (np.int64(buf[p]) & 15) * 4
+        total = _be16(np.int64(buf[p + 2]), np.int64(buf[p + 3]))
+        if ihl < 20 or (total != 0 and total < ihl):
+            return BAD_IP_HEADER, 0, 0, 0, 0, 0
+        proto = np.int64(buf[p + 9])
+        frag_offset = _be16(np.int64(buf[p + 6]) & 0x1F, np.int64(buf[p + 7]))
+        l4 = p + ihl
+        if frag_offset == 0 and (proto == 6 or proto == 17) and l4 + 4 <= end:
+            sport = _be16(np.int64(buf[l4]), np.int64(buf[l4 + 1]))
+            dport = _be16(np.int64(buf[l4 + 2]), np.int64(buf[l4 + 3]))
+            return OK, 4, p, proto, sport, dport
+        return OK, 4, p, proto, 0, 0
+    if version == 6:
+        if p + 40 > end:
+            return TRUNCATED_IP, 0, 0, 0, 0, 0
+        nh = np.int64(buf[p + 6])
+        q = p + 40
+        walked = True
+        while True:
+            if nh == 0 or nh == 43 or nh == 60 or nh == 135 or nh == 139 or nh == 140:
+                if q + 2 > end:
+                    walked = False
+                    break
+                step = (np.int64(buf[q + 1]) + 1) * 8
+                nh = np.int64(buf[q])
+                q += step
+            elif nh == 44:
+                if q + 4 > end:
+                    walked = False
+                    break
+                frag_offset = _be16(np.int64(buf[q + 2]), np.int64(buf[q + 3])) >> 3
+                nh = np.int64(buf[q])
+                q += 8
+                if frag_offset != 0:
+                    walked = False  # the rest is a fragment of payload, not headers
+                    break
+            elif nh == 51:
+                if q + 2 > end:
+                    walked = False
+                    break
+                step = (np.int64(buf[q + 1]) + 2) * 4
+                nh = np.int64(buf[q])
+                q += step
+            else:
+                break
+        if walked and (nh == 6 or nh == 17) and q + 4 <= end:
+            sport = _be16(np.int64(buf[q]), np.int64(buf[q + 1]))
+            dport = _be16(np.int64(buf[q + 2]), np.int64(buf[q + 3]))
+            return OK, 6, p, nh, sport, dport
+        return OK, 6, p, nh, 0, 0
+    return BAD_IP_VERSION, 0, 0, 0, 0, 0
+
+
+@njit(cache=True, nogil=True)
+def parse_frame(  # type: ignore[no-untyped-def]
+    buf,
+    offset,
+    caplen,
+    wirelen,
+    linktype,
+    ts_ns,
+    i,
+    ts_col,
+    src_col,
+    dst_col,
+    sport_col,
+    dport_col,
+    proto_col,
+    len_col,
+    ver_col,
+):
+    """Decode one frame and, if it is an IP packet, write it into row ``i``; returns its status."""
+    status, version, l3, proto, sport, dport = decode_frame(buf, offset, caplen, linktype)
+    if status != OK:
+        return status
+    ts_col[i] = ts_ns
+    if version == 4:
+        for k in range(10):
+            src_col[i, k] = 0
+            dst_col[i, k] = 0
+        src_col[i, 10] = 0xFF
+        src_col[i, 11] = 0xFF
+        dst_col[i, 10] = 0xFF
+        dst_col[i, 11] = 0xFF
+        for k in range(4):
+            src_col[i, 12 + k] = buf[l3 + 12 + k]
+            dst_col[i, 12 + k] = buf[l3 + 16 + k]
+    else:
+        for k in range(16):
+            src_col[i, k] = buf[l3 + 8 + k]
+            dst_col[i, k] = buf[l3 + 24 + k]
+    sport_col[i] = sport
+    dport_col[i] = dport
+    proto_col[i] = proto
+    len_col[i] = wirelen
+    ver_col[i] = version
+    return OK
