@@ -1,7 +1,41 @@
-"""CLI: `netspectra plugins` (placeholder until its issue lands)."""
+"""CLI: ``netspectra plugins list`` — every sketch algorithm found through entry points."""
+
+from __future__ import annotations
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from netspectra.engine.sketch.registry import ENTRY_POINT_GROUP, describe_all
+
+plugins_app = typer.Typer(help="Sketch algorithm plugins (entry-point group netspectra.sketches).")
+
+
+@plugins_app.command("list")
+def list_plugins() -> None:
+    """Show each discovered algorithm: package, version, parameters with defaults, or why it failed."""
+    infos = describe_all()
+    console = Console()
+    table = Table(title=f"Sketch algorithms ({ENTRY_POINT_GROUP})", show_lines=True)
+    table.add_column("name", style="bold")
+    table.add_column("package")
+    table.add_column("version")
+    table.add_column("parameters (defaults)", overflow="fold", min_width=26)
+    table.add_column("status")
+    for info in infos:
+        if info.error is not None:
+            table.add_row(info.name, info.distribution, info.version, "", f"[red]FAILED[/red]: {info.error}")
+            continue
+        params = "\n".join(f"{param.name}={param.default!r}" for param in info.params)
+        status = "ok" + (", mergeable" if info.mergeable else "")
+        if info.summary:
+            status += f"\n{info.summary}"
+        table.add_row(info.name, info.distribution, info.version, params, status)
+    console.print(table)
+    if not infos:
+        console.print(f"No plugin registers under {ENTRY_POINT_GROUP!r}; is netspectra installed?")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``netspectra plugins ...`` to the root app."""
+    app.add_typer(plugins_app, name="plugins")

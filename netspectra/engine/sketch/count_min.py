@@ -1,0 +1,324 @@
+"""``count_min``: the Go reference's heavy-hitter Count-Min, plus a decaying variant that beats it.
+
+Layout (both variants, so they compare at equal memory): ``depth`` rows × ``width`` buckets;
+each bucket holds a packet-count cell (flow key + counter) and, separately, a byte cell (flow
+key + counter). A flow hashes to one bucket per row (32-bit MurmurHash3, fixed per-row seeds).
+
+``variant="go"`` is Go2NetSpectra's ``statistic.CountMin.Insert`` exactly (majority vote):
+  * count cell: empty → claim with 1; same key → +1; other key → −1, and at 0 the key is
+    replaced (the counter stays 0, so the next packet of any flow claims it);
+  * byte cell: empty → claim with the size; same key → +size; other key → if the new size
+    exceeds the counter, replace key and counter with it, else subtract the size.
+
+``variant="decay"`` (default) makes the vote against a resident *probabilistic*, as
+HeavyKeeper does: another flow decrements a resident holding ``C`` packets only with
+probability ``b**-C`` (replace at 0 with the newcomer at 1). Bytes decay the same way with
+``C`` read as "how many packets of this size the resident holds" (``counter // size``). A large
+resident is then almost never eroded by mice, which is where the Go variant loses both recall
+(heavy flows evicted) and accuracy (counts under-estimated). Measured in ``bench/sketches.py``.
+
+Counters are 64-bit (Go's are 32-bit and wrap after 4 GiB per bucket within a period).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numba as nb
+import numpy as np
+import numpy.typing as npt
+from pydantic import AliasChoices, Field
+
+from netspectra.engine.sketch.murmur3 import murmur3_row, row_seeds
+from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
+from netspectra.engine.snapshot import HeavyHitter, HitterKind
+from netspectra.fields import KeyField
+
+_VARIANT_CODE = {"go": 0, "decay": 1}
+
+
+class CountMinParams(SketchParams):
+    """Parameters of a ``count_min`` task (Go's spellings; ``*_threshold`` accepted too)."""
+
+    width: int = Field(1 << 20, ge=1, le=1 << 28, description="buckets per row")
+    depth: int = Field(3, ge=1, le=16, description="rows")
+    count_thereshold: int = Field(
+        512,
+        ge=1,
+        validation_alias=AliasChoices("count_thereshold", "count_threshold"),
+        description="report flows with at least this many packets",
+    )
+    size_thereshold: int = Field(
+        512 * 1024,
+        ge=1,
+        validation_alias=AliasChoices("size_thereshold", "size_threshold"),
+        description="report flows with at least this many bytes",
+    )
+    variant: Literal["decay", "go"] = Field(
+        "decay", description="'go' = Go2NetSpectra's majority vote; 'decay' = HeavyKeeper-style decay"
+    )
+    b: float = Field(1.08, gt=1.0, le=2.0, description="decay base of the 'decay' variant")
+    seed: int = Field(0, ge=0, description="derives the per-row hash seeds; equal seeds merge")
+
+
+def decay_thresholds(base: float) -> npt.NDArray[np.uint64]:
+    """``floor(base**-c * 2**32)`` for c = 0, 1, ... until it reaches 0 (compared to a 32-bit draw)."""
+    length = int(math.ceil(32 * math.log(2) / math.log(base))) + 2
+    values = [min(int(base**-c * 2**32), 2**32) for c in range(length)]
+    values[-1] = 0
+    return np.array(values, np.uint64)
+
+
+@nb.njit(inline="always", nogil=True)
+def _next_random(state):  # type: ignore[no-untyped-def]
+    """splitmix64 step: (new state, 32 random bits)."""
+    state = np.uint64(state + np.uint64(0x9E3779B97F4A7C15))
+    z = state
+    z = np.uint64((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9))
+    z = np.uint64((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB))
+    z = z ^ (z >> np.uint64(31))
+    return state, z >> np.uint64(32)
+
+
+@nb.njit(cache=True, nogil=True)
+def _insert_rows(  # type: ignore[no-untyped-def]
+    keys, sizes, seeds, row_lo, row_hi, count_keys, counts, size_keys, byte_counts, variant, thresholds, state
+):
+    """Insert every packet into rows [row_lo, row_hi); returns the new random state."""
+    n = keys.shape[0]
+    width_k = keys.shape[1]
+    width = np.uint32(counts.shape[1])
+    last = np.uint64(thresholds.shape[0] - 1)
+    for r in range(row_lo, row_hi):
+        seed = seeds[r]
+        for i in range(n):
+            bucket = murmur3_row(keys, i, seed) % width
+            size = sizes[i]
+            # --- byte cell ---
+            held = byte_counts[r, bucket]
+            if held == 0:
+                byte_counts[r, bucket] = size
+                for j in range(width_k):
+                    size_keys[r, bucket, j] = keys[i, j]
+            else:
+                same = True
+                for j in range(width_k):
+                    if size_keys[r, bucket, j] != keys[i, j]:
+                        same = False
+                        break
+                if same:
+                    byte_counts[r, bucket] = held + size
+                else:
+                    vote = True
+                    if variant == 1:
+                        if size == 0:
+                            vote = False
+                        else:
+                            ratio = held // size
+                            if ratio > last:
+                                ratio = last
+                            state, draw = _next_random(state)
+                            vote = draw < thresholds[ratio]
+                    if vote:
+                        if size > held:
+                            byte_counts[r, bucket] = size
+                            for j in range(width_k):
+                                size_keys[r, bucket, j] = keys[i, j]
+                        else:
+                            byte_counts[r, bucket] = held - size
+            # --- packet cell ---
+            held = counts[r, bucket]
+            if held == 0:
+                counts[r, bucket] = 1
+                for j in range(width_k):
+                    count_keys[r, bucket, j] = keys[i, j]
+            else:
+                same = True
+                for j in range(width_k):
+                    if count_keys[r, bucket, j] != keys[i, j]:
+                        same = False
+                        break
+                if same:
+                    counts[r, bucket] = held + 1
+                elif variant == 0:
+                    counts[r, bucket] = held - 1
+                    if held == 1:
+                        for j in range(width_k):
+                            count_keys[r, bucket, j] = keys[i, j]
+                else:
+                    index = held if held < last else last
+                    state, draw = _next_random(state)
+                    if draw < thresholds[index]:
+                        if held == 1:
+                            counts[r, bucket] = 1
+                            for j in range(width_k):
+                                count_keys[r, bucket, j] = keys[i, j]
+                        else:
+                            counts[r, bucket] = held - 1
+    return state
+
+
+@nb.njit(cache=True, nogil=True)
+def _query(keys, seeds, count_keys, counts, size_keys, byte_counts, out_count, out_bytes):  # type: ignore[no-untyped-def]
+    width = np.uint32(counts.shape[1])
+    width_k = keys.shape[1]
+    for i in range(keys.shape[0]):
+        best_count = np.uint64(0)
+        best_bytes = np.uint64(0)
+        for r in range(seeds.shape[0]):
+            bucket = murmur3_row(keys, i, seeds[r]) % width
+            same = True
+            for j in range(width_k):
+                if count_keys[r, bucket, j] != keys[i, j]:
+                    same = False
+                    break
+            if same and counts[r, bucket] > best_count:
+                best_count = counts[r, bucket]
+            same = True
+            for j in range(width_k):
+                if size_keys[r, bucket, j] != keys[i, j]:
+                    same = False
+                    break
+            if same and byte_counts[r, bucket] > best_bytes:
+                best_bytes = byte_counts[r, bucket]
+        out_count[i] = best_count
+        out_bytes[i] = best_bytes
+
+
+@nb.njit(cache=True, nogil=True)
+def _merge_cells(keys, values, other_keys, other_values, replace_with_larger):  # type: ignore[no-untyped-def]
+    """Fold other's cells into ours as if its resident had arrived as one weighted vote."""
+    width_k = keys.shape[2]
+    for r in range(values.shape[0]):
+        for b in range(values.shape[1]):
+            incoming = other_values[r, b]
+            if incoming == 0:
+                continue
+            held = values[r, b]
+            same = True
+            for j in range(width_k):
+                if keys[r, b, j] != other_keys[r, b, j]:
+                    same = False
+                    break
+            if held == 0 or same:
+                values[r, b] = held + incoming
+                for j in range(width_k):
+                    keys[r, b, j] = other_keys[r, b, j]
+            elif incoming > held:
+                values[r, b] = incoming if replace_with_larger else incoming - held
+                for j in range(width_k):
+                    keys[r, b, j] = other_keys[r, b, j]
+            else:
+                values[r, b] = held - incoming
+
+
+class CountMin(SketchBase):
+    """Heavy hitters by packets (``count``) and by bytes (``size``); see the module docstring."""
+
+    Params = CountMinParams
+    summary = "Count-Min heavy hitters by packets and bytes (Go2NetSpectra skt_type 0)"
+    mergeable = True
+
+    def __init__(
+        self,
+        params: SketchParams,
+        *,
+        flow_fields: Sequence[KeyField],
+        element_fields: Sequence[KeyField] = (),
+    ) -> None:
+        super().__init__(params, flow_fields=flow_fields, element_fields=element_fields)
+        assert isinstance(params, CountMinParams)
+        self.p: CountMinParams = params
+        from netspectra.engine.keys import key_width
+
+        self.key_width = key_width(self.flow_fields)
+        shape = (params.depth, params.width)
+        self.seeds = row_seeds(params.seed, params.depth)
+        self.count_keys = np.zeros((*shape, self.key_width), np.uint8)
+        self.counts = np.zeros(shape, np.uint64)
+        self.size_keys = np.zeros((*shape, self.key_width), np.uint8)
+        self.byte_counts = np.zeros(shape, np.uint64)
+        self._variant = _VARIANT_CODE[params.variant]
+        self._thresholds = decay_thresholds(params.b)
+        self._random_state = np.uint64(params.seed ^ 0x5DEECE66D)
+
+    def insert(self, flow_keys: KeyMatrix, element_keys: KeyMatrix, sizes: npt.NDArray[np.uint64]) -> None:
+        """One kernel call over all rows; ``element_keys`` is ignored (Count-Min counts flows)."""
+        if flow_keys.shape[0] == 0:
+            return
+        state = _insert_rows(
+            np.ascontiguousarray(flow_keys),
+            np.ascontiguousarray(sizes, dtype=np.uint64),
+            self.seeds,
+            0,
+            self.p.depth,
+            self.count_keys,
+            self.counts,
+            self.size_keys,
+            self.byte_counts,
+            self._variant,
+            self._thresholds,
+            self._random_state,
+        )
+        self._random_state = np.uint64(state)
+
+    def query(self, flow_keys: KeyMatrix) -> dict[HitterKind, npt.NDArray[np.uint64]]:
+        """Max over rows of the cells that hold this flow (0 when none does), as in Go's Query."""
+        n = flow_keys.shape[0]
+        out_count = np.zeros(n, np.uint64)
+        out_bytes = np.zeros(n, np.uint64)
+        if n:
+            _query(
+                np.ascontiguousarray(flow_keys),
+                self.seeds,
+                self.count_keys,
+                self.counts,
+                self.size_keys,
+                self.byte_counts,
+                out_count,
+                out_bytes,
+            )
+        return {HitterKind.COUNT: out_count, HitterKind.SIZE: out_bytes}
+
+    @staticmethod
+    def _max_per_key(
+        keys: npt.NDArray[np.uint8], values: npt.NDArray[np.uint64], threshold: int
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint64]]:
+        flat_values = values.reshape(-1)
+        picked = np.flatnonzero(flat_values >= threshold)
+        if picked.size == 0:
+            return np.zeros((0, keys.shape[-1]), np.uint8), np.zeros(0, np.uint64)
+        cell_keys = keys.reshape(-1, keys.shape[-1])[picked]
+        cell_values = flat_values[picked]
+        unique, inverse = np.unique(cell_keys, axis=0, return_inverse=True)
+        best = np.zeros(unique.shape[0], np.uint64)
+        np.maximum.at(best, inverse.reshape(-1), cell_values)
+        return unique, best
+
+    def heavy_hitters(self) -> tuple[HeavyHitter, ...]:
+        """Flows whose largest cell reaches ``count_thereshold`` / ``size_thereshold`` (Go's scan)."""
+        count_keys, count_values = self._max_per_key(self.count_keys, self.counts, self.p.count_thereshold)
+        size_keys, size_values = self._max_per_key(self.size_keys, self.byte_counts, self.p.size_thereshold)
+        return tuple(
+            self.hitters_from(count_keys, count_values, HitterKind.COUNT)
+            + self.hitters_from(size_keys, size_values, HitterKind.SIZE)
+        )
+
+    def reset(self) -> None:
+        for array in (self.count_keys, self.counts, self.size_keys, self.byte_counts):
+            array.fill(0)
+
+    def merge(self, other: SketchAlgorithm) -> None:
+        """Cell-wise vote merge (exact for disjoint buckets; a resident beats a smaller one)."""
+        self.check_mergeable(other)
+        assert isinstance(other, CountMin)
+        _merge_cells(self.count_keys, self.counts, other.count_keys, other.counts, False)
+        _merge_cells(self.size_keys, self.byte_counts, other.size_keys, other.byte_counts, True)
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(
+            self.count_keys.nbytes + self.counts.nbytes + self.size_keys.nbytes + self.byte_counts.nbytes
+        )

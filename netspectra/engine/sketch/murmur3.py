@@ -1,0 +1,95 @@
+"""32-bit MurmurHash3 (x86_32), bit-for-bit the Go reference's ``statistic.MurmurHash3``.
+
+The hash is an ``inline="always"`` numba function over one row of a key matrix, so a kernel's
+per-packet loop pays no call or array-refcount cost; :func:`murmur3_rows` hashes a whole
+matrix for Python callers (query, heavy-hitter recovery, tests).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+import numpy.typing as npt
+
+_C1 = np.uint32(0xCC9E2D51)
+_C2 = np.uint32(0x1B873593)
+
+
+@nb.njit(inline="always", nogil=True)
+def _rotl32(value, shift):  # type: ignore[no-untyped-def]
+    return np.uint32((value << np.uint32(shift)) | (value >> np.uint32(32 - shift)))
+
+
+@nb.njit(inline="always", nogil=True)
+def murmur3_row(keys, row, seed):  # type: ignore[no-untyped-def]
+    """MurmurHash3_x86_32 of ``keys[row, :]`` with ``seed`` (little-endian blocks, as Go reads them)."""
+    length = keys.shape[1]
+    h1 = np.uint32(seed)
+    nblocks = length // 4
+    for block in range(nblocks):
+        base = block * 4
+        k1 = (
+            np.uint32(keys[row, base])
+            | (np.uint32(keys[row, base + 1]) << np.uint32(8))
+            | (np.uint32(keys[row, base + 2]) << np.uint32(16))
+            | (np.uint32(keys[row, base + 3]) << np.uint32(24))
+        )
+        k1 = np.uint32(k1 * _C1)
+        k1 = _rotl32(k1, 15)
+        k1 = np.uint32(k1 * _C2)
+        h1 ^= k1
+        h1 = _rotl32(h1, 13)
+        h1 = np.uint32(h1 * np.uint32(5) + np.uint32(0xE6546B64))
+    tail = nblocks * 4
+    rest = length - tail
+    k1 = np.uint32(0)
+    if rest == 3:
+        k1 ^= np.uint32(keys[row, tail + 2]) << np.uint32(16)
+    if rest >= 2:
+        k1 ^= np.uint32(keys[row, tail + 1]) << np.uint32(8)
+    if rest >= 1:
+        k1 ^= np.uint32(keys[row, tail])
+        k1 = np.uint32(k1 * _C1)
+        k1 = _rotl32(k1, 15)
+        k1 = np.uint32(k1 * _C2)
+        h1 ^= k1
+    h1 ^= np.uint32(length)
+    h1 ^= h1 >> np.uint32(16)
+    h1 = np.uint32(h1 * np.uint32(0x85EBCA6B))
+    h1 ^= h1 >> np.uint32(13)
+    h1 = np.uint32(h1 * np.uint32(0xC2B2AE35))
+    h1 ^= h1 >> np.uint32(16)
+    return h1
+
+
+@nb.njit(cache=True, nogil=True)
+def _hash_rows(keys, seed, out):  # type: ignore[no-untyped-def]
+    for row in range(keys.shape[0]):
+        out[row] = murmur3_row(keys, row, seed)
+
+
+def murmur3_rows(keys: npt.NDArray[np.uint8], seed: int) -> npt.NDArray[np.uint32]:
+    """The hash of every row of a ``(n, width)`` uint8 key matrix."""
+    matrix = np.ascontiguousarray(keys, dtype=np.uint8).reshape(keys.shape[0], -1)
+    out = np.empty(matrix.shape[0], np.uint32)
+    _hash_rows(matrix, np.uint32(seed & 0xFFFFFFFF), out)
+    return out
+
+
+def row_seeds(seed: int, count: int) -> npt.NDArray[np.uint32]:
+    """``count`` fixed 32-bit seeds derived from one task seed (splitmix64), so every engine agrees.
+
+    Go draws its row seeds at random per process; fixing them makes results reproducible and
+    lets sketches built by different engines be merged.
+    """
+    out = np.empty(count, np.uint32)
+    state = seed & 0xFFFFFFFFFFFFFFFF
+    mask = 0xFFFFFFFFFFFFFFFF
+    for index in range(count):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        z ^= z >> 31
+        out[index] = z & 0xFFFFFFFF
+    return out
