@@ -1,11 +1,11 @@
 """``count_min``: the Go reference's heavy-hitter Count-Min, plus a decaying variant that beats it.
 
-Layout (both variants, so they compare at equal memory): ``depth`` rows × ``width`` buckets;
+Layout (both variants, so they compare at equal memory): ``depth`` rows x ``width`` buckets;
 each bucket holds a packet-count cell (flow key + counter) and, separately, a byte cell (flow
 key + counter). A flow hashes to one bucket per row (32-bit MurmurHash3, fixed per-row seeds).
 
 ``variant="go"`` is Go2NetSpectra's ``statistic.CountMin.Insert`` exactly (majority vote):
-  * count cell: empty → claim with 1; same key → +1; other key → −1, and at 0 the key is
+  * count cell: empty → claim with 1; same key → +1; other key → -1, and at 0 the key is
     replaced (the counter stays 0, so the next packet of any flow claims it);
   * byte cell: empty → claim with the size; same key → +size; other key → if the new size
     exceeds the counter, replace key and counter with it, else subtract the size.
@@ -65,7 +65,7 @@ class CountMinParams(SketchParams):
 
 def decay_thresholds(base: float) -> npt.NDArray[np.uint64]:
     """``floor(base**-c * 2**32)`` for c = 0, 1, ... until it reaches 0 (compared to a 32-bit draw)."""
-    length = int(math.ceil(32 * math.log(2) / math.log(base))) + 2
+    length = math.ceil(32 * math.log(2) / math.log(base)) + 2
     values = [min(int(base**-c * 2**32), 2**32) for c in range(length)]
     values[-1] = 0
     return np.array(values, np.uint64)

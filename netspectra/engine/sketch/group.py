@@ -69,7 +69,7 @@ class SketchGroup:
 
     def _fail(self, task: str, plugin: str, points: dict[str, EntryPoint], reason: str) -> None:
         point = points.get(plugin)
-        package = "%s %s" % distribution_of(point) if point is not None else "not installed"
+        package = " ".join(distribution_of(point)) if point is not None else "not installed"
         logger.error(
             "Sketch task %r disabled: plugin %r (distribution %s): %s", task, plugin, package, reason
         )

@@ -1,6 +1,6 @@
 """``super_spread``: the Go reference's SuperSpread — who talks to the most distinct peers.
 
-Layout: ``depth`` rows × ``width`` buckets; each bucket holds a flow key, a spread counter and
+Layout: ``depth`` rows x ``width`` buckets; each bucket holds a flow key, a spread counter and
 a small HyperLogLog-style sampler of ``m`` registers of ``size`` bits (Go's ``GeneralHLL``).
 Per packet and row (Go's ``Insert``):
 
@@ -11,7 +11,7 @@ Per packet and row (Go's ``Insert``):
    ``sum(base**register) / m`` — is read *before* the update and then adjusted; the pair
    stands for ``1/p`` distinct elements, applied as ``ceil(1/p)`` votes with probability
    ``(1/p) / ceil(1/p)`` (unbiased);
-4. each vote: empty counter → claim it; same flow → +1; another flow → −1 with probability
+4. each vote: empty counter → claim it; same flow → +1; another flow → -1 with probability
    ``b**-counter`` (a big resident is hard to evict).
 
 A flow's spread is the largest counter holding its key; flows reaching ``count_thereshold``
