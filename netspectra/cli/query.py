@@ -1,7 +1,173 @@
-"""CLI: `netspectra query` (placeholder until its issue lands)."""
+"""``netspectra query MODE``: the Go query script's modes and flags, as a gRPC client of the API.
 
+Modes: aggregate, trace, heavyhitters, superspreaders (heavy hitters of type 2), tasks, health.
+Flags as in Go's scripts/query/v2: --addr, --task, --key "SrcIP=1.2.3.4,DstPort=443", --type,
+--limit, --end; plus --json, --token, --tls/--ca for a secured API. Errors print the gRPC
+status and message and exit 1 (2 for bad flags).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import betterproto2
 import typer
+from grpclib import GRPCError
+from grpclib.client import Channel
+from rich.console import Console
+from rich.table import Table
+
+from netspectra.wire.generated import v1
+
+
+class Mode(StrEnum):
+    AGGREGATE = "aggregate"
+    TRACE = "trace"
+    HEAVYHITTERS = "heavyhitters"
+    SUPERSPREADERS = "superspreaders"
+    TASKS = "tasks"
+    HEALTH = "health"
+
+
+def parse_keys(text: str) -> dict[str, str]:
+    """``"SrcIP=1.2.3.4,DstPort=443"`` → {"SrcIP": "1.2.3.4", "DstPort": "443"} (the server validates)."""
+    keys: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{part!r} is not NAME=VALUE", param_hint="--key")
+        keys[name.strip()] = value.strip()
+    return keys
+
+
+def parse_end(text: str | None) -> datetime | None:
+    """RFC 3339 / ISO time (UTC if no zone) or epoch seconds; None = no bound."""
+    if not text:
+        return None
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text), UTC)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an RFC 3339 time or epoch seconds", param_hint="--end"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _split_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise typer.BadParameter(f"{addr!r} is not HOST:PORT", param_hint="--addr")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+async def _call(
+    mode: Mode,
+    addr: str,
+    task: str,
+    key: str,
+    kind: int,
+    limit: int,
+    end: datetime | None,
+    token: str | None,
+    tls: ssl.SSLContext | None,
+) -> Any:
+    host, port = _split_addr(addr)
+    metadata = {"authorization": f"Bearer {token}"} if token else None
+    channel = Channel(host, port, ssl=tls)
+    try:
+        stub = v1.QueryServiceStub(channel, metadata=metadata, timeout=30)
+        if mode is Mode.HEALTH:
+            return await stub.health_check(v1.HealthCheckRequest())
+        if mode is Mode.TASKS:
+            return await stub.search_tasks(v1.SearchTasksRequest())
+        if mode is Mode.AGGREGATE:
+            return await stub.aggregate_flows(v1.AggregationRequest(task_name=task, end_time=end))
+        if mode is Mode.TRACE:
+            return await stub.trace_flow(
+                v1.TraceFlowRequest(task_name=task, flow_keys=parse_keys(key), end_time=end)
+            )
+        hitter_type = 2 if mode is Mode.SUPERSPREADERS else kind
+        return await stub.query_heavy_hitters(
+            v1.HeavyHittersRequest(task_name=task, type=hitter_type, limit=limit, end_time=end)
+        )
+    finally:
+        channel.close()
+
+
+def _render(mode: Mode, response: Any, console: Console) -> None:
+    if mode is Mode.HEALTH:
+        console.print(f"status: {response.status}")
+    elif mode is Mode.TASKS:
+        table = Table("task", "kind")
+        kinds = list(response.task_kinds) + [""] * len(response.task_names)
+        for name, kind in zip(response.task_names, kinds, strict=False):
+            table.add_row(name, kind)
+        console.print(table)
+    elif mode is Mode.AGGREGATE:
+        table = Table("task", "flows", "packets", "bytes")
+        for s in response.summaries:
+            table.add_row(s.task_name, f"{s.flow_count:,}", f"{s.total_packets:,}", f"{s.total_bytes:,}")
+        console.print(table)
+    elif mode is Mode.TRACE:
+        life = response.lifecycle
+        table = Table("first seen", "last seen", "packets", "bytes")
+        table.add_row(
+            str(life.first_seen), str(life.last_seen), f"{life.total_packets:,}", f"{life.total_bytes:,}"
+        )
+        console.print(table)
+    else:
+        table = Table("#", "flow", "value")
+        for rank, hitter in enumerate(response.hitters, 1):
+            table.add_row(str(rank), hitter.flow, f"{hitter.value:,}")
+        console.print(table)
+
+
+def query(
+    mode: Mode = typer.Argument(
+        ..., help="aggregate | trace | heavyhitters | superspreaders | tasks | health"
+    ),
+    addr: str = typer.Option("localhost:50051", "--addr", help="API address HOST:PORT."),
+    task: str = typer.Option("", "--task", help="Task name (aggregate: empty = every task)."),
+    key: str = typer.Option("", "--key", help='Flow for trace, e.g. "SrcIP=1.2.3.4,DstPort=443".'),
+    kind: int = typer.Option(0, "--type", help="Heavy-hitter type: 0 count, 1 bytes, 2 spread."),
+    limit: int = typer.Option(10, "--limit", help="Heavy hitters to return (max 10000)."),
+    end: str | None = typer.Option(None, "--end", help="Only data up to this time (RFC 3339 or epoch s)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the response as JSON."),
+    token: str | None = typer.Option(None, "--token", envvar="NETSPECTRA_TOKEN", help="Bearer token."),
+    use_tls: bool = typer.Option(False, "--tls", help="Connect with TLS."),
+    ca: str | None = typer.Option(None, "--ca", help="CA certificate for --tls (default: system CAs)."),
+) -> None:
+    """Query a running NetSpectra API (the Go query script's modes and flags)."""
+    if mode in (Mode.TRACE, Mode.HEAVYHITTERS, Mode.SUPERSPREADERS) and not task:
+        raise typer.BadParameter(f"{mode.value} needs --task", param_hint="--task")
+    if mode is Mode.TRACE and not key:
+        raise typer.BadParameter('trace needs --key, e.g. "SrcIP=1.2.3.4"', param_hint="--key")
+    tls: ssl.SSLContext | None = None
+    if use_tls or ca:
+        tls = ssl.create_default_context(cafile=ca)
+        tls.set_alpn_protocols(["h2"])
+    console = Console()
+    try:
+        response = asyncio.run(_call(mode, addr, task, key, kind, limit, parse_end(end), token, tls))
+    except GRPCError as error:
+        Console(stderr=True).print(f"[red]{error.status.name}[/red]: {error.message}")
+        raise typer.Exit(1) from None
+    except OSError as error:
+        Console(stderr=True).print(f"[red]cannot reach the API at {addr}[/red]: {error}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(response.to_dict(casing=betterproto2.Casing.SNAKE), indent=2, default=str))
+    else:
+        _render(mode, response, console)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``query`` to the root app."""
+    app.command("query")(query)

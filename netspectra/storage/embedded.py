@@ -72,7 +72,9 @@ class EmbeddedBackend:
                 opened.query(f"USE {DATABASE}")
                 self._session = opened
             except Exception as error:
-                raise StorageError(f"cannot open the embedded store at {self.path}: {error}; {SPLIT_ROLES_HINT}") from error
+                raise StorageError(
+                    f"cannot open the embedded store at {self.path}: {error}; {SPLIT_ROLES_HINT}"
+                ) from error
         return self._session
 
     async def _call(self, function: Any, *args: Any) -> Any:
@@ -95,11 +97,11 @@ class EmbeddedBackend:
 
     def _insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
         names = TABLE_COLUMNS[table]
-        frame = pd.DataFrame(
+        frame = pd.DataFrame(  # noqa: F841 - read by name by chdb's Python() below
             {
-                name: pd.array(columns[name], dtype=_DTYPES[name]) if name in _DTYPES else pd.Series(
-                    columns[name], dtype=object
-                )
+                name: pd.array(columns[name], dtype=_DTYPES[name])
+                if name in _DTYPES
+                else pd.Series(columns[name], dtype=object)
                 for name in names
             }
         )
@@ -147,4 +149,9 @@ class EmbeddedWriter(QueuedWriter):
         options = config.embedded_options
         backend = shared_backend(options, context)
         spool_dir = Path(backend.path).parent / (Path(backend.path).name + ".spool") / group
-        return cls(backend, SnapshotSpool(spool_dir, 64), engine_id=context.engine_id, label=f"embedded writer {group}")
+        return cls(
+            backend,
+            SnapshotSpool(spool_dir, 64),
+            engine_id=context.engine_id,
+            label=f"embedded writer {group}",
+        )

@@ -126,7 +126,7 @@ class QueryStore:
         rows = await self._select(sql.TASKS)
         return {name: kind for name, kind in sorted(rows)}
 
-    async def require_task(self, task: str, also_known: Mapping[str, str] = {}) -> None:  # noqa: B006
+    async def require_task(self, task: str, also_known: Mapping[str, str] = {}) -> None:
         """UnknownTaskError unless ``task`` is stored or configured."""
         if task in also_known or task in await self.tasks():
             return
@@ -151,7 +151,9 @@ class QueryStore:
             for task, total_bytes, packets, flows in await self._select(text, params)
         ]
 
-    async def trace_flow(self, task: str, keys: Mapping[KeyField, str | int], end: int | None) -> FlowTrace | None:
+    async def trace_flow(
+        self, task: str, keys: Mapping[KeyField, str | int], end: int | None
+    ) -> FlowTrace | None:
         """First/last seen and totals of the flow(s) matching ``keys`` (latest row of each); None if none."""
         params: dict[str, Any] = {"task": task}
         if end is not None:
@@ -192,7 +194,9 @@ def open_query_store(store_config: StoreConfig, *, context: StorageContext) -> Q
         from netspectra.storage.clickhouse import shared_backend
 
         options = store_config.clickhouse or ClickHouseOptions()
-        return QueryStore(shared_backend(options, context), description=f"clickhouse {options.host}:{options.port}")
+        return QueryStore(
+            shared_backend(options, context), description=f"clickhouse {options.host}:{options.port}"
+        )
     from netspectra.config.models import EmbeddedStoreOptions
     from netspectra.storage.embedded import shared_backend as shared_embedded
 

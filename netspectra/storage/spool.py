@@ -80,7 +80,7 @@ class SnapshotSpool:
         sequence, rows = self._entries[0]
         if rows is None:
             data = await asyncio.to_thread(self._path(sequence).read_bytes)
-            rows = pickle.loads(data)  # noqa: S301 - our own spool files, written by _dump
+            rows = pickle.loads(data)
             self._entries[0] = (sequence, rows)
         return rows
 

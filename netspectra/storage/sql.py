@@ -61,8 +61,6 @@ def to_pyformat(sql: str) -> str:
 # Latest row of every flow (argMax over Timestamp: counters are cumulative within a period), then
 # sums. EngineId is part of the flow identity: engines sharing a queue group count disjoint packets.
 
-_FLOW_KEY = "EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol"
-
 FLOW_FILTERS: dict[str, str] = {
     "task": " AND TaskName = {task:String}",
     "end": " AND Timestamp <= toDateTime({end:UInt32})",
@@ -83,7 +81,7 @@ AGGREGATE_FLOWS = (
     "SELECT TaskName, sum(LatestBytes), sum(LatestPackets), count() FROM ("
     " SELECT TaskName, argMax(ByteCount, Timestamp) AS LatestBytes,"
     " argMax(PacketCount, Timestamp) AS LatestPackets"
-    " FROM flow_metrics {where} GROUP BY TaskName, " + _FLOW_KEY + ")"
+    " FROM flow_metrics {where} GROUP BY TaskName, EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol)"
     " GROUP BY TaskName ORDER BY TaskName"
 )
 
@@ -91,7 +89,7 @@ TRACE_FLOW = (
     "SELECT count(), toUInt32(min(First)), toUInt32(max(Last)), sum(Packets), sum(Bytes) FROM ("
     " SELECT argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
     " argMax(PacketCount, Timestamp) AS Packets, argMax(ByteCount, Timestamp) AS Bytes"
-    " FROM flow_metrics {where} GROUP BY " + _FLOW_KEY + ")"
+    " FROM flow_metrics {where} GROUP BY EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol)"
 )
 
 _HITTERS = (

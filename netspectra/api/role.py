@@ -1,0 +1,86 @@
+"""The API role: gRPC and Grafana HTTP over the configured store, until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from netspectra.api.grpc_server import build_server, tls_context
+from netspectra.api.http import GrafanaHandler, HttpServer
+from netspectra.api.service import QueryService
+from netspectra.config.models import Settings
+from netspectra.errors import ConfigError
+from netspectra.storage.registry import StorageContext
+
+logger = logging.getLogger(__name__)
+
+
+def split_address(address: str, what: str) -> tuple[str | None, int]:
+    """``":50051"`` → (None = all interfaces, 50051); ``"127.0.0.1:0"``, ``"[::1]:80"`` too."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65_535:
+        raise ConfigError(f"{what} {address!r} is not HOST:PORT (e.g. ':50051' or '127.0.0.1:0')")
+    host = host.strip("[]")
+    return (host or None), int(port_text)
+
+
+def configured_tasks(settings: Settings) -> dict[str, str]:
+    """Task name → kind ("exact", "sketch:<algorithm>") for the groups the config enables."""
+    tasks: dict[str, str] = {}
+    if "exact" in settings.aggregator.types:
+        tasks.update({task.name: "exact" for task in settings.aggregator.exact.tasks})
+    if "sketch" in settings.aggregator.types:
+        tasks.update({task.name: f"sketch:{task.algorithm}" for task in settings.aggregator.sketch.tasks})
+    return tasks
+
+
+class ApiRole:
+    """Serves gRPC on api.grpc_listen_addr and HTTP on api.http_listen_addr; ports 0 pick free ports."""
+
+    def __init__(self, settings: Settings, context: StorageContext) -> None:
+        store_config = settings.query_store()
+        if store_config is None:
+            raise ConfigError(
+                "api: no store to read; set api.store or enable a 'clickhouse' or 'embedded' writer"
+            )
+        self.settings = settings
+        self.store = context.open_query_store(store_config)
+        self.grpc_port = 0
+        self.http_port = 0
+        self.ready = asyncio.Event()
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        api = self.settings.api
+        grpc_host, grpc_port = split_address(api.grpc_listen_addr, "api.grpc_listen_addr")
+        http_host, http_port = split_address(api.http_listen_addr, "api.http_listen_addr")
+        token = api.auth_token.get_secret_value() if api.auth_token else None
+        tls: Any = tls_context(api.tls_cert, api.tls_key) if api.tls_cert and api.tls_key else None
+        tasks = configured_tasks(self.settings)
+        server = build_server([QueryService(self.store, tasks)], auth_token=token)
+        http = HttpServer(GrafanaHandler(self.store, tasks, token))
+        await server.start(grpc_host, grpc_port, ssl=tls)
+        try:
+            sockets = server._server.sockets if server._server else ()  # grpclib keeps the asyncio server
+            self.grpc_port = int(sockets[0].getsockname()[1]) if sockets else grpc_port
+            await http.start(http_host, http_port, ssl=None)
+            self.http_port = http.port
+            logger.info(
+                "Started api: gRPC on %s:%d%s, HTTP on %s:%d (store: %s)",
+                grpc_host or "*",
+                self.grpc_port,
+                " (TLS)" if tls else "",
+                http_host or "*",
+                self.http_port,
+                self.store.description,
+            )
+            self.ready.set()
+            await stop.wait()
+        finally:
+            await http.close()
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 5)
+            await self.store.close()
+            logger.info("Stopped api")

@@ -1,0 +1,166 @@
+"""``v1.QueryService``: request validation, the store call, and the status code of every failure.
+
+Errors map to gRPC codes in one place (:func:`status_for`): a bad request is INVALID_ARGUMENT, an
+unknown task NOT_FOUND, an unreachable store UNAVAILABLE; anything else is logged here with its
+traceback and answered INTERNAL with a one-line message, never the traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+
+from grpclib import GRPCError
+from grpclib.const import Status
+
+from netspectra.engine.snapshot import HitterKind
+from netspectra.errors import QueryError, StorageError, UnknownTaskError
+from netspectra.storage.query import (
+    DEFAULT_HITTER_LIMIT,
+    MAX_HITTER_LIMIT,
+    FlowFilter,
+    QueryStore,
+    parse_address,
+    parse_flow_keys,
+    parse_number,
+)
+from netspectra.wire.generated import v1
+
+logger = logging.getLogger(__name__)
+
+
+def status_for(error: Exception) -> tuple[Status, str]:
+    """The gRPC status and message a client sees for ``error``."""
+    if isinstance(error, UnknownTaskError):
+        return Status.NOT_FOUND, str(error)
+    if isinstance(error, QueryError):
+        return Status.INVALID_ARGUMENT, str(error)
+    if isinstance(error, StorageError):
+        return Status.UNAVAILABLE, f"storage unavailable: {error}"
+    return Status.INTERNAL, f"internal error ({type(error).__name__}); see the server log"
+
+
+@contextlib.asynccontextmanager
+async def answering(method: str) -> AsyncIterator[None]:
+    """Turn our exceptions into a GRPCError with the right status."""
+    try:
+        yield
+    except GRPCError:
+        raise
+    except Exception as error:
+        status, message = status_for(error)
+        if status is Status.INTERNAL:
+            logger.exception("%s failed", method)
+        else:
+            logger.info("%s: %s: %s", method, status.name, message)
+        raise GRPCError(status, message) from None
+
+
+def epoch_seconds(stamp: object | None) -> int | None:
+    """A protobuf Timestamp (betterproto2 gives a datetime or a message) → epoch seconds; None if unset."""
+    if stamp is None:
+        return None
+    if isinstance(stamp, datetime):
+        moment = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+        seconds = int(moment.timestamp())
+    else:
+        seconds = int(getattr(stamp, "seconds", 0))
+    if seconds <= 0:
+        return None
+    return min(seconds, 0xFFFFFFFF)
+
+
+def timestamp(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class QueryService(v1.QueryServiceBase):
+    """The Go project's query service, same method paths; ``configured`` = task name → kind."""
+
+    def __init__(self, store: QueryStore, configured: Mapping[str, str]) -> None:
+        self.store = store
+        self.configured = dict(configured)
+
+    async def _known(self, task: str) -> None:
+        await self.store.require_task(task, self.configured)
+
+    async def health_check(self, message: v1.HealthCheckRequest) -> v1.HealthCheckResponse:
+        async with answering("HealthCheck"):
+            await self.store.ping()
+            return v1.HealthCheckResponse(status="ok")
+
+    async def search_tasks(self, message: v1.SearchTasksRequest) -> v1.SearchTasksResponse:
+        async with answering("SearchTasks"):
+            kinds = dict(self.configured)
+            for name, kind in (await self.store.tasks()).items():
+                kinds.setdefault(name, kind)
+            names = list(kinds)
+            return v1.SearchTasksResponse(task_names=names, task_kinds=[kinds[n] for n in names])
+
+    async def aggregate_flows(self, message: v1.AggregationRequest) -> v1.QueryTotalCountsResponse:
+        async with answering("AggregateFlows"):
+            query = FlowFilter(
+                task=message.task_name or None,
+                end=epoch_seconds(message.end_time),
+                src_ip=parse_address(message.src_ip, "src_ip") if message.src_ip else None,
+                dst_ip=parse_address(message.dst_ip, "dst_ip") if message.dst_ip else None,
+                src_port=parse_number(message.src_port, "src_port", 65_535) or None,
+                dst_port=parse_number(message.dst_port, "dst_port", 65_535) or None,
+                protocol=parse_number(message.protocol, "protocol", 255) or None,
+            )
+            totals = await self.store.aggregate_flows(query)
+            if not totals and query.task is not None:
+                await self._known(query.task)
+            return v1.QueryTotalCountsResponse(
+                summaries=[
+                    v1.TaskSummary(
+                        task_name=t.task,
+                        total_bytes=t.total_bytes,
+                        total_packets=t.total_packets,
+                        flow_count=t.flow_count,
+                    )
+                    for t in totals
+                ]
+            )
+
+    async def trace_flow(self, message: v1.TraceFlowRequest) -> v1.TraceFlowResponse:
+        async with answering("TraceFlow"):
+            if not message.task_name:
+                raise QueryError("task_name is required")
+            keys = parse_flow_keys(dict(message.flow_keys))
+            trace = await self.store.trace_flow(message.task_name, keys, epoch_seconds(message.end_time))
+            if trace is None:
+                await self._known(message.task_name)
+                raise GRPCError(
+                    Status.NOT_FOUND,
+                    f"no flow of task {message.task_name!r} matches {dict(message.flow_keys)}",
+                )
+            return v1.TraceFlowResponse(
+                lifecycle=v1.FlowLifecycle(
+                    first_seen=timestamp(trace.first_seen),
+                    last_seen=timestamp(trace.last_seen),
+                    total_packets=trace.packets,
+                    total_bytes=trace.bytes,
+                )
+            )
+
+    async def query_heavy_hitters(self, message: v1.HeavyHittersRequest) -> v1.HeavyHittersResponse:
+        async with answering("QueryHeavyHitters"):
+            if not message.task_name:
+                raise QueryError("task_name is required")
+            if message.type not in tuple(HitterKind):
+                raise QueryError(f"type {message.type} is unknown; 0 = count, 1 = size, 2 = spread")
+            if message.limit < 0 or message.limit > MAX_HITTER_LIMIT:
+                raise QueryError(
+                    f"limit {message.limit} is out of range 1..{MAX_HITTER_LIMIT} "
+                    f"(0 = {DEFAULT_HITTER_LIMIT})"
+                )
+            limit = message.limit or DEFAULT_HITTER_LIMIT
+            hitters = await self.store.heavy_hitters(
+                message.task_name, HitterKind(message.type), limit, epoch_seconds(message.end_time)
+            )
+            if not hitters:
+                await self._known(message.task_name)
+            return v1.HeavyHittersResponse(hitters=[v1.HeavyHitter(flow=f, value=v) for f, v in hitters])
