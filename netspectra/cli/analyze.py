@@ -98,6 +98,9 @@ def _print_summary(result: AnalysisResult, console: Console, top: int) -> None:
         console.print(view)
     for snapshot in result.snapshots.values():
         for sketch in snapshot.sketches:
+            if not sketch.hitters:
+                console.print(f"{sketch.task} ({sketch.algorithm}): no heavy hitters above the thresholds")
+                continue
             view = Table(title=f"{sketch.task} ({sketch.algorithm}): heavy hitters", title_justify="left")
             view.add_column("Flow")
             view.add_column("Kind")
@@ -118,6 +121,8 @@ def analyze(
     """Count every flow of FILE with the configured tasks, write the final snapshot, print a summary."""
     err_console = Console(stderr=True)
     out_console = err_console if json_output else Console()
+    if not json_output and not out_console.is_terminal:
+        out_console = Console(width=max(out_console.width, 160))  # piped: do not fold addresses
     try:
         settings = _settings(config)
     except ConfigError as error:
