@@ -163,7 +163,13 @@ def query(
         Console(stderr=True).print(f"[red]cannot reach the API at {addr}[/red]: {error}")
         raise typer.Exit(1) from None
     if as_json:
-        typer.echo(json.dumps(response.to_dict(casing=betterproto2.Casing.SNAKE), indent=2, default=str))
+        typer.echo(
+            json.dumps(
+                response.to_dict(casing=betterproto2.Casing.SNAKE, include_default_values=True),
+                indent=2,
+                default=str,
+            )
+        )
     else:
         _render(mode, response, console)
 
