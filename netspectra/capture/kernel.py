@@ -7,8 +7,8 @@ reference decodes with it) and were checked against tshark's ``ip.src``/``ipv6.s
 * the key comes from the OUTERMOST IPv4/IPv6 header and the TCP/UDP header right after it;
   tunnels (GRE, IP-in-IP, VXLAN, ...) are not entered, ICMP errors are not looked into;
 * link types: Ethernet (1) with any stack of 802.1Q/802.1ad/0x9100/0x9200 tags, 802.3+LLC/SNAP,
-  PPPoE session and MPLS label stacks in front of IP; raw IP (101, 12, 14, 228, 229 — the IP
-  version nibble decides, as tshark's ``ip`` dissector does); Linux cooked SLL (113) and SLL2
+  PPPoE session and MPLS label stacks in front of IP; raw IP (101, 12, 14, 228 — the IP
+  version nibble decides, as tshark's ``ip`` dissector does; 229 must hold IPv6); Linux cooked SLL (113) and SLL2
   (276); BSD NULL (0) and LOOP (108), whose AF value is accepted in either byte order
   (AF_INET 2; AF_INET6 24, 28 or 30);
 * IPv6 extension headers (0, 43, 60, 44, 51 AH, 135, 139, 140) are walked so that
@@ -187,6 +187,8 @@ def decode_frame(buf, off, caplen, linktype):  # type: ignore[no-untyped-def]
     if p >= end:
         return TRUNCATED_IP, 0, 0, 0, 0, 0
     version = np.int64(buf[p]) >> 4
+    if linktype == 229 and version != 6:  # tshark hands LINKTYPE_IPV6 to its IPv6 dissector only
+        return BAD_IP_VERSION, 0, 0, 0, 0, 0
     if version == 4:
         if p + 20 > end:
             return TRUNCATED_IP, 0, 0, 0, 0, 0

@@ -200,8 +200,11 @@ class CaptureStreamParser:
     def parse_into(self, columns: PacketColumns, n: int, capacity: int) -> int:
         """Parse buffered complete records into rows ``n..capacity-1``; returns the new ``n``."""
         while self.error is None:
-            if self._format is None and not self._read_file_header():
-                return n
+            if self._format is None:
+                if not self._read_file_header():
+                    return n
+                if self._format is None:  # not a capture: error is set
+                    break
             if self._format == "pcap":
                 pos, n, reason = walk_pcap(
                     self._buf, self._start, self._end, self._big, self._frac_to_ns, self._record_header,

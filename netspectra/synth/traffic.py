@@ -91,6 +91,8 @@ class GroundTruth:
     skipped: dict[str, int]
     spreaders: tuple[bytes, ...]  # 16-byte destination addresses of the planted spreaders
     frames: int = 0
+    #: For each row of ``packets``, the 0-based number of the frame (record) it came from.
+    frame_index: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,8 @@ def _draw(spec: TrafficSpec) -> _Rows:
     chain = np.where(v6 & (rng.random(n) < spec.ext_header_fraction), rng.integers(1, len(_EXT_CHAINS), n), 0)
     u = rng.random(n)
     frag = np.where(~arp & (u < spec.fragment_fraction), np.where(u < spec.fragment_fraction / 2, 1, 2), 0)
-    af_swap = rng.random(n) < 0.5
+    # NULL carries the AF in the capturing host's order (readers accept both); LOOP in network order.
+    af_swap = (rng.random(n) < 0.5) | (linktype == 108)
     af6 = rng.choice(np.array([24, 28, 30]), n)
 
     l2len = np.array([_L2_LEN[lt] for lt in GENERATOR_LINKTYPES])[np.searchsorted(GENERATOR_LINKTYPES, linktype)]
@@ -239,7 +242,7 @@ def _draw(spec: TrafficSpec) -> _Rows:
     )  # fmt: skip
 
 
-def _truth(rows: _Rows) -> tuple[PacketColumns, dict[str, int]]:
+def _truth(rows: _Rows) -> tuple[PacketColumns, dict[str, int], npt.NDArray[np.int64]]:
     """What an ideal parser emits for ``rows`` (the decoding rules of the module docstring)."""
     cap = rows.caplen
     l3 = rows.l2len
@@ -284,7 +287,8 @@ def _truth(rows: _Rows) -> tuple[PacketColumns, dict[str, int]]:
         length=rows.wire[emitted].astype(np.uint64),
         ip_version=np.where(rows.v6[emitted], 6, 4).astype(np.uint8),
     )
-    return columns, {reason: count for reason, count in skipped.items() if count}
+    skips = {reason: count for reason, count in skipped.items() if count}
+    return columns, skips, np.nonzero(emitted)[0].astype(np.int64)
 
 
 class _Matrix:
@@ -464,9 +468,9 @@ def write_trace(path: str | os.PathLike[str], spec: TrafficSpec) -> GroundTruth:
                 m.put(every, record - 4, record, 4, little)
             keep = np.arange(width)[None, :] < record[:, None]
             out.write(m.m[keep].tobytes())
-    columns, skipped = _truth(rows)
+    columns, skipped, frame_index = _truth(rows)
     spreaders = tuple(bytes(row) for row in rows.extra["spreaders"])
-    return GroundTruth(packets=columns, skipped=skipped, spreaders=spreaders, frames=n)
+    return GroundTruth(columns, skipped, spreaders, frames=n, frame_index=frame_index)
 
 
 def exact_truth(truth: GroundTruth, fields: Sequence[KeyField]) -> dict[tuple[object, ...], FlowTruth]:
