@@ -204,22 +204,25 @@ async def test_search_tasks_lists_exact_and_sketch_with_kinds(api: Api) -> None:
     assert (await api.stub.health_check(v1.HealthCheckRequest())).status == "ok"
 
 
+BAD, GONE = Status.INVALID_ARGUMENT, Status.NOT_FOUND
+FT = {"task_name": "five_tuple"}
+DROP = "x'; DROP TABLE flow_metrics; --"
 ABUSE = [
-    ("trace bad key name", "trace", {"task_name": "five_tuple", "flow_keys": {"SrcIP' OR 1=1 --": "1"}}, Status.INVALID_ARGUMENT),
-    ("trace injected ip", "trace", {"task_name": "five_tuple", "flow_keys": {"SrcIP": "1.2.3.4' OR '1'='1"}}, Status.INVALID_ARGUMENT),
-    ("trace injected port", "trace", {"task_name": "five_tuple", "flow_keys": {"DstPort": "443 OR 1=1"}}, Status.INVALID_ARGUMENT),
-    ("trace port range", "trace", {"task_name": "five_tuple", "flow_keys": {"DstPort": "70000"}}, Status.INVALID_ARGUMENT),
-    ("trace protocol range", "trace", {"task_name": "five_tuple", "flow_keys": {"Protocol": "256"}}, Status.INVALID_ARGUMENT),
-    ("trace no keys", "trace", {"task_name": "five_tuple", "flow_keys": {}}, Status.INVALID_ARGUMENT),
-    ("trace unknown task", "trace", {"task_name": "x'; DROP TABLE flow_metrics; --", "flow_keys": {"SrcIP": "1.2.3.4"}}, Status.NOT_FOUND),
-    ("trace no such flow", "trace", {"task_name": "five_tuple", "flow_keys": {"SrcIP": "203.0.113.9"}}, Status.NOT_FOUND),
-    ("aggregate bad ip", "aggregate", {"src_ip": "999.1.1.1"}, Status.INVALID_ARGUMENT),
-    ("aggregate port range", "aggregate", {"dst_port": 70000}, Status.INVALID_ARGUMENT),
-    ("aggregate unknown task", "aggregate", {"task_name": "' OR 1=1 --"}, Status.NOT_FOUND),
-    ("hitters huge limit", "hitters", {"task_name": "cm_src", "limit": 2_000_000_000}, Status.INVALID_ARGUMENT),
-    ("hitters negative limit", "hitters", {"task_name": "cm_src", "limit": -1}, Status.INVALID_ARGUMENT),
-    ("hitters bad type", "hitters", {"task_name": "cm_src", "type": 7}, Status.INVALID_ARGUMENT),
-    ("hitters unknown task", "hitters", {"task_name": "nope\\' --"}, Status.NOT_FOUND),
+    ("trace bad key name", "trace", {**FT, "flow_keys": {"SrcIP' OR 1=1 --": "1"}}, BAD),
+    ("trace injected ip", "trace", {**FT, "flow_keys": {"SrcIP": "1.2.3.4' OR '1'='1"}}, BAD),
+    ("trace injected port", "trace", {**FT, "flow_keys": {"DstPort": "443 OR 1=1"}}, BAD),
+    ("trace port range", "trace", {**FT, "flow_keys": {"DstPort": "70000"}}, BAD),
+    ("trace protocol range", "trace", {**FT, "flow_keys": {"Protocol": "256"}}, BAD),
+    ("trace no keys", "trace", {**FT, "flow_keys": {}}, BAD),
+    ("trace unknown task", "trace", {"task_name": DROP, "flow_keys": {"SrcIP": "1.2.3.4"}}, GONE),
+    ("trace no such flow", "trace", {**FT, "flow_keys": {"SrcIP": "203.0.113.9"}}, GONE),
+    ("aggregate bad ip", "aggregate", {"src_ip": "999.1.1.1"}, BAD),
+    ("aggregate port range", "aggregate", {"dst_port": 70000}, BAD),
+    ("aggregate unknown task", "aggregate", {"task_name": "' OR 1=1 --"}, GONE),
+    ("hitters huge limit", "hitters", {"task_name": "cm_src", "limit": 2_000_000_000}, BAD),
+    ("hitters negative limit", "hitters", {"task_name": "cm_src", "limit": -1}, BAD),
+    ("hitters bad type", "hitters", {"task_name": "cm_src", "type": 7}, BAD),
+    ("hitters unknown task", "hitters", {"task_name": "nope\\' --"}, GONE),
 ]  # fmt: skip
 
 
@@ -303,7 +306,8 @@ async def test_grpcurl_list_describe_call_and_unimplemented(api: Api, tmp_path: 
     assert "Code: InvalidArgument" in bad.stderr, bad.stderr
     # grpcurl checks names against reflection; a proto file lets it call a method we do not serve.
     (tmp_path / "gone.proto").write_text(
-        'syntax = "proto3"; package v1; message Nothing {} service QueryService { rpc Gone(Nothing) returns (Nothing); }'
+        'syntax = "proto3"; package v1; message Nothing {}\n'
+        "service QueryService { rpc Gone(Nothing) returns (Nothing); }\n"
     )
     missing = await asyncio.to_thread(
         run,
