@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from netspectra.config.models import ExactTaskConfig, Settings
-from netspectra.engine.exact.table import FlowHashTable, address_words
+from netspectra.engine.exact.table import DirectTable, FlowHashTable, address_words, make_table
 from netspectra.engine.snapshot import Snapshot
 from netspectra.packets import PacketColumns
 
@@ -20,7 +20,7 @@ class ExactGroup:
     name = "exact"
 
     def __init__(self, tasks: Sequence[ExactTaskConfig]) -> None:
-        self._tables = tuple(FlowHashTable(task.name, task.key_fields) for task in tasks)
+        self._tables = tuple(make_table(task.name, task.key_fields) for task in tasks)
 
     @classmethod
     def from_config(cls, settings: Settings) -> ExactGroup:
@@ -32,7 +32,7 @@ class ExactGroup:
         return tuple(table.task for table in self._tables)
 
     @property
-    def tables(self) -> tuple[FlowHashTable, ...]:
+    def tables(self) -> tuple[FlowHashTable | DirectTable, ...]:
         return self._tables
 
     def insert(self, batch: PacketColumns) -> None:
