@@ -1,6 +1,6 @@
 """Frame decoding: from the first captured byte of a link-layer frame to the packet's flow key.
 
-Every capture path ends here — the file walkers in :mod:`netspectra.capture.walk` and the
+Every capture path ends here — the file walkers below and the
 AF_PACKET probe — so one set of rules decides what a packet is. The rules follow gopacket (the Go
 reference decodes with it) and were checked against tshark's ``ip.src``/``ipv6.src`` counting:
 
@@ -8,8 +8,8 @@ reference decodes with it) and were checked against tshark's ``ip.src``/``ipv6.s
   tunnels (GRE, IP-in-IP, VXLAN, ...) are not entered, ICMP errors are not looked into;
 * link types: Ethernet (1) with any stack of 802.1Q/802.1ad/0x9100/0x9200 tags, 802.3+LLC/SNAP,
   PPPoE session and MPLS label stacks in front of IP; raw IP (101, 12, 14, 228 — the IP
-  version nibble decides, as tshark's ``ip`` dissector does; 229 must hold IPv6); Linux cooked SLL (113) and SLL2
-  (276); BSD NULL (0) and LOOP (108), whose AF value is accepted in either byte order
+  version nibble decides, as tshark's ``ip`` dissector does; 229 must hold IPv6); Linux cooked
+  SLL (113) and SLL2 (276); BSD NULL (0) and LOOP (108), whose AF value is accepted in either byte order
   (AF_INET 2; AF_INET6 24, 28 or 30);
 * IPv6 extension headers (0, 43, 60, 44, 51 AH, 135, 139, 140) are walked so that
   ``protocol`` is the upper-layer protocol; when the capture ends inside the chain the walk
@@ -32,7 +32,7 @@ writes row ``i`` of the :class:`~netspectra.packets.PacketColumns` arrays when `
 (and writes nothing otherwise); ``SKIP_REASONS[status]`` names the reason of a skip. Loops that
 need speed call :func:`decode_frame` instead — it takes one array and returns scalars, so no
 per-call reference counting of the column arrays — and copy the addresses themselves as
-:func:`netspectra.capture.walk.walk_pcap` does.
+:func:`walk_pcap` does.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ _LLC = 1  # pseudo-ethertype: an 802.2 LLC header follows
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _be16(b0: int, b1: int) -> int:
+def _be16(b0: int, b1: int) -> int:  # scalars only: no array refcounting in the hot loop
     return (b0 << 8) | b1
 
 
@@ -289,3 +289,278 @@ def parse_frame(  # type: ignore[no-untyped-def]
     len_col[i] = wirelen
     ver_col[i] = version
     return OK
+
+
+# -- container walkers ------------------------------------------------------------------------
+# They live in this module because numba's on-disk cache only notices edits to a function's own
+# file: a walker in another module would keep running a stale inlined copy of decode_frame.
+#
+# A walker consumes only COMPLETE records of ``buf[pos:end]`` and stops at the first incomplete one
+# (NEED_MORE), when the output columns are full (OUT_FULL), at a pcapng section or interface block
+# that Python interprets (NEED_HEADER: rare, with options awkward in numba), or at a record header
+# that cannot be right (CORRUPT_*). ``counters`` is int64 ``[frames, packets, bytes, skip[1], ...]``
+# (COUNTER_SKIP_BASE + status).
+
+NEED_MORE = 0
+OUT_FULL = 1
+NEED_HEADER = 2
+CORRUPT_CAPLEN = 3
+CORRUPT_BLOCK = 4
+
+COUNTER_FRAMES = 0
+COUNTER_PACKETS = 1
+COUNTER_BYTES = 2
+COUNTER_SKIP_BASE = 2  # + status (statuses start at 1)
+COUNTER_SIZE = COUNTER_SKIP_BASE + len(SKIP_REASONS)
+
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_IDB = 1
+PCAPNG_OPB = 2  # obsolete Packet Block
+PCAPNG_SPB = 3
+PCAPNG_EPB = 6
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _u32(b0: int, b1: int, b2: int, b3: int, big: bool) -> int:
+    if big:
+        return (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+    return (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
+
+
+@njit(cache=True, nogil=True)
+def walk_pcap(  # type: ignore[no-untyped-def]
+    buf,
+    pos,
+    end,
+    big_endian,
+    frac_to_ns,
+    rec_header_len,
+    max_caplen,
+    linktype,
+    ts_col,
+    src_col,
+    dst_col,
+    sport_col,
+    dport_col,
+    proto_col,
+    len_col,
+    ver_col,
+    n,
+    capacity,
+    counters,
+):
+    """Walk classic pcap records in ``buf[pos:end]``; returns ``(pos, n, reason)``.
+
+    ``frac_to_ns`` is 1000 for microsecond files and 1 for nanosecond files; ``rec_header_len``
+    is 16, or 24 for the Kuznetzov "modified" format.
+    """
+    while n < capacity:
+        if pos + rec_header_len > end:
+            return pos, n, NEED_MORE
+        sec = _u32(
+            np.int64(buf[pos]), np.int64(buf[pos + 1]), np.int64(buf[pos + 2]), np.int64(buf[pos + 3]),
+            big_endian,
+        )  # fmt: skip
+        frac = _u32(
+            np.int64(buf[pos + 4]), np.int64(buf[pos + 5]), np.int64(buf[pos + 6]), np.int64(buf[pos + 7]),
+            big_endian,
+        )  # fmt: skip
+        caplen = _u32(
+            np.int64(buf[pos + 8]), np.int64(buf[pos + 9]), np.int64(buf[pos + 10]), np.int64(buf[pos + 11]),
+            big_endian,
+        )  # fmt: skip
+        wirelen = _u32(
+            np.int64(buf[pos + 12]), np.int64(buf[pos + 13]), np.int64(buf[pos + 14]),
+            np.int64(buf[pos + 15]), big_endian,
+        )  # fmt: skip
+        if caplen > max_caplen:
+            return pos, n, CORRUPT_CAPLEN
+        data = pos + rec_header_len
+        if data + caplen > end:
+            return pos, n, NEED_MORE
+        counters[COUNTER_FRAMES] += 1
+        status, version, l3, proto, sport, dport = decode_frame(buf, data, caplen, linktype)
+        pos = data + caplen
+        if status != OK:
+            counters[COUNTER_SKIP_BASE + status] += 1
+            continue
+        ts_col[n] = sec * 1_000_000_000 + frac * frac_to_ns
+        if version == 4:
+            for k in range(10):
+                src_col[n, k] = 0
+                dst_col[n, k] = 0
+            src_col[n, 10] = 0xFF
+            src_col[n, 11] = 0xFF
+            dst_col[n, 10] = 0xFF
+            dst_col[n, 11] = 0xFF
+            for k in range(4):
+                src_col[n, 12 + k] = buf[l3 + 12 + k]
+                dst_col[n, 12 + k] = buf[l3 + 16 + k]
+        else:
+            for k in range(16):
+                src_col[n, k] = buf[l3 + 8 + k]
+                dst_col[n, k] = buf[l3 + 24 + k]
+        sport_col[n] = sport
+        dport_col[n] = dport
+        proto_col[n] = proto
+        len_col[n] = wirelen
+        ver_col[n] = version
+        counters[COUNTER_PACKETS] += 1
+        counters[COUNTER_BYTES] += wirelen
+        n += 1
+    return pos, n, OUT_FULL
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _units_to_ns(units: int, exponent: int, binary: bool) -> int:
+    """pcapng timestamp units (10^-e or 2^-e seconds) to nanoseconds, in integers."""
+    if binary:
+        if exponent <= 32:
+            whole = units >> exponent
+            part = units & ((1 << exponent) - 1)
+            return whole * 1_000_000_000 + ((part * 1_000_000_000) >> exponent)
+        return np.int64(np.float64(units) / (2.0**exponent) * 1e9)
+    if exponent <= 9:
+        scale = 1
+        for _ in range(9 - exponent):
+            scale *= 10
+        return units * scale
+    scale = 1
+    for _ in range(min(exponent - 9, 18)):
+        scale *= 10
+    return units // scale
+
+
+@njit(cache=True, nogil=True)
+def walk_pcapng(  # type: ignore[no-untyped-def]
+    buf,
+    pos,
+    end,
+    big_endian,
+    max_block,
+    if_linktype,
+    if_ts_exponent,
+    if_ts_binary,
+    if_ts_offset_ns,
+    if_snaplen,
+    n_interfaces,
+    ts_col,
+    src_col,
+    dst_col,
+    sport_col,
+    dport_col,
+    proto_col,
+    len_col,
+    ver_col,
+    n,
+    capacity,
+    counters,
+):
+    """Walk pcapng blocks of one section in ``buf[pos:end]``; returns ``(pos, n, reason)``.
+
+    Enhanced (6), simple (3) and obsolete (2) packet blocks are parsed; section (SHB) and
+    interface (IDB) blocks return ``NEED_HEADER`` once complete; every other block is skipped.
+    """
+    while n < capacity:
+        if pos + 12 > end:
+            return pos, n, NEED_MORE
+        btype = _u32(
+            np.int64(buf[pos]), np.int64(buf[pos + 1]), np.int64(buf[pos + 2]), np.int64(buf[pos + 3]),
+            big_endian,
+        )  # fmt: skip
+        if btype == PCAPNG_SHB:
+            return pos, n, NEED_HEADER
+        blen = _u32(
+            np.int64(buf[pos + 4]), np.int64(buf[pos + 5]), np.int64(buf[pos + 6]), np.int64(buf[pos + 7]),
+            big_endian,
+        )  # fmt: skip
+        if blen < 12 or blen % 4 != 0 or blen > max_block:
+            return pos, n, CORRUPT_BLOCK
+        if pos + blen > end:
+            return pos, n, NEED_MORE
+        if btype == PCAPNG_IDB:
+            return pos, n, NEED_HEADER
+        if btype in (PCAPNG_EPB, PCAPNG_OPB, PCAPNG_SPB):
+            if btype == PCAPNG_SPB:
+                if blen < 16:
+                    return pos, n, CORRUPT_BLOCK
+                wirelen = _u32(
+                    np.int64(buf[pos + 8]), np.int64(buf[pos + 9]), np.int64(buf[pos + 10]),
+                    np.int64(buf[pos + 11]), big_endian,
+                )  # fmt: skip
+                caplen = min(wirelen, blen - 16)
+                if n_interfaces > 0 and if_snaplen[0] > 0:
+                    caplen = min(caplen, if_snaplen[0])
+                iface = 0
+                data = pos + 12
+                units = np.int64(0)
+            else:
+                if blen < 32:
+                    return pos, n, CORRUPT_BLOCK
+                if btype == PCAPNG_EPB:
+                    iface = _u32(
+                        np.int64(buf[pos + 8]), np.int64(buf[pos + 9]), np.int64(buf[pos + 10]),
+                        np.int64(buf[pos + 11]), big_endian,
+                    )  # fmt: skip
+                elif big_endian:
+                    iface = (np.int64(buf[pos + 8]) << 8) | np.int64(buf[pos + 9])
+                else:
+                    iface = (np.int64(buf[pos + 9]) << 8) | np.int64(buf[pos + 8])
+                hi = _u32(
+                    np.int64(buf[pos + 12]), np.int64(buf[pos + 13]), np.int64(buf[pos + 14]),
+                    np.int64(buf[pos + 15]), big_endian,
+                )  # fmt: skip
+                lo = _u32(
+                    np.int64(buf[pos + 16]), np.int64(buf[pos + 17]), np.int64(buf[pos + 18]),
+                    np.int64(buf[pos + 19]), big_endian,
+                )  # fmt: skip
+                caplen = _u32(
+                    np.int64(buf[pos + 20]), np.int64(buf[pos + 21]), np.int64(buf[pos + 22]),
+                    np.int64(buf[pos + 23]), big_endian,
+                )  # fmt: skip
+                wirelen = _u32(
+                    np.int64(buf[pos + 24]), np.int64(buf[pos + 25]), np.int64(buf[pos + 26]),
+                    np.int64(buf[pos + 27]), big_endian,
+                )  # fmt: skip
+                if caplen > blen - 32:
+                    return pos, n, CORRUPT_CAPLEN
+                data = pos + 28
+                units = (hi << 32) | lo
+            counters[COUNTER_FRAMES] += 1
+            if iface >= n_interfaces:
+                counters[COUNTER_SKIP_BASE + UNKNOWN_INTERFACE] += 1
+                pos += blen
+                continue
+            status, version, l3, proto, sport, dport = decode_frame(buf, data, caplen, if_linktype[iface])
+            if status != OK:
+                counters[COUNTER_SKIP_BASE + status] += 1
+                pos += blen
+                continue
+            ts_col[n] = (
+                _units_to_ns(units, if_ts_exponent[iface], if_ts_binary[iface] != 0) + if_ts_offset_ns[iface]
+            )
+            if version == 4:
+                for k in range(10):
+                    src_col[n, k] = 0
+                    dst_col[n, k] = 0
+                src_col[n, 10] = 0xFF
+                src_col[n, 11] = 0xFF
+                dst_col[n, 10] = 0xFF
+                dst_col[n, 11] = 0xFF
+                for k in range(4):
+                    src_col[n, 12 + k] = buf[l3 + 12 + k]
+                    dst_col[n, 12 + k] = buf[l3 + 16 + k]
+            else:
+                for k in range(16):
+                    src_col[n, k] = buf[l3 + 8 + k]
+                    dst_col[n, k] = buf[l3 + 24 + k]
+            sport_col[n] = sport
+            dport_col[n] = dport
+            proto_col[n] = proto
+            len_col[n] = wirelen
+            ver_col[n] = version
+            counters[COUNTER_PACKETS] += 1
+            counters[COUNTER_BYTES] += wirelen
+            n += 1
+        pos += blen
+    return pos, n, OUT_FULL

@@ -45,7 +45,9 @@ class CaptureReader:
         chunk_bytes: int = 8 << 20,
     ) -> None:
         if batch_size < 1 or chunk_bytes < 64:
-            raise ValueError(f"batch_size must be >= 1 and chunk_bytes >= 64 (got {batch_size}, {chunk_bytes})")
+            raise ValueError(
+                f"batch_size must be >= 1 and chunk_bytes >= 64 (got {batch_size}, {chunk_bytes})"
+            )
         self._owns_file = not hasattr(source, "read")
         if self._owns_file:
             try:

@@ -3,7 +3,7 @@
 :class:`CaptureStreamParser` is the one parser of capture containers: ``dumpcap -w -`` output
 fed pipe read by pipe read, and (through :class:`~netspectra.capture.reader.CaptureReader`) files
 read chunk by chunk with ``readinto``. It keeps the unconsumed tail of the input in one reused
-numpy buffer, lets the numba walkers of :mod:`netspectra.capture.walk` consume every complete
+numpy buffer, lets the numba walkers of :mod:`netspectra.capture.kernel` consume every complete
 record, and interprets the few header blocks (pcap global header, pcapng SHB/IDB) in Python.
 
 Nothing in a file can crash it, hang it or make it allocate without bound: record and block
@@ -19,20 +19,20 @@ import struct
 import numpy as np
 import numpy.typing as npt
 
-from netspectra.capture.kernel import SKIP_REASONS
-from netspectra.capture.walk import (
+from netspectra.capture.kernel import (
+    CORRUPT_BLOCK,
+    CORRUPT_CAPLEN,
     COUNTER_BYTES,
     COUNTER_FRAMES,
     COUNTER_PACKETS,
     COUNTER_SIZE,
     COUNTER_SKIP_BASE,
-    CORRUPT_BLOCK,
-    CORRUPT_CAPLEN,
     NEED_HEADER,
     NEED_MORE,
     OUT_FULL,
     PCAPNG_IDB,
     PCAPNG_SHB,
+    SKIP_REASONS,
     walk_pcap,
     walk_pcapng,
 )
@@ -222,7 +222,7 @@ class CaptureStreamParser:
                 )  # fmt: skip
             self._start = int(pos)
             n = int(n)
-            if reason == OUT_FULL or reason == NEED_MORE:
+            if reason in (OUT_FULL, NEED_MORE):
                 return n
             if reason == NEED_HEADER:
                 if not self._read_pcapng_header():
@@ -256,7 +256,7 @@ class CaptureStreamParser:
                     return False
                 nano, record_header = _PCAP_MAGICS[value]
                 header = bytes(self._buf[self._start : self._start + 24])
-                _, _, _, _, _, snaplen, network = struct.unpack(">IHHiIII" if big else "<IHHiIII", header)
+                _, _, _, _, _, _snaplen, network = struct.unpack(">IHHiIII" if big else "<IHHiIII", header)
                 self._big = big
                 self._frac_to_ns = 1 if nano else 1000
                 self._record_header = record_header

@@ -131,7 +131,9 @@ class _Rows:
     extra: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
 
 
-def _addresses(rng: np.random.Generator, v6: npt.NDArray[np.bool_], v4_net: int, v6_net: int) -> npt.NDArray[np.uint8]:
+def _addresses(
+    rng: np.random.Generator, v6: npt.NDArray[np.bool_], v4_net: int, v6_net: int
+) -> npt.NDArray[np.uint8]:
     n = v6.shape[0]
     out = np.zeros((n, ADDRESS_WIDTH), np.uint8)
     out[:, :] = rng.integers(0, 256, (n, ADDRESS_WIDTH), dtype=np.uint8)
@@ -186,9 +188,18 @@ def _draw(spec: TrafficSpec) -> _Rows:
         src[rows, 13] = 64 + ((j >> 16) & 0x3F)
         src[rows, 14] = (j >> 8) & 0xFF
         src[rows, 15] = j & 0xFF
-        spreaders = [IPV4_MAPPED_PREFIX + bytes([198, 18 + (s >> 8), s & 0xFF, 1]) for s in range(spec.spreaders)]
+        spreaders = [
+            IPV4_MAPPED_PREFIX + bytes([198, 18 + (s >> 8), s & 0xFF, 1]) for s in range(spec.spreaders)
+        ]
     order = rng.permutation(n)
-    v6, src, dst, proto, sport, dport = v6[order], src[order], dst[order], proto[order], sport[order], dport[order]
+    v6, src, dst, proto, sport, dport = (
+        v6[order],
+        src[order],
+        dst[order],
+        proto[order],
+        sport[order],
+        dport[order],
+    )
 
     iface = rng.integers(0, len(spec.linktypes), n)
     linktype = np.asarray(spec.linktypes, np.int64)[iface]
@@ -207,7 +218,11 @@ def _draw(spec: TrafficSpec) -> _Rows:
     can_arp = ether | (linktype == 113) | (linktype == 276) | (linktype == 0) | (linktype == 108)
     arp = can_arp & (rng.random(n) < spec.arp_fraction)
     u = rng.random(n)
-    tags = np.where(ether & (u < spec.qinq_fraction), 2, np.where(ether & (u < spec.qinq_fraction + spec.vlan_fraction), 1, 0))
+    tags = np.where(
+        ether & (u < spec.qinq_fraction),
+        2,
+        np.where(ether & (u < spec.qinq_fraction + spec.vlan_fraction), 1, 0),
+    )
     outer_tpid = np.where(rng.random(n) < 0.5, 0x88A8, 0x9100)
     chain = np.where(v6 & (rng.random(n) < spec.ext_header_fraction), rng.integers(1, len(_EXT_CHAINS), n), 0)
     u = rng.random(n)
@@ -216,7 +231,9 @@ def _draw(spec: TrafficSpec) -> _Rows:
     af_swap = (rng.random(n) < 0.5) | (linktype == 108)
     af6 = rng.choice(np.array([24, 28, 30]), n)
 
-    l2len = np.array([_L2_LEN[lt] for lt in GENERATOR_LINKTYPES])[np.searchsorted(GENERATOR_LINKTYPES, linktype)]
+    l2len = np.array([_L2_LEN[lt] for lt in GENERATOR_LINKTYPES])[
+        np.searchsorted(GENERATOR_LINKTYPES, linktype)
+    ]
     l2len = l2len + 4 * tags
     chain_len = np.array([sum(length for _, length in c) for c in _EXT_CHAINS])[chain]
     iplen = np.where(v6, 40 + chain_len + np.where(frag > 0, 8, 0), 20)

@@ -1,4 +1,4 @@
-"""The frame kernel on hand-built frames whose decoding is known byte by byte (independent of the generator)."""
+"""The frame kernel on hand-built frames whose decoding is known byte by byte (not via the generator)."""
 
 from __future__ import annotations
 
@@ -39,11 +39,20 @@ def eth(ethertype: int, payload: bytes, tags: tuple[int, ...] = ()) -> bytes:
 
 def decode(frame: bytes, linktype: int = 1, caplen: int | None = None) -> tuple[str, int, str, int, int, int]:
     buf = np.frombuffer(b"\xee" * 3 + frame, np.uint8)  # non-zero offset on purpose
-    status, version, l3, proto, sport, dport = decode_frame(buf, 3, len(frame) if caplen is None else caplen, linktype)
+    status, version, l3, proto, sport, dport = decode_frame(
+        buf, 3, len(frame) if caplen is None else caplen, linktype
+    )
     if status:
         return SKIP_REASONS[status], 0, "", 0, 0, 0
     src = bytes(buf[l3 + 12 : l3 + 16]) if version == 4 else bytes(buf[l3 + 8 : l3 + 24])
-    return "ok", int(version), str(address_text(bytes(10) + b"\xff\xff" + src if version == 4 else src)), int(proto), int(sport), int(dport)
+    return (
+        "ok",
+        int(version),
+        str(address_text(bytes(10) + b"\xff\xff" + src if version == 4 else src)),
+        int(proto),
+        int(sport),
+        int(dport),
+    )
 
 
 V4_TCP = ("ok", 4, "192.0.2.1", 6, 1234, 443)
@@ -58,7 +67,11 @@ V6_UDP = ("ok", 6, "2001:db8::1", 17, 1234, 443)
         (eth(0x0800, ipv4(l4=PORTS), tags=(0x9100, 0x8100)), 1, V4_TCP),
         (eth(0x86DD, ipv6(17, PORTS)), 1, V6_UDP),
         # 802.3 length + LLC/SNAP carrying IPv4
-        (MAC + struct.pack("!H", 100) + bytes.fromhex("aaaa03000000") + b"\x08\x00" + ipv4(l4=PORTS), 1, V4_TCP),
+        (
+            MAC + struct.pack("!H", 100) + bytes.fromhex("aaaa03000000") + b"\x08\x00" + ipv4(l4=PORTS),
+            1,
+            V4_TCP,
+        ),
         # PPPoE session, PPP protocol 0x0021
         (eth(0x8864, bytes.fromhex("1100000100400021") + ipv4(l4=PORTS)), 1, V4_TCP),
         # two MPLS labels, bottom of stack on the second
@@ -79,14 +92,39 @@ V6_UDP = ("ok", 6, "2001:db8::1", 17, 1234, 443)
         # ports cut by the snap length: packet kept, ports 0 (tshark still shows ip.src)
         (eth(0x0800, ipv4(l4=PORTS))[:37], 1, ("ok", 4, "192.0.2.1", 6, 0, 0)),
         # IPv6: hop-by-hop, routing, AH, destination options, then UDP
-        (eth(0x86DD, ipv6(0, bytes([43, 0]) + bytes(6) + bytes([51, 0]) + bytes(6) + bytes([60, 1]) + bytes(10)
-                          + bytes([17, 0]) + bytes(6) + PORTS)), 1, V6_UDP),  # fmt: skip
+        (
+            eth(
+                0x86DD,
+                ipv6(
+                    0,
+                    bytes([43, 0])
+                    + bytes(6)
+                    + bytes([51, 0])
+                    + bytes(6)
+                    + bytes([60, 1])
+                    + bytes(10)
+                    + bytes([17, 0])
+                    + bytes(6)
+                    + PORTS,
+                ),
+            ),
+            1,
+            V6_UDP,
+        ),
         # IPv6 first fragment keeps ports; non-first does not
         (eth(0x86DD, ipv6(44, bytes([17, 0, 0, 1]) + bytes(4) + PORTS)), 1, V6_UDP),
-        (eth(0x86DD, ipv6(44, bytes([17, 0, 0, 8]) + bytes(4) + PORTS)), 1, ("ok", 6, "2001:db8::1", 17, 0, 0)),
+        (
+            eth(0x86DD, ipv6(44, bytes([17, 0, 0, 8]) + bytes(4) + PORTS)),
+            1,
+            ("ok", 6, "2001:db8::1", 17, 0, 0),
+        ),
         # chain cut by the capture: protocol is the header that could not be walked
         (eth(0x86DD, ipv6(0, bytes([60, 0]) + bytes(6) + bytes([6]))), 1, ("ok", 6, "2001:db8::1", 60, 0, 0)),
-        (eth(0x86DD, ipv6(0, bytes([60, 0]) + bytes(6) + bytes([6, 0]))), 1, ("ok", 6, "2001:db8::1", 6, 0, 0)),
+        (
+            eth(0x86DD, ipv6(0, bytes([60, 0]) + bytes(6) + bytes([6, 0]))),
+            1,
+            ("ok", 6, "2001:db8::1", 6, 0, 0),
+        ),
         (ipv4(l4=PORTS), 101, V4_TCP),
         (ipv6(17, PORTS), 101, V6_UDP),
         (ipv4(l4=PORTS), 228, V4_TCP),

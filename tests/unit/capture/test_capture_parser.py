@@ -14,7 +14,9 @@ from netspectra.synth import GroundTruth, TrafficSpec, write_trace
 
 FIELDS = ("ts_ns", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "length", "ip_version")
 # Rich traffic: many tags, extension headers and fragments so every decoding rule is exercised.
-RICH = dict(ext_header_fraction=0.5, fragment_fraction=0.3, qinq_fraction=0.2, vlan_fraction=0.3, ipv6_fraction=0.5)
+RICH = dict(
+    ext_header_fraction=0.5, fragment_fraction=0.3, qinq_fraction=0.2, vlan_fraction=0.3, ipv6_fraction=0.5
+)
 
 
 def assert_rows_equal(got: PacketColumns, truth: PacketColumns) -> None:
@@ -90,7 +92,9 @@ def small_trace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[byt
 
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
-def test_stream_parser_split_at_every_offset(small_trace: dict[str, tuple[bytes, GroundTruth]], fmt: str) -> None:
+def test_stream_parser_split_at_every_offset(
+    small_trace: dict[str, tuple[bytes, GroundTruth]], fmt: str
+) -> None:
     data, truth = small_trace[fmt]
     for cut in range(len(data) + 1):
         parser = CaptureStreamParser(initial_buffer=64)
@@ -145,7 +149,6 @@ def test_truncated_file_keeps_complete_records(
         assert reader.frames == complete
 
 
-
 def patched(data: bytes, offset: int, value: bytes) -> bytes:
     return data[:offset] + value + data[offset + len(value) :]
 
@@ -198,7 +201,9 @@ def test_not_a_capture(tmp_path: Path, content: bytes, message: str) -> None:
     assert reader.error is not None and message in reader.error
 
 
-def test_reader_accepts_a_file_object_and_pipe_like_source(small_trace: dict[str, tuple[bytes, GroundTruth]]) -> None:
+def test_reader_accepts_a_file_object_and_pipe_like_source(
+    small_trace: dict[str, tuple[bytes, GroundTruth]],
+) -> None:
     data, truth = small_trace["pcapng"]
 
     class Pipe(io.RawIOBase):
