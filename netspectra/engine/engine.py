@@ -190,11 +190,12 @@ class Engine:
         # Runs after every batch already submitted to the worker thread: that is the drain.
         self.final_snapshots = await self._in_worker(self._snapshot_groups, list(self._groups), now, False)
         for slot in self._slots:
-            snapshot = self.final_snapshots[slot.group]
+            snapshot = self.final_snapshots.get(slot.group)
             if slot.queue is not None and slot.task is not None:
-                slot.queue.put_nowait(snapshot)
+                if snapshot is not None:
+                    slot.queue.put_nowait(snapshot)
                 slot.queue.put_nowait(None)
-            else:  # never started: write directly
+            elif snapshot is not None:  # never started: write directly
                 await self._write_one(slot, snapshot)
         for slot in self._slots:
             if slot.task is not None:
@@ -269,7 +270,8 @@ class Engine:
             names = sorted({slot.group for slot in ready})
             snapshots = await self._in_worker(self._snapshot_groups, names, now, period_over)
             for slot in ready:
-                await self._enqueue(slot, snapshots[slot.group])
+                if slot.group in snapshots:
+                    await self._enqueue(slot, snapshots[slot.group])
         if period_over:
             logger.info("Period of %gs ended: every task reset", self._period_ns / _NS)
         if now >= self._next_stats_ns:
@@ -279,11 +281,15 @@ class Engine:
 
     def _snapshot_groups(self, names: Sequence[str], now: int, reset: bool) -> dict[str, Snapshot]:
         """Snapshots of ``names`` and, when ``reset``, a reset of every group, atomically."""
+        snapshots: dict[str, Snapshot] = {}
         with self._lock:
-            snapshots = {
-                name: self._groups[name].snapshot(taken_at_ns=now, period_start_ns=self._period_start_ns)
-                for name in names
-            }
+            for name in names:
+                try:
+                    snapshots[name] = self._groups[name].snapshot(
+                        taken_at_ns=now, period_start_ns=self._period_start_ns
+                    )
+                except Exception:  # one broken group must not cost the others their snapshots
+                    logger.exception("Group %r failed to take a snapshot; its writers get none now", name)
             if reset:
                 for group in self._groups.values():
                     group.reset()

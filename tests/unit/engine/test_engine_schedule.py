@@ -164,3 +164,36 @@ def test_from_settings_builds_enabled_writers_only(tmp_path) -> None:  # type: i
     assert list(engine.groups) == ["exact"]
     assert engine.groups["exact"].task_names == ("per_src_ip",)
     assert len(engine._slots) == 1
+
+
+class BrokenGroup:
+    """A group whose snapshot always fails (a buggy plugin)."""
+
+    name = "broken"
+    task_names = ("b",)
+
+    def insert(self, batch: PacketColumns) -> None:
+        pass
+
+    def snapshot(self, taken_at_ns: int, period_start_ns: int) -> Snapshot:
+        raise RuntimeError("plugin bug (test)")
+
+    def reset(self) -> None:
+        pass
+
+
+async def test_a_broken_group_does_not_cost_others_their_snapshot(caplog: pytest.LogCaptureFixture) -> None:
+    good, starved = RecordingWriter(), RecordingWriter()
+    batch = random_batch(np.random.default_rng(10), 700)
+    engine = Engine(
+        {"broken": BrokenGroup(), "exact": ExactGroup([ExactTaskConfig(name="t", key_fields=FIELDS)])},
+        {"broken": [(WriterConfig(type="text"), starved)], "exact": [(WriterConfig(type="file"), good)]},
+        clock=ManualClock(),
+    )
+    await engine.start(schedule=False)
+    await engine.ingest(batch)
+    with caplog.at_level(logging.ERROR):
+        final = await engine.close()
+    assert list(final) == ["exact"] and starved.snapshots == [] and starved.closed
+    assert [flows(s) for s in good.snapshots] == [brute_force([batch], FIELDS)]
+    assert "plugin bug (test)" in caplog.text
