@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import AliasChoices, Field
 
-from netspectra.engine.sketch.murmur3 import murmur3_row, row_seeds
+from netspectra.engine.sketch.murmur3 import as_words, hash_words_into, row_seeds
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
 from netspectra.engine.snapshot import HeavyHitter, HitterKind
 from netspectra.fields import KeyField
@@ -83,29 +83,34 @@ def _next_random(state):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True, nogil=True)
-def _insert_rows(  # type: ignore[no-untyped-def]
-    keys, sizes, seeds, row_lo, row_hi, count_keys, counts, size_keys, byte_counts, variant, thresholds, state
+def _insert(  # type: ignore[no-untyped-def]
+    words, nbytes, sizes, seeds, count_keys, counts, size_keys, byte_counts, variant, thresholds, state
 ):
-    """Insert every packet into rows [row_lo, row_hi); returns the new random state."""
-    n = keys.shape[0]
-    width_k = keys.shape[1]
+    """Insert every packet (keys as uint64 words) into every row; returns the new random state."""
+    n = words.shape[0]
+    nwords = words.shape[1]
+    depth = seeds.shape[0]
     width = np.uint32(counts.shape[1])
+    power_of_two = (width & (width - np.uint32(1))) == 0
+    mask = width - np.uint32(1)
     last = np.uint64(thresholds.shape[0] - 1)
-    for r in range(row_lo, row_hi):
-        seed = seeds[r]
-        for i in range(n):
-            bucket = murmur3_row(keys, i, seed) % width
-            size = sizes[i]
+    hashes = np.empty(depth, np.uint32)
+    for i in range(n):
+        hash_words_into(words, i, nbytes, seeds, hashes)
+        size = sizes[i]
+        for r in range(depth):
+            # same bucket as Go's ``hash % width``; a mask when width is a power of two (no division)
+            bucket = hashes[r] & mask if power_of_two else hashes[r] % width
             # --- byte cell ---
             held = byte_counts[r, bucket]
             if held == 0:
                 byte_counts[r, bucket] = size
-                for j in range(width_k):
-                    size_keys[r, bucket, j] = keys[i, j]
+                for j in range(nwords):
+                    size_keys[r, bucket, j] = words[i, j]
             else:
                 same = True
-                for j in range(width_k):
-                    if size_keys[r, bucket, j] != keys[i, j]:
+                for j in range(nwords):
+                    if size_keys[r, bucket, j] != words[i, j]:
                         same = False
                         break
                 if same:
@@ -124,20 +129,20 @@ def _insert_rows(  # type: ignore[no-untyped-def]
                     if vote:
                         if size > held:
                             byte_counts[r, bucket] = size
-                            for j in range(width_k):
-                                size_keys[r, bucket, j] = keys[i, j]
+                            for j in range(nwords):
+                                size_keys[r, bucket, j] = words[i, j]
                         else:
                             byte_counts[r, bucket] = held - size
             # --- packet cell ---
             held = counts[r, bucket]
             if held == 0:
                 counts[r, bucket] = 1
-                for j in range(width_k):
-                    count_keys[r, bucket, j] = keys[i, j]
+                for j in range(nwords):
+                    count_keys[r, bucket, j] = words[i, j]
             else:
                 same = True
-                for j in range(width_k):
-                    if count_keys[r, bucket, j] != keys[i, j]:
+                for j in range(nwords):
+                    if count_keys[r, bucket, j] != words[i, j]:
                         same = False
                         break
                 if same:
@@ -145,40 +150,42 @@ def _insert_rows(  # type: ignore[no-untyped-def]
                 elif variant == 0:
                     counts[r, bucket] = held - 1
                     if held == 1:
-                        for j in range(width_k):
-                            count_keys[r, bucket, j] = keys[i, j]
+                        for j in range(nwords):
+                            count_keys[r, bucket, j] = words[i, j]
                 else:
                     index = held if held < last else last
                     state, draw = _next_random(state)
                     if draw < thresholds[index]:
                         if held == 1:
                             counts[r, bucket] = 1
-                            for j in range(width_k):
-                                count_keys[r, bucket, j] = keys[i, j]
+                            for j in range(nwords):
+                                count_keys[r, bucket, j] = words[i, j]
                         else:
                             counts[r, bucket] = held - 1
     return state
 
 
 @nb.njit(cache=True, nogil=True)
-def _query(keys, seeds, count_keys, counts, size_keys, byte_counts, out_count, out_bytes):  # type: ignore[no-untyped-def]
+def _query(words, nbytes, seeds, count_keys, counts, size_keys, byte_counts, out_count, out_bytes):  # type: ignore[no-untyped-def]
     width = np.uint32(counts.shape[1])
-    width_k = keys.shape[1]
-    for i in range(keys.shape[0]):
+    nwords = words.shape[1]
+    hashes = np.empty(seeds.shape[0], np.uint32)
+    for i in range(words.shape[0]):
+        hash_words_into(words, i, nbytes, seeds, hashes)
         best_count = np.uint64(0)
         best_bytes = np.uint64(0)
         for r in range(seeds.shape[0]):
-            bucket = murmur3_row(keys, i, seeds[r]) % width
+            bucket = hashes[r] % width
             same = True
-            for j in range(width_k):
-                if count_keys[r, bucket, j] != keys[i, j]:
+            for j in range(nwords):
+                if count_keys[r, bucket, j] != words[i, j]:
                     same = False
                     break
             if same and counts[r, bucket] > best_count:
                 best_count = counts[r, bucket]
             same = True
-            for j in range(width_k):
-                if size_keys[r, bucket, j] != keys[i, j]:
+            for j in range(nwords):
+                if size_keys[r, bucket, j] != words[i, j]:
                     same = False
                     break
             if same and byte_counts[r, bucket] > best_bytes:
@@ -236,9 +243,11 @@ class CountMin(SketchBase):
         self.key_width = key_width(self.flow_fields)
         shape = (params.depth, params.width)
         self.seeds = row_seeds(params.seed, params.depth)
-        self.count_keys = np.zeros((*shape, self.key_width), np.uint8)
+        self.key_words = max(1, -(-self.key_width // 8))
+        # keys are stored as little-endian uint64 words (zero-padded) so kernels compare words
+        self.count_keys = np.zeros((*shape, self.key_words), np.uint64)
         self.counts = np.zeros(shape, np.uint64)
-        self.size_keys = np.zeros((*shape, self.key_width), np.uint8)
+        self.size_keys = np.zeros((*shape, self.key_words), np.uint64)
         self.byte_counts = np.zeros(shape, np.uint64)
         self._variant = _VARIANT_CODE[params.variant]
         self._thresholds = decay_thresholds(params.b)
@@ -248,12 +257,11 @@ class CountMin(SketchBase):
         """One kernel call over all rows; ``element_keys`` is ignored (Count-Min counts flows)."""
         if flow_keys.shape[0] == 0:
             return
-        state = _insert_rows(
-            np.ascontiguousarray(flow_keys),
+        state = _insert(
+            as_words(flow_keys),
+            self.key_width,
             np.ascontiguousarray(sizes, dtype=np.uint64),
             self.seeds,
-            0,
-            self.p.depth,
             self.count_keys,
             self.counts,
             self.size_keys,
@@ -271,7 +279,8 @@ class CountMin(SketchBase):
         out_bytes = np.zeros(n, np.uint64)
         if n:
             _query(
-                np.ascontiguousarray(flow_keys),
+                as_words(flow_keys),
+                self.key_width,
                 self.seeds,
                 self.count_keys,
                 self.counts,
@@ -282,15 +291,15 @@ class CountMin(SketchBase):
             )
         return {HitterKind.COUNT: out_count, HitterKind.SIZE: out_bytes}
 
-    @staticmethod
     def _max_per_key(
-        keys: npt.NDArray[np.uint8], values: npt.NDArray[np.uint64], threshold: int
+        self, keys: npt.NDArray[np.uint64], values: npt.NDArray[np.uint64], threshold: int
     ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint64]]:
+        """Distinct keys of the cells at or above ``threshold`` (as bytes), each with its largest value."""
         flat_values = values.reshape(-1)
         picked = np.flatnonzero(flat_values >= threshold)
         if picked.size == 0:
-            return np.zeros((0, keys.shape[-1]), np.uint8), np.zeros(0, np.uint64)
-        cell_keys = keys.reshape(-1, keys.shape[-1])[picked]
+            return np.zeros((0, self.key_width), np.uint8), np.zeros(0, np.uint64)
+        cell_keys = keys.reshape(-1, keys.shape[-1])[picked].view(np.uint8)[:, : self.key_width]
         cell_values = flat_values[picked]
         unique, inverse = np.unique(cell_keys, axis=0, return_inverse=True)
         best = np.zeros(unique.shape[0], np.uint64)

@@ -93,3 +93,79 @@ def row_seeds(seed: int, count: int) -> npt.NDArray[np.uint32]:
         z ^= z >> 31
         out[index] = z & 0xFFFFFFFF
     return out
+
+
+@nb.njit(inline="always", nogil=True)
+def mix_block(k1):  # type: ignore[no-untyped-def]
+    """The seed-independent half of one MurmurHash3 block round (shared by every row's hash)."""
+    k1 = np.uint32(k1 * _C1)
+    k1 = _rotl32(k1, 15)
+    return np.uint32(k1 * _C2)
+
+
+@nb.njit(inline="always", nogil=True)
+def absorb_block(h1, mixed):  # type: ignore[no-untyped-def]
+    """Fold one mixed block into a running hash."""
+    h1 ^= mixed
+    h1 = _rotl32(h1, 13)
+    return np.uint32(h1 * np.uint32(5) + np.uint32(0xE6546B64))
+
+
+@nb.njit(inline="always", nogil=True)
+def finish(h1, length):  # type: ignore[no-untyped-def]
+    """Length fold and final avalanche."""
+    h1 ^= np.uint32(length)
+    h1 ^= h1 >> np.uint32(16)
+    h1 = np.uint32(h1 * np.uint32(0x85EBCA6B))
+    h1 ^= h1 >> np.uint32(13)
+    h1 = np.uint32(h1 * np.uint32(0xC2B2AE35))
+    h1 ^= h1 >> np.uint32(16)
+    return h1
+
+
+@nb.njit(inline="always", nogil=True)
+def word_block(words, row, block):  # type: ignore[no-untyped-def]
+    """Block ``block`` (4 bytes, little-endian) of a key stored as little-endian uint64 words."""
+    word = words[row, block >> 1]
+    if block & 1:
+        return np.uint32(word >> np.uint64(32))
+    return np.uint32(word & np.uint64(0xFFFFFFFF))
+
+
+@nb.njit(inline="always", nogil=True)
+def hash_words_into(words, row, nbytes, seeds, out):  # type: ignore[no-untyped-def]
+    """MurmurHash3 of the first ``nbytes`` bytes of ``words[row]`` for every seed, one pass over the key.
+
+    The block mixing does not depend on the seed, so it is computed once and folded into each
+    seed's state: d hashes cost little more than one.
+    """
+    count = seeds.shape[0]
+    for s in range(count):
+        out[s] = seeds[s]
+    nblocks = nbytes >> 2
+    for block in range(nblocks):
+        mixed = mix_block(word_block(words, row, block))
+        for s in range(count):
+            out[s] = absorb_block(out[s], mixed)
+    rest = nbytes & 3
+    if rest:
+        tail = word_block(words, row, nblocks) & np.uint32((1 << (8 * rest)) - 1)
+        mixed = mix_block(tail)
+        for s in range(count):
+            out[s] ^= mixed
+    for s in range(count):
+        out[s] = finish(out[s], nbytes)
+
+
+def as_words(keys: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
+    """A key matrix as ``(n, ceil(width/8))`` little-endian uint64 words, zero-padded (no copy when aligned).
+
+    Kernels compare and hash whole words instead of single bytes.
+    """
+    rows, width = keys.shape
+    padded_width = max(8, -(-width // 8) * 8)
+    if width == padded_width and keys.flags.c_contiguous:
+        return keys.view("<u8")
+    padded = np.zeros((rows, padded_width), np.uint8)
+    padded[:, :width] = keys
+    return padded.view("<u8")

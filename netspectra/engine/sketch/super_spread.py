@@ -31,7 +31,7 @@ import numpy.typing as npt
 from pydantic import AliasChoices, Field
 
 from netspectra.engine.sketch.count_min import decay_thresholds
-from netspectra.engine.sketch.murmur3 import murmur3_row, row_seeds
+from netspectra.engine.sketch.murmur3 import as_words, hash_words_into, row_seeds
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
 from netspectra.engine.snapshot import HeavyHitter, HitterKind
 from netspectra.errors import PluginError
@@ -68,19 +68,26 @@ def _next_random(state):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True, nogil=True)
 def _insert(  # type: ignore[no-untyped-def]
-    flow_keys, pair_keys, seeds, pair_seeds, keys, values, registers, probabilities,
-    powers, max_value, thresholds, state,
+    flow_words, flow_bytes, pair_words, pair_bytes, seeds, pair_seeds, keys, values, registers,
+    probabilities, powers, max_value, thresholds, state,
 ):  # fmt: skip
-    n = flow_keys.shape[0]
-    width_k = flow_keys.shape[1]
+    n = flow_words.shape[0]
+    nwords = flow_words.shape[1]
+    depth = seeds.shape[0]
     width = np.uint32(values.shape[1])
+    power_of_two = (width & (width - np.uint32(1))) == 0
+    mask = width - np.uint32(1)
     m = np.uint32(registers.shape[2])
     inv_m = 1.0 / registers.shape[2]
     last = np.uint64(thresholds.shape[0] - 1)
+    buckets = np.empty(depth, np.uint32)
+    pair_hashes = np.empty(2 * depth, np.uint32)
     for i in range(n):
-        for r in range(seeds.shape[0]):
-            bucket = murmur3_row(flow_keys, i, seeds[r]) % width
-            geometric_hash = murmur3_row(pair_keys, i, pair_seeds[r, 0])
+        # pair hashes first: most packets repeat a known pair and stop at the register test
+        hash_words_into(pair_words, i, pair_bytes, pair_seeds, pair_hashes)
+        flow_hashed = False
+        for r in range(depth):
+            geometric_hash = pair_hashes[2 * r]
             value = np.uint32(1)
             probe = np.uint32(0x80000000)
             while probe != 0 and (geometric_hash & probe) == 0:
@@ -88,7 +95,11 @@ def _insert(  # type: ignore[no-untyped-def]
                 probe >>= np.uint32(1)
             if value > max_value:
                 value = max_value
-            index = murmur3_row(pair_keys, i, pair_seeds[r, 1]) % m
+            if not flow_hashed:
+                hash_words_into(flow_words, i, flow_bytes, seeds, buckets)
+                flow_hashed = True
+            bucket = buckets[r] & mask if power_of_two else buckets[r] % width
+            index = pair_hashes[2 * r + 1] % m
             old = np.uint32(registers[r, bucket, index])
             if value <= old:
                 continue
@@ -109,13 +120,13 @@ def _insert(  # type: ignore[no-untyped-def]
             while remaining > 0:
                 held = values[r, bucket]
                 if held == 0:
-                    for j in range(width_k):
-                        keys[r, bucket, j] = flow_keys[i, j]
+                    for j in range(nwords):
+                        keys[r, bucket, j] = flow_words[i, j]
                     values[r, bucket] = remaining
                     break
                 same = True
-                for j in range(width_k):
-                    if keys[r, bucket, j] != flow_keys[i, j]:
+                for j in range(nwords):
+                    if keys[r, bucket, j] != flow_words[i, j]:
                         same = False
                         break
                 if same:
@@ -130,16 +141,18 @@ def _insert(  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True, nogil=True)
-def _query(flow_keys, seeds, keys, values, out):  # type: ignore[no-untyped-def]
+def _query(flow_words, flow_bytes, seeds, keys, values, out):  # type: ignore[no-untyped-def]
     width = np.uint32(values.shape[1])
-    width_k = flow_keys.shape[1]
-    for i in range(flow_keys.shape[0]):
+    nwords = flow_words.shape[1]
+    buckets = np.empty(seeds.shape[0], np.uint32)
+    for i in range(flow_words.shape[0]):
+        hash_words_into(flow_words, i, flow_bytes, seeds, buckets)
         best = np.uint64(0)
         for r in range(seeds.shape[0]):
-            bucket = murmur3_row(flow_keys, i, seeds[r]) % width
+            bucket = buckets[r] % width
             same = True
-            for j in range(width_k):
-                if keys[r, bucket, j] != flow_keys[i, j]:
+            for j in range(nwords):
+                if keys[r, bucket, j] != flow_words[i, j]:
                     same = False
                     break
             if same and values[r, bucket] > best:
@@ -170,8 +183,10 @@ class SuperSpread(SketchBase):
         shape = (params.depth, params.width)
         seeds = row_seeds(params.seed, 3 * params.depth)
         self.seeds = seeds[: params.depth].copy()
-        self.pair_seeds = seeds[params.depth :].reshape(params.depth, 2).copy()
-        self.keys = np.zeros((*shape, self.key_width), np.uint8)
+        # per row: (geometric hash seed, register index seed), interleaved for the fused hash
+        self.pair_seeds = seeds[params.depth :].copy()
+        self.key_words = max(1, -(-self.key_width // 8))
+        self.keys = np.zeros((*shape, self.key_words), np.uint64)
         self.values = np.zeros(shape, np.uint64)
         self.registers = np.zeros((*shape, params.m), np.uint8)
         self.probabilities = np.ones(shape, np.float64)
@@ -184,11 +199,12 @@ class SuperSpread(SketchBase):
         """One kernel call; the pair key (flow ‖ element) is what the sampler counts as distinct."""
         if flow_keys.shape[0] == 0:
             return
-        flows = np.ascontiguousarray(flow_keys)
-        pairs = np.ascontiguousarray(np.hstack((flows, element_keys)))
+        pairs = np.hstack((flow_keys, element_keys))
         state = _insert(
-            flows,
-            pairs,
+            as_words(flow_keys),
+            flow_keys.shape[1],
+            as_words(pairs),
+            pairs.shape[1],
             self.seeds,
             self.pair_seeds,
             self.keys,
@@ -206,7 +222,7 @@ class SuperSpread(SketchBase):
         """Largest counter holding the flow (0 when none; Go reports at least 1)."""
         out = np.zeros(flow_keys.shape[0], np.uint64)
         if flow_keys.shape[0]:
-            _query(np.ascontiguousarray(flow_keys), self.seeds, self.keys, self.values, out)
+            _query(as_words(flow_keys), flow_keys.shape[1], self.seeds, self.keys, self.values, out)
         return {HitterKind.SPREAD: out}
 
     def heavy_hitters(self) -> tuple[HeavyHitter, ...]:
@@ -215,7 +231,7 @@ class SuperSpread(SketchBase):
         picked = np.flatnonzero(flat >= self.p.count_thereshold)
         if picked.size == 0:
             return ()
-        cell_keys = self.keys.reshape(-1, self.key_width)[picked]
+        cell_keys = self.keys.reshape(-1, self.key_words)[picked].view(np.uint8)[:, : self.key_width]
         unique, inverse = np.unique(cell_keys, axis=0, return_inverse=True)
         best = np.zeros(unique.shape[0], np.uint64)
         np.maximum.at(best, inverse.reshape(-1), flat[picked])
