@@ -1,0 +1,180 @@
+"""HeavyKeeper (Gong et al., USENIX ATC 2018): the top-k largest flows by packets, in fixed memory.
+
+``depth`` rows x ``width`` buckets each hold a 32-bit flow fingerprint and a counter. A packet
+of a flow adds 1 where its fingerprint sits; elsewhere it *decays* the resident: -1 with
+probability ``b**-counter``, taking the bucket over when the counter reaches 0. Elephants are
+almost never decayed, mice cannot hold a bucket for long. A ``k``-slot table keeps the full
+keys of the current top-k; the flow's estimate (max over its rows) decides who enters it.
+
+This package is the worked example of ``docs/plugins.md`` in NetSpectra: one numba kernel over
+the whole batch, a pydantic ``Params`` model, and the sketch protocol's six methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numba as nb
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field
+
+from netspectra.engine.keys import key_width
+from netspectra.engine.sketch.murmur3 import murmur3_row, row_seeds
+from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
+from netspectra.engine.snapshot import HeavyHitter, HitterKind
+from netspectra.errors import PluginError
+from netspectra.fields import KeyField
+
+__version__ = "0.1.0"
+
+
+class HeavyKeeperParams(SketchParams):
+    """What a task may set (unknown keys are rejected, so typos fail at start-up)."""
+
+    k: int = Field(100, ge=1, le=100_000, description="flows to keep and report")
+    width: int = Field(4096, ge=1, description="buckets per row")
+    depth: int = Field(2, ge=1, le=8, description="rows")
+    b: float = Field(1.08, gt=1.0, le=2.0, description="decay base: P(decay) = b**-counter")
+    seed: int = Field(0, ge=0, description="hash seeds (equal seeds: equal results)")
+
+
+@nb.njit(cache=True, nogil=True)
+def _insert(  # type: ignore[no-untyped-def]
+    keys, seeds, fingerprint_seed, fingerprints, counters, decay, top_keys, top_fps, top_counts, used, state
+):
+    """Count a batch; returns (slots used, random state). Module-level, scalar helpers only."""
+    width = np.uint32(counters.shape[1])
+    k = top_counts.shape[0]
+    key_bytes = keys.shape[1]
+    last = np.uint64(decay.shape[0] - 1)
+    # the smallest count in the top-k table and its slot (valid once the table is full)
+    min_slot = 0
+    for slot in range(used):
+        if top_counts[slot] < top_counts[min_slot]:
+            min_slot = slot
+    for i in range(keys.shape[0]):
+        fp = murmur3_row(keys, i, fingerprint_seed)
+        estimate = np.uint64(0)
+        for r in range(seeds.shape[0]):
+            bucket = murmur3_row(keys, i, seeds[r]) % width
+            held = counters[r, bucket]
+            if held == 0 or fingerprints[r, bucket] == fp:
+                fingerprints[r, bucket] = fp
+                counters[r, bucket] = held + 1
+                if held + 1 > estimate:
+                    estimate = held + 1
+            else:
+                state = np.uint64(state * np.uint64(6364136223846793005) + np.uint64(1442695040888963407))
+                draw = state >> np.uint64(32)
+                if draw < decay[held if held < last else last]:
+                    if held == 1:
+                        fingerprints[r, bucket] = fp
+                        counters[r, bucket] = 1
+                        if estimate < 1:
+                            estimate = np.uint64(1)
+                    else:
+                        counters[r, bucket] = held - 1
+        # A flow below the table's minimum can neither enter nor raise its own (larger) entry.
+        if used == k and estimate <= top_counts[min_slot]:
+            continue
+        found = -1
+        for slot in range(used):
+            if top_fps[slot] == fp:
+                same = True
+                for j in range(key_bytes):
+                    if top_keys[slot, j] != keys[i, j]:
+                        same = False
+                        break
+                if same:
+                    found = slot
+                    break
+        if found >= 0:
+            if estimate > top_counts[found]:
+                top_counts[found] = estimate
+        else:
+            slot = used if used < k else min_slot
+            if used < k:
+                used += 1
+            for j in range(key_bytes):
+                top_keys[slot, j] = keys[i, j]
+            top_fps[slot] = fp
+            top_counts[slot] = estimate
+        min_slot = 0
+        for slot in range(used):
+            if top_counts[slot] < top_counts[min_slot]:
+                min_slot = slot
+    return used, state
+
+
+class HeavyKeeper(SketchBase):
+    """Top-k flows by packets (reported as ``count`` hitters)."""
+
+    Params = HeavyKeeperParams
+    summary = "HeavyKeeper top-k elephant flows by packets (third-party example plugin)"
+    mergeable = False
+
+    def __init__(
+        self,
+        params: SketchParams,
+        *,
+        flow_fields: Sequence[KeyField],
+        element_fields: Sequence[KeyField] = (),
+    ) -> None:
+        super().__init__(params, flow_fields=flow_fields, element_fields=element_fields)
+        assert isinstance(params, HeavyKeeperParams)
+        self.p = params
+        seeds = row_seeds(params.seed, params.depth + 1)
+        self.seeds, self.fingerprint_seed = seeds[1:].copy(), np.uint32(seeds[0])
+        self.fingerprints = np.zeros((params.depth, params.width), np.uint32)
+        self.counters = np.zeros((params.depth, params.width), np.uint64)
+        # floor(b**-c * 2**32): decay when a 32-bit random draw falls below it
+        self.decay = np.array([min(int(params.b**-c * 2**32), 2**32) for c in range(400)], np.uint64)
+        width = key_width(self.flow_fields)
+        self.top_keys = np.zeros((params.k, width), np.uint8)
+        self.top_fps = np.zeros(params.k, np.uint32)
+        self.top_counts = np.zeros(params.k, np.uint64)
+        self.used = 0
+        self.state = np.uint64(params.seed + 1)
+
+    def insert(self, flow_keys: KeyMatrix, element_keys: KeyMatrix, sizes: npt.NDArray[np.uint64]) -> None:
+        if flow_keys.shape[0] == 0:
+            return
+        used, state = _insert(
+            np.ascontiguousarray(flow_keys),
+            self.seeds,
+            self.fingerprint_seed,
+            self.fingerprints,
+            self.counters,
+            self.decay,
+            self.top_keys,
+            self.top_fps,
+            self.top_counts,
+            self.used,
+            self.state,
+        )
+        self.used, self.state = int(used), np.uint64(state)
+
+    def query(self, flow_keys: KeyMatrix) -> dict[HitterKind, npt.NDArray[np.uint64]]:
+        """The top-k table's count for flows in it, 0 for the others."""
+        table = {self.top_keys[s].tobytes(): int(self.top_counts[s]) for s in range(self.used)}
+        values = [table.get(row.tobytes(), 0) for row in flow_keys]
+        return {HitterKind.COUNT: np.array(values, np.uint64)}
+
+    def heavy_hitters(self) -> tuple[HeavyHitter, ...]:
+        return tuple(
+            self.hitters_from(self.top_keys[: self.used], self.top_counts[: self.used], HitterKind.COUNT)
+        )
+
+    def reset(self) -> None:
+        for array in (self.fingerprints, self.counters, self.top_keys, self.top_fps, self.top_counts):
+            array.fill(0)
+        self.used = 0
+
+    def merge(self, other: SketchAlgorithm) -> None:
+        raise PluginError("heavykeeper sketches cannot be merged: decay depends on arrival order")
+
+    @property
+    def memory_bytes(self) -> int:
+        arrays = (self.fingerprints, self.counters, self.top_keys, self.top_fps, self.top_counts)
+        return sum(int(a.nbytes) for a in arrays)
