@@ -216,7 +216,8 @@ def _draw(spec: TrafficSpec) -> _Rows:
         proto = np.where(fix & ((proto == 1) | (proto == 58)), np.where(v6, 58, 1), proto)
     ether = linktype == 1
     can_arp = ether | (linktype == 113) | (linktype == 276) | (linktype == 0) | (linktype == 108)
-    arp = can_arp & (rng.random(n) < spec.arp_fraction)
+    planted_row = order >= regular  # spreader packets stay IP so every planted source is seen
+    arp = can_arp & ~planted_row & (rng.random(n) < spec.arp_fraction)
     u = rng.random(n)
     tags = np.where(
         ether & (u < spec.qinq_fraction),
