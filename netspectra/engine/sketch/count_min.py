@@ -84,13 +84,20 @@ def _next_random(state):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True, nogil=True)
 def _insert(  # type: ignore[no-untyped-def]
-    words, nbytes, sizes, seeds, count_keys, counts, size_keys, byte_counts, variant, thresholds, state
+    words, nbytes, sizes, seeds, cells, variant, thresholds, state
 ):
-    """Insert every packet (keys as uint64 words) into every row; returns the new random state."""
+    """Insert every packet (keys as uint64 words) into every row; returns the new random state.
+
+    ``cells[r, b]`` is one bucket, laid out contiguously (one cache line for 16-byte keys):
+    ``[byte-cell key words | byte counter | count-cell key words | packet counter]``.
+    """
     n = words.shape[0]
     nwords = words.shape[1]
     depth = seeds.shape[0]
-    width = np.uint32(counts.shape[1])
+    width = np.uint32(cells.shape[1])
+    size_at = nwords
+    key_at = nwords + 1
+    count_at = 2 * nwords + 1
     power_of_two = (width & (width - np.uint32(1))) == 0
     mask = width - np.uint32(1)
     last = np.uint64(thresholds.shape[0] - 1)
@@ -102,19 +109,19 @@ def _insert(  # type: ignore[no-untyped-def]
             # same bucket as Go's ``hash % width``; a mask when width is a power of two (no division)
             bucket = hashes[r] & mask if power_of_two else hashes[r] % width
             # --- byte cell ---
-            held = byte_counts[r, bucket]
+            held = cells[r, bucket, size_at]
             if held == 0:
-                byte_counts[r, bucket] = size
+                cells[r, bucket, size_at] = size
                 for j in range(nwords):
-                    size_keys[r, bucket, j] = words[i, j]
+                    cells[r, bucket, j] = words[i, j]
             else:
                 same = True
                 for j in range(nwords):
-                    if size_keys[r, bucket, j] != words[i, j]:
+                    if cells[r, bucket, j] != words[i, j]:
                         same = False
                         break
                 if same:
-                    byte_counts[r, bucket] = held + size
+                    cells[r, bucket, size_at] = held + size
                 else:
                     vote = True
                     if variant == 1:
@@ -128,40 +135,40 @@ def _insert(  # type: ignore[no-untyped-def]
                             vote = draw < thresholds[ratio]
                     if vote:
                         if size > held:
-                            byte_counts[r, bucket] = size
+                            cells[r, bucket, size_at] = size
                             for j in range(nwords):
-                                size_keys[r, bucket, j] = words[i, j]
+                                cells[r, bucket, j] = words[i, j]
                         else:
-                            byte_counts[r, bucket] = held - size
+                            cells[r, bucket, size_at] = held - size
             # --- packet cell ---
-            held = counts[r, bucket]
+            held = cells[r, bucket, count_at]
             if held == 0:
-                counts[r, bucket] = 1
+                cells[r, bucket, count_at] = 1
                 for j in range(nwords):
-                    count_keys[r, bucket, j] = words[i, j]
+                    cells[r, bucket, key_at + j] = words[i, j]
             else:
                 same = True
                 for j in range(nwords):
-                    if count_keys[r, bucket, j] != words[i, j]:
+                    if cells[r, bucket, key_at + j] != words[i, j]:
                         same = False
                         break
                 if same:
-                    counts[r, bucket] = held + 1
+                    cells[r, bucket, count_at] = held + 1
                 elif variant == 0:
-                    counts[r, bucket] = held - 1
+                    cells[r, bucket, count_at] = held - 1
                     if held == 1:
                         for j in range(nwords):
-                            count_keys[r, bucket, j] = words[i, j]
+                            cells[r, bucket, key_at + j] = words[i, j]
                 else:
                     index = held if held < last else last
                     state, draw = _next_random(state)
                     if draw < thresholds[index]:
                         if held == 1:
-                            counts[r, bucket] = 1
+                            cells[r, bucket, count_at] = 1
                             for j in range(nwords):
-                                count_keys[r, bucket, j] = words[i, j]
+                                cells[r, bucket, key_at + j] = words[i, j]
                         else:
-                            counts[r, bucket] = held - 1
+                            cells[r, bucket, count_at] = held - 1
     return state
 
 
@@ -245,10 +252,14 @@ class CountMin(SketchBase):
         self.seeds = row_seeds(params.seed, params.depth)
         self.key_words = max(1, -(-self.key_width // 8))
         # keys are stored as little-endian uint64 words (zero-padded) so kernels compare words
-        self.count_keys = np.zeros((*shape, self.key_words), np.uint64)
-        self.counts = np.zeros(shape, np.uint64)
-        self.size_keys = np.zeros((*shape, self.key_words), np.uint64)
-        self.byte_counts = np.zeros(shape, np.uint64)
+        words = self.key_words
+        # one contiguous bucket: [byte key | bytes | count key | packets]; the named views below
+        # are what query, merge and heavy-hitter extraction read
+        self.cells = np.zeros((*shape, 2 * words + 2), np.uint64)
+        self.size_keys = self.cells[:, :, :words]
+        self.byte_counts = self.cells[:, :, words]
+        self.count_keys = self.cells[:, :, words + 1 : 2 * words + 1]
+        self.counts = self.cells[:, :, 2 * words + 1]
         self._variant = _VARIANT_CODE[params.variant]
         self._thresholds = decay_thresholds(params.b)
         self._random_state = np.uint64(params.seed ^ 0x5DEECE66D)
@@ -262,10 +273,7 @@ class CountMin(SketchBase):
             self.key_width,
             np.ascontiguousarray(sizes, dtype=np.uint64),
             self.seeds,
-            self.count_keys,
-            self.counts,
-            self.size_keys,
-            self.byte_counts,
+            self.cells,
             self._variant,
             self._thresholds,
             self._random_state,
@@ -316,8 +324,7 @@ class CountMin(SketchBase):
         )
 
     def reset(self) -> None:
-        for array in (self.count_keys, self.counts, self.size_keys, self.byte_counts):
-            array.fill(0)
+        self.cells.fill(0)
 
     def merge(self, other: SketchAlgorithm) -> None:
         """Cell-wise vote merge (exact for disjoint buckets; a resident beats a smaller one)."""
@@ -328,6 +335,4 @@ class CountMin(SketchBase):
 
     @property
     def memory_bytes(self) -> int:
-        return int(
-            self.count_keys.nbytes + self.counts.nbytes + self.size_keys.nbytes + self.byte_counts.nbytes
-        )
+        return int(self.cells.nbytes)
