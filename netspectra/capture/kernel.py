@@ -419,7 +419,7 @@ def _units_to_ns(units: int, exponent: int, binary: bool) -> int:
             whole = units >> exponent
             part = units & ((1 << exponent) - 1)
             return whole * 1_000_000_000 + ((part * 1_000_000_000) >> exponent)
-        return np.int64(np.float64(units) / (2.0**exponent) * 1e9)
+        return int(np.int64(np.float64(units) / (2.0**exponent) * 1e9))
     if exponent <= 9:
         scale = 1
         for _ in range(9 - exponent):

@@ -51,9 +51,10 @@ class CaptureReader:
         self._owns_file = not hasattr(source, "read")
         if self._owns_file:
             try:
-                self._file: BinaryIO = open(source, "rb", buffering=0)  # type: ignore[arg-type]  # noqa: SIM115
+                self._file: BinaryIO = open(source, "rb", buffering=0)  # type: ignore[arg-type,assignment]  # noqa: SIM115
             except OSError as exc:
-                raise CaptureError(f"cannot open capture file {os.fspath(source)!r}: {exc.strerror}") from exc
+                name = os.fspath(source)  # type: ignore[arg-type]
+                raise CaptureError(f"cannot open capture file {name!r}: {exc.strerror}") from exc
         else:
             self._file = source  # type: ignore[assignment]
         self.total_bytes: int | None = None

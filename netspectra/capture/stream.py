@@ -14,6 +14,7 @@ every packet before it is kept.
 
 from __future__ import annotations
 
+import builtins
 import struct
 
 import numpy as np
@@ -127,7 +128,7 @@ class CaptureStreamParser:
 
     # -- input -------------------------------------------------------------------------------
 
-    def feed(self, data: bytes | bytearray | memoryview) -> PacketColumns:
+    def feed(self, data: builtins.bytes | bytearray | memoryview) -> PacketColumns:
         """Add bytes and return the packets of every record they complete (possibly none)."""
         if self.error is not None or not len(data):
             return PacketColumns.empty(0)

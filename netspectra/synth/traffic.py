@@ -128,7 +128,7 @@ class _Rows:
     ip_total: npt.NDArray[np.int64]
     wire: npt.NDArray[np.int64]
     caplen: npt.NDArray[np.int64]
-    extra: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
+    extra: dict[str, npt.NDArray[np.generic]] = field(default_factory=dict)
 
 
 def _addresses(
