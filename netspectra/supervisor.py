@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from netspectra.logs import current_role
 
@@ -70,9 +70,9 @@ class Supervisor:
         fatal = asyncio.Event()
         for slot in self._slots:
             slot.task = asyncio.create_task(self._keep_alive(slot, fatal), name=f"role:{slot.name}")
-        all_done = asyncio.ensure_future(asyncio.gather(*(s.task for s in self._slots if s.task)))
-        stop_wait = asyncio.ensure_future(stop.wait())
-        fatal_wait = asyncio.ensure_future(fatal.wait())
+        all_done: asyncio.Future[Any] = asyncio.gather(*(s.task for s in self._slots if s.task))
+        stop_wait: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        fatal_wait: asyncio.Future[Any] = asyncio.ensure_future(fatal.wait())
         try:
             await asyncio.wait({all_done, stop_wait, fatal_wait}, return_when=asyncio.FIRST_COMPLETED)
         finally:

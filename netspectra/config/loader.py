@@ -109,7 +109,7 @@ def apply_secret_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> d
 
 
 def _clickhouse_blocks(raw: dict[str, Any]) -> list[dict[str, Any]]:
-    blocks = []
+    blocks: list[dict[str, Any]] = []
     aggregator = raw.get("aggregator")
     if not isinstance(aggregator, dict):
         return blocks
