@@ -360,5 +360,7 @@ async def test_grafana_http_endpoints(api: Api) -> None:
             ],
         },
     ]
+    only_bytes = {**query, "targets": [{"target": "per_src_ip", "payload": {"metric": "bytes"}}]}
+    assert (await asyncio.to_thread(fetch, "/query", only_bytes)) == (200, series[1:])
     assert (await asyncio.to_thread(fetch, "/query", {"range": "x"}))[0] == 400
     assert (await asyncio.to_thread(fetch, "/nope", {}))[0] == 404
