@@ -6,8 +6,9 @@ page of code. Limits: headers ≤ 16 KiB, body ≤ 1 MiB, Content-Length only (G
 
 Endpoints (the simpod/grafana-json-datasource contract):
 ``GET /`` health; ``POST /search`` task names; ``POST /query`` for each target task two series,
-``"<task> packets"`` and ``"<task> bytes"``, one point per snapshot inside the range (the Go
-server returns a single point at the range end).
+``"<task> packets"`` and ``"<task> bytes"`` (a target payload ``{"metric": "packets"}`` keeps
+one), one point per snapshot inside the range (the Go server returns a single point at the
+range end).
 """
 
 from __future__ import annotations
@@ -55,6 +56,21 @@ def parse_time(value: Any, what: str) -> int:
     raise HttpError(400, f"range.{what} must be an RFC 3339 time or epoch milliseconds")
 
 
+def _metrics(payload: Any) -> tuple[str, ...]:
+    """A target's payload ``{"metric": "packets"}`` (or "bytes") selects one series; default both."""
+    if isinstance(payload, str) and payload.strip():
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            raise HttpError(400, 'a target\'s payload must be JSON, e.g. {"metric": "packets"}') from None
+    metric = payload.get("metric") if isinstance(payload, dict) else None
+    if metric is None:
+        return ("packets", "bytes")
+    if metric not in ("packets", "bytes"):
+        raise HttpError(400, f"payload.metric must be 'packets' or 'bytes', not {str(metric)[:32]!r}")
+    return (metric,)
+
+
 class GrafanaHandler:
     """The endpoints; ``task_names`` gives configured task names (stored ones are added)."""
 
@@ -100,11 +116,14 @@ class GrafanaHandler:
             task = target.get("target") if isinstance(target, dict) else None
             if not isinstance(task, str) or not task:
                 continue
+            metrics = _metrics(target.get("payload"))
             points = await self.store.task_series(task, max(start, 0), min(end, 0xFFFFFFFF))
-            series.append(
-                {"target": f"{task} packets", "datapoints": [[p, at * 1000] for at, p, _ in points]}
-            )
-            series.append({"target": f"{task} bytes", "datapoints": [[b, at * 1000] for at, _, b in points]})
+            if "packets" in metrics:
+                packets = [[p, at * 1000] for at, p, _ in points]
+                series.append({"target": f"{task} packets", "datapoints": packets})
+            if "bytes" in metrics:
+                sizes = [[b, at * 1000] for at, _, b in points]
+                series.append({"target": f"{task} bytes", "datapoints": sizes})
         return series
 
 
