@@ -84,11 +84,12 @@ def reflection_pool() -> Any:
     return pool
 
 
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    """Server TLS with ALPN h2, as gRPC requires."""
+def tls_context(cert: str, key: str, alpn: str | None = "h2") -> ssl.SSLContext:
+    """Server TLS; gRPC needs ALPN h2, the HTTP/1.1 endpoints none."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    context.set_alpn_protocols(["h2"])
+    if alpn:
+        context.set_alpn_protocols([alpn])
     return context
 
 

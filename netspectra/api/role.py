@@ -56,23 +56,27 @@ class ApiRole:
         grpc_host, grpc_port = split_address(api.grpc_listen_addr, "api.grpc_listen_addr")
         http_host, http_port = split_address(api.http_listen_addr, "api.http_listen_addr")
         token = api.auth_token.get_secret_value() if api.auth_token else None
-        tls: Any = tls_context(api.tls_cert, api.tls_key) if api.tls_cert and api.tls_key else None
+        tls: Any = None
+        http_tls: Any = None
+        if api.tls_cert and api.tls_key:
+            tls = tls_context(api.tls_cert, api.tls_key)
+            http_tls = tls_context(api.tls_cert, api.tls_key, alpn=None)
         tasks = configured_tasks(self.settings)
         server = build_server([QueryService(self.store, tasks)], auth_token=token)
         http = HttpServer(GrafanaHandler(self.store, tasks, token))
         await server.start(grpc_host, grpc_port, ssl=tls)
         try:
-            sockets = server._server.sockets if server._server else ()  # grpclib keeps the asyncio server
+            sockets = getattr(server._server, "sockets", None) or ()  # grpclib's asyncio server
             self.grpc_port = int(sockets[0].getsockname()[1]) if sockets else grpc_port
-            await http.start(http_host, http_port, ssl=None)
+            await http.start(http_host, http_port, ssl=http_tls)
             self.http_port = http.port
             logger.info(
-                "Started api: gRPC on %s:%d%s, HTTP on %s:%d (store: %s)",
+                "Started api: gRPC on %s:%d, HTTP on %s:%d%s (store: %s)",
                 grpc_host or "*",
                 self.grpc_port,
-                " (TLS)" if tls else "",
                 http_host or "*",
                 self.http_port,
+                " (TLS)" if tls else "",
                 self.store.description,
             )
             self.ready.set()

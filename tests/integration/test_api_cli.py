@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -41,7 +44,7 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-async def secured_api(tmp_path: Path) -> AsyncIterator[tuple[int, Path]]:
+async def secured_api(tmp_path: Path) -> AsyncIterator[tuple[int, Path, int]]:
     cert, key = self_signed(tmp_path)
     writer = {"type": "embedded", "embedded": {"path": str(tmp_path / "store")}}
     settings = Settings.model_validate(
@@ -75,7 +78,7 @@ async def secured_api(tmp_path: Path) -> AsyncIterator[tuple[int, Path]]:
     serving = asyncio.create_task(role.serve(stop))
     await asyncio.wait_for(role.ready.wait(), 30)
     try:
-        yield role.grpc_port, cert
+        yield role.grpc_port, cert, role.http_port
     finally:
         stop.set()
         await serving
@@ -90,8 +93,8 @@ def cli(port: int, cert: Path, *args: str, token: str = TOKEN) -> subprocess.Com
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
-async def test_cli_modes_answer_the_truth(secured_api: tuple[int, Path]) -> None:
-    port, cert = secured_api
+async def test_cli_modes_answer_the_truth(secured_api: tuple[int, Path, int]) -> None:
+    port, cert, _ = secured_api
     aggregate = await asyncio.to_thread(cli, port, cert, "aggregate")
     assert aggregate.returncode == 0, aggregate.stderr
     got = {
@@ -133,8 +136,8 @@ async def test_cli_modes_answer_the_truth(secured_api: tuple[int, Path]) -> None
     assert denied.returncode == 1 and "UNAUTHENTICATED" in denied.stderr
 
 
-async def test_token_and_tls_with_grpcio(secured_api: tuple[int, Path], official_protos) -> None:
-    port, cert = secured_api
+async def test_token_and_tls_with_grpcio(secured_api: tuple[int, Path, int], official_protos) -> None:
+    port, cert, http_port = secured_api
     pb, pb_grpc = official_protos.query_pb2, official_protos.query_pb2_grpc
 
     def run() -> tuple[grpc.StatusCode, list[str]]:
@@ -148,6 +151,18 @@ async def test_token_and_tls_with_grpcio(secured_api: tuple[int, Path], official
             )
             return denied.value.code(), list(tasks.task_names)
 
+    def https(path: str, token: str | None) -> int:
+        context = ssl.create_default_context(cafile=str(cert))
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"https://127.0.0.1:{http_port}{path}", data=b"{}", headers=headers)
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert await asyncio.to_thread(https, "/search", TOKEN) == 200
+    assert await asyncio.to_thread(https, "/search", None) == 401
     denied, names = await asyncio.to_thread(run)
     assert denied == grpc.StatusCode.UNAUTHENTICATED
     # configured exact tasks first, then names only the store knows (no sketch tasks configured here)
