@@ -169,3 +169,48 @@ def as_words(keys: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
     padded = np.zeros((rows, padded_width), np.uint8)
     padded[:, :width] = keys
     return padded.view("<u8")
+
+
+@nb.njit(inline="always", nogil=True)
+def _tail_block(words, row, nbytes):  # type: ignore[no-untyped-def]
+    """The zero-padded last partial block of a key (only called when ``nbytes % 4``)."""
+    rest = nbytes & 3
+    return word_block(words, row, nbytes >> 2) & np.uint32((1 << (8 * rest)) - 1)
+
+
+@nb.njit(cache=True, nogil=True)
+def hash_buckets(words, nbytes, seeds, width, out):  # type: ignore[no-untyped-def]
+    """``out[s, i] = murmur3(key i, seeds[s]) % width`` for a whole batch (a mask when width is 2^k).
+
+    A pass of its own, before any bucket is touched, so the update kernels know every address
+    ahead and can prefetch it. Seeds are taken two at a time with the block mixing shared and
+    both running hashes in registers (an output array inside the loop would be re-read from
+    memory after every store).
+    """
+    n = words.shape[0]
+    depth = seeds.shape[0]
+    nblocks = nbytes >> 2
+    rest = nbytes & 3
+    width32 = np.uint32(width)
+    power_of_two = (width32 & (width32 - np.uint32(1))) == 0
+    mask = width32 - np.uint32(1)
+    for first in range(0, depth, 2):
+        pair = first + 1 < depth
+        seed_a = np.uint32(seeds[first])
+        seed_b = np.uint32(seeds[first + 1]) if pair else np.uint32(0)
+        for i in range(n):
+            h_a = seed_a
+            h_b = seed_b
+            for block in range(nblocks):
+                mixed = mix_block(word_block(words, i, block))
+                h_a = absorb_block(h_a, mixed)
+                h_b = absorb_block(h_b, mixed)
+            if rest:
+                mixed = mix_block(_tail_block(words, i, nbytes))
+                h_a ^= mixed
+                h_b ^= mixed
+            h_a = finish(h_a, nbytes)
+            out[first, i] = h_a & mask if power_of_two else h_a % width32
+            if pair:
+                h_b = finish(h_b, nbytes)
+                out[first + 1, i] = h_b & mask if power_of_two else h_b % width32
