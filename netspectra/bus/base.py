@@ -1,0 +1,76 @@
+"""The small bus interface the probe and the engine talk through.
+
+Two implementations: :class:`~netspectra.bus.nats.NatsBus` (a real NATS server, so probes and
+engines can live in other processes and hosts) and :class:`~netspectra.bus.embedded.EmbeddedBus`
+(in-process, for a single ``netspectra run``). Both carry the same subjects and the same bytes,
+so roles never know which one they have.
+
+Handlers are plain (synchronous) callables that receive a message with ``subject``, ``data`` and
+``headers``: the engine's handler only appends bytes to a list, and an ``await`` per message would
+cost more than the work itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class BusMessage(Protocol):
+    """What a handler receives (nats-py's ``Msg`` has exactly these attributes)."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None
+
+
+Handler = Callable[[Any], None]
+
+
+@dataclass
+class BusStats:
+    """What the bus lost or survived, for the roles' stats log lines; never silently zeroed."""
+
+    dropped: int = 0  # messages dropped for a full pending queue (slow consumer)
+    publish_failed: int = 0  # publishes refused (disconnected with a full reconnect buffer, closed)
+    disconnects: int = 0
+    reconnects: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class Subscription(Protocol):
+    """A live subscription; ``drain`` delivers what is pending, then stops."""
+
+    async def drain(self) -> None: ...
+
+    async def unsubscribe(self) -> None: ...
+
+
+class Bus(Protocol):
+    """Publish bytes on a subject; subscribe a handler, optionally in a queue group."""
+
+    stats: BusStats
+
+    async def connect(self) -> None:
+        """Open the connection; idempotent (probe and engine of one process share one bus)."""
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        """Send one message; raises BusError (and counts it) when the bus refuses it."""
+
+    async def subscribe(
+        self,
+        subject: str,
+        handler: Handler,
+        *,
+        queue: str = "",
+        pending_msgs_limit: int = 2_000_000,
+        pending_bytes_limit: int = 512 * 1024 * 1024,
+    ) -> Subscription:
+        """Call ``handler`` for each message on ``subject`` (one member of ``queue`` gets each)."""
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Return once everything published so far has left this process."""
+
+    async def close(self) -> None:
+        """Drain and close; idempotent."""

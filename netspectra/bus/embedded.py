@@ -1,0 +1,181 @@
+"""The in-process bus: NATS subjects and bytes without a server, for a single-process run.
+
+Each subscription has a bounded pending queue and a delivery task, as a NATS client does: a
+publisher never waits for a slow handler, and a message that does not fit is dropped and
+counted (``stats.dropped``), never lost silently. Queue groups deliver each message to one
+member, round-robin. Subjects match with NATS wildcards (``*`` one token, ``>`` the rest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass
+
+from netspectra.bus.base import BusStats, Handler
+from netspectra.errors import BusError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class EmbeddedMessage:
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None = None
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` matches one token, a final ``>`` one or more."""
+    want = pattern.split(".")
+    have = subject.split(".")
+    for index, token in enumerate(want):
+        if token == ">":
+            return len(have) > index
+        if index >= len(have) or (token != "*" and token != have[index]):
+            return False
+    return len(want) == len(have)
+
+
+class EmbeddedSubscription:
+    """One subscriber: a bounded queue drained by its own task."""
+
+    def __init__(
+        self, bus: EmbeddedBus, subject: str, queue: str, handler: Handler, max_msgs: int, max_bytes: int
+    ) -> None:
+        self.bus = bus
+        self.subject = subject
+        self.queue = queue
+        self.handler = handler
+        self.max_msgs = max_msgs
+        self.max_bytes = max_bytes
+        self.pending: collections.deque[EmbeddedMessage] = collections.deque()
+        self.pending_bytes = 0
+        self.wakeup = asyncio.Event()
+        self.closed = False
+        self.task = asyncio.get_running_loop().create_task(self._deliver(), name=f"embedded-sub:{subject}")
+
+    def offer(self, message: EmbeddedMessage) -> bool:
+        if self.closed:
+            return False
+        if len(self.pending) >= self.max_msgs or self.pending_bytes + len(message.data) > self.max_bytes:
+            return False
+        self.pending.append(message)
+        self.pending_bytes += len(message.data)
+        self.wakeup.set()
+        return True
+
+    async def _deliver(self) -> None:
+        pending = self.pending
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while pending:
+                message = pending.popleft()
+                self.pending_bytes -= len(message.data)
+                try:
+                    self.handler(message)
+                except Exception:  # a handler bug must not kill delivery; NATS behaves the same
+                    logger.exception("Handler for %s failed", self.subject)
+            if self.closed:
+                return
+
+    async def drain(self) -> None:
+        """Deliver everything queued, then stop receiving."""
+        self.bus._remove(self)
+        self.closed = True
+        self.wakeup.set()
+        await self.task
+
+    async def unsubscribe(self) -> None:
+        self.bus._remove(self)
+        self.closed = True
+        self.pending.clear()
+        self.task.cancel()
+
+
+#: The subscribers of one subject: plain ones, then (queue name, members) per queue group.
+_Route = tuple[list[EmbeddedSubscription], list[tuple[str, list[EmbeddedSubscription]]]]
+
+
+class EmbeddedBus:
+    """In-process bus shared by the probe and engine roles of one process."""
+
+    def __init__(self) -> None:
+        self.stats = BusStats()
+        self._subscriptions: list[EmbeddedSubscription] = []
+        self._round_robin: dict[tuple[str, str], int] = {}
+        self._routes: dict[str, _Route] = {}
+        self._closed = False
+
+    async def connect(self) -> None:
+        if self._closed:
+            raise BusError("the embedded bus is closed; it cannot be reopened")
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        if self._closed:
+            self.stats.publish_failed += 1
+            raise BusError("publish on a closed embedded bus")
+        message = EmbeddedMessage(subject, data, headers)
+        route = self._routes.get(subject)
+        if route is None:
+            route = self._routes[subject] = self._route(subject)
+        plain, groups = route
+        for subscription in plain:
+            if not subscription.offer(message):
+                self.stats.dropped += 1
+        for queue, members in groups:
+            key = (subject, queue)
+            turn = self._round_robin.get(key, 0)
+            self._round_robin[key] = turn + 1
+            if not members[turn % len(members)].offer(message):
+                self.stats.dropped += 1
+
+    def _route(self, subject: str) -> _Route:
+        """The subscribers of ``subject``: plain ones, and the members of each queue group."""
+        plain: list[EmbeddedSubscription] = []
+        groups: dict[str, list[EmbeddedSubscription]] = {}
+        for subscription in self._subscriptions:
+            if subject_matches(subscription.subject, subject):
+                if subscription.queue:
+                    groups.setdefault(subscription.queue, []).append(subscription)
+                else:
+                    plain.append(subscription)
+        return plain, list(groups.items())
+
+    async def subscribe(
+        self,
+        subject: str,
+        handler: Handler,
+        *,
+        queue: str = "",
+        pending_msgs_limit: int = 2_000_000,
+        pending_bytes_limit: int = 512 * 1024 * 1024,
+    ) -> EmbeddedSubscription:
+        await self.connect()
+        subscription = EmbeddedSubscription(
+            self, subject, queue, handler, pending_msgs_limit, pending_bytes_limit
+        )
+        self._subscriptions.append(subscription)
+        self._routes.clear()
+        return subscription
+
+    def _remove(self, subscription: EmbeddedSubscription) -> None:
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+            self._routes.clear()
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait (up to ``timeout``) until every subscriber has taken what was published."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(s.pending for s in self._subscriptions) and loop.time() < deadline:
+            await asyncio.sleep(0.001)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for subscription in list(self._subscriptions):
+            await subscription.drain()

@@ -1,0 +1,262 @@
+"""The NATS bus (nats-py): reconnects forever, drains on close, counts what it loses.
+
+Losses have three shapes, and each one is counted: nats-py calls ``error_cb`` with
+``SlowConsumerError`` once per message it drops from a full pending queue (it keeps no counter
+of its own), so :attr:`BusStats.dropped` counts those calls; a publish refused while the client
+is disconnected with a full reconnect buffer is :attr:`BusStats.publish_failed`; and messages in
+flight when a server dies are invisible to the client, which is why probes also publish count
+messages the engine compares with what it received.
+
+Credentials and TLS come from the config's ``auth`` section, else from the environment
+(``NATS_USER``, ``NATS_PASSWORD``, ``NATS_TOKEN``, ``NATS_CREDS``, ``NATS_NKEY_SEED``,
+``NATS_TLS_CA``, ``NATS_TLS_CERT``, ``NATS_TLS_KEY``). Secrets are never logged: URLs are
+shown without their user-info.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+
+from netspectra.bus.base import BusStats, Handler
+from netspectra.config.models import NatsAuth
+from netspectra.errors import BusError
+
+logger = logging.getLogger(__name__)
+
+#: Bytes nats-py buffers for publishes while it reconnects (its default is 2 MiB, i.e. about
+#: 40 k packets — too little to ride out a server restart at full rate).
+RECONNECT_BUFFER_BYTES = 256 * 1024 * 1024
+
+
+def redact_url(url: str) -> str:
+    """``nats://user:secret@host:4222`` → ``nats://host:4222`` (for every comma-separated URL)."""
+    shown = []
+    for part in url.split(","):
+        split = urlsplit(part.strip())
+        netloc = split.netloc.rsplit("@", 1)[-1]
+        shown.append(urlunsplit((split.scheme, netloc, split.path, split.query, split.fragment)))
+    return ",".join(shown)
+
+
+def connect_options(auth: NatsAuth, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """nats-py ``connect`` keyword arguments for ``auth``, falling back to the environment."""
+    env = os.environ if environ is None else environ
+    user = auth.user or env.get("NATS_USER")
+    password = auth.password.get_secret_value() if auth.password else env.get("NATS_PASSWORD")
+    token = auth.token.get_secret_value() if auth.token else env.get("NATS_TOKEN")
+    creds = auth.creds_file or env.get("NATS_CREDS")
+    seed = auth.nkeys_seed_file or env.get("NATS_NKEY_SEED")
+    tls_ca = auth.tls_ca or env.get("NATS_TLS_CA")
+    tls_cert = auth.tls_cert or env.get("NATS_TLS_CERT")
+    tls_key = auth.tls_key or env.get("NATS_TLS_KEY")
+    options: dict[str, Any] = {}
+    if user:
+        options["user"] = user
+        if password:
+            options["password"] = password
+    if token:
+        options["token"] = token
+    if creds:
+        if not os.path.isfile(creds):
+            raise BusError(f"NATS credentials file {creds!r} does not exist (auth.creds_file / NATS_CREDS)")
+        options["user_credentials"] = creds
+    if seed:
+        if not os.path.isfile(seed):
+            raise BusError(f"NATS nkeys seed file {seed!r} does not exist (auth.nkeys_seed_file)")
+        options["nkeys_seed"] = seed
+    if tls_ca or tls_cert:
+        if bool(tls_cert) != bool(tls_key):
+            raise BusError("NATS TLS: set both tls_cert and tls_key (client certificate), or neither")
+        try:
+            context = ssl.create_default_context(cafile=tls_ca)
+            if tls_cert:
+                context.load_cert_chain(tls_cert, tls_key)
+        except (OSError, ssl.SSLError) as error:
+            raise BusError(f"NATS TLS files cannot be loaded: {error}") from error
+        options["tls"] = context
+    return options
+
+
+class NatsSubscription:
+    def __init__(self, subscription: Any) -> None:
+        self._subscription = subscription
+
+    async def drain(self) -> None:
+        """Stop receiving; nats-py delivers what it already holds before this returns."""
+        try:
+            await self._subscription.drain()
+        except (nats.errors.Error, TimeoutError) as error:
+            # the connection is gone or closing: nothing more can arrive
+            logger.info("Subscription drain ended early: %s", type(error).__name__)
+
+    async def unsubscribe(self) -> None:
+        with contextlib.suppress(nats.errors.ConnectionClosedError):
+            await self._subscription.unsubscribe()
+
+
+class NatsBus:
+    """One nats-py connection, shared by the roles of a process."""
+
+    def __init__(
+        self,
+        url: str,
+        auth: NatsAuth | None = None,
+        *,
+        name: str = "netspectra",
+        reconnect_wait_s: float = 0.5,
+        connect_timeout_s: float = 2.0,
+        initial_attempts: int = 2,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.stats = BusStats()
+        self._options = connect_options(auth or NatsAuth(), environ)
+        self._reconnect_wait_s = reconnect_wait_s
+        self._connect_timeout_s = connect_timeout_s
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._last_drop_log = 0.0
+        self._last_error: Exception | None = None
+        self._initial_attempts = initial_attempts
+
+    @property
+    def shown_url(self) -> str:
+        return redact_url(self.url)
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise BusError("NATS bus used before connect()")
+        return self._client
+
+    async def connect(self) -> None:
+        async with self._lock:
+            if self._client is not None:
+                return
+            if self._closed:
+                raise BusError("the NATS bus is closed")
+            servers = [part.strip() for part in self.url.split(",") if part.strip()]
+            try:
+                self._client = await nats.connect(
+                    servers=servers,
+                    name=self.name,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnect,
+                    reconnected_cb=self._on_reconnect,
+                    closed_cb=self._on_closed,
+                    allow_reconnect=True,
+                    # a bounded first attempt, so a wrong URL or password is an error, not a hang;
+                    # once connected, reconnect forever (nats-py reads this option on each attempt)
+                    max_reconnect_attempts=self._initial_attempts,
+                    reconnect_time_wait=self._reconnect_wait_s,  # type: ignore[arg-type]
+                    connect_timeout=self._connect_timeout_s,  # type: ignore[arg-type]
+                    pending_size=RECONNECT_BUFFER_BYTES,
+                    skip_subject_validation=True,
+                    **self._options,
+                )
+            except (OSError, TimeoutError, nats.errors.Error) as error:
+                cause = self._last_error or error
+                raise BusError(
+                    f"cannot connect to NATS at {self.shown_url}: {type(cause).__name__}: {cause}. "
+                    "Start nats-server there or fix probe.nats_url / engine.nats_url "
+                    "(use 'embedded' to run probe and engine in one process without a server)."
+                ) from error
+            self._client.options["max_reconnect_attempts"] = -1
+            logger.info("Connected to NATS at %s", self.shown_url)
+
+    async def _on_error(self, error: Exception) -> None:
+        if isinstance(error, nats.errors.SlowConsumerError):
+            self.stats.dropped += 1
+            now = time.monotonic()
+            if now - self._last_drop_log > 5.0:
+                self._last_drop_log = now
+                logger.warning(
+                    "NATS slow consumer on %s: %d messages dropped so far (raise engine.pending_msgs_limit "
+                    "or add engines to the queue group)",
+                    error.subject,
+                    self.stats.dropped,
+                )
+            return
+        self._last_error = error
+        name = type(error).__name__
+        self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
+        logger.warning("NATS error (%s): %s", name, error)
+
+    async def _on_disconnect(self) -> None:
+        if self._closed:
+            return
+        self.stats.disconnects += 1
+        logger.warning("Disconnected from NATS at %s; reconnecting", self.shown_url)
+
+    async def _on_reconnect(self) -> None:
+        self.stats.reconnects += 1
+        client = self._client
+        where = redact_url(str(client.connected_url.geturl())) if client and client.connected_url else "?"
+        logger.info("Reconnected to NATS at %s", where)
+
+    async def _on_closed(self) -> None:
+        logger.info("NATS connection to %s closed", self.shown_url)
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            await self.client.publish(subject, data, headers=headers)
+        except (nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError) as error:
+            self.stats.publish_failed += 1
+            raise BusError(f"NATS refused a publish on {subject}: {type(error).__name__}") from error
+
+    async def subscribe(
+        self,
+        subject: str,
+        handler: Handler,
+        *,
+        queue: str = "",
+        pending_msgs_limit: int = 2_000_000,
+        pending_bytes_limit: int = 512 * 1024 * 1024,
+    ) -> NatsSubscription:
+        await self.connect()
+
+        async def deliver(message: Any) -> None:
+            handler(message)
+
+        subscription = await self.client.subscribe(
+            subject,
+            queue=queue,
+            cb=deliver,
+            pending_msgs_limit=pending_msgs_limit,
+            pending_bytes_limit=pending_bytes_limit,
+        )
+        return NatsSubscription(subscription)
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        try:
+            await self.client.flush(timeout=timeout)  # type: ignore[arg-type]
+        except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError, TimeoutError) as error:
+            raise BusError(f"NATS flush to {self.shown_url} failed: {type(error).__name__}") from error
+
+    async def close(self) -> None:
+        """Drain subscriptions and pending publishes, then close (idempotent)."""
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            client, self._client = self._client, None
+        if client is None or client.is_closed:
+            return
+        try:
+            await client.drain()
+        except (nats.errors.Error, OSError, TimeoutError) as error:
+            logger.warning("NATS drain failed (%s); closing", type(error).__name__)
+            await client.close()

@@ -1,0 +1,123 @@
+"""NatsBus against a real nats-server: queue groups, auth, reconnect, slow-consumer counting."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from netspectra.bus.nats import NatsBus, connect_options, redact_url
+from netspectra.config.models import NatsAuth
+from netspectra.errors import BusError
+from tests.fixtures.nats import NatsServer
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def test_redact_url_hides_user_info() -> None:
+    assert redact_url("nats://alice:s3cret@h1:4222,tls://tok@h2:4443") == "nats://h1:4222,tls://h2:4443"
+
+
+def test_secrets_come_from_config_else_environment() -> None:
+    assert connect_options(NatsAuth(), {"NATS_USER": "u", "NATS_PASSWORD": "p"}) == {
+        "user": "u",
+        "password": "p",
+    }
+    options = connect_options(NatsAuth(token="from-config"), {"NATS_TOKEN": "from-env"})
+    assert options == {"token": "from-config"}
+    with pytest.raises(BusError, match="creds_file"):
+        connect_options(NatsAuth(creds_file="/nonexistent.creds"), {})
+    with pytest.raises(BusError, match="tls_key"):
+        connect_options(NatsAuth(tls_ca="/etc/ssl/certs/ca-certificates.crt", tls_cert="/x.pem"), {})
+
+
+async def test_queue_group_splits_and_plain_subscriber_sees_all(nats_server: NatsServer) -> None:
+    bus = NatsBus(nats_server.url)
+    await bus.connect()
+    group: list[list[int]] = [[], []]
+    everything: list[int] = []
+    for index in range(2):
+        await bus.subscribe("t.s", lambda m, i=index: group[i].append(int(m.data)), queue="q")
+    await bus.subscribe("t.s", lambda m: everything.append(int(m.data)))
+    for i in range(1000):
+        await bus.publish("t.s", str(i).encode())
+    await bus.flush()
+    await wait_for(lambda: len(everything) == 1000 and len(group[0]) + len(group[1]) == 1000)
+    assert everything == list(range(1000))
+    assert sorted(group[0] + group[1]) == list(range(1000))
+    await bus.close()
+    await bus.close()  # idempotent
+
+
+async def test_user_password_and_token_auth(nats_server_factory: Callable[..., NatsServer]) -> None:
+    server = nats_server_factory("--user", "alice", "--pass", "s3cret")
+    good = NatsBus(server.url, NatsAuth(user="alice", password="s3cret"))
+    await good.connect()
+    await good.close()
+    with pytest.raises(BusError, match="cannot connect") as caught:
+        await NatsBus(server.url, NatsAuth(user="alice", password="wrong")).connect()
+    assert "wrong" not in str(caught.value)
+    token_server = nats_server_factory("--auth", "tok-123")
+    bus = NatsBus(token_server.url, environ={"NATS_TOKEN": "tok-123"})
+    await bus.connect()
+    await bus.close()
+
+
+async def test_unreachable_server_is_a_clear_error() -> None:
+    with pytest.raises(BusError, match="Start nats-server"):
+        await NatsBus("nats://127.0.0.1:1", connect_timeout_s=0.5).connect()
+
+
+async def test_reconnects_after_server_restart_and_counts_it(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="netspectra.bus.nats")
+    bus = NatsBus(nats_server.url, reconnect_wait_s=0.1)
+    received: list[bytes] = []
+    await bus.subscribe("r", lambda m: received.append(m.data))
+    await bus.publish("r", b"before")
+    await bus.flush()
+    nats_server.kill()
+    await wait_for(lambda: bus.stats.disconnects == 1)
+    nats_server.restart()
+    await wait_for(lambda: bus.stats.reconnects == 1, timeout=10)
+    await bus.publish("r", b"after")
+    await bus.flush()
+    await wait_for(lambda: received == [b"before", b"after"])
+    assert "Disconnected from NATS" in caplog.text
+    assert "Reconnected to NATS" in caplog.text
+    await bus.close()
+
+
+async def test_slow_consumer_drops_are_counted_exactly(nats_server: NatsServer) -> None:
+    bus = NatsBus(nats_server.url)
+    publisher = NatsBus(nats_server.url)
+    await publisher.connect()
+    received: list[int] = []
+
+    def slow_handler(message: Any) -> None:
+        if not received:
+            time.sleep(0.2)  # block the loop: nats-py's reader then overfills the pending queue
+        received.append(int(message.data))
+
+    await bus.subscribe("slow", slow_handler, pending_msgs_limit=50)
+    for i in range(300):
+        await publisher.publish("slow", str(i).encode())
+    await publisher.flush()
+    await wait_for(lambda: len(received) + bus.stats.dropped == 300)
+    await asyncio.sleep(0.2)
+    assert len(received) + bus.stats.dropped == 300
+    assert received == sorted(set(received))
+    assert bus.stats.dropped > 0
+    await bus.close()
+    await publisher.close()
