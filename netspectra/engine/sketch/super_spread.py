@@ -31,7 +31,17 @@ import numpy.typing as npt
 from pydantic import AliasChoices, Field
 
 from netspectra.engine.sketch.count_min import decay_thresholds
-from netspectra.engine.sketch.murmur3 import as_words, hash_words_into, row_seeds
+from netspectra.engine.sketch.intrinsics import clz32, prefetch_row
+from netspectra.engine.sketch.murmur3 import (
+    absorb_block,
+    as_words,
+    finish,
+    hash_buckets,
+    hash_words_into,
+    mix_block,
+    row_seeds,
+    word_block,
+)
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
 from netspectra.engine.snapshot import HeavyHitter, HitterKind
 from netspectra.errors import PluginError
@@ -54,6 +64,10 @@ class SuperSpreadParams(SketchParams):
     base: float = Field(0.5, gt=0.0, lt=1.0, description="P(register value >= k+1) = base**k")
     b: float = Field(1.08, gt=1.0, le=2.0, description="resident-eviction base: P(decrement) = b**-counter")
     seed: int = Field(0, ge=0, description="derives the hash seeds")
+    parallel_rows: bool = Field(
+        False,
+        description="update rows on numba's thread pool (same result; pays when a core is idle)",
+    )
 
 
 @nb.njit(inline="always", nogil=True)
@@ -66,78 +80,149 @@ def _next_random(state):  # type: ignore[no-untyped-def]
     return state, z
 
 
+_PREFETCH_AHEAD = 16
+"""Packets between a register's prefetch and its test (the registers, 1 MB per row at 2^13 x 128,
+mostly live in L3)."""
+
+
+@nb.njit(inline="always", nogil=True)
+def _sample(geometric_hash, index_hash, m, max_value):  # type: ignore[no-untyped-def]
+    """``(value << 16) | register index`` of one pair in one row (value = clz + 1, capped)."""
+    value = clz32(geometric_hash) + np.uint32(1)
+    if value > max_value:
+        value = max_value
+    m32 = np.uint32(m)
+    power_of_two = (m32 & (m32 - np.uint32(1))) == 0
+    index = index_hash & (m32 - np.uint32(1)) if power_of_two else index_hash % m32
+    return (value << np.uint32(16)) | index
+
+
 @nb.njit(cache=True, nogil=True)
-def _insert(  # type: ignore[no-untyped-def]
-    flow_words, flow_bytes, pair_words, pair_bytes, seeds, pair_seeds, keys, values, registers,
-    probabilities, powers, max_value, thresholds, state,
-):  # fmt: skip
+def _pair_samples(pair_words, pair_bytes, pair_seeds, m, max_value, out):  # type: ignore[no-untyped-def]
+    """``out[r, i]``: packet i's sampler register index and value in row r (see :func:`_sample`).
+
+    Row r hashes the pair with ``pair_seeds[2r]`` (geometric value) and ``pair_seeds[2r + 1]``
+    (register index). Two rows (four seeds) are hashed per pass over the key, their running
+    hashes kept in registers and the block mixing shared.
+    """
+    n = pair_words.shape[0]
+    depth = pair_seeds.shape[0] // 2
+    nblocks = pair_bytes >> 2
+    rest = pair_bytes & 3
+    for first in range(0, depth, 2):
+        pair = first + 1 < depth
+        seed_a = np.uint32(pair_seeds[2 * first])
+        seed_b = np.uint32(pair_seeds[2 * first + 1])
+        seed_c = np.uint32(pair_seeds[2 * first + 2]) if pair else np.uint32(0)
+        seed_d = np.uint32(pair_seeds[2 * first + 3]) if pair else np.uint32(0)
+        for i in range(n):
+            h_a = seed_a
+            h_b = seed_b
+            h_c = seed_c
+            h_d = seed_d
+            for block in range(nblocks):
+                mixed = mix_block(word_block(pair_words, i, block))
+                h_a = absorb_block(h_a, mixed)
+                h_b = absorb_block(h_b, mixed)
+                h_c = absorb_block(h_c, mixed)
+                h_d = absorb_block(h_d, mixed)
+            if rest:
+                tail = word_block(pair_words, i, nblocks) & np.uint32((1 << (8 * rest)) - 1)
+                mixed = mix_block(tail)
+                h_a ^= mixed
+                h_b ^= mixed
+                h_c ^= mixed
+                h_d ^= mixed
+            out[first, i] = _sample(finish(h_a, pair_bytes), finish(h_b, pair_bytes), m, max_value)
+            if pair:
+                out[first + 1, i] = _sample(finish(h_c, pair_bytes), finish(h_d, pair_bytes), m, max_value)
+
+
+@nb.njit(cache=True, nogil=True)
+def _update_row(  # type: ignore[no-untyped-def]
+    flow_words, buckets, samples, keys, values, registers, probabilities, powers, max_value, thresholds, state
+):
+    """Apply one batch to one row (Go's Insert steps 2-4, see the module docstring); returns the
+    row's random state. Most packets repeat a known pair and stop at the register test, so the
+    register a few packets ahead is prefetched."""
     n = flow_words.shape[0]
     nwords = flow_words.shape[1]
-    depth = seeds.shape[0]
-    width = np.uint32(values.shape[1])
-    power_of_two = (width & (width - np.uint32(1))) == 0
-    mask = width - np.uint32(1)
-    m = np.uint32(registers.shape[2])
-    inv_m = 1.0 / registers.shape[2]
+    m = registers.shape[1]
+    inv_m = 1.0 / m
+    flat_registers = registers.reshape(-1)
     last = np.uint64(thresholds.shape[0] - 1)
-    buckets = np.empty(depth, np.uint32)
-    pair_hashes = np.empty(2 * depth, np.uint32)
+    low16 = np.uint32(0xFFFF)
     for i in range(n):
-        # pair hashes first: most packets repeat a known pair and stop at the register test
-        hash_words_into(pair_words, i, pair_bytes, pair_seeds, pair_hashes)
-        flow_hashed = False
-        for r in range(depth):
-            geometric_hash = pair_hashes[2 * r]
-            value = np.uint32(1)
-            probe = np.uint32(0x80000000)
-            while probe != 0 and (geometric_hash & probe) == 0:
-                value += np.uint32(1)
-                probe >>= np.uint32(1)
-            if value > max_value:
-                value = max_value
-            if not flow_hashed:
-                hash_words_into(flow_words, i, flow_bytes, seeds, buckets)
-                flow_hashed = True
-            bucket = buckets[r] & mask if power_of_two else buckets[r] % width
-            index = pair_hashes[2 * r + 1] % m
-            old = np.uint32(registers[r, bucket, index])
-            if value <= old:
-                continue
-            registers[r, bucket, index] = value
-            p = probabilities[r, bucket]
-            updated = p - powers[old] * inv_m
-            if value < max_value:
-                updated += powers[value] * inv_m
-            probabilities[r, bucket] = updated
-            if p <= 0.0:
-                continue
-            inverse = 1.0 / p
-            votes = np.ceil(inverse)
-            state, draw = _next_random(state)
-            if (draw >> np.uint64(11)) * (1.0 / 9007199254740992.0) >= inverse / votes:
-                continue
-            remaining = np.int64(votes)
-            while remaining > 0:
-                held = values[r, bucket]
-                if held == 0:
-                    for j in range(nwords):
-                        keys[r, bucket, j] = flow_words[i, j]
-                    values[r, bucket] = remaining
-                    break
-                same = True
+        if i + _PREFETCH_AHEAD < n:
+            ahead = i + _PREFETCH_AHEAD
+            prefetch_row(flat_registers, np.int64(buckets[ahead]) * m + np.int64(samples[ahead] & low16))
+        bucket = buckets[i]
+        value = samples[i] >> np.uint32(16)
+        index = samples[i] & low16
+        old = np.uint32(registers[bucket, index])
+        if value <= old:
+            continue
+        registers[bucket, index] = value
+        p = probabilities[bucket]
+        updated = p - powers[old] * inv_m
+        if value < max_value:
+            updated += powers[value] * inv_m
+        probabilities[bucket] = updated
+        if p <= 0.0:
+            continue
+        inverse = 1.0 / p
+        votes = np.ceil(inverse)
+        state, draw = _next_random(state)
+        if (draw >> np.uint64(11)) * (1.0 / 9007199254740992.0) >= inverse / votes:
+            continue
+        remaining = np.int64(votes)
+        while remaining > 0:
+            held = values[bucket]
+            if held == 0:
                 for j in range(nwords):
-                    if keys[r, bucket, j] != flow_words[i, j]:
-                        same = False
-                        break
-                if same:
-                    values[r, bucket] = held + remaining
+                    keys[bucket, j] = flow_words[i, j]
+                values[bucket] = remaining
+                break
+            same = True
+            for j in range(nwords):
+                if keys[bucket, j] != flow_words[i, j]:
+                    same = False
                     break
-                position = np.uint64(held) if np.uint64(held) < last else last
-                state, draw = _next_random(state)
-                if (draw >> np.uint64(32)) < thresholds[position]:
-                    values[r, bucket] = held - 1
-                remaining -= 1
+            if same:
+                values[bucket] = held + remaining
+                break
+            position = np.uint64(held) if np.uint64(held) < last else last
+            state, draw = _next_random(state)
+            if (draw >> np.uint64(32)) < thresholds[position]:
+                values[bucket] = held - 1
+            remaining -= 1
     return state
+
+
+@nb.njit(cache=True, nogil=True)
+def _update_rows(  # type: ignore[no-untyped-def]
+    flow_words, buckets, samples, keys, values, registers, probabilities, powers, max_value, thresholds,
+    states,
+):  # fmt: skip
+    """Every row, one after the other, in the calling thread."""
+    for r in range(values.shape[0]):
+        states[r] = _update_row(
+            flow_words, buckets[r], samples[r], keys[r], values[r], registers[r], probabilities[r],
+            powers, max_value, thresholds, states[r],
+        )  # fmt: skip
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _update_rows_parallel(  # type: ignore[no-untyped-def]
+    flow_words, buckets, samples, keys, values, registers, probabilities, powers, max_value, thresholds,
+    states,
+):  # fmt: skip
+    """Rows on numba's thread pool; each row owns its state and random stream (same result)."""
+    for r in nb.prange(values.shape[0]):
+        states[r] = _update_row(
+            flow_words, buckets[r], samples[r], keys[r], values[r], registers[r], probabilities[r],
+            powers, max_value, thresholds, states[r],
+        )  # fmt: skip
 
 
 @nb.njit(cache=True, nogil=True)
@@ -193,20 +278,28 @@ class SuperSpread(SketchBase):
         self._powers = np.array([params.base**k for k in range(2**params.size + 1)], np.float64)
         self._max_value = np.uint32(2**params.size - 1)
         self._thresholds = decay_thresholds(params.b)
-        self._random_state = np.uint64(params.seed ^ 0x2545F4914F6CDD1D)
+        # one random stream per row, so rows may run in parallel and still give the serial result
+        self._random_states = row_seeds(params.seed ^ 0x2545F4914F6CDD1D, params.depth).astype(np.uint64)
+        self._update = _update_rows_parallel if params.parallel_rows and params.depth > 1 else _update_rows
 
     def insert(self, flow_keys: KeyMatrix, element_keys: KeyMatrix, sizes: npt.NDArray[np.uint64]) -> None:
-        """One kernel call; the pair key (flow ‖ element) is what the sampler counts as distinct."""
-        if flow_keys.shape[0] == 0:
+        """Hash the batch (flow buckets, pair samples) for all rows, then update row by row.
+
+        The pair key (flow ‖ element) is what the sampler counts as distinct.
+        """
+        n = flow_keys.shape[0]
+        if n == 0:
             return
+        flow_words = as_words(flow_keys)
         pairs = np.hstack((flow_keys, element_keys))
-        state = _insert(
-            as_words(flow_keys),
-            flow_keys.shape[1],
-            as_words(pairs),
-            pairs.shape[1],
-            self.seeds,
-            self.pair_seeds,
+        buckets = np.empty((self.p.depth, n), np.uint32)
+        hash_buckets(flow_words, flow_keys.shape[1], self.seeds, self.p.width, buckets)
+        samples = np.empty((self.p.depth, n), np.uint32)
+        _pair_samples(as_words(pairs), pairs.shape[1], self.pair_seeds, self.p.m, self._max_value, samples)
+        self._update(
+            flow_words,
+            buckets,
+            samples,
             self.keys,
             self.values,
             self.registers,
@@ -214,9 +307,8 @@ class SuperSpread(SketchBase):
             self._powers,
             self._max_value,
             self._thresholds,
-            self._random_state,
+            self._random_states,
         )
-        self._random_state = np.uint64(state)
 
     def query(self, flow_keys: KeyMatrix) -> dict[HitterKind, npt.NDArray[np.uint64]]:
         """Largest counter holding the flow (0 when none; Go reports at least 1)."""
