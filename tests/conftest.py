@@ -1,3 +1,3 @@
 """Fixtures shared by every test folder: real servers and reference implementations as plugins."""
 
-pytest_plugins = ["tests.fixtures.protos", "tests.fixtures.nats"]
+pytest_plugins = ["tests.fixtures.protos", "tests.fixtures.nats", "tests.fixtures.clickhouse"]

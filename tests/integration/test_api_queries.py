@@ -29,7 +29,6 @@ from netspectra.engine.snapshot import HitterKind
 from netspectra.fields import KeyField
 from netspectra.storage.registry import StorageContext
 from netspectra.wire.generated import v1
-from tests.fixtures import clickhouse as clickhouse_fixtures
 from tests.fixtures.clickhouse import ClickHouseServer
 from tests.integration.api_truth import (
     EXACT_TASKS,
@@ -45,10 +44,6 @@ from tests.integration.api_truth import (
 
 PACKETS = make_packets()
 FIRST_HALF = [p for p in PACKETS if p.ts_ns < T0 * 10**9]
-
-# The fixtures of the clickhouse-server plugin, used by this module.
-clickhouse_server = clickhouse_fixtures.clickhouse_server
-clickhouse_database = clickhouse_fixtures.clickhouse_database
 
 
 @dataclass

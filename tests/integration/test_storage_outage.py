@@ -20,15 +20,10 @@ from netspectra.config.models import Settings, WriterConfig
 from netspectra.storage.clickhouse import ClickHouseWriter
 from netspectra.storage.registry import StorageContext
 from netspectra.wire.generated import v1
-from tests.fixtures import clickhouse as clickhouse_fixtures
 from tests.fixtures.clickhouse import ClickHouseServer
 from tests.integration.api_truth import EXACT_TASKS, make_packets, snapshots
 
 INTERVAL = 0.5  # seconds between snapshots in this test
-
-# The fixtures of the clickhouse-server plugin, used by this module.
-clickhouse_server = clickhouse_fixtures.clickhouse_server
-clickhouse_database = clickhouse_fixtures.clickhouse_database
 
 
 def rows_per_snapshot(server: ClickHouseServer, database: str) -> dict[int, tuple[int, int]]:

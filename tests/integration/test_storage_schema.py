@@ -15,7 +15,6 @@ import pytest
 from netspectra.config.models import WriterConfig
 from netspectra.storage.registry import StorageContext
 from netspectra.storage.sql import SqlBackend
-from tests.fixtures import clickhouse as clickhouse_fixtures
 from tests.fixtures.clickhouse import ClickHouseServer
 from tests.integration.api_truth import make_packets, snapshots
 
@@ -34,10 +33,6 @@ GO_INSERT = (
     " EndTime, ByteCount, PacketCount) VALUES (toDateTime(1700000000), 'go_task', '1.1.1.1', NULL, NULL,"
     " NULL, NULL, toDateTime(1700000000), toDateTime(1700000000), 10, 1)"
 )
-
-# The fixtures of the clickhouse-server plugin, used by this module.
-clickhouse_server = clickhouse_fixtures.clickhouse_server
-clickhouse_database = clickhouse_fixtures.clickhouse_database
 
 
 @pytest.fixture(params=["clickhouse", "embedded"])
