@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numba as nb
 import numpy as np
@@ -42,6 +42,8 @@ _VARIANT_CODE = {"go": 0, "decay": 1}
 
 class CountMinParams(SketchParams):
     """Parameters of a ``count_min`` task (Go's spellings; ``*_threshold`` accepted too)."""
+
+    execution_fields: ClassVar[frozenset[str]] = frozenset({"parallel_rows"})
 
     width: int = Field(1 << 20, ge=1, le=1 << 28, description="buckets per row")
     depth: int = Field(3, ge=1, le=16, description="rows")

@@ -43,7 +43,8 @@ def prefetch_row(typingctx: Any, array: Any, index: Any) -> Any:
         function_type = ir.FunctionType(ir.VoidType(), [byte_pointer.type, _I32, _I32, _I32])
         function = builder.module.declare_intrinsic("llvm.prefetch", [byte_pointer.type], function_type)
         # rw=1 (we will write), locality=3 (keep in all cache levels), cache type=1 (data)
-        builder.call(function, [byte_pointer, ir.Constant(_I32, 1), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        flags = [ir.Constant(_I32, 1), ir.Constant(_I32, 3), ir.Constant(_I32, 1)]
+        builder.call(function, [byte_pointer, *flags])
         return context.get_dummy_value()
 
     return signature, codegen

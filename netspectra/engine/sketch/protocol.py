@@ -29,6 +29,14 @@ class SketchParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    execution_fields: ClassVar[frozenset[str]] = frozenset()
+    """Fields that change how a sketch runs but never what it counts (e.g. ``parallel_rows``):
+    sketches differing only in these still merge."""
+
+    def counting_params(self) -> dict[str, object]:
+        """The parameters that decide the sketch's contents (what merge compatibility compares)."""
+        return self.model_dump(exclude=set(self.execution_fields))
+
 
 @runtime_checkable
 class SketchAlgorithm(Protocol):
@@ -114,7 +122,9 @@ class SketchBase:
         if type(other) is not type(self):
             raise PluginError(f"cannot merge {type(other).__name__} into {name}: different algorithms")
         assert isinstance(other, SketchBase)
-        if other.params != self.params:
+        if type(other.params) is not type(self.params) or (
+            other.params.counting_params() != self.params.counting_params()
+        ):
             raise PluginError(
                 f"cannot merge {name} sketches with different parameters: {self.params!r} vs {other.params!r}"
             )

@@ -24,6 +24,7 @@ are reproducible. Not mergeable: the per-bucket ``p`` cannot be combined.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numba as nb
 import numpy as np
@@ -50,6 +51,8 @@ from netspectra.fields import KeyField
 
 class SuperSpreadParams(SketchParams):
     """Parameters of a ``super_spread`` task (Go's names and defaults)."""
+
+    execution_fields: ClassVar[frozenset[str]] = frozenset({"parallel_rows"})
 
     width: int = Field(1 << 20, ge=1, le=1 << 26, description="buckets per row")
     depth: int = Field(3, ge=1, le=16, description="rows")

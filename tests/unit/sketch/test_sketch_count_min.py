@@ -8,7 +8,7 @@ import pytest
 from netspectra.engine.sketch.count_min import CountMin, CountMinParams
 from netspectra.engine.snapshot import HitterKind
 from netspectra.errors import PluginError
-from netspectra.fields import KeyField, address_text
+from netspectra.fields import FIELD_ORDER, KeyField, address_text
 from tests.unit.sketch.sketch_traffic import exact_totals, f1_and_are, zipf_trace
 from tests.unit.sketch.test_sketch_murmur3 import reference_murmur3
 
@@ -67,28 +67,45 @@ def go_insert_transcribed(width: int, seeds: list[int], packets, sizes):  # type
     return count_cells, size_cells
 
 
-def test_go_variant_equals_go_insert_cell_by_cell() -> None:
+@pytest.mark.parametrize(
+    ("width", "fields"),
+    [(16, SRC), (13, FIELD_ORDER)],  # power-of-two mask; Go's modulo with 37-byte 5-tuple keys
+)
+def test_go_variant_equals_go_insert_cell_by_cell(width: int, fields: tuple[KeyField, ...]) -> None:
+    key_width = 16 if fields == SRC else 37
     rng = np.random.default_rng(5)
-    universe = rng.integers(0, 256, size=(40, 16), dtype=np.uint8)
+    universe = rng.integers(0, 256, size=(40, key_width), dtype=np.uint8)
     ids = rng.integers(0, 40, size=3000)
     keys = universe[ids]
     sizes = rng.integers(40, 1500, size=3000).astype(np.uint64)
-    sketch = CountMin(CountMinParams(width=16, depth=3, variant="go"), flow_fields=SRC)
+    sketch = CountMin(CountMinParams(width=width, depth=3, variant="go"), flow_fields=fields)
     sketch.insert(keys[:1000], keys[:1000], sizes[:1000])
     sketch.insert(keys[1000:], keys[1000:], sizes[1000:])
     count_cells, size_cells = go_insert_transcribed(
-        16, sketch.seeds.tolist(), [k.tobytes() for k in keys], sizes.tolist()
+        width, sketch.seeds.tolist(), [k.tobytes() for k in keys], sizes.tolist()
     )
     for row in range(3):
-        for index in range(16):
+        for index in range(width):
             fp, held = count_cells[row][index]
             assert int(sketch.counts[row, index]) == held
             if held:
-                assert sketch.count_keys[row, index].tobytes() == fp
+                assert sketch.count_keys[row, index].tobytes()[:key_width] == fp
             fp, held = size_cells[row][index]
             assert int(sketch.byte_counts[row, index]) == held
             if held:
-                assert sketch.size_keys[row, index].tobytes() == fp
+                assert sketch.size_keys[row, index].tobytes()[:key_width] == fp
+
+
+@pytest.mark.parametrize("variant", ["decay", "go"])
+def test_parallel_rows_give_the_serial_result(trace, variant: str) -> None:  # type: ignore[no-untyped-def]
+    """Each row owns its cells and random stream, so threads cannot change a single counter."""
+    params = {"width": 1 << 10, "depth": 3, "variant": variant}
+    serial = CountMin(CountMinParams(**params), flow_fields=SRC)
+    parallel = CountMin(CountMinParams(**params, parallel_rows=True), flow_fields=SRC)
+    feed(serial, trace)
+    feed(parallel, trace)
+    assert np.array_equal(serial.cells, parallel.cells)
+    assert int(serial.counts.sum()) > 0
 
 
 @pytest.mark.parametrize("variant", ["decay", "go"])
@@ -178,6 +195,17 @@ def test_merge_of_exact_buckets_adds() -> None:
     first.merge(second)
     assert first.query(key)[HitterKind.COUNT].tolist() == [7]
     assert first.query(key)[HitterKind.SIZE].tolist() == [110]
+
+
+def test_merge_ignores_execution_only_params() -> None:
+    """``parallel_rows`` changes how rows are updated, never what they hold: such sketches merge."""
+    key = np.frombuffer(bytes(range(16)), np.uint8).reshape(1, 16)
+    first = CountMin(CountMinParams(width=64, depth=2), flow_fields=SRC)
+    second = CountMin(CountMinParams(width=64, depth=2, parallel_rows=True), flow_fields=SRC)
+    first.insert(key.repeat(3, axis=0), key, np.full(3, 10, np.uint64))
+    second.insert(key.repeat(2, axis=0), key, np.full(2, 10, np.uint64))
+    first.merge(second)
+    assert first.query(key)[HitterKind.COUNT].tolist() == [5]
 
 
 def test_merge_refuses_incompatible_sketches() -> None:

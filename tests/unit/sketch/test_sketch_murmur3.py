@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 import pytest
 
-from netspectra.engine.sketch.murmur3 import murmur3_rows, row_seeds
+from netspectra.engine.sketch.intrinsics import clz32
+from netspectra.engine.sketch.murmur3 import as_words, hash_buckets, murmur3_rows, row_seeds
 
 
 def reference_murmur3(data: bytes, seed: int) -> int:
@@ -68,3 +70,32 @@ def test_row_seeds_are_fixed_and_distinct() -> None:
     assert row_seeds(0, 4).tolist() == row_seeds(0, 4).tolist()
     assert len(set(row_seeds(7, 16).tolist())) == 16
     assert row_seeds(1, 2).tolist() != row_seeds(2, 2).tolist()
+
+
+@pytest.mark.parametrize(
+    ("key_width", "depth", "buckets"), [(16, 2, 8192), (37, 3, 1000), (5, 1, 7), (4, 4, 1)]
+)
+def test_hash_buckets_equals_reference_modulo_width(key_width: int, depth: int, buckets: int) -> None:
+    """The batch hash pass (two seeds per pass, mask for 2^k widths) is Go's ``hash % width``."""
+    rng = np.random.default_rng(key_width * 31 + depth)
+    keys = rng.integers(0, 256, size=(300, key_width), dtype=np.uint8)
+    seeds = row_seeds(key_width, depth)
+    out = np.empty((depth, keys.shape[0]), np.uint32)
+    hash_buckets(as_words(keys), key_width, seeds, buckets, out)
+    for row, seed in enumerate(seeds.tolist()):
+        assert out[row].tolist() == [reference_murmur3(key.tobytes(), seed) % buckets for key in keys]
+
+
+def test_clz32_counts_leading_zero_bits() -> None:
+    values = [0, 1, 2, 3, 0x80000000, 0x7FFFFFFF, 0xFFFFFFFF, 0x00010000, 0x0000FFFF]
+    values += np.random.default_rng(3).integers(0, 2**32, size=200).tolist()
+    got = _clz_all(np.array(values, np.uint32)).tolist()
+    assert got == [32 - value.bit_length() for value in values]
+
+
+@nb.njit
+def _clz_all(values):  # type: ignore[no-untyped-def]
+    out = np.empty(values.shape[0], np.uint32)
+    for i in range(values.shape[0]):
+        out[i] = clz32(values[i])
+    return out

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netspectra.engine.sketch.super_spread import SuperSpread, SuperSpreadParams
+from netspectra.engine.sketch.murmur3 import as_words, row_seeds
+from netspectra.engine.sketch.super_spread import SuperSpread, SuperSpreadParams, _pair_samples
 from netspectra.engine.snapshot import HitterKind
 from netspectra.errors import PluginError
 from netspectra.fields import KeyField, address_bytes
+from tests.unit.sketch.test_sketch_murmur3 import reference_murmur3
 
 DST, SRC = (KeyField.DST_IP,), (KeyField.SRC_IP,)
 SPREADS = (300, 500, 800, 1200, 2000, 3000, 5000)
@@ -100,3 +102,32 @@ def test_duplicate_pairs_do_not_inflate_spread() -> None:
 def test_not_mergeable() -> None:
     with pytest.raises(PluginError, match="cannot be merged"):
         make().merge(make())
+
+
+def test_parallel_rows_give_the_serial_result(trace) -> None:  # type: ignore[no-untyped-def]
+    flows, peers, _, _ = trace
+    params = {"width": 1024, "depth": 3, "count_thereshold": THRESHOLD, "m": 128, "size": 5}
+    serial = SuperSpread(SuperSpreadParams(**params), flow_fields=DST, element_fields=SRC)
+    parallel_params = SuperSpreadParams(**params, parallel_rows=True)
+    parallel = SuperSpread(parallel_params, flow_fields=DST, element_fields=SRC)
+    feed(serial, flows[:100_000], peers[:100_000])
+    feed(parallel, flows[:100_000], peers[:100_000])
+    for name in ("keys", "values", "registers", "probabilities"):
+        assert np.array_equal(getattr(serial, name), getattr(parallel, name)), name
+    assert serial.values.any()
+
+
+@pytest.mark.parametrize(("depth", "m", "size"), [(2, 128, 5), (3, 100, 8), (1, 1, 1)])
+def test_pair_samples_are_go_register_index_and_geometric_value(depth: int, m: int, size: int) -> None:
+    """Row r: register ``h(pair, seed 2r+1) % m``, value ``min(clz32(h(pair, seed 2r)) + 1, 2**size - 1)``."""
+    rng = np.random.default_rng(depth * 100 + m)
+    pairs = rng.integers(0, 256, size=(300, 32), dtype=np.uint8)
+    seeds = row_seeds(9, 2 * depth)
+    out = np.empty((depth, pairs.shape[0]), np.uint32)
+    _pair_samples(as_words(pairs), 32, seeds, m, np.uint32(2**size - 1), out)
+    for row in range(depth):
+        for i, pair in enumerate(pairs):
+            geometric = reference_murmur3(pair.tobytes(), int(seeds[2 * row]))
+            index = reference_murmur3(pair.tobytes(), int(seeds[2 * row + 1])) % m
+            value = min(33 - geometric.bit_length(), 2**size - 1)
+            assert (int(out[row, i]) >> 16, int(out[row, i]) & 0xFFFF) == (value, index)
