@@ -1,0 +1,218 @@
+"""The engine role: bus → numba decoder → column batches → engine.
+
+The per-message work in Python is one list append in the bus handler; everything else runs per
+batch. Messages are gathered until ``engine.batch_size`` packets (or ``engine.flush_interval``
+passes), decoded in one kernel run on a helper thread (the kernel releases the GIL, so the
+event loop keeps reading the socket) and ingested.
+
+Subjects (``S`` = ``engine.subject``, else ``probe.subject``):
+
+* ``S``: one Go-compatible ``PacketInfo`` per message (queue group ``engine.queue_group``);
+* ``S.batch``: our ``PacketBatch`` extension (same queue group);
+* ``S.count``: our probes' cumulative published-packet counts (every engine gets every one).
+  Comparing them with what arrived reveals losses the client never sees, such as messages in
+  flight when a server died. With several engines in a queue group, each engine sees only its
+  share of the stream, so its own gap is an upper bound; the group's gap is the sum of
+  received packets over all engines subtracted from the published count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from netspectra.bus.base import Bus, Subscription
+from netspectra.config.models import Settings
+from netspectra.errors import BusError
+from netspectra.wire.codec import KIND_PACKET_BATCH, KIND_PACKET_INFO, REJECT_REASONS, decode_messages
+
+logger = logging.getLogger(__name__)
+
+#: Rough bytes per packet in a PacketBatch, to decide when gathered batches are worth decoding.
+_BATCH_BYTES_PER_PACKET = 40
+
+
+def batch_subject(subject: str) -> str:
+    return f"{subject}.batch"
+
+
+def count_subject(subject: str) -> str:
+    return f"{subject}.count"
+
+
+@dataclass
+class EngineRoleStats:
+    """What arrived, what was decoded, what was rejected and what the probes say they sent."""
+
+    messages: int = 0
+    batch_messages: int = 0
+    packets: int = 0
+    rejects: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
+    published_by_probe: dict[str, int] = field(default_factory=dict)
+    bad_count_messages: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejects.values())
+
+    @property
+    def published(self) -> int | None:
+        """Packets our probes report having published (None when no probe reported, e.g. Go probes)."""
+        return sum(self.published_by_probe.values()) if self.published_by_probe else None
+
+    @property
+    def gap(self) -> int | None:
+        """Published minus arrived (decoded or rejected); None when unknown."""
+        published = self.published
+        if published is None:
+            return None
+        return published - self.packets - self.rejected
+
+
+class EngineRole:
+    """Subscribes, gathers, decodes and ingests; on stop drains, ingests the rest, closes the engine."""
+
+    def __init__(self, settings: Settings, bus: Bus, engine: Any) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.engine = engine
+        self.subject = settings.bus_subject
+        config = settings.engine
+        self.queue_group = config.queue_group
+        self.batch_size = config.batch_size
+        self.flush_interval = float(config.flush_interval)
+        self.stats_interval = float(config.stats_interval)
+        self.pending_msgs_limit = config.pending_msgs_limit
+        self.pending_bytes_limit = config.pending_bytes_limit
+        self.stats = EngineRoleStats()
+        self._infos: list[bytes] = []
+        self._batches: list[bytes] = []
+        self._batch_bytes = 0
+        self._ready = asyncio.Event()
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netspectra-decode")
+
+    # --- bus handlers (run once per message: keep them to an append) ----------------------
+
+    def _on_info(self, message: Any) -> None:
+        infos = self._infos
+        infos.append(message.data)
+        if len(infos) >= self.batch_size:
+            self._ready.set()
+
+    def _on_batch(self, message: Any) -> None:
+        self._batches.append(message.data)
+        self._batch_bytes += len(message.data)
+        if self._batch_bytes >= self.batch_size * _BATCH_BYTES_PER_PACKET:
+            self._ready.set()
+
+    def _on_count(self, message: Any) -> None:
+        try:
+            report = json.loads(message.data)
+            self.stats.published_by_probe[str(report["probe"])] = int(report["packets"])
+        except (ValueError, KeyError, TypeError):
+            self.stats.bad_count_messages += 1
+
+    # --- batching --------------------------------------------------------------------------
+
+    def _take(self) -> tuple[list[bytes], list[bytes]]:
+        infos, batches = self._infos, self._batches
+        self._infos, self._batches, self._batch_bytes = [], [], 0
+        self._ready.clear()
+        return infos, batches
+
+    @staticmethod
+    def _decode(infos: list[bytes], batches: list[bytes]) -> Any:
+        messages = infos + batches
+        sizes = np.fromiter(map(len, messages), np.int64, len(messages))
+        offsets = np.zeros(len(messages) + 1, np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        kinds = np.empty(len(messages), np.uint8)
+        kinds[: len(infos)] = KIND_PACKET_INFO
+        kinds[len(infos) :] = KIND_PACKET_BATCH
+        return decode_messages(b"".join(messages), offsets, kinds)
+
+    async def _flush(self) -> None:
+        infos, batches = self._take()
+        if not infos and not batches:
+            return
+        self.stats.messages += len(infos)
+        self.stats.batch_messages += len(batches)
+        result = await asyncio.get_running_loop().run_in_executor(self._decoder, self._decode, infos, batches)
+        for reason, count in result.rejects.items():
+            self.stats.rejects[reason] += count
+        if result.rejected:
+            logger.debug("Skipped %d malformed messages: %s", result.rejected, result.rejects)
+        self.stats.packets += len(result.columns)
+        await self.engine.ingest(result.columns)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        await self.bus.connect()
+        await self.engine.start()
+        queue = self.queue_group
+        limits = {
+            "pending_msgs_limit": self.pending_msgs_limit,
+            "pending_bytes_limit": self.pending_bytes_limit,
+        }
+        subscriptions: list[Subscription] = [
+            await self.bus.subscribe(self.subject, self._on_info, queue=queue, **limits),
+            await self.bus.subscribe(batch_subject(self.subject), self._on_batch, queue=queue, **limits),
+            await self.bus.subscribe(count_subject(self.subject), self._on_count),
+        ]
+        logger.info(
+            "Engine subscribed to %s and %s in queue group %r",
+            self.subject,
+            batch_subject(self.subject),
+            queue,
+        )
+        next_stats = time.monotonic() + self.stats_interval
+        stop_wait = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                ready_wait = asyncio.ensure_future(self._ready.wait())
+                await asyncio.wait(
+                    {ready_wait, stop_wait}, timeout=self.flush_interval, return_when="FIRST_COMPLETED"
+                )
+                ready_wait.cancel()
+                await self._flush()
+                if time.monotonic() >= next_stats:
+                    next_stats = time.monotonic() + self.stats_interval
+                    self.log_stats()
+        finally:
+            stop_wait.cancel()
+            for subscription in subscriptions:
+                with contextlib.suppress(BusError):
+                    await subscription.drain()
+            await self._flush()
+            await self.engine.close()
+            self._decoder.shutdown(wait=True)
+            self.log_stats(final=True)
+
+    def log_stats(self, *, final: bool = False) -> None:
+        stats = self.stats
+        bus = self.bus.stats
+        gap = stats.gap
+        rejected = {reason: count for reason, count in stats.rejects.items() if count}
+        level = logging.WARNING if (final and (gap or bus.dropped or rejected)) else logging.INFO
+        logger.log(
+            level,
+            "%s: %d packets from %d messages + %d batch messages; rejected %s; bus dropped %d; "
+            "probes published %s; gap %s",
+            "Engine role stopped" if final else "Engine role",
+            stats.packets,
+            stats.messages,
+            stats.batch_messages,
+            rejected or 0,
+            bus.dropped,
+            "unknown" if stats.published is None else stats.published,
+            "unknown (no probe count messages)" if gap is None else gap,
+        )

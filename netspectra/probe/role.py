@@ -1,0 +1,94 @@
+"""The probe role: capture source → (persistence) → publisher → bus.
+
+Stops when ``stop`` is set or when a replayed file ends; either way it sends a final count
+message and flushes the bus before returning, so engines can tell what was published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from netspectra.bus.base import Bus
+from netspectra.config.models import Settings
+from netspectra.errors import BusError
+from netspectra.probe.publisher import Publisher
+from netspectra.probe.sources import PacketSource, open_source
+
+logger = logging.getLogger(__name__)
+
+
+class ProbeRole:
+    def __init__(self, settings: Settings, bus: Bus, *, probe_id: str | None = None) -> None:
+        self.settings = settings
+        self.config = settings.probe
+        self.bus = bus
+        self.publisher = Publisher(bus, self.config.subject, batch=self.config.batch, probe_id=probe_id)
+        self.persistence: Any = None
+        self.source: PacketSource | None = None
+        self.stats_interval = float(settings.engine.stats_interval)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        await self.bus.connect()
+        self.source = source = open_source(self.config)
+        if self.config.persistence.enabled:
+            from netspectra.probe.persistence import Persistence
+
+            self.persistence = Persistence(self.config.persistence)
+        logger.info(
+            "Probe publishing %s from %s on %s",
+            f"PacketBatch of {self.config.batch}" if self.config.batch else "one PacketInfo per packet",
+            source.name,
+            self.config.subject,
+        )
+        iterator = source.batches().__aiter__()
+        stop_wait = asyncio.ensure_future(stop.wait())
+        next_stats = time.monotonic() + self.stats_interval
+        try:
+            while not stop.is_set():
+                next_batch = asyncio.ensure_future(anext(iterator, None))
+                done, _ = await asyncio.wait({next_batch, stop_wait}, return_when="FIRST_COMPLETED")
+                if next_batch not in done:
+                    next_batch.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                        await next_batch
+                    break
+                batch = next_batch.result()
+                if batch is None:
+                    logger.info("Probe source %s ended", source.name)
+                    break
+                if self.persistence is not None:
+                    self.persistence.offer(batch)
+                await self.publisher.publish(batch)
+                if time.monotonic() >= next_stats:
+                    next_stats = time.monotonic() + self.stats_interval
+                    self.log_stats()
+        finally:
+            stop_wait.cancel()
+            await source.close()
+            await self.publisher.send_count()
+            with contextlib.suppress(BusError):
+                await self.bus.flush()
+            if self.persistence is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.persistence.close)
+            self.log_stats(final=True)
+
+    def log_stats(self, *, final: bool = False) -> None:
+        publisher = self.publisher
+        source_stats = self.source.stats() if self.source is not None else {}
+        persistence = ""
+        if self.persistence is not None:
+            persistence = f"; persisted {self.persistence.written} (dropped {self.persistence.dropped})"
+        logger.log(
+            logging.WARNING if final and publisher.failed_packets else logging.INFO,
+            "%s: published %d packets in %d messages; lost %d (bus refused); source %s%s",
+            "Probe stopped" if final else "Probe",
+            publisher.packets,
+            publisher.messages,
+            publisher.failed_packets,
+            source_stats,
+            persistence,
+        )
