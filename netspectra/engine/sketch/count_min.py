@@ -34,6 +34,7 @@ from pydantic import AliasChoices, Field
 from netspectra.engine.sketch.intrinsics import prefetch_row
 from netspectra.engine.sketch.murmur3 import as_words, hash_buckets, hash_words_into, row_seeds
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
+from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH, run_rows
 from netspectra.engine.snapshot import HeavyHitter, HitterKind
 from netspectra.fields import KeyField
 
@@ -66,7 +67,7 @@ class CountMinParams(SketchParams):
     seed: int = Field(0, ge=0, description="derives the per-row hash seeds; equal seeds merge")
     parallel_rows: bool = Field(
         False,
-        description="update rows on numba's thread pool (same result; pays when a core is idle)",
+        description="one thread per row for large batches (same result; pays only when a core is idle)",
     )
 
 
@@ -185,14 +186,6 @@ def _update_rows(words, sizes, buckets, cells, variant, thresholds, states):  # 
         states[r] = _update_row(words, sizes, buckets[r], cells[r], variant, thresholds, states[r])
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
-def _update_rows_parallel(words, sizes, buckets, cells, variant, thresholds, states):  # type: ignore[no-untyped-def]
-    """Rows on numba's thread pool: each row has its own cells and random state, so the result
-    is identical to :func:`_update_rows`."""
-    for r in nb.prange(cells.shape[0]):
-        states[r] = _update_row(words, sizes, buckets[r], cells[r], variant, thresholds, states[r])
-
-
 @nb.njit(cache=True, nogil=True)
 def _query(words, nbytes, seeds, count_keys, counts, size_keys, byte_counts, out_count, out_bytes):  # type: ignore[no-untyped-def]
     width = np.uint32(counts.shape[1])
@@ -286,7 +279,6 @@ class CountMin(SketchBase):
         # one splitmix64 stream per row: rows never share randomness, so running them in
         # parallel gives exactly the serial result
         self._random_states = row_seeds(params.seed ^ 0x5DEECE66D, params.depth).astype(np.uint64)
-        self._update = _update_rows_parallel if params.parallel_rows and params.depth > 1 else _update_rows
 
     def insert(self, flow_keys: KeyMatrix, element_keys: KeyMatrix, sizes: npt.NDArray[np.uint64]) -> None:
         """Hash the batch once (all rows), then update row by row; ``element_keys`` is ignored."""
@@ -295,15 +287,18 @@ class CountMin(SketchBase):
         words = as_words(flow_keys)
         buckets = np.empty((self.p.depth, words.shape[0]), np.uint32)
         hash_buckets(words, self.key_width, self.seeds, self.p.width, buckets)
-        self._update(
-            words,
-            np.ascontiguousarray(sizes, dtype=np.uint64),
-            buckets,
-            self.cells,
-            self._variant,
-            self._thresholds,
-            self._random_states,
-        )
+        sizes = np.ascontiguousarray(sizes, dtype=np.uint64)
+        states = self._random_states
+        if self.p.parallel_rows and self.p.depth > 1 and words.shape[0] >= PARALLEL_MIN_BATCH:
+
+            def update_row(r: int) -> None:
+                states[r] = _update_row(
+                    words, sizes, buckets[r], self.cells[r], self._variant, self._thresholds, states[r]
+                )
+
+            run_rows(self.p.depth, update_row)
+        else:
+            _update_rows(words, sizes, buckets, self.cells, self._variant, self._thresholds, states)
 
     def query(self, flow_keys: KeyMatrix) -> dict[HitterKind, npt.NDArray[np.uint64]]:
         """Max over rows of the cells that hold this flow (0 when none does), as in Go's Query."""

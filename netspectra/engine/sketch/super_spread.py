@@ -44,6 +44,7 @@ from netspectra.engine.sketch.murmur3 import (
     word_block,
 )
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
+from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH, run_rows
 from netspectra.engine.snapshot import HeavyHitter, HitterKind
 from netspectra.errors import PluginError
 from netspectra.fields import KeyField
@@ -69,7 +70,7 @@ class SuperSpreadParams(SketchParams):
     seed: int = Field(0, ge=0, description="derives the hash seeds")
     parallel_rows: bool = Field(
         False,
-        description="update rows on numba's thread pool (same result; pays when a core is idle)",
+        description="one thread per row for large batches (same result; pays only when a core is idle)",
     )
 
 
@@ -215,19 +216,6 @@ def _update_rows(  # type: ignore[no-untyped-def]
         )  # fmt: skip
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
-def _update_rows_parallel(  # type: ignore[no-untyped-def]
-    flow_words, buckets, samples, keys, values, registers, probabilities, powers, max_value, thresholds,
-    states,
-):  # fmt: skip
-    """Rows on numba's thread pool; each row owns its state and random stream (same result)."""
-    for r in nb.prange(values.shape[0]):
-        states[r] = _update_row(
-            flow_words, buckets[r], samples[r], keys[r], values[r], registers[r], probabilities[r],
-            powers, max_value, thresholds, states[r],
-        )  # fmt: skip
-
-
 @nb.njit(cache=True, nogil=True)
 def _query(flow_words, flow_bytes, seeds, keys, values, out):  # type: ignore[no-untyped-def]
     width = np.uint32(values.shape[1])
@@ -283,7 +271,6 @@ class SuperSpread(SketchBase):
         self._thresholds = decay_thresholds(params.b)
         # one random stream per row, so rows may run in parallel and still give the serial result
         self._random_states = row_seeds(params.seed ^ 0x2545F4914F6CDD1D, params.depth).astype(np.uint64)
-        self._update = _update_rows_parallel if params.parallel_rows and params.depth > 1 else _update_rows
 
     def insert(self, flow_keys: KeyMatrix, element_keys: KeyMatrix, sizes: npt.NDArray[np.uint64]) -> None:
         """Hash the batch (flow buckets, pair samples) for all rows, then update row by row.
@@ -299,19 +286,21 @@ class SuperSpread(SketchBase):
         hash_buckets(flow_words, flow_keys.shape[1], self.seeds, self.p.width, buckets)
         samples = np.empty((self.p.depth, n), np.uint32)
         _pair_samples(as_words(pairs), pairs.shape[1], self.pair_seeds, self.p.m, self._max_value, samples)
-        self._update(
-            flow_words,
-            buckets,
-            samples,
-            self.keys,
-            self.values,
-            self.registers,
-            self.probabilities,
-            self._powers,
-            self._max_value,
-            self._thresholds,
-            self._random_states,
-        )
+        states = self._random_states
+        if self.p.parallel_rows and self.p.depth > 1 and n >= PARALLEL_MIN_BATCH:
+
+            def update_row(r: int) -> None:
+                states[r] = _update_row(
+                    flow_words, buckets[r], samples[r], self.keys[r], self.values[r], self.registers[r],
+                    self.probabilities[r], self._powers, self._max_value, self._thresholds, states[r],
+                )  # fmt: skip
+
+            run_rows(self.p.depth, update_row)
+        else:
+            _update_rows(
+                flow_words, buckets, samples, self.keys, self.values, self.registers, self.probabilities,
+                self._powers, self._max_value, self._thresholds, states,
+            )  # fmt: skip
 
     def query(self, flow_keys: KeyMatrix) -> dict[HitterKind, npt.NDArray[np.uint64]]:
         """Largest counter holding the flow (0 when none; Go reports at least 1)."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from netspectra.engine.sketch.count_min import CountMin, CountMinParams
+from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH
 from netspectra.engine.snapshot import HitterKind
 from netspectra.errors import PluginError
 from netspectra.fields import FIELD_ORDER, KeyField, address_text
@@ -102,8 +103,8 @@ def test_parallel_rows_give_the_serial_result(trace, variant: str) -> None:  # t
     params = {"width": 1 << 10, "depth": 3, "variant": variant}
     serial = CountMin(CountMinParams(**params), flow_fields=SRC)
     parallel = CountMin(CountMinParams(**params, parallel_rows=True), flow_fields=SRC)
-    feed(serial, trace)
-    feed(parallel, trace)
+    feed(serial, trace, batch=PARALLEL_MIN_BATCH * 2)
+    feed(parallel, trace, batch=PARALLEL_MIN_BATCH * 2)  # large enough to get a thread per row
     assert np.array_equal(serial.cells, parallel.cells)
     assert int(serial.counts.sum()) > 0
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from netspectra.engine.sketch.murmur3 import as_words, row_seeds
+from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH
 from netspectra.engine.sketch.super_spread import SuperSpread, SuperSpreadParams, _pair_samples
 from netspectra.engine.snapshot import HitterKind
 from netspectra.errors import PluginError
@@ -110,8 +111,8 @@ def test_parallel_rows_give_the_serial_result(trace) -> None:  # type: ignore[no
     serial = SuperSpread(SuperSpreadParams(**params), flow_fields=DST, element_fields=SRC)
     parallel_params = SuperSpreadParams(**params, parallel_rows=True)
     parallel = SuperSpread(parallel_params, flow_fields=DST, element_fields=SRC)
-    feed(serial, flows[:100_000], peers[:100_000])
-    feed(parallel, flows[:100_000], peers[:100_000])
+    feed(serial, flows[:100_000], peers[:100_000], batch=PARALLEL_MIN_BATCH * 2)
+    feed(parallel, flows[:100_000], peers[:100_000], batch=PARALLEL_MIN_BATCH * 2)
     for name in ("keys", "values", "registers", "probabilities"):
         assert np.array_equal(getattr(serial, name), getattr(parallel, name)), name
     assert serial.values.any()
