@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from netspectra.config.durations import format_duration
 from netspectra.config.models import Settings, WriterConfig
 from netspectra.engine.groups import build_groups
 from netspectra.engine.protocols import AggregatorGroup, SnapshotWriter
@@ -170,10 +171,10 @@ class Engine:
             self._scheduler = asyncio.create_task(self._schedule_loop(), name="engine scheduler")
         tasks = {name: len(group.task_names) for name, group in self._groups.items()}
         logger.info(
-            "Started engine: %s tasks; %d writer(s); period %gs",
+            "Started engine: %s tasks; %d writer(s); period %s",
             ", ".join(f"{count} {name}" for name, count in tasks.items()) or "no",
             len(self._slots),
-            self._period_ns / _NS,
+            format_duration(self._period_ns / _NS),
         )
 
     async def close(self) -> dict[str, Snapshot]:
@@ -273,7 +274,7 @@ class Engine:
                 if slot.group in snapshots:
                     await self._enqueue(slot, snapshots[slot.group])
         if period_over:
-            logger.info("Period of %gs ended: every task reset", self._period_ns / _NS)
+            logger.info("Period of %s ended: every task reset", format_duration(self._period_ns / _NS))
         if now >= self._next_stats_ns:
             self._log_stats(now)
             while self._next_stats_ns <= now:
