@@ -84,3 +84,96 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.02)
+
+
+# --- netspectra as real processes ------------------------------------------------------------
+
+
+def pipeline_config(
+    *, url: str, out: Path | None = None, batch: int = 0, engine_id: str = "", **probe: Any
+) -> dict[str, Any]:
+    """The YAML document of :func:`pipeline_settings` (JSON logs, so tests can read them)."""
+    writers = [{"type": "file", "snapshot_interval": "1h", "file": {"root_path": str(out)}}] if out else []
+    return {
+        "probe": {"nats_url": url, "batch": batch, **probe},
+        "engine": {"flush_interval": 0.02, "stats_interval": 1.0, "engine_id": engine_id},
+        "aggregator": {
+            "types": ["exact"],
+            "exact": {
+                "writers": writers,
+                "tasks": [{"name": name, "key_fields": fields} for name, fields in TASKS.items()],
+            },
+        },
+        "logging": {"format": "json", "level": "INFO"},
+    }
+
+
+class NetspectraProcess:
+    """``python -m netspectra run ...`` with its JSON log lines written to a file."""
+
+    def __init__(self, workdir: Path, name: str, config: dict[str, Any], *args: str) -> None:
+        import subprocess
+        import sys
+
+        import yaml
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.config_path = workdir / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / f"{name}.log"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "netspectra", "run", "--config", str(self.config_path), *args],
+                cwd=workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                records.append(json.loads(line))
+        return records
+
+    def messages(self) -> list[str]:
+        return [record["message"] for record in self.records()]
+
+    def wait_for_message(self, text: str, timeout: float = 30.0) -> str:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.messages():
+                if text in message:
+                    return message
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited ({self.process.returncode}) before {text!r}:\n{self.tail()}"
+                )
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name} did not log {text!r} within {timeout} s:\n{self.tail()}")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM (an orderly stop: drain, final snapshot) and wait for the exit code."""
+        import signal
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError(f"{self.name} did not stop within {timeout} s:\n{self.tail()}") from None
+        return int(self.process.returncode)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

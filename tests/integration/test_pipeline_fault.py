@@ -1,0 +1,85 @@
+"""Fault: nats-server is SIGKILLed and restarted mid-stream.
+
+The probe (file replay, paced) and the engine each hold their own NATS connection, as in two
+processes. Both must reconnect and keep going, and whatever the crash swallowed must show up in
+the numbers: packets delivered (counted from the engine's final snapshot) + the gap the engine
+reports + publishes the probe saw refused == packets in the trace (the generator's truth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from netspectra.bus.nats import NatsBus
+from netspectra.engine.engine import Engine
+from netspectra.engine.role import EngineRole
+from netspectra.fields import KeyField
+from netspectra.probe.role import ProbeRole
+from netspectra.storage.registry import StorageContext
+from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace
+from tests.fixtures.nats import NatsServer
+from tests.integration.pipeline_helpers import pipeline_settings, table_flows, wait_for
+
+
+@pytest.mark.parametrize("batch", [0, 200], ids=["per-message", "batched"])
+async def test_server_restart_mid_stream_loss_is_reported(
+    nats_server: NatsServer, tmp_path: Path, batch: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    trace = tmp_path / "trace.pcap"
+    truth = write_trace(trace, TrafficSpec(packets=60_000, flows=300, seed=31))
+    n = len(truth.packets)
+    settings = pipeline_settings(url=nats_server.url, pcap=trace, batch=batch, rate=20_000)
+    engine_bus, probe_bus = NatsBus(settings.bus_url), NatsBus(settings.probe.nats_url)
+    engine = Engine.from_settings(settings, StorageContext())
+    engine_role = EngineRole(settings, engine_bus, engine)
+    probe_role = ProbeRole(settings, probe_bus)
+    engine_stop = asyncio.Event()
+    engine_task = asyncio.create_task(engine_role.serve(engine_stop))
+    await wait_for(lambda: engine_bus._client is not None)
+    await asyncio.sleep(0.1)
+    probe_task = asyncio.create_task(probe_role.serve(asyncio.Event()))
+    try:
+        await wait_for(lambda: engine_role.stats.packets > 10_000)
+        nats_server.kill()
+        await asyncio.sleep(0.6)  # both clients notice and start reconnecting; the probe keeps capturing
+        assert not probe_task.done() and not engine_task.done()
+        await asyncio.get_running_loop().run_in_executor(None, nats_server.restart)
+        before_restart = engine_role.stats.packets
+        await wait_for(lambda: probe_bus.stats.reconnects >= 1 and engine_bus.stats.reconnects >= 1)
+        await asyncio.wait_for(probe_task, 20)  # the replay runs to its end after the restart
+        # the probe's final count message reaches the engine: it now knows what was published
+        await wait_for(lambda: engine_role.stats.published == probe_role.publisher.packets)
+        await asyncio.sleep(0.3)  # anything still in flight arrives now
+        assert engine_role.stats.packets > before_restart + 10_000, "the engine stopped receiving"
+    finally:
+        engine_stop.set()
+        await engine_task
+        await probe_bus.close()
+        await engine_bus.close()
+    publisher, stats = probe_role.publisher, engine_role.stats
+    assert probe_bus.stats.disconnects >= 1 and engine_bus.stats.disconnects >= 1
+    # the probe accounts for every packet of the trace: handed to the bus, or refused and counted
+    assert publisher.packets + publisher.failed_packets == n
+    assert stats.rejected == 0
+    # delivered, counted independently of the role's counters: the final exact snapshot
+    flows = table_flows({t.task: t for t in engine.final_snapshots["exact"].flows}["per_five_tuple"])
+    delivered = sum(packets for packets, _, _, _ in flows.values())
+    assert delivered == stats.packets
+    expected = exact_truth(truth, [KeyField(f) for f in ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")])
+    for key, (packets, byte_count, _, _) in flows.items():  # nothing invented, nothing repeated
+        assert packets <= expected[key].packets and byte_count <= expected[key].bytes, key
+    gap = stats.gap
+    assert gap is not None and gap >= 0
+    assert delivered + gap + publisher.failed_packets == n
+    # ... and the loss is reported, not hidden: the engine's final stats line names the gap
+    final = [r.getMessage() for r in caplog.records if "Engine role stopped" in r.getMessage()]
+    assert final and final[-1].endswith(f"probes published {publisher.packets}; gap {gap}"), final
+    if gap:
+        assert any(
+            r.levelno == logging.WARNING for r in caplog.records if "Engine role stopped" in r.getMessage()
+        )
