@@ -99,6 +99,11 @@ class FlowTrace:
     flows: int
 
 
+def _needs_history(latest: Any, collided: Any, end: int | None) -> bool:
+    """True when flow_latest cannot give the answer: a newest row after ``end`` or a FlowKey collision."""
+    return bool(int(collided)) or (end is not None and int(latest) > end)
+
+
 class QueryStore:
     """Queries over one store; ``known_tasks`` (configured names → kind) complements stored names."""
 
@@ -133,6 +138,12 @@ class QueryStore:
         raise UnknownTaskError(f"unknown task {task[:128]!r}; list tasks with SearchTasks")
 
     async def aggregate_flows(self, query: FlowFilter) -> list[TaskTotals]:
+        """Per task: the latest row (≤ end) of every matching flow, summed.
+
+        Answered from flow_latest (~one row per flow) unless that table cannot: a matching flow's
+        newest row is later than ``end``, or two flows share a FlowKey. Then from flow_metrics,
+        the same two-stage query over every snapshot's row.
+        """
         params: dict[str, Any] = {}
         for name, value in (
             ("task", query.task),
@@ -145,6 +156,14 @@ class QueryStore:
         ):
             if value is not None:
                 params[name] = value
+        latest_params = {name: value for name, value in params.items() if name != "end"}
+        text = sql.LATEST_AGGREGATE_FLOWS.replace("{where}", sql.flow_where(list(latest_params)))
+        rows = await self._select(text, latest_params)
+        if not any(_needs_history(latest, collided, query.end) for *_, latest, collided in rows):
+            return [
+                TaskTotals(str(task), int(total_bytes), int(packets), int(flows))
+                for task, total_bytes, packets, flows, _, _ in rows
+            ]
         text = sql.AGGREGATE_FLOWS.replace("{where}", sql.flow_where(list(params)))
         return [
             TaskTotals(str(task), int(total_bytes), int(packets), int(flows))
@@ -154,16 +173,23 @@ class QueryStore:
     async def trace_flow(
         self, task: str, keys: Mapping[KeyField, str | int], end: int | None
     ) -> FlowTrace | None:
-        """First/last seen and totals of the flow(s) matching ``keys`` (latest row of each); None if none."""
+        """First/last seen and totals of the flow(s) matching ``keys`` (latest row of each); None if none.
+
+        From flow_latest when it can answer, else from flow_metrics (as :meth:`aggregate_flows`).
+        """
         params: dict[str, Any] = {"task": task}
-        if end is not None:
-            params["end"] = end
         for field in FIELD_ORDER:
             if field in keys:
                 params[field.value] = keys[field]
-        text = sql.TRACE_FLOW.replace("{where}", sql.flow_where(list(params)))
+        text = sql.LATEST_TRACE_FLOW.replace("{where}", sql.flow_where(list(params)))
         rows = await self._select(text, params)
-        count, first, last, packets, total_bytes = rows[0] if rows else (0, 0, 0, 0, 0)
+        count, first, last, packets, total_bytes, latest, collided = rows[0] if rows else (0,) * 7
+        if _needs_history(latest, collided, end):
+            if end is not None:
+                params["end"] = end
+            text = sql.TRACE_FLOW.replace("{where}", sql.flow_where(list(params)))
+            rows = await self._select(text, params)
+            count, first, last, packets, total_bytes = rows[0] if rows else (0, 0, 0, 0, 0)
         if int(count) == 0:
             return None
         return FlowTrace(int(first), int(last), int(packets), int(total_bytes), int(count))

@@ -31,3 +31,30 @@ CREATE TABLE IF NOT EXISTS heavy_hitters (
 ) ENGINE = MergeTree()
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (TaskName, Timestamp);
+
+-- NetSpectra's own read-side table (Go never sees it): the latest row of every flow, so
+-- AggregateFlows and TraceFlow group ~one row per flow instead of every snapshot's row.
+-- Filled by the materialized view flow_latest_mv on every INSERT into flow_metrics (ours and
+-- Go's alike) and back-filled once when created (see sql.ensure_schema). FlowKey/FlowCheck are
+-- two independent 64-bit hashes of the flow identity; the sort key ends with the identity
+-- itself, so merges only ever collapse rows of one flow. Not partitioned: a merge must see every
+-- row of a flow. ReplacingMergeTree(Timestamp) keeps the newest row; queries still take argMax,
+-- so the answer never depends on how far background merges have got.
+CREATE TABLE IF NOT EXISTS flow_latest (
+    TaskName    String,
+    FlowKey     UInt64,
+    FlowCheck   UInt64,
+    EngineId    String,
+    SrcIP       Nullable(String),
+    DstIP       Nullable(String),
+    SrcPort     Nullable(UInt16),
+    DstPort     Nullable(UInt16),
+    Protocol    Nullable(UInt8),
+    Timestamp   DateTime,
+    StartTime   DateTime,
+    EndTime     DateTime,
+    ByteCount   UInt64,
+    PacketCount UInt64
+) ENGINE = ReplacingMergeTree(Timestamp)
+ORDER BY (TaskName, FlowKey, EngineId, isNull(SrcIP), ifNull(SrcIP, ''), isNull(DstIP), ifNull(DstIP, ''),
+          ifNull(toInt32(SrcPort), -1), ifNull(toInt32(DstPort), -1), ifNull(toInt16(Protocol), -1));

@@ -41,6 +41,32 @@ TABLE_COLUMNS_QUERY = (
     "SELECT table, name FROM system.columns WHERE database = currentDatabase() "
     "AND table IN ('flow_metrics', 'heavy_hitters')"
 )
+LATEST_FILLED_QUERY = (
+    "SELECT name FROM system.tables WHERE database = currentDatabase() AND name = 'flow_latest_filled'"
+)
+
+# --- the latest-row table (flow_latest in schema.sql) -------------------------------------------
+# The flow identity, as the raw queries group it: task, engine and the five key fields, where a
+# NULL (a field the task does not key on) differs from every value. Two independent hashes of it:
+# the queries group by FlowKey and treat FlowCheck varying inside a group as a collision.
+_FLOW_IDENTITY = (
+    "TaskName, EngineId, isNull(SrcIP), ifNull(SrcIP, ''), isNull(DstIP), ifNull(DstIP, ''),"
+    " ifNull(toInt32(SrcPort), -1), ifNull(toInt32(DstPort), -1), ifNull(toInt16(Protocol), -1)"
+)
+# Constant text (no request value in it).
+LATEST_SELECT = (
+    f"SELECT TaskName, cityHash64({_FLOW_IDENTITY}) AS FlowKey, sipHash64({_FLOW_IDENTITY}) AS FlowCheck,"  # noqa: S608
+    " EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol, Timestamp, StartTime, EndTime, ByteCount,"
+    " PacketCount FROM flow_metrics"
+)
+#: Every INSERT into flow_metrics (ours or Go's) also lands in flow_latest.
+LATEST_VIEW = f"CREATE MATERIALIZED VIEW IF NOT EXISTS flow_latest_mv TO flow_latest AS {LATEST_SELECT}"
+#: Rows stored before the view existed (a Go-made store, an older NetSpectra). Run once, after the
+#: view is created, so nothing inserted meanwhile is missed; a row seen twice is harmless (the
+#: queries take the latest row per flow, and identical rows merge away).
+LATEST_BACKFILL = f"INSERT INTO flow_latest {LATEST_SELECT}"
+#: Created once the back-fill is done: an interrupted back-fill is simply run again next time.
+LATEST_FILLED = "CREATE TABLE IF NOT EXISTS flow_latest_filled (Done UInt8) ENGINE = TinyLog"
 
 _MARKER = re.compile(r"\{(\w+):[^{}]+\}")
 
@@ -83,6 +109,29 @@ AGGREGATE_FLOWS = (
     " argMax(PacketCount, Timestamp) AS LatestPackets"
     " FROM flow_metrics {where} GROUP BY TaskName, EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol)"
     " GROUP BY TaskName ORDER BY TaskName"
+)
+
+# The same answers from flow_latest (a few rows per flow instead of one per snapshot). The end
+# time is NOT a filter here: flow_latest holds only each flow's newest row, so these answer
+# "latest row ≤ end" only when no matching flow's newest row is later than end. Latest (the
+# newest timestamp seen) and Collided (two flows sharing a FlowKey) tell QueryStore when to
+# answer from flow_metrics instead.
+LATEST_AGGREGATE_FLOWS = (
+    "SELECT Task, sum(LatestBytes), sum(LatestPackets), count(), toUInt32(max(Latest)), max(Collided) FROM ("
+    " SELECT any(TaskName) AS Task, argMax(ByteCount, Timestamp) AS LatestBytes,"
+    " argMax(PacketCount, Timestamp) AS LatestPackets, max(Timestamp) AS Latest,"
+    " max(FlowCheck) != min(FlowCheck) AS Collided"
+    " FROM flow_latest {where} GROUP BY FlowKey)"
+    " GROUP BY Task ORDER BY Task"
+)
+
+LATEST_TRACE_FLOW = (
+    "SELECT count(), toUInt32(min(First)), toUInt32(max(Last)), sum(Packets), sum(Bytes),"
+    " toUInt32(max(Latest)), max(Collided) FROM ("
+    " SELECT argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
+    " argMax(PacketCount, Timestamp) AS Packets, argMax(ByteCount, Timestamp) AS Bytes,"
+    " max(Timestamp) AS Latest, max(FlowCheck) != min(FlowCheck) AS Collided"
+    " FROM flow_latest {where} GROUP BY FlowKey)"
 )
 
 TRACE_FLOW = (
@@ -137,7 +186,14 @@ class SqlBackend(Protocol):
 
 
 async def ensure_schema(backend: SqlBackend) -> None:
-    """Create the tables if missing and add EngineId to tables Go2NetSpectra created."""
+    """Create the tables if missing, add EngineId to tables Go2NetSpectra created, then create
+    flow_latest's view and back-fill flow_latest unless a back-fill has completed before.
+
+    The view reads EngineId, so it comes after the ALTER; the back-fill comes after the view, so
+    no insert falls between the two. The marker table keeps restarts cheap; a back-fill run twice
+    (two processes at once, or a crash before the marker) only repeats rows, which is harmless.
+    """
+    filled = bool(await backend.select(LATEST_FILLED_QUERY))
     for statement in schema_statements():
         await backend.execute(statement)
     present: dict[str, set[str]] = {}
@@ -146,3 +202,7 @@ async def ensure_schema(backend: SqlBackend) -> None:
     for table, alter in ADD_ENGINE_ID.items():
         if "EngineId" not in present.get(table, set()):
             await backend.execute(alter)
+    await backend.execute(LATEST_VIEW)
+    if not filled:
+        await backend.execute(LATEST_BACKFILL)
+        await backend.execute(LATEST_FILLED)

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from netspectra.config.models import WriterConfig
+from netspectra.storage.query import FlowFilter, QueryStore, TaskTotals
 from netspectra.storage.registry import StorageContext
-from netspectra.storage.sql import SqlBackend
+from netspectra.storage.sql import SqlBackend, ensure_schema
 from tests.fixtures.clickhouse import ClickHouseServer
 from tests.integration.api_truth import make_packets, snapshots
 
@@ -79,7 +80,7 @@ async def test_go_tables_gain_engine_id_and_keep_accepting_go_inserts(writer_and
     run_go(GO_INSERT)
     columns = await backend.select(
         "SELECT table, name, default_expression FROM system.columns WHERE database = currentDatabase() "
-        "AND name = 'EngineId' ORDER BY table"
+        "AND name = 'EngineId' AND table IN ('flow_metrics', 'heavy_hitters') ORDER BY table"
     )
     assert [tuple(row) for row in columns] == [
         ("flow_metrics", "EngineId", "''"),
@@ -118,3 +119,35 @@ async def test_go_tables_gain_engine_id_and_keep_accepting_go_inserts(writer_and
     assert [tuple(int(x) for x in row) for row in hitters] == [
         (sum(len(result.hitters) for result in sketch0.sketches), 1)
     ]
+
+
+GO_INSERT_LATER = GO_INSERT.replace(
+    "toDateTime(1700000000), 'go_task'", "toDateTime(1700000060), 'go_task'"
+).replace("10, 1)", "30, 3)")
+GO_INSERT_OTHER = GO_INSERT.replace("'1.1.1.1'", "'2.2.2.2'").replace("10, 1)", "5, 2)")
+
+
+async def test_rows_go_stored_before_us_are_back_filled_into_flow_latest(writer_and_backend: tuple) -> None:
+    _, backend, run_go = writer_and_backend
+    backend: SqlBackend
+    await backend.execute(GO_FLOW_METRICS)
+    await backend.execute(GO_HEAVY_HITTERS)
+    run_go(GO_INSERT)  # Go wrote these before NetSpectra ever opened the store
+    run_go(GO_INSERT_OTHER)
+    tables = await backend.select(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() AND startsWith(name, 'flow_latest')"
+    )
+    assert tables == []  # so the rows above can only reach flow_latest through the back-fill
+    store = QueryStore(backend, description="test")
+    # go_task: flow 1.1.1.1 (10 B, 1 pkt) and flow 2.2.2.2 (5 B, 2 pkts), both stored by Go
+    assert await store.aggregate_flows(FlowFilter()) == [TaskTotals("go_task", 15, 3, 2)]
+    # Go keeps writing after the view exists: its rows reach flow_latest through the view
+    run_go(GO_INSERT_LATER)
+    assert await store.aggregate_flows(FlowFilter()) == [TaskTotals("go_task", 35, 5, 2)]
+    # a second start does not back-fill again (the marker table records the first one)
+    await ensure_schema(backend)
+    counted = await backend.select("SELECT count() FROM flow_latest")
+    assert [int(row[0]) for row in counted] == [3]
+    # and every answer above came from flow_latest: no end time, no collision
+    rows = await backend.select("SELECT count(), uniqExact(FlowKey), uniqExact(FlowCheck) FROM flow_latest")
+    assert [tuple(int(x) for x in row) for row in rows] == [(3, 2, 2)]
