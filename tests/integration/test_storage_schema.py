@@ -135,7 +135,8 @@ async def test_rows_go_stored_before_us_are_back_filled_into_flow_latest(writer_
     run_go(GO_INSERT)  # Go wrote these before NetSpectra ever opened the store
     run_go(GO_INSERT_OTHER)
     tables = await backend.select(
-        "SELECT name FROM system.tables WHERE database = currentDatabase() AND startsWith(name, 'flow_latest')"
+        "SELECT name FROM system.tables WHERE database = currentDatabase()"
+        " AND startsWith(name, 'flow_latest')"
     )
     assert tables == []  # so the rows above can only reach flow_latest through the back-fill
     store = QueryStore(backend, description="test")
