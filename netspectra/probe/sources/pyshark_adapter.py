@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
+from netspectra.errors import CaptureError
 from netspectra.packets import IPV4_MAPPED_PREFIX, PacketColumns
 from netspectra.probe.sources.afpacket import check_interface
 
@@ -34,7 +36,7 @@ def _row(packet: Any) -> tuple[int, bytes, bytes, int, int, int, int, int] | Non
     transport = getattr(packet, "tcp", None) or getattr(packet, "udp", None)
     if transport is not None:
         sport, dport = int(transport.srcport), int(transport.dstport)
-    ts = int(float(packet.sniff_timestamp) * 1e9)
+    ts = int(Decimal(str(packet.sniff_timestamp)) * 1_000_000_000)  # a float would lose the nanoseconds
     return ts, src, dst, sport, dport, proto, int(packet.length), version
 
 
@@ -59,6 +61,8 @@ class PysharkSource:
         self.display_filter = display_filter or None
         self.packets = 0
         self.capture: Any = None
+        self._runner: asyncio.Future[Any] | None = None
+        self._closing = False
 
     def stats(self) -> dict[str, int]:
         return {"packets": self.packets}
@@ -73,29 +77,40 @@ class PysharkSource:
             display_filter=self.display_filter,
             eventloop=asyncio.get_running_loop(),
         )
-
-        async def on_packet(packet: Any) -> None:
-            await queue.put(packet)
-
-        runner = asyncio.ensure_future(self.capture.packets_from_tshark(on_packet))
+        # pyshark 0.6 calls the callback synchronously (a coroutine function would never run)
+        self._runner = runner = asyncio.ensure_future(self.capture.packets_from_tshark(queue.put_nowait))
         rows: list[Any] = []
-        try:
-            while not runner.done() or not queue.empty():
-                try:
-                    packet = await asyncio.wait_for(queue.get(), 0.2)
-                except TimeoutError:
-                    packet = None
-                if packet is not None:
-                    row = _row(packet)
-                    if row is not None:
-                        rows.append(row)
-                if rows and (packet is None or len(rows) >= _FLUSH_EVERY):
-                    self.packets += len(rows)
-                    yield _columns(rows)
-                    rows = []
-        finally:
-            runner.cancel()
+        while not runner.done() or not queue.empty():
+            try:
+                packet = await asyncio.wait_for(queue.get(), 0.2)
+            except TimeoutError:
+                packet = None
+            if packet is not None:
+                row = _row(packet)
+                if row is not None:
+                    rows.append(row)
+            if rows and (packet is None or len(rows) >= _FLUSH_EVERY):
+                self.packets += len(rows)
+                yield _columns(rows)
+                rows = []
+        if rows:
+            self.packets += len(rows)
+            yield _columns(rows)
+        if not self._closing and not runner.cancelled() and runner.exception() is not None:
+            error = runner.exception()
+            raise CaptureError(f"tshark (pyshark) stopped capturing on {self.iface!r}: {error}") from error
 
     async def close(self) -> None:
-        if self.capture is not None:
-            await self.capture.close_async()
+        """Stop tshark, then let pyshark read its pipes to the end (cancelling would leak them)."""
+        self._closing = True
+        if self.capture is None:
+            return
+        await self.capture.close_async()
+        runner = self._runner
+        if runner is not None and not runner.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(runner), 5)
+            except TimeoutError:
+                runner.cancel()
+        if runner is not None and runner.done() and not runner.cancelled():
+            runner.exception()  # retrieved: tshark killed by us is not an error
