@@ -100,6 +100,11 @@ class EngineConfig(Model):
     pending_msgs_limit: int = Field(2_000_000, ge=1)
     pending_bytes_limit: int = Field(512 * 1024 * 1024, ge=1)
     stats_interval: Duration = 10.0
+    kernel_threads: int = Field(
+        0,
+        ge=0,
+        description="threads that count one batch, its tasks spread over them (0 = one per CPU core)",
+    )
     auth: NatsAuth | None = None
 
 

@@ -18,6 +18,14 @@ Concurrency: kernels release the GIL, so batches run in one worker thread (a sin
 executor) and the event loop stays responsive. Inserts, snapshots and resets all take one lock,
 so a snapshot never sees half a batch. Writers write from their own asyncio task each; a writer
 that raises is logged with its traceback and the engine and the other writers carry on.
+
+Within one batch the tasks are counted on ``kernel_threads`` threads (default: one per core).
+A group that offers ``insert_jobs(batch) -> [(label, callable), ...]`` hands the engine one
+independent job per task (each touches only its own task's state); any other group is one job,
+``group.insert(batch)``, so a group never sees two of its own calls at once unless it asked for
+it. Jobs are started longest first (by each label's last measured time), the calling thread
+takes part, and the batch is finished (every job joined) before the lock is released. On two
+cores this roughly halves the time of the default config (6 exact + 3 sketch tasks).
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +56,16 @@ Clock = Callable[[], int]
 _NS = 1_000_000_000
 #: Longest the scheduler sleeps, so a stepped wall clock is noticed within this time.
 _MAX_SLEEP_S = 1.0
+#: One independent piece of a batch's counting: (label for timing and logs, work).
+InsertJob = tuple[str, Callable[[], None]]
+
+
+def _default_kernel_threads() -> int:
+    """One per core this process may run on (kernels release the GIL, so they really overlap)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(slots=True)
@@ -83,8 +103,13 @@ class Engine:
         period_s: float = 720 * 3600.0,
         stats_interval_s: float = 10.0,
         clock: Clock = time.time_ns,
+        kernel_threads: int = 0,
     ) -> None:
         self._groups = dict(groups)
+        self._kernel_threads = kernel_threads if kernel_threads > 0 else _default_kernel_threads()
+        self._kernel_pool: ThreadPoolExecutor | None = None
+        #: Last measured seconds of each job label, to start the longest jobs first.
+        self._job_seconds: dict[str, float] = {}
         self._clock = clock
         self._period_ns = max(1, int(period_s * _NS))
         self._stats_interval_ns = max(1, int(stats_interval_s * _NS))
@@ -136,6 +161,7 @@ class Engine:
             period_s=settings.aggregator.period,
             stats_interval_s=settings.engine.stats_interval,
             clock=clock,
+            kernel_threads=settings.engine.kernel_threads,
         )
 
     @property
@@ -208,6 +234,10 @@ class Engine:
                 logger.exception("Writer %s failed to close", slot.label)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        with self._lock:
+            if self._kernel_pool is not None:
+                self._kernel_pool.shutdown(wait=True)
+                self._kernel_pool = None
         self._log_stats(now)
         logger.info("Stopped engine: %d packets, %d bytes, %d batches", *self._totals())
         return self.final_snapshots
@@ -232,11 +262,56 @@ class Engine:
         if not len(batch):
             return
         with self._lock:
-            for group in self._groups.values():
-                group.insert(batch)
+            jobs: list[InsertJob] = []
+            for name, group in self._groups.items():
+                split = getattr(group, "insert_jobs", None)
+                if split is not None:
+                    jobs.extend(split(batch))
+                else:
+                    jobs.append((name, _bind_insert(group, batch)))
+            self._run_jobs(jobs)
             self.stats.packets += len(batch)
             self.stats.bytes += int(batch.length.sum())
             self.stats.batches += 1
+
+    def _run_jobs(self, jobs: list[InsertJob]) -> None:
+        """Run every job, on up to ``kernel_threads`` threads (this one included); re-raise the first error.
+
+        Longest first (by last measured time) so the threads finish close together. Called with
+        the lock held; returns only when every job has finished.
+        """
+        if len(jobs) <= 1 or self._kernel_threads <= 1:
+            for _label, job in jobs:
+                job()
+            return
+        seconds = self._job_seconds
+        jobs.sort(key=lambda item: seconds.get(item[0], 0.0), reverse=True)
+        pending = deque(jobs)
+        errors: list[BaseException] = []
+
+        def drain() -> None:
+            while True:
+                try:
+                    label, job = pending.popleft()  # atomic: each job is taken once
+                except IndexError:
+                    return
+                started = time.perf_counter()
+                try:
+                    job()
+                except BaseException as error:  # re-raised by the caller once all jobs are done
+                    errors.append(error)
+                seconds[label] = time.perf_counter() - started
+
+        if self._kernel_pool is None:
+            self._kernel_pool = ThreadPoolExecutor(
+                max_workers=self._kernel_threads - 1, thread_name_prefix="netspectra-kernels"
+            )
+        helpers = [self._kernel_pool.submit(drain) for _ in range(min(self._kernel_threads, len(jobs)) - 1)]
+        drain()
+        for helper in helpers:
+            helper.result()
+        if errors:
+            raise errors[0]
 
     def snapshot_all_sync(self) -> dict[str, Snapshot]:
         """A snapshot of every group now (no writer involved, nothing reset)."""
@@ -361,3 +436,12 @@ class Engine:
             self.stats.batches,
             ", ".join(f"{s.label}: {s.written} written, {s.failed} failed" for s in self._slots) or "none",
         )
+
+
+def _bind_insert(group: AggregatorGroup, batch: PacketColumns) -> Callable[[], None]:
+    """``group.insert(batch)`` as one job (for groups that do not split their work)."""
+
+    def insert() -> None:
+        group.insert(batch)
+
+    return insert

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from netspectra.config.models import ExactTaskConfig, Settings
 from netspectra.engine.exact.table import DirectTable, FlowHashTable, address_words, make_table
@@ -37,20 +38,25 @@ class ExactGroup:
 
     def insert(self, batch: PacketColumns) -> None:
         """Feed the batch to every task (one kernel call per task; no per-packet Python)."""
+        for _label, job in self.insert_jobs(batch):
+            job()
+
+    def insert_jobs(self, batch: PacketColumns) -> list[tuple[str, Callable[[], None]]]:
+        """One job per task, for the engine to spread over its threads (tables share nothing)."""
         if not len(batch) or not self._tables:
-            return
+            return []
         src_words = address_words(batch.src_ip)
         dst_words = address_words(batch.dst_ip)
-        for table in self._tables:
-            table.insert(
-                src_words,
-                dst_words,
-                batch.src_port,
-                batch.dst_port,
-                batch.protocol,
-                batch.ts_ns,
-                batch.length,
-            )
+        columns = (
+            src_words,
+            dst_words,
+            batch.src_port,
+            batch.dst_port,
+            batch.protocol,
+            batch.ts_ns,
+            batch.length,
+        )
+        return [(f"exact.{table.task}", partial(table.insert, *columns)) for table in self._tables]
 
     def snapshot(self, taken_at_ns: int, period_start_ns: int) -> Snapshot:
         """Copies of every task's flows; the live tables are untouched."""

@@ -8,8 +8,10 @@ raises while counting is logged at ERROR (task, plugin, distribution, reason), r
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import EntryPoint
 
 import numpy as np
@@ -25,6 +27,36 @@ from netspectra.fields import KeyField
 from netspectra.packets import PacketColumns
 
 logger = logging.getLogger(__name__)
+
+
+class _BatchKeys:
+    """The key matrices of one batch, each built once, on first use, by whichever thread asks first.
+
+    A single address field is the batch's own ``(n, 16)`` column (no copy): keys are the
+    fields' big-endian bytes, which is exactly how addresses are stored.
+    """
+
+    def __init__(self, batch: PacketColumns) -> None:
+        self._batch = batch
+        self._keys: dict[tuple[KeyField, ...], npt.NDArray[np.uint8]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, fields: tuple[KeyField, ...]) -> npt.NDArray[np.uint8]:
+        keys = self._keys.get(fields)
+        if keys is None:
+            with self._lock:
+                keys = self._keys.get(fields)
+                if keys is None:
+                    keys = self._keys[fields] = _build(self._batch, fields)
+        return keys
+
+
+def _build(batch: PacketColumns, fields: tuple[KeyField, ...]) -> npt.NDArray[np.uint8]:
+    if fields == (KeyField.SRC_IP,) and batch.src_ip.flags.c_contiguous:
+        return batch.src_ip
+    if fields == (KeyField.DST_IP,) and batch.dst_ip.flags.c_contiguous:
+        return batch.dst_ip
+    return build_keys(batch, fields)
 
 
 @dataclass(slots=True)
@@ -51,6 +83,7 @@ class SketchGroup:
     ) -> None:
         points = available if available is not None else discover()
         self.failed_tasks: dict[str, str] = {}
+        self._failures = threading.Lock()  # tasks fail from the engine's kernel threads
         self._tasks: list[SketchTask] = []
         for config in tasks:
             try:
@@ -94,22 +127,32 @@ class SketchGroup:
 
     def insert(self, batch: PacketColumns) -> None:
         """Feed the batch to every task: one key build per distinct field list, one kernel per task."""
+        for _label, job in self.insert_jobs(batch):
+            job()
+
+    def insert_jobs(self, batch: PacketColumns) -> list[tuple[str, Callable[[], None]]]:
+        """One job per task, for the engine to spread over its threads.
+
+        Tasks share the batch's key matrices (built once per distinct field list, by whichever
+        job needs one first); a job touches only its own sketch. A task that raises is disabled
+        and logged; the other tasks keep counting.
+        """
         if not len(batch) or not self._tasks:
-            return
-        keys: dict[tuple[KeyField, ...], npt.NDArray[np.uint8]] = {}
-
-        def keys_of(fields: tuple[KeyField, ...]) -> npt.NDArray[np.uint8]:
-            if fields not in keys:
-                keys[fields] = build_keys(batch, fields)
-            return keys[fields]
-
+            return []
+        keys = _BatchKeys(batch)
         sizes = np.ascontiguousarray(batch.length, dtype=np.uint64)
-        for task in list(self._tasks):
-            try:
-                task.sketch.insert(keys_of(task.flow_fields), keys_of(task.element_fields), sizes)
-            except Exception as error:  # third-party kernels must not stop the other tasks
-                logger.exception("Sketch task %r failed while counting; disabling it", task.name)
-                self._tasks.remove(task)
+        return [
+            (f"sketch.{task.name}", partial(self._insert_task, task, keys, sizes)) for task in self._tasks
+        ]
+
+    def _insert_task(self, task: SketchTask, keys: _BatchKeys, sizes: npt.NDArray[np.uint64]) -> None:
+        try:
+            task.sketch.insert(keys.get(task.flow_fields), keys.get(task.element_fields), sizes)
+        except Exception as error:  # third-party kernels must not stop the other tasks
+            logger.exception("Sketch task %r failed while counting; disabling it", task.name)
+            with self._failures:
+                if task in self._tasks:
+                    self._tasks.remove(task)
                 self.failed_tasks[task.name] = f"insert raised {type(error).__name__}: {error}"
 
     def snapshot(self, taken_at_ns: int, period_start_ns: int) -> Snapshot:
