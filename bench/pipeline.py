@@ -1,9 +1,16 @@
 """Probe (file replay, unpaced) → nats-server → engine (exact tasks): sustained packets/s and loss.
 
-    python bench/pipeline.py [--packets N] [--modes per-message,batched]
+    python bench/pipeline.py [--packets N] [--batched-packets N] [--modes per-message,batched]
+                             [--processes 1,2]
 
-Baseline in the same run: the codec alone (encode + decode) on the same packets, so the ratio
-shows what the bus and Python around it cost. One process only (two-process runs: TODO).
+* one process: ProbeRole and EngineRole in this process, each with its own NATS connection;
+* two processes: ``netspectra run --roles=engine`` and ``netspectra run --roles=probe --pcap``,
+  timed from the probe's first stats line with packets out (process start-up excluded) to the
+  engine's stats line that reaches every packet (both log every 50 ms: a slight underestimate).
+
+Loss is what did not arrive (packets published minus received), next to what the engine itself
+reports (bus drops, gap against the probe's counts). Baseline in the same run: the codec alone
+(encode + decode) on the same packets, so the ratio shows what the bus and Python around it cost.
 """
 
 from __future__ import annotations
@@ -11,11 +18,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
+
+import yaml
 
 from netspectra.bus.nats import NatsBus
 from netspectra.capture.reader import CaptureReader
@@ -43,26 +56,89 @@ def start_nats(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("nats-server did not start")
 
 
-def settings_for(url: str, pcap: Path, batch: int) -> Settings:
-    return Settings.model_validate(
-        {
-            "probe": {"nats_url": url, "source": "file", "pcap": str(pcap), "batch": batch},
-            "engine": {"flush_interval": 0.02, "stats_interval": 3600},
-            "aggregator": {
-                "types": ["exact"],
-                "exact": {
-                    "tasks": [
-                        {
-                            "name": "five_tuple",
-                            "key_fields": ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"],
-                        },
-                        {"name": "per_src_ip", "key_fields": ["SrcIP"]},
-                        {"name": "per_dst_port", "key_fields": ["DstPort"]},
-                    ]
-                },
+def config_for(url: str, pcap: Path, batch: int, stats_interval: float = 3600) -> dict:  # type: ignore[type-arg]
+    return {
+        "probe": {"nats_url": url, "source": "file", "pcap": str(pcap), "batch": batch},
+        "engine": {"flush_interval": 0.02, "stats_interval": stats_interval},
+        "aggregator": {
+            "types": ["exact"],
+            "exact": {
+                "tasks": [
+                    {
+                        "name": "five_tuple",
+                        "key_fields": ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"],
+                    },
+                    {"name": "per_src_ip", "key_fields": ["SrcIP"]},
+                    {"name": "per_dst_port", "key_fields": ["DstPort"]},
+                ]
             },
-        }
-    )
+        },
+        "logging": {"format": "json", "level": "INFO"},
+    }
+
+
+def settings_for(url: str, pcap: Path, batch: int) -> Settings:
+    return Settings.model_validate(config_for(url, pcap, batch))
+
+
+_STATS = re.compile(
+    r"^Engine role(?: stopped)?: (\d+) packets .*bus dropped (\d+); probes published (\S+); gap (\S+)"
+)
+
+
+def _records(path: Path) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def _stamp(record: dict) -> float:  # type: ignore[type-arg]
+    return datetime.strptime(record["time"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+
+
+def two_processes(
+    url: str, pcap: Path, batch: int, packets: int, work: Path
+) -> tuple[float, int, dict[str, int]]:
+    """Engine and probe as separate ``netspectra run`` processes; times come from their JSON logs."""
+    config = work / f"two-{batch}.yaml"
+    config.write_text(yaml.safe_dump(config_for(url, pcap, batch, stats_interval=0.05)))
+    base = [sys.executable, "-m", "netspectra", "run", "--config", str(config)]
+    engine_log, probe_log = work / f"engine-{batch}.log", work / f"probe-{batch}.log"
+    with open(engine_log, "wb") as out:
+        engine = subprocess.Popen([*base, "--roles=engine"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        while not any("subscribed" in r["message"] for r in _records(engine_log)):
+            if engine.poll() is not None:
+                raise RuntimeError(engine_log.read_text())
+            time.sleep(0.05)
+        with open(probe_log, "wb") as out:
+            probe = subprocess.run(
+                [*base, "--roles=probe", "--pcap", str(pcap)], stdout=out, stderr=subprocess.STDOUT
+            )
+        if probe.returncode:
+            raise RuntimeError(probe_log.read_text())
+        # the clock starts at the probe's first stats line with packets out (its start-up excluded)
+        first = next(
+            (r, int(m[1]))
+            for r in _records(probe_log)
+            if (m := re.match(r"Probe: published (\d+) packets", r["message"])) and int(m[1]) > 0
+        )
+        start, already = _stamp(first[0]), first[1]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = [(r, _STATS.match(r["message"])) for r in _records(engine_log)]
+            if any(m and int(m[1]) >= packets for _, m in rows):
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        engine.wait(30)
+    rows = [(r, m) for r in _records(engine_log) if (m := _STATS.match(r["message"]))]
+    done = next(((r, m) for r, m in rows if int(m[1]) >= packets), None)
+    last = rows[-1][1]
+    end = _stamp(done[0]) if done else _stamp(rows[-1][0])
+    gap = 0 if last[4].startswith("unknown") else int(last[4])
+    timed = max(1, packets - already) / max(end - start, 1e-3)
+    return packets / timed, int(last[1]), {"bus_dropped": int(last[2]), "gap": gap}
 
 
 async def one_process(url: str, pcap: Path, batch: int, packets: int) -> tuple[float, int, dict[str, int]]:
@@ -104,6 +180,7 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=300_000)
     parser.add_argument("--batched-packets", type=int, default=2_000_000)
     parser.add_argument("--modes", default="per-message,batched")
+    parser.add_argument("--processes", default="1,2", help="1: one process; 2: probe and engine apart")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -115,15 +192,20 @@ def main() -> None:
                 write_trace(pcap, TrafficSpec(packets=n, flows=10_000, seed=7))
                 packets_parsed = sum(len(b) for b in CaptureReader(pcap))
                 base = codec_baseline(pcap)
-                elapsed, received, loss = asyncio.run(
-                    one_process(url, pcap, 0 if mode == "per-message" else 1000, packets_parsed)
-                )
-                rate = received / elapsed
-                print(
-                    f"{mode:12s} one process: {received}/{packets_parsed} packets in {elapsed:.2f}s = "
-                    f"{rate / 1e3:.0f} k packets/s; lost {packets_parsed - received} {loss}; "
-                    f"codec alone {base / 1e6:.2f} M/s (pipeline = {rate / base:.2%} of it)"
-                )
+                batch = 0 if mode == "per-message" else 1000
+                for processes in args.processes.split(","):
+                    if processes == "1":
+                        elapsed, received, loss = asyncio.run(one_process(url, pcap, batch, packets_parsed))
+                    else:
+                        elapsed, received, loss = two_processes(url, pcap, batch, packets_parsed, work)
+                    rate = received / elapsed
+                    where = "one process" if processes == "1" else "two processes"
+                    print(
+                        f"{mode:12s} {where:13s}: {received}/{packets_parsed} packets in {elapsed:.2f}s = "
+                        f"{rate / 1e3:.0f} k packets/s; lost {packets_parsed - received} {loss}; "
+                        f"codec alone {base / 1e6:.2f} M/s (pipeline = {rate / base:.2%} of it)",
+                        flush=True,
+                    )
         finally:
             process.terminate()
             process.wait()

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 
 class BusMessage(Protocol):
     """What a handler receives (nats-py's ``Msg`` has exactly these attributes)."""
@@ -57,6 +60,15 @@ class Bus(Protocol):
 
     async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
         """Send one message; raises BusError (and counts it) when the bus refuses it."""
+
+    async def publish_many(
+        self, subject: str, data: bytes, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
+    ) -> int:
+        """Send ``data[starts[i]:ends[i]]`` as one message each; return how many the bus accepted.
+
+        The probe's per-packet (Go-compatible) path: one call per captured batch instead of one
+        ``await`` per packet. Refused messages are counted in :attr:`BusStats.publish_failed`.
+        """
 
     async def subscribe(
         self,

@@ -13,6 +13,9 @@ import collections
 import logging
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from netspectra.bus.base import BusStats, Handler
 from netspectra.errors import BusError
 
@@ -131,6 +134,21 @@ class EmbeddedBus:
             self._round_robin[key] = turn + 1
             if not members[turn % len(members)].offer(message):
                 self.stats.dropped += 1
+
+    async def publish_many(
+        self, subject: str, data: bytes, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
+    ) -> int:
+        """Per-message publish in a loop (in-process, there is no protocol to batch)."""
+        accepted = 0
+        for index, (begin, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+            try:
+                await self.publish(subject, data[begin:end])
+            except BusError:
+                continue
+            accepted += 1
+            if index % 2048 == 2047:
+                await asyncio.sleep(0)  # let in-process subscribers run
+        return accepted
 
     def _route(self, subject: str) -> _Route:
         """The subscribers of ``subject``: plain ones, and the members of each queue group."""
