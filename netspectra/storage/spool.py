@@ -22,7 +22,7 @@ from pathlib import Path
 from netspectra.engine.snapshot import Snapshot
 from netspectra.errors import StorageError
 from netspectra.storage.rows import SnapshotRows, snapshot_rows
-from netspectra.storage.sql import SqlBackend, ensure_schema
+from netspectra.storage.sql import LATEST_COMPACT, SqlBackend, ensure_schema
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,21 @@ class QueuedWriter:
         if rows.hitter_count:
             await self._backend.insert("heavy_hitters", rows.hitters)
 
+    async def _compact_latest(self) -> None:
+        """Merge flow_latest's parts once the queue is empty (not per snapshot of a backlog).
+
+        Every snapshot adds one flow_latest row per flow; the stores' background merges stop at
+        a few parts (measured: 10 snapshots of 100 k flows stayed 5 parts, 500 k rows, on 18.16
+        and chdb), so AggregateFlows would group ~5 rows per flow. One OPTIMIZE brings it back to
+        ~1. A failure here loses nothing (the answers never depend on merges): logged, not retried.
+        """
+        try:
+            await self._backend.execute(LATEST_COMPACT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            logger.info("%s: flow_latest not compacted this time (%s)", self._label, error)
+
     async def _drain(self) -> None:
         delay = self.backoff_initial
         last_warning = 0.0
@@ -197,6 +212,8 @@ class QueuedWriter:
                 continue
             self._spool.pop()
             self.written += 1
+            if rows.flow_count and not len(self._spool):
+                await self._compact_latest()
             if delay > self.backoff_initial:
                 logger.info("%s: store is back; %d snapshots still queued", self._label, len(self._spool))
             delay = self.backoff_initial

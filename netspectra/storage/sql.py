@@ -65,6 +65,8 @@ LATEST_VIEW = f"CREATE MATERIALIZED VIEW IF NOT EXISTS flow_latest_mv TO flow_la
 #: view is created, so nothing inserted meanwhile is missed; a row seen twice is harmless (the
 #: queries take the latest row per flow, and identical rows merge away).
 LATEST_BACKFILL = f"INSERT INTO flow_latest {LATEST_SELECT}"
+#: Run by the writers after a snapshot: merges flow_latest's parts (see QueuedWriter).
+LATEST_COMPACT = "OPTIMIZE TABLE flow_latest"
 #: Created once the back-fill is done: an interrupted back-fill is simply run again next time.
 LATEST_FILLED = "CREATE TABLE IF NOT EXISTS flow_latest_filled (Done UInt8) ENGINE = TinyLog"
 
