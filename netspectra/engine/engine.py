@@ -19,13 +19,15 @@ executor) and the event loop stays responsive. Inserts, snapshots and resets all
 so a snapshot never sees half a batch. Writers write from their own asyncio task each; a writer
 that raises is logged with its traceback and the engine and the other writers carry on.
 
-Within one batch the tasks are counted on ``kernel_threads`` threads (default: one per core).
-A group that offers ``insert_jobs(batch) -> [(label, callable), ...]`` hands the engine one
-independent job per task (each touches only its own task's state); any other group is one job,
-``group.insert(batch)``, so a group never sees two of its own calls at once unless it asked for
-it. Jobs are started longest first (by each label's last measured time), the calling thread
-takes part, and the batch is finished (every job joined) before the lock is released. On two
-cores this roughly halves the time of the default config (6 exact + 3 sketch tasks).
+Tasks are counted on ``kernel_threads`` threads (default: one per core; see
+:mod:`netspectra.engine.lanes`). A group that offers ``insert_jobs(batch) -> [(label,
+callable), ...]`` hands the engine one independent job per task (each touches only its own
+task's state); any other group is one job, ``group.insert(batch)``, so a group never sees two
+of its own calls at once unless it asked for it. Each label runs on one lane, batches in
+order; :meth:`Engine.ingest_sync` returns once the batch is queued, and every snapshot, reset
+and close first waits until the lanes are idle, under the lock. With one thread everything
+runs in the calling thread, as before. A job that raises is re-raised by the next
+:meth:`Engine.ingest_sync` (or logged by the next snapshot).
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 from netspectra.config.durations import format_duration
 from netspectra.config.models import Settings, WriterConfig
 from netspectra.engine.groups import build_groups
+from netspectra.engine.lanes import InsertJob, KernelLanes
 from netspectra.engine.protocols import AggregatorGroup, SnapshotWriter
 from netspectra.engine.snapshot import Snapshot
 from netspectra.packets import PacketColumns
@@ -56,8 +58,6 @@ Clock = Callable[[], int]
 _NS = 1_000_000_000
 #: Longest the scheduler sleeps, so a stepped wall clock is noticed within this time.
 _MAX_SLEEP_S = 1.0
-#: One independent piece of a batch's counting: (label for timing and logs, work).
-InsertJob = tuple[str, Callable[[], None]]
 
 
 def _default_kernel_threads() -> int:
@@ -107,9 +107,7 @@ class Engine:
     ) -> None:
         self._groups = dict(groups)
         self._kernel_threads = kernel_threads if kernel_threads > 0 else _default_kernel_threads()
-        self._kernel_pool: ThreadPoolExecutor | None = None
-        #: Last measured seconds of each job label, to start the longest jobs first.
-        self._job_seconds: dict[str, float] = {}
+        self._lanes: KernelLanes | None = None  # started on the first batch when threads > 1
         self._clock = clock
         self._period_ns = max(1, int(period_s * _NS))
         self._stats_interval_ns = max(1, int(stats_interval_s * _NS))
@@ -235,9 +233,9 @@ class Engine:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         with self._lock:
-            if self._kernel_pool is not None:
-                self._kernel_pool.shutdown(wait=True)
-                self._kernel_pool = None
+            if self._lanes is not None:
+                self._log_job_errors(self._lanes.close())
+                self._lanes = None
         self._log_stats(now)
         logger.info("Stopped engine: %d packets, %d bytes, %d batches", *self._totals())
         return self.final_snapshots
@@ -258,7 +256,11 @@ class Engine:
         await self._in_worker(self.ingest_sync, batch)
 
     def ingest_sync(self, batch: PacketColumns) -> None:
-        """Count one batch in the calling thread (the offline runner); serialised with everything else."""
+        """Count one batch (the offline runner calls this directly); serialised with everything else.
+
+        With more than one kernel thread this returns once the batch is queued on the lanes; the
+        batch's arrays must not be changed afterwards (every producer hands over fresh arrays).
+        """
         if not len(batch):
             return
         with self._lock:
@@ -275,43 +277,27 @@ class Engine:
             self.stats.batches += 1
 
     def _run_jobs(self, jobs: list[InsertJob]) -> None:
-        """Run every job, on up to ``kernel_threads`` threads (this one included); re-raise the first error.
-
-        Longest first (by last measured time) so the threads finish close together. Called with
-        the lock held; returns only when every job has finished.
-        """
-        if len(jobs) <= 1 or self._kernel_threads <= 1:
+        """Serially here with one kernel thread; else queue on the lanes after raising any earlier error."""
+        if self._kernel_threads <= 1:
             for _label, job in jobs:
                 job()
             return
-        seconds = self._job_seconds
-        jobs.sort(key=lambda item: seconds.get(item[0], 0.0), reverse=True)
-        pending = deque(jobs)
-        errors: list[BaseException] = []
-
-        def drain() -> None:
-            while True:
-                try:
-                    label, job = pending.popleft()  # atomic: each job is taken once
-                except IndexError:
-                    return
-                started = time.perf_counter()
-                try:
-                    job()
-                except BaseException as error:  # re-raised by the caller once all jobs are done
-                    errors.append(error)
-                seconds[label] = time.perf_counter() - started
-
-        if self._kernel_pool is None:
-            self._kernel_pool = ThreadPoolExecutor(
-                max_workers=self._kernel_threads - 1, thread_name_prefix="netspectra-kernels"
-            )
-        helpers = [self._kernel_pool.submit(drain) for _ in range(min(self._kernel_threads, len(jobs)) - 1)]
-        drain()
-        for helper in helpers:
-            helper.result()
+        if self._lanes is None:
+            self._lanes = KernelLanes(self._kernel_threads)
+        errors = self._lanes.take_errors()
         if errors:
             raise errors[0]
+        self._lanes.submit(jobs)
+
+    def _wait_for_lanes(self) -> None:
+        """Let the lanes finish every queued batch (called with the lock held)."""
+        if self._lanes is not None:
+            self._log_job_errors(self._lanes.drain())
+
+    @staticmethod
+    def _log_job_errors(errors: Sequence[BaseException]) -> None:
+        for error in errors:
+            logger.error("A counting job failed; its batch is partly counted", exc_info=error)
 
     def snapshot_all_sync(self) -> dict[str, Snapshot]:
         """A snapshot of every group now (no writer involved, nothing reset)."""
@@ -359,6 +345,7 @@ class Engine:
         """Snapshots of ``names`` and, when ``reset``, a reset of every group, atomically."""
         snapshots: dict[str, Snapshot] = {}
         with self._lock:
+            self._wait_for_lanes()
             for name in names:
                 try:
                     snapshots[name] = self._groups[name].snapshot(
