@@ -101,7 +101,7 @@ def top_flows(table: FlowTable, top: int) -> list[dict[str, Any]]:
     """The ``top`` flows by packets (then bytes), with their key fields as text/ints."""
     if not len(table) or top <= 0:
         return []
-    order = np.lexsort((-table.bytes.astype(np.float64), -table.packets.astype(np.float64)))[:top]
+    order = _top_rows(table.packets, table.bytes, top)
     flows = []
     for row in order.tolist():
         fields: dict[str, Any] = {}
@@ -126,6 +126,23 @@ def top_flows(table: FlowTable, top: int) -> list[dict[str, Any]]:
             }
         )
     return flows
+
+
+def _top_rows(packets: np.ndarray, nbytes: np.ndarray, top: int) -> np.ndarray:
+    """Rows of the ``top`` largest (packets, bytes), descending, ties in row order.
+
+    Only rows whose packets reach the ``top``-th largest count can qualify, so a partition picks
+    those (a few, usually) and only they are sorted: a full sort of a million-flow table is
+    ~100 ms, this is a few. The result equals a stable full sort by (-packets, -bytes).
+    """
+    rows = packets.shape[0]
+    if top < rows:
+        threshold = np.partition(packets, rows - top)[rows - top]
+        candidates = np.flatnonzero(packets >= threshold)
+    else:
+        candidates = np.arange(rows)
+    keys = (-nbytes[candidates].astype(np.float64), -packets[candidates].astype(np.float64))
+    return candidates[np.lexsort(keys)[:top]]
 
 
 def _pump(reader: CaptureReader, engine: Engine, progress: ProgressCallback | None) -> None:
