@@ -1,8 +1,9 @@
 """Offline analysis: one capture file through the same engine, groups and writers as live traffic.
 
 ``netspectra analyze`` is a thin shell over :func:`analyze_file`. The file is parsed in a reader
-thread while the engine's kernels count the previous batch in the calling thread; both are numba
-kernels that release the GIL, so on two cores parsing and counting overlap. There is no
+thread while the engine's kernel lanes (one thread per core, see :mod:`netspectra.engine.lanes`)
+count the previous batches; all of them are numba kernels that release the GIL, so parsing and
+the tasks' counting overlap on as many cores as there are. There is no
 schedule: periodic snapshots and period resets follow the wall clock, which means nothing for a
 file, so every writer gets exactly one snapshot — the final one, when the file is done.
 """
