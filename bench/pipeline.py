@@ -82,7 +82,7 @@ def settings_for(url: str, pcap: Path, batch: int) -> Settings:
 
 
 _STATS = re.compile(
-    r"^Engine role(?: stopped)?: (\d+) packets .*bus dropped (\d+); probes published (\S+); gap (\S+)"
+    r"^Engine role(?: stopped)?: (\d+) packets .*bus dropped (\d+)[^;]*; probes published (\S+); gap (\S+)"
 )
 
 

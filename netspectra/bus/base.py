@@ -81,6 +81,17 @@ class Bus(Protocol):
     ) -> Subscription:
         """Call ``handler`` for each message on ``subject`` (one member of ``queue`` gets each)."""
 
+    async def subscribe_payloads(
+        self,
+        subject: str,
+        sink: Callable[[bytes], None],
+        *,
+        queue: str = "",
+        pending_msgs_limit: int = 2_000_000,
+        pending_bytes_limit: int = 512 * 1024 * 1024,
+    ) -> Subscription:
+        """Like :meth:`subscribe`, but ``sink`` receives only each payload, by the cheapest path."""
+
     async def flush(self, timeout: float = 10.0) -> None:
         """Return once everything published so far has left this process."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,6 +179,24 @@ class EmbeddedBus:
         self._subscriptions.append(subscription)
         self._routes.clear()
         return subscription
+
+    async def subscribe_payloads(
+        self,
+        subject: str,
+        sink: Callable[[bytes], None],
+        *,
+        queue: str = "",
+        pending_msgs_limit: int = 2_000_000,
+        pending_bytes_limit: int = 512 * 1024 * 1024,
+    ) -> EmbeddedSubscription:
+        """In process, the message object costs nothing extra: a plain subscription."""
+        return await self.subscribe(
+            subject,
+            lambda message: sink(message.data),
+            queue=queue,
+            pending_msgs_limit=pending_msgs_limit,
+            pending_bytes_limit=pending_bytes_limit,
+        )
 
     def _remove(self, subscription: EmbeddedSubscription) -> None:
         if subscription in self._subscriptions:

@@ -21,6 +21,7 @@ import logging
 import os
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -153,9 +154,44 @@ def connect_options(auth: NatsAuth, environ: dict[str, str] | None = None) -> di
     return options
 
 
+PayloadSink = Callable[[bytes], None]
+
+
+class _DirectClient(Client):
+    """A nats-py client that hands the payloads of chosen subscriptions straight to a sink.
+
+    nats-py delivers every message through ~4 us of Python (a ``Msg`` object, a headers
+    coroutine, the pending queue, a callback task); for the Go-compatible one-packet-per-message
+    stream that is the engine's whole budget. For subscriptions registered in
+    :attr:`payload_sinks` this override of the parser's hook (``_process_msg``, nats-py 2.x)
+    calls ``sink(payload)`` instead: measured 190-225 k -> 435-445 k messages/s here. Messages
+    with headers and every other subscription take nats-py's normal path. The sink must be
+    cheap and bounded (the engine's appends to a list and counts overflow as dropped).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.payload_sinks: dict[int, PayloadSink] = {}
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+        sink = self.payload_sinks.get(sid)
+        if sink is None or headers:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        stats = self.stats
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(data)
+        sink(data)
+
+
+#: True when nats-py still routes parsed messages through ``Client._process_msg`` (checked once).
+DIRECT_DELIVERY = callable(getattr(Client, "_process_msg", None))
+
+
 class NatsSubscription:
-    def __init__(self, subscription: Any) -> None:
+    def __init__(self, subscription: Any, client: Client | None = None) -> None:
         self._subscription = subscription
+        self._client = client
 
     async def drain(self) -> None:
         """Stop receiving; nats-py delivers what it already holds before this returns."""
@@ -164,10 +200,16 @@ class NatsSubscription:
         except (nats.errors.Error, TimeoutError) as error:
             # the connection is gone or closing: nothing more can arrive
             logger.info("Subscription drain ended early: %s", type(error).__name__)
+        self._forget()
 
     async def unsubscribe(self) -> None:
         with contextlib.suppress(nats.errors.ConnectionClosedError):
             await self._subscription.unsubscribe()
+        self._forget()
+
+    def _forget(self) -> None:
+        if isinstance(self._client, _DirectClient):
+            self._client.payload_sinks.pop(self._subscription._id, None)
 
 
 class NatsBus:
@@ -214,8 +256,9 @@ class NatsBus:
             if self._closed:
                 raise BusError("the NATS bus is closed")
             servers = [part.strip() for part in self.url.split(",") if part.strip()]
+            client = _DirectClient() if DIRECT_DELIVERY else Client()
             try:
-                self._client = await nats.connect(
+                await client.connect(
                     servers=servers,
                     name=self.name,
                     error_cb=self._on_error,
@@ -232,6 +275,7 @@ class NatsBus:
                     skip_subject_validation=True,
                     **self._options,
                 )
+                self._client = client
             except (OSError, TimeoutError, nats.errors.Error) as error:
                 cause = self._last_error or error
                 raise BusError(
@@ -358,7 +402,33 @@ class NatsBus:
             pending_msgs_limit=pending_msgs_limit,
             pending_bytes_limit=pending_bytes_limit,
         )
-        return NatsSubscription(subscription)
+        return NatsSubscription(subscription, self.client)
+
+    async def subscribe_payloads(
+        self,
+        subject: str,
+        sink: PayloadSink,
+        *,
+        queue: str = "",
+        pending_msgs_limit: int = 2_000_000,
+        pending_bytes_limit: int = 512 * 1024 * 1024,
+    ) -> NatsSubscription:
+        """Like :meth:`subscribe`, but ``sink`` gets only the payload, straight from the parser.
+
+        See :class:`_DirectClient`. The subscription is also a normal nats-py one (used for
+        messages with headers, and wholesale if nats-py's hook ever disappears).
+        """
+        subscription = await self.subscribe(
+            subject,
+            lambda message: sink(message.data),
+            queue=queue,
+            pending_msgs_limit=pending_msgs_limit,
+            pending_bytes_limit=pending_bytes_limit,
+        )
+        client = self.client
+        if isinstance(client, _DirectClient):
+            client.payload_sinks[subscription._subscription._id] = sink
+        return subscription
 
     async def flush(self, timeout: float = 10.0) -> None:
         try:

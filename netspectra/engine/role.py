@@ -58,6 +58,8 @@ class EngineRoleStats:
     rejects: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
     published_by_probe: dict[str, int] = field(default_factory=dict)
     bad_count_messages: int = 0
+    dropped: int = 0  # PacketInfo messages refused because pending_msgs_limit were already waiting
+    dropped_batches: int = 0  # PacketBatch messages refused because pending_bytes_limit were waiting
 
     @property
     def rejected(self) -> int:
@@ -99,17 +101,23 @@ class EngineRole:
         self._ready = asyncio.Event()
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netspectra-decode")
 
-    # --- bus handlers (run once per message: keep them to an append) ----------------------
+    # --- bus sinks (run once per message, straight from the NATS parser: keep them to an append) --
 
-    def _on_info(self, message: Any) -> None:
+    def _on_info(self, payload: bytes) -> None:
         infos = self._infos
-        infos.append(message.data)
+        if len(infos) >= self.pending_msgs_limit:
+            self.stats.dropped += 1  # the engine is behind by a whole pending limit: count, never grow
+            return
+        infos.append(payload)
         if len(infos) >= self.batch_size:
             self._ready.set()
 
-    def _on_batch(self, message: Any) -> None:
-        self._batches.append(message.data)
-        self._batch_bytes += len(message.data)
+    def _on_batch(self, payload: bytes) -> None:
+        if self._batch_bytes >= self.pending_bytes_limit:
+            self.stats.dropped_batches += 1
+            return
+        self._batches.append(payload)
+        self._batch_bytes += len(payload)
         if self._batch_bytes >= self.batch_size * _BATCH_BYTES_PER_PACKET:
             self._ready.set()
 
@@ -164,8 +172,10 @@ class EngineRole:
             "pending_bytes_limit": self.pending_bytes_limit,
         }
         subscriptions: list[Subscription] = [
-            await self.bus.subscribe(self.subject, self._on_info, queue=queue, **limits),
-            await self.bus.subscribe(batch_subject(self.subject), self._on_batch, queue=queue, **limits),
+            await self.bus.subscribe_payloads(self.subject, self._on_info, queue=queue, **limits),
+            await self.bus.subscribe_payloads(
+                batch_subject(self.subject), self._on_batch, queue=queue, **limits
+            ),
             await self.bus.subscribe(count_subject(self.subject), self._on_count),
         ]
         logger.info(
@@ -202,17 +212,23 @@ class EngineRole:
         bus = self.bus.stats
         gap = stats.gap
         rejected = {reason: count for reason, count in stats.rejects.items() if count}
-        level = logging.WARNING if (final and (gap or bus.dropped or rejected)) else logging.INFO
+        dropped = bus.dropped + stats.dropped
+        level = (
+            logging.WARNING
+            if (final and (gap or dropped or stats.dropped_batches or rejected))
+            else logging.INFO
+        )
         logger.log(
             level,
-            "%s: %d packets from %d messages + %d batch messages; rejected %s; bus dropped %d; "
+            "%s: %d packets from %d messages + %d batch messages; rejected %s; bus dropped %d%s; "
             "probes published %s; gap %s",
             "Engine role stopped" if final else "Engine role",
             stats.packets,
             stats.messages,
             stats.batch_messages,
             rejected or 0,
-            bus.dropped,
+            dropped,
+            f" (+{stats.dropped_batches} batch messages)" if stats.dropped_batches else "",
             "unknown" if stats.published is None else stats.published,
             "unknown (no probe count messages)" if gap is None else gap,
         )
