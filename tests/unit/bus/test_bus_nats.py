@@ -162,3 +162,34 @@ async def test_publish_many_delivers_each_message_in_order(
     await publisher.close()
     await subscriber.close()
     assert got == payloads
+
+
+async def test_subscribe_payloads_direct_and_with_headers(nats_server: NatsServer) -> None:
+    """Direct payload delivery keeps order and queue groups; messages with headers still arrive."""
+    publisher, first, second = NatsBus(nats_server.url), NatsBus(nats_server.url), NatsBus(nats_server.url)
+    got: list[list[bytes]] = [[], []]
+    subscriptions = [
+        await bus.subscribe_payloads("direct", sink.append, queue="q")
+        for bus, sink in ((first, got[0]), (second, got[1]))
+    ]
+    await first.flush()
+    await second.flush()
+    await publisher.connect()
+    sent = [str(i).encode() for i in range(2000)]
+    for payload in sent[:-1]:
+        await publisher.publish("direct", payload)
+    await publisher.publish("direct", sent[-1], headers={"probe": "x"})
+    await publisher.flush()
+    await wait_for(lambda: len(got[0]) + len(got[1]) == len(sent))
+    assert got[0] and got[1]
+    assert sorted(got[0] + got[1], key=int) == sent
+    for received in got:  # each member sees its share in publish order
+        assert received == sorted(received, key=int)
+    for subscription in subscriptions:
+        await subscription.drain()
+    await publisher.publish("direct", b"after drain")
+    await publisher.flush()
+    await asyncio.sleep(0.1)
+    assert len(got[0]) + len(got[1]) == len(sent)
+    for bus in (publisher, first, second):
+        await bus.close()
