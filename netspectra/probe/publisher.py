@@ -28,6 +28,7 @@ from netspectra.wire.codec import encode_packets
 
 logger = logging.getLogger(__name__)
 
+
 class Publisher:
     def __init__(self, bus: Bus, subject: str, *, batch: int = 0, probe_id: str | None = None) -> None:
         self.bus = bus
