@@ -7,6 +7,8 @@ so); 2 the file cannot be opened or is not a pcap/pcapng capture; 3 the config i
 from __future__ import annotations
 
 import asyncio
+import atexit
+import gc
 import json
 import logging
 import sys
@@ -119,6 +121,7 @@ def analyze(
     top: int = typer.Option(10, "--top", min=0, help="Flows shown per task."),
 ) -> None:
     """Count every flow of FILE with the configured tasks, write the final snapshot, print a summary."""
+    _exit_without_final_collection()
     err_console = Console(stderr=True)
     out_console = err_console if json_output else Console()
     if not json_output and not out_console.is_terminal:
@@ -144,6 +147,19 @@ def analyze(
         sys.stdout.write(json.dumps(result.to_json(top)) + "\n")
     else:
         _print_summary(result, out_console, top)
+
+
+def _exit_without_final_collection() -> None:
+    """Let the interpreter skip its last garbage collection when the process exits.
+
+    After numba has loaded its kernels the final collection walks the hundreds of thousands of
+    objects numba and LLVM built, which took 0.25-0.4 s of every ``analyze`` run here (a third
+    of the fixed start-up). Freezing them at exit skips that walk; nothing is lost, because every
+    resource (file, writer, store) is closed explicitly before the command returns and Python
+    never promised finalizers at exit. Registered at most once, and only ever runs at exit.
+    """
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 def register(app: typer.Typer) -> None:
