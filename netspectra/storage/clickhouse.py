@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from asynch import Pool
 from netspectra.config.models import ClickHouseOptions, WriterConfig
 from netspectra.errors import StorageError
 from netspectra.storage.registry import StorageContext
+from netspectra.storage.rows import as_list
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
 from netspectra.storage.sql import TABLE_COLUMNS, to_pyformat
 
@@ -92,10 +93,10 @@ class ClickHouseBackend:
         rows = await self._run(to_pyformat(sql), dict(params or {}), fetch=True)
         return [tuple(row) for row in rows]
 
-    async def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+    async def insert(self, table: str, columns: Mapping[str, Any]) -> None:
         names = TABLE_COLUMNS[table]
         sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES"
-        await self._run(sql, [list(columns[name]) for name in names], columnar=True)
+        await self._run(sql, [as_list(columns[name]) for name in names], columnar=True)
 
     async def execute(self, sql: str) -> None:
         await self._run(sql, None)

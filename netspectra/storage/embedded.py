@@ -13,33 +13,18 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from netspectra.config.models import EmbeddedStoreOptions, WriterConfig
 from netspectra.errors import StorageError
 from netspectra.storage.registry import StorageContext
+from netspectra.storage.rows import as_arrow
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
 from netspectra.storage.sql import TABLE_COLUMNS
 
 logger = logging.getLogger(__name__)
-
-#: pandas dtypes for nullable and plain columns; strings and Nullable(String) stay objects.
-_DTYPES: dict[str, str] = {
-    "Timestamp": "uint32",
-    "StartTime": "uint32",
-    "EndTime": "uint32",
-    "SrcPort": "UInt16",
-    "DstPort": "UInt16",
-    "Protocol": "UInt8",
-    "ByteCount": "uint64",
-    "PacketCount": "uint64",
-    "Value": "uint64",
-    "Type": "uint8",
-}
 
 #: The database our tables live in inside the chdb data directory.
 DATABASE = "netspectra"
@@ -95,18 +80,13 @@ class EmbeddedBackend:
             return []
         return [tuple(row) for row in json.loads(text)["data"]]
 
-    def _insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+    def _insert(self, table: str, columns: Mapping[str, Any]) -> None:
+        import pyarrow as pa  # chdb imports it anyway; pandas is never needed
+
         names = TABLE_COLUMNS[table]
-        frame = pd.DataFrame(  # noqa: F841 - read by name by chdb's Python() below
-            {
-                name: pd.array(columns[name], dtype=_DTYPES[name])
-                if name in _DTYPES
-                else pd.Series(columns[name], dtype=object)
-                for name in names
-            }
-        )
+        frame = pa.table({name: as_arrow(name, columns[name]) for name in names})  # noqa: F841
         listed = ", ".join(names)
-        # chdb reads the local variable `frame` through the Python() table function.
+        # chdb reads the local variable `frame` (an Arrow table) through the Python() table function.
         self._open().query(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM Python(frame)")  # noqa: S608
 
     def _execute(self, sql: str) -> None:
@@ -115,7 +95,7 @@ class EmbeddedBackend:
     async def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return await self._call(self._select, sql, params or {})  # type: ignore[no-any-return]
 
-    async def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+    async def insert(self, table: str, columns: Mapping[str, Any]) -> None:
         await self._call(self._insert, table, columns)
 
     async def execute(self, sql: str) -> None:
