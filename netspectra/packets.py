@@ -18,6 +18,19 @@ ADDRESS_WIDTH = 16
 #: The 12-byte prefix of an IPv4-mapped IPv6 address.
 IPV4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 
+#: :meth:`PacketColumns.arrays`: the columns in field order (a fixed-length tuple, so type checkers
+#: can match it against a kernel's parameters when it is splatted into a call).
+ColumnArrays = tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.uint8],
+    npt.NDArray[np.uint8],
+    npt.NDArray[np.uint16],
+    npt.NDArray[np.uint16],
+    npt.NDArray[np.uint8],
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.uint8],
+]
+
 
 @dataclass(slots=True)
 class PacketColumns:
@@ -48,6 +61,23 @@ class PacketColumns:
 
     def __len__(self) -> int:
         return int(self.ts_ns.shape[0])
+
+    def arrays(self) -> ColumnArrays:
+        """The eight columns in field order, to splat into a numba kernel's arguments.
+
+        Kernels take the columns one by one (numba cannot take this dataclass), always in this
+        order: ``ts_ns, src_ip, dst_ip, src_port, dst_port, protocol, length, ip_version``.
+        """
+        return (
+            self.ts_ns,
+            self.src_ip,
+            self.dst_ip,
+            self.src_port,
+            self.dst_port,
+            self.protocol,
+            self.length,
+            self.ip_version,
+        )
 
     def head(self, count: int) -> PacketColumns:
         """The first ``count`` rows, as views (no copy)."""

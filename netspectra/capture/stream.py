@@ -210,16 +210,14 @@ class CaptureStreamParser:
                 pos, n, reason = walk_pcap(
                     self._buf, self._start, self._end, self._big, self._frac_to_ns, self._record_header,
                     MAX_CAPLEN, self._linktype,
-                    columns.ts_ns, columns.src_ip, columns.dst_ip, columns.src_port, columns.dst_port,
-                    columns.protocol, columns.length, columns.ip_version, n, capacity, self._counters,
+                    *columns.arrays(), n, capacity, self._counters,
                 )  # fmt: skip
             else:
                 lt, exp, binary, offset_ns, snaplen = self._if_arrays
                 pos, n, reason = walk_pcapng(
                     self._buf, self._start, self._end, self._big, MAX_BLOCK,
                     lt, exp, binary, offset_ns, snaplen, len(self._if_linktype),
-                    columns.ts_ns, columns.src_ip, columns.dst_ip, columns.src_port, columns.dst_port,
-                    columns.protocol, columns.length, columns.ip_version, n, capacity, self._counters,
+                    *columns.arrays(), n, capacity, self._counters,
                 )  # fmt: skip
             self._start = int(pos)
             n = int(n)

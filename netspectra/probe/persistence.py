@@ -100,14 +100,7 @@ def pcap_file_header(snaplen: int = 262_144) -> bytes:
 def pcap_records(columns: PacketColumns) -> bytes:
     out = np.empty(len(columns) * _MAX_RECORD, np.uint8)
     used = _pcap_records(
-        columns.ts_ns,
-        columns.src_ip,
-        columns.dst_ip,
-        columns.src_port,
-        columns.dst_port,
-        columns.protocol,
-        columns.length,
-        columns.ip_version,
+        *columns.arrays(),
         out,
     )
     return out[:used].tobytes()

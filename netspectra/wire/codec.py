@@ -215,14 +215,7 @@ def encode_packets(columns: PacketColumns) -> EncodedPackets:
     out = np.empty(n * _MAX_FRAMED, np.uint8)
     starts = np.empty(n + 1, np.int64)
     used = _encode_kernel(
-        columns.ts_ns,
-        columns.src_ip,
-        columns.dst_ip,
-        columns.src_port,
-        columns.dst_port,
-        columns.protocol,
-        columns.length,
-        columns.ip_version,
+        *columns.arrays(),
         out,
         starts,
     )
@@ -501,14 +494,7 @@ def decode_messages(
         buffer,
         offsets,
         kinds,
-        columns.ts_ns,
-        columns.src_ip,
-        columns.dst_ip,
-        columns.src_port,
-        columns.dst_port,
-        columns.protocol,
-        columns.length,
-        columns.ip_version,
+        *columns.arrays(),
         rejects,
     )
     return DecodeResult(columns.head(rows), dict(zip(REJECT_REASONS, rejects.tolist(), strict=True)))

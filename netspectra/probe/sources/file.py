@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from netspectra.capture.reader import CaptureReader
 from netspectra.packets import PacketColumns
@@ -36,8 +37,9 @@ class FileReplaySource:
             batch = await loop.run_in_executor(None, next, iterator, None)
             if batch is None:
                 break
+            arrays: tuple[Any, ...] = batch.arrays()  # each column sliced alike: dtypes do not matter
             for begin in range(0, len(batch), CHUNK):
-                chunk = PacketColumns(*(column[begin : begin + CHUNK] for column in _columns(batch)))
+                chunk = PacketColumns(*(column[begin : begin + CHUNK] for column in arrays))
                 if self.rate is not None:
                     due = start + self.packets / self.rate
                     await _sleep_until(due)
@@ -56,19 +58,6 @@ class FileReplaySource:
 
     async def close(self) -> None:
         self._reader.close()
-
-
-def _columns(batch: PacketColumns) -> tuple:  # type: ignore[type-arg]
-    return (
-        batch.ts_ns,
-        batch.src_ip,
-        batch.dst_ip,
-        batch.src_port,
-        batch.dst_port,
-        batch.protocol,
-        batch.length,
-        batch.ip_version,
-    )
 
 
 async def _sleep_until(due: float) -> None:
