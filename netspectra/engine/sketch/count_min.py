@@ -319,28 +319,11 @@ class CountMin(SketchBase):
             )
         return {HitterKind.COUNT: out_count, HitterKind.SIZE: out_bytes}
 
-    def _max_per_key(
-        self, keys: npt.NDArray[np.uint64], values: npt.NDArray[np.uint64], threshold: int
-    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint64]]:
-        """Distinct keys of the cells at or above ``threshold`` (as bytes), each with its largest value."""
-        flat_values = values.reshape(-1)
-        picked = np.flatnonzero(flat_values >= threshold)
-        if picked.size == 0:
-            return np.zeros((0, self.key_width), np.uint8), np.zeros(0, np.uint64)
-        cell_keys = keys.reshape(-1, keys.shape[-1])[picked].view(np.uint8)[:, : self.key_width]
-        cell_values = flat_values[picked]
-        unique, inverse = np.unique(cell_keys, axis=0, return_inverse=True)
-        best = np.zeros(unique.shape[0], np.uint64)
-        np.maximum.at(best, inverse.reshape(-1), cell_values)
-        return unique, best
-
     def heavy_hitters(self) -> tuple[HeavyHitter, ...]:
         """Flows whose largest cell reaches ``count_thereshold`` / ``size_thereshold`` (Go's scan)."""
-        count_keys, count_values = self._max_per_key(self.count_keys, self.counts, self.p.count_thereshold)
-        size_keys, size_values = self._max_per_key(self.size_keys, self.byte_counts, self.p.size_thereshold)
         return tuple(
-            self.hitters_from(count_keys, count_values, HitterKind.COUNT)
-            + self.hitters_from(size_keys, size_values, HitterKind.SIZE)
+            self.cell_hitters(self.count_keys, self.counts, self.p.count_thereshold, HitterKind.COUNT)
+            + self.cell_hitters(self.size_keys, self.byte_counts, self.p.size_thereshold, HitterKind.SIZE)
         )
 
     def reset(self) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
 
-from netspectra.engine.keys import flow_text
+from netspectra.engine.keys import flow_text, key_width
 from netspectra.engine.snapshot import HeavyHitter, HitterKind
 from netspectra.errors import PluginError
 from netspectra.fields import KeyField
@@ -113,6 +113,31 @@ class SketchBase:
         ]
         records.sort(key=lambda hitter: (-hitter.value, hitter.flow))
         return records
+
+    def cell_hitters(
+        self,
+        cell_keys: npt.NDArray[np.uint64],
+        cell_values: npt.NDArray[np.uint64],
+        threshold: int,
+        kind: HitterKind,
+    ) -> list[HeavyHitter]:
+        """Heavy hitters from a table of cells: the distinct flows of the cells at or above
+        ``threshold``, each with its largest cell value, sorted as :meth:`hitters_from` does.
+
+        ``cell_keys`` holds each cell's flow key packed into uint64 words (last axis), ``cell_values``
+        the cell values with the same leading shape. A flow may sit in several rows' cells (one per
+        hash row): it is reported once, with its best estimate (Go's scan does the same).
+        """
+        flat_values = cell_values.reshape(-1)
+        picked = np.flatnonzero(flat_values >= threshold)
+        if picked.size == 0:
+            return []
+        width = key_width(self.flow_fields)
+        keys = cell_keys.reshape(-1, cell_keys.shape[-1])[picked].view(np.uint8)[:, :width]
+        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+        best = np.zeros(unique.shape[0], np.uint64)
+        np.maximum.at(best, inverse.reshape(-1), flat_values[picked])
+        return self.hitters_from(unique, best, kind)
 
     def check_mergeable(self, other: object) -> None:
         """Raise unless ``other`` has this exact type, parameters and key fields."""

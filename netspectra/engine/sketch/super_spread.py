@@ -311,15 +311,7 @@ class SuperSpread(SketchBase):
 
     def heavy_hitters(self) -> tuple[HeavyHitter, ...]:
         """Flows whose spread reaches ``count_thereshold``, descending."""
-        flat = self.values.reshape(-1)
-        picked = np.flatnonzero(flat >= self.p.count_thereshold)
-        if picked.size == 0:
-            return ()
-        cell_keys = self.keys.reshape(-1, self.key_words)[picked].view(np.uint8)[:, : self.key_width]
-        unique, inverse = np.unique(cell_keys, axis=0, return_inverse=True)
-        best = np.zeros(unique.shape[0], np.uint64)
-        np.maximum.at(best, inverse.reshape(-1), flat[picked])
-        return tuple(self.hitters_from(unique, best, HitterKind.SPREAD))
+        return tuple(self.cell_hitters(self.keys, self.values, self.p.count_thereshold, HitterKind.SPREAD))
 
     def reset(self) -> None:
         """Clear counters, keys and samplers (Go's Reset panics here; this one is tested)."""
