@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from netspectra.bus.base import BusStats, Handler
+from netspectra.bus.base import BusStats, Handler, publish_each
 from netspectra.errors import BusError
 
 logger = logging.getLogger(__name__)
@@ -140,16 +140,7 @@ class EmbeddedBus:
         self, subject: str, data: bytes, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
     ) -> int:
         """Per-message publish in a loop (in-process, there is no protocol to batch)."""
-        accepted = 0
-        for index, (begin, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-            try:
-                await self.publish(subject, data[begin:end])
-            except BusError:
-                continue
-            accepted += 1
-            if index % 2048 == 2047:
-                await asyncio.sleep(0)  # let in-process subscribers run
-        return accepted
+        return await publish_each(self, subject, data, starts, ends)
 
     def _route(self, subject: str) -> _Route:
         """The subscribers of ``subject``: plain ones, and the members of each queue group."""

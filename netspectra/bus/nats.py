@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from nats.aio.client import Client
 
-from netspectra.bus.base import BusStats, Handler
+from netspectra.bus.base import BusStats, Handler, publish_each
 from netspectra.config.models import NatsAuth
 from netspectra.errors import BusError
 
@@ -344,7 +344,7 @@ class NatsBus:
         if n and int((ends - starts).max()) > client.max_payload:
             raise BusError(f"a message on {subject} exceeds the server's max_payload {client.max_payload}")
         if not hasattr(client, "_send_command") or not hasattr(client, "_flush_pending"):
-            return await self._publish_each(subject, data, starts, ends)
+            return await publish_each(self, subject, data, starts, ends)
         buffer = np.frombuffer(data, np.uint8)
         encoded_subject = subject.encode()
         accepted = 0
@@ -365,20 +365,6 @@ class NatsBus:
                 await client._flush_pending()
             accepted += end - begin
             await asyncio.sleep(0)  # let the flusher (and an in-process engine) run
-        return accepted
-
-    async def _publish_each(
-        self, subject: str, data: bytes, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
-    ) -> int:
-        accepted = 0
-        for index, (begin, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-            try:
-                await self.publish(subject, data[begin:end])
-            except BusError:
-                continue
-            accepted += 1
-            if index % 2048 == 2047:
-                await asyncio.sleep(0)
         return accepted
 
     async def subscribe(
