@@ -23,7 +23,10 @@ reference decodes with it) and were checked against tshark's ``ip.src``/``ipv6.s
   ``truncated_ip``; IHL < 5 or a non-zero total length below the header length is
   ``bad_ip_header`` (tshark and gopacket both refuse those).
 
-Public kernel for other njit loops (e.g. the AF_PACKET probe)::
+Every capture loop (pcap, pcapng, the AF_PACKET ring) lives in this module: numba's on-disk cache
+only notices edits of a function's own file, so a cached loop elsewhere that calls
+:func:`decode_frame` (inlined or not) keeps running its old rules after an edit here until its
+``__pycache__`` entries are deleted. The public kernel, for other njit code (tests, tools)::
 
     status = parse_frame(buf, offset, caplen, wirelen, linktype, ts_ns, i,
                          ts_col, src_col, dst_col, sport_col, dport_col, proto_col, len_col, ver_col)
@@ -564,3 +567,135 @@ def walk_pcapng(  # type: ignore[no-untyped-def]
             n += 1
         pos += blen
     return pos, n, OUT_FULL
+
+
+# -- AF_PACKET ring walker ----------------------------------------------------------------------
+# The live probe's loop (netspectra.probe.sources.afpacket owns the socket and the ring). It lives
+# here, with the file walkers, for the same cache reason: in another module its cached machine
+# code would keep a stale copy of decode_frame after an edit of this file.
+
+TP_STATUS_USER = 1
+#: Offset of sockaddr_ll.sll_pkttype in a frame: after the 48-byte tpacket3_hdr, 10 bytes in.
+TPACKET3_PKTTYPE_OFFSET = 48 + 10
+PACKET_OUTGOING = 4
+
+
+@njit(cache=True, nogil=True)
+def walk_tpacket_v3(  # type: ignore[no-untyped-def]
+    ring,
+    block_size,
+    block_nr,
+    block,
+    linktype,
+    skip_outgoing,
+    ts,
+    src,
+    dst,
+    sport,
+    dport,
+    proto,
+    length,
+    ver,
+    skips,
+    state,
+):
+    """Walk the ready blocks of an AF_PACKET TPACKET_V3 ring from ``block``; returns rows written.
+
+    ``ring`` is the mmap-ed ring as uint8, ``state`` int64 ``[next block, frames seen]``, ``skips``
+    int64 per status. A walked block is handed back to the kernel (status word zeroed). With
+    ``skip_outgoing`` (loopback) frames the host sends are dropped: ``lo`` shows each packet leaving
+    and arriving, and libpcap keeps one. Stops before a block that no longer fits the columns.
+    """
+    rows = 0
+    capacity = ts.shape[0]
+    while True:
+        base = block * block_size
+        status = np.uint32(ring[base + 8]) | (np.uint32(ring[base + 9]) << 8)
+        if (status & TP_STATUS_USER) == 0:
+            break
+        num = (
+            np.int64(ring[base + 12])
+            | (np.int64(ring[base + 13]) << 8)
+            | (np.int64(ring[base + 14]) << 16)
+            | (np.int64(ring[base + 15]) << 24)
+        )
+        if rows + num > capacity:
+            break
+        pkt = base + (
+            np.int64(ring[base + 16])
+            | (np.int64(ring[base + 17]) << 8)
+            | (np.int64(ring[base + 18]) << 16)
+            | (np.int64(ring[base + 19]) << 24)
+        )
+        for _ in range(num):
+            nxt = (
+                np.int64(ring[pkt])
+                | (np.int64(ring[pkt + 1]) << 8)
+                | (np.int64(ring[pkt + 2]) << 16)
+                | (np.int64(ring[pkt + 3]) << 24)
+            )
+            sec = (
+                np.int64(ring[pkt + 4])
+                | (np.int64(ring[pkt + 5]) << 8)
+                | (np.int64(ring[pkt + 6]) << 16)
+                | (np.int64(ring[pkt + 7]) << 24)
+            )
+            nsec = (
+                np.int64(ring[pkt + 8])
+                | (np.int64(ring[pkt + 9]) << 8)
+                | (np.int64(ring[pkt + 10]) << 16)
+                | (np.int64(ring[pkt + 11]) << 24)
+            )
+            caplen = (
+                np.int64(ring[pkt + 12])
+                | (np.int64(ring[pkt + 13]) << 8)
+                | (np.int64(ring[pkt + 14]) << 16)
+                | (np.int64(ring[pkt + 15]) << 24)
+            )
+            wire = (
+                np.int64(ring[pkt + 16])
+                | (np.int64(ring[pkt + 17]) << 8)
+                | (np.int64(ring[pkt + 18]) << 16)
+                | (np.int64(ring[pkt + 19]) << 24)
+            )
+            mac = np.int64(ring[pkt + 24]) | (np.int64(ring[pkt + 25]) << 8)
+            off = pkt + mac
+            if skip_outgoing and ring[pkt + TPACKET3_PKTTYPE_OFFSET] == PACKET_OUTGOING:
+                pkt += nxt  # loopback: every packet is seen leaving and arriving; keep one (as libpcap)
+                continue
+            result, version, l3, p, sp, dp = decode_frame(ring, off, caplen, linktype)
+            state[1] += 1
+            if result != OK:
+                skips[result] += 1
+            else:
+                ts[rows] = sec * 1_000_000_000 + nsec
+                if version == 4:
+                    for k in range(10):
+                        src[rows, k] = 0
+                        dst[rows, k] = 0
+                    src[rows, 10] = 0xFF
+                    src[rows, 11] = 0xFF
+                    dst[rows, 10] = 0xFF
+                    dst[rows, 11] = 0xFF
+                    for k in range(4):
+                        src[rows, 12 + k] = ring[l3 + 12 + k]
+                        dst[rows, 12 + k] = ring[l3 + 16 + k]
+                else:
+                    for k in range(16):
+                        src[rows, k] = ring[l3 + 8 + k]
+                        dst[rows, k] = ring[l3 + 24 + k]
+                sport[rows] = sp
+                dport[rows] = dp
+                proto[rows] = p
+                length[rows] = wire
+                ver[rows] = version
+                rows += 1
+            pkt += nxt
+        # hand the block back to the kernel
+        ring[base + 8] = 0
+        ring[base + 9] = 0
+        ring[base + 10] = 0
+        ring[base + 11] = 0
+        block = (block + 1) % block_nr
+    state[0] = block
+    return rows

@@ -1,10 +1,11 @@
 """Live capture from a raw AF_PACKET socket with a TPACKET_V3 memory-mapped ring, parsed by numba.
 
 No external process and no per-packet system call: the kernel fills blocks of the ring, a numba
-kernel walks every ready block, parses each frame straight out of the shared memory into packet
-columns and hands the block back. A prototype captured ~700 k packets/s on ``lo`` without loss
-at 24-69 ns of CPU per packet. ``fanout_group`` joins a ``PACKET_FANOUT`` (hash) group so several
-processes share one interface, each getting whole flows.
+kernel (:func:`~netspectra.capture.kernel.walk_tpacket_v3`) walks every ready block, parses each
+frame straight out of the shared memory into packet columns and hands the block back. A prototype
+captured ~700 k packets/s on ``lo`` without loss at 24-69 ns of CPU per packet. ``fanout_group``
+joins a ``PACKET_FANOUT`` (hash) group so several processes share one interface, each getting
+whole flows.
 
 Needs CAP_NET_RAW: run as root, or
 ``sudo setcap cap_net_raw,cap_net_admin=eip $(readlink -f $(which python3))``.
@@ -22,9 +23,8 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit
 
-from netspectra.capture.kernel import OK, SKIP_REASONS, decode_frame
+from netspectra.capture.kernel import SKIP_REASONS, walk_tpacket_v3
 from netspectra.errors import CaptureError
 from netspectra.packets import PacketColumns
 
@@ -36,11 +36,6 @@ PACKET_FANOUT = 18
 TPACKET_V3 = 2
 PACKET_FANOUT_HASH = 0
 ETH_P_ALL = 0x0003
-TP_STATUS_USER = 1
-
-#: sockaddr_ll.sll_pkttype, after the 48-byte tpacket3_hdr
-_PKTTYPE_OFFSET = 48 + 10
-_PACKET_OUTGOING = 4
 BLOCK_SIZE = 1 << 20  # 1 MiB blocks: at most ~20 k minimal frames each
 BATCH_CAPACITY = 1 << 16
 
@@ -71,124 +66,9 @@ def check_interface(iface: str) -> None:
         raise CaptureError(f"interface {iface!r} does not exist; available: {available}") from None
 
 
-@njit(cache=True, nogil=True)
-def _walk_ring(  # type: ignore[no-untyped-def]
-    ring,
-    block_size,
-    block_nr,
-    block,
-    linktype,
-    skip_outgoing,
-    ts,
-    src,
-    dst,
-    sport,
-    dport,
-    proto,
-    length,
-    ver,
-    skips,
-    state,
-):
-    """Walk ready blocks from ``block``; returns rows written. ``state`` = [next block, packets seen]."""
-    rows = 0
-    capacity = ts.shape[0]
-    while True:
-        base = block * block_size
-        status = np.uint32(ring[base + 8]) | (np.uint32(ring[base + 9]) << 8)
-        if (status & TP_STATUS_USER) == 0:
-            break
-        num = (
-            np.int64(ring[base + 12])
-            | (np.int64(ring[base + 13]) << 8)
-            | (np.int64(ring[base + 14]) << 16)
-            | (np.int64(ring[base + 15]) << 24)
-        )
-        if rows + num > capacity:
-            break
-        pkt = base + (
-            np.int64(ring[base + 16])
-            | (np.int64(ring[base + 17]) << 8)
-            | (np.int64(ring[base + 18]) << 16)
-            | (np.int64(ring[base + 19]) << 24)
-        )
-        for _ in range(num):
-            nxt = (
-                np.int64(ring[pkt])
-                | (np.int64(ring[pkt + 1]) << 8)
-                | (np.int64(ring[pkt + 2]) << 16)
-                | (np.int64(ring[pkt + 3]) << 24)
-            )
-            sec = (
-                np.int64(ring[pkt + 4])
-                | (np.int64(ring[pkt + 5]) << 8)
-                | (np.int64(ring[pkt + 6]) << 16)
-                | (np.int64(ring[pkt + 7]) << 24)
-            )
-            nsec = (
-                np.int64(ring[pkt + 8])
-                | (np.int64(ring[pkt + 9]) << 8)
-                | (np.int64(ring[pkt + 10]) << 16)
-                | (np.int64(ring[pkt + 11]) << 24)
-            )
-            caplen = (
-                np.int64(ring[pkt + 12])
-                | (np.int64(ring[pkt + 13]) << 8)
-                | (np.int64(ring[pkt + 14]) << 16)
-                | (np.int64(ring[pkt + 15]) << 24)
-            )
-            wire = (
-                np.int64(ring[pkt + 16])
-                | (np.int64(ring[pkt + 17]) << 8)
-                | (np.int64(ring[pkt + 18]) << 16)
-                | (np.int64(ring[pkt + 19]) << 24)
-            )
-            mac = np.int64(ring[pkt + 24]) | (np.int64(ring[pkt + 25]) << 8)
-            off = pkt + mac
-            if skip_outgoing and ring[pkt + _PKTTYPE_OFFSET] == _PACKET_OUTGOING:
-                pkt += nxt  # loopback: every packet is seen leaving and arriving; keep one (as libpcap)
-                continue
-            result, version, l3, p, sp, dp = decode_frame(ring, off, caplen, linktype)
-            state[1] += 1
-            if result != OK:
-                skips[result] += 1
-            else:
-                ts[rows] = sec * 1_000_000_000 + nsec
-                if version == 4:
-                    for k in range(10):
-                        src[rows, k] = 0
-                        dst[rows, k] = 0
-                    src[rows, 10] = 0xFF
-                    src[rows, 11] = 0xFF
-                    dst[rows, 10] = 0xFF
-                    dst[rows, 11] = 0xFF
-                    for k in range(4):
-                        src[rows, 12 + k] = ring[l3 + 12 + k]
-                        dst[rows, 12 + k] = ring[l3 + 16 + k]
-                else:
-                    for k in range(16):
-                        src[rows, k] = ring[l3 + 8 + k]
-                        dst[rows, k] = ring[l3 + 24 + k]
-                sport[rows] = sp
-                dport[rows] = dp
-                proto[rows] = p
-                length[rows] = wire
-                ver[rows] = version
-                rows += 1
-            pkt += nxt
-        # hand the block back to the kernel
-        ring[base + 8] = 0
-        ring[base + 9] = 0
-        ring[base + 10] = 0
-        ring[base + 11] = 0
-        block = (block + 1) % block_nr
-    state[0] = block
-    return rows
-
-
 def _warm_up() -> None:
     empty = PacketColumns.empty(1)
-    _walk_ring(
+    walk_tpacket_v3(
         np.zeros(64, np.uint8),
         64,
         1,
@@ -269,7 +149,7 @@ class AfPacketSource:
 
     def _poll(self) -> PacketColumns:
         columns = PacketColumns.empty(BATCH_CAPACITY)
-        rows = _walk_ring(
+        rows = walk_tpacket_v3(
             self.ring,
             BLOCK_SIZE,
             self.block_nr,
