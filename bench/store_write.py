@@ -9,7 +9,7 @@ Builds a snapshot of ``flows`` five-tuple flows over 50 000 source and destinati
   rows then a mapped take of the unique texts, and the numba kernel writing an Arrow buffer;
 * rows building: the previous per-row Python lists (baseline, copied here) and snapshot_rows;
 * the embedded insert into flow_metrics: the previous pandas frame built from lists (baseline)
-  and the Arrow table, each into the real schema (whose materialized view also fills
+  and the Arrow stream file read by file(), each into the real schema (whose materialized view also fills
   flow_latest) and into a schema without that view (the insert alone).
 """
 
