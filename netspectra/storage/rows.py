@@ -10,6 +10,7 @@ chdb reads the arrays as they are; the ClickHouse server writer turns them into 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,9 +74,25 @@ class SnapshotRows:
         return len(self.hitters.get("Timestamp", ()))
 
 
+logger = logging.getLogger(__name__)
+_DATETIME_COLUMNS = frozenset({"Timestamp", "StartTime", "EndTime"})
+_DATETIME_MAX = 2**32 - 1
+
+
 def _numeric(name: str, values: npt.ArrayLike, valid: npt.NDArray[np.bool_] | None = None) -> pa.Array:
     """Integer column from numpy, built from buffers: ``pa.array`` would import pandas (~0.2 s)."""
     arrow_type = COLUMN_TYPES[name]
+    if name in _DATETIME_COLUMNS:
+        # ClickHouse DateTime is 32-bit seconds (1970-2106): clamp a corrupt capture's times, never wrap.
+        seconds = np.asarray(values, dtype=np.int64)
+        clamped = np.clip(seconds, 0, _DATETIME_MAX)
+        if not np.array_equal(clamped, seconds):
+            logger.warning(
+                "%s: %d time(s) outside ClickHouse DateTime (1970-2106) were clamped",
+                name,
+                int(np.count_nonzero(clamped != seconds)),
+            )
+        values = clamped
     data = np.ascontiguousarray(values, dtype=arrow_type.to_pandas_dtype())
     bitmap = None
     if valid is not None and not bool(valid.all()):

@@ -124,3 +124,11 @@ def test_list_columns_from_older_spool_files_convert() -> None:
     assert as_arrow("SrcPort", [1, None, 65535]).equals(pa.array([1, None, 65535], pa.uint16()))
     assert as_list([1, None]) == [1, None]
     assert snapshot_rows(Snapshot("exact", 0, 0)).flow_count == 0
+
+
+def test_times_outside_clickhouse_datetime_are_clamped_not_wrapped(caplog):
+    from netspectra.storage.rows import _numeric
+
+    column = _numeric("StartTime", np.array([-5, 0, 2**32 - 1, 2**32 + 7], np.int64))
+    assert column.to_pylist() == [0, 0, 2**32 - 1, 2**32 - 1]
+    assert "2 time(s) outside ClickHouse DateTime" in caplog.text
