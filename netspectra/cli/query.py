@@ -140,7 +140,7 @@ def query(
     limit: int = typer.Option(10, "--limit", help="Heavy hitters to return (max 10000)."),
     end: str | None = typer.Option(None, "--end", help="Only data up to this time (RFC 3339 or epoch s)."),
     as_json: bool = typer.Option(False, "--json", help="Print the response as JSON."),
-    token: str | None = typer.Option(None, "--token", envvar="NETSPECTRA_TOKEN", help="Bearer token."),
+    token: str | None = typer.Option(None, "--token", envvar="NETSPECTRA_API_TOKEN", help="Bearer token."),
     use_tls: bool = typer.Option(False, "--tls", help="Connect with TLS."),
     ca: str | None = typer.Option(None, "--ca", help="CA certificate for --tls (default: system CAs)."),
 ) -> None:
