@@ -1,1 +1,1 @@
-"""engine"""
+"""The engine: fans every packet batch out to aggregator groups (exact, sketch, plugins), snapshots them."""

@@ -1,1 +1,1 @@
-"""probe"""
+"""The probe: capture sources, the Go-compatible publisher, optional persistence, and the probe role."""
