@@ -144,3 +144,29 @@ def test_unreadable_and_non_yaml_files_are_clear_errors(tmp_path):
     broken.write_text("probe: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(broken)
+
+
+def test_config_check_resolves_sketch_plugins_and_hides_passwords(tmp_path):
+    path = tmp_path / "sketchy.yaml"
+    path.write_text(
+        "probe:\n  nats_url: nats://alice:hunter2@127.0.0.1:4222\n"
+        "aggregator:\n  sketch:\n    tasks:\n"
+        "      - {name: typo, algorithm: count_mni, flow_fields: [SrcIP]}\n"
+        "      - {name: badparam, algorithm: count_min, flow_fields: [SrcIP], widht: 5}\n"
+        "      - {name: fine, algorithm: super_spread, flow_fields: [DstIP], element_fields: [SrcIP]}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "netspectra", "config", "check", str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stdout
+    assert "tasks.0 (typo)" in result.stderr and "did you mean 'count_min'" in result.stderr
+    assert "tasks.1 (badparam)" in result.stderr and "widht" in result.stderr
+    assert "(fine)" not in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+
+    path.write_text("probe:\n  nats_url: nats://alice:hunter2@127.0.0.1:4222\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "netspectra", "config", "check", str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "nats://127.0.0.1:4222" in result.stdout
+    assert "hunter2" not in result.stdout
