@@ -10,6 +10,7 @@ readable by tshark and ``netspectra analyze`` with the same flows, times and byt
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import struct
@@ -130,6 +131,7 @@ class Persistence:
         self._queue: queue.Queue[PacketColumns | None] = queue.Queue(maxsize=config.channel_buffer_size)
         self.written = 0
         self.dropped = 0
+        self._dropped_lock = threading.Lock()
         self.files: list[Path] = []
         self._thread = threading.Thread(target=self._run, name="netspectra-persistence", daemon=True)
         self._thread.start()
@@ -139,7 +141,7 @@ class Persistence:
         try:
             self._queue.put_nowait(columns)
         except queue.Full:
-            self.dropped += len(columns)
+            self._drop(len(columns))
 
     def _open(self, sequence: int):  # type: ignore[no-untyped-def]
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -155,6 +157,8 @@ class Persistence:
         sequence = 0
         in_file = 0
         handle = None
+        columns: PacketColumns | None = None
+        begin = 0
         try:
             while True:
                 columns = self._queue.get()
@@ -178,16 +182,36 @@ class Persistence:
                     in_file += take
                     begin += take
                     self.written += take
-        except OSError:
+        except Exception:  # any failure stops writing, never the probe: drain below so offer() never blocks
             logger.exception("Probe persistence stopped: cannot write under %s", self.directory)
+            if columns is not None:
+                self._drop(len(columns) - begin)
         finally:
             if handle is not None:
-                handle.close()
+                with contextlib.suppress(OSError):
+                    handle.close()
+        self._discard()  # only reached after an error: a None from close() returns above
+
+    def _discard(self) -> None:
+        """After a write error: keep emptying the queue (counted as dropped) until close() says stop."""
+        while (columns := self._queue.get()) is not None:
+            self._drop(len(columns))
+
+    def _drop(self, packets: int) -> None:
+        with self._dropped_lock:  # offer() (probe thread) and _discard() (writer thread) both count
+            self.dropped += packets
 
     def close(self) -> None:
-        """Write what is queued, then stop the thread."""
-        self._queue.put(None)
-        self._thread.join()
+        """Write what is queued, then stop the thread; never blocks for good (a dead thread is skipped)."""
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            logger.error("Probe persistence: writer thread did not stop within 30 s; abandoning it")
 
 
 _NAMES = ("ts_ns", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "length", "ip_version")

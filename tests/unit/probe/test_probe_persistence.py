@@ -129,3 +129,29 @@ def test_full_queue_drops_from_persistence_only(tmp_path: Path, truth: GroundTru
     assert persistence.written + persistence.dropped == offered * 10
     written = sum(len(b) for path in persistence.files for b in CaptureReader(path))
     assert written == persistence.written
+
+
+@pytest.mark.parametrize("error", [OSError("disk gone"), ValueError("encoder bug")])
+def test_writer_failure_never_blocks_offer_or_close(
+    truth: GroundTruth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """A dead writer must not fill the queue and hang close() (which would hang probe shutdown)."""
+    import threading
+
+    import netspectra.probe.persistence as module
+
+    def broken(columns: PacketColumns) -> bytes:
+        raise error
+
+    monkeypatch.setattr(module, "pcap_records", broken)
+    persistence = Persistence(
+        PersistenceConfig(enabled=True, path=str(tmp_path), channel_buffer_size=2, rotate_packets=ROTATE)  # type: ignore[arg-type]
+    )
+    batch = PacketColumns(*(getattr(truth.packets, name)[:10] for name in COLUMNS))
+    for _ in range(50):
+        persistence.offer(batch)
+    closer = threading.Thread(target=persistence.close, daemon=True)
+    closer.start()
+    closer.join(timeout=10)
+    assert not closer.is_alive(), "close() blocked after the writer thread failed"
+    assert (persistence.written, persistence.dropped) == (0, 50 * 10)
