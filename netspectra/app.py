@@ -40,7 +40,8 @@ def parse_roles(text: str) -> tuple[str, ...]:
 def check_role_settings(settings: Settings, roles: Iterable[str]) -> None:
     """Reject combinations that cannot work, before anything starts."""
     roles = set(roles)
-    if settings.bus_url == EMBEDDED_BUS and "probe" in roles and "engine" not in roles:
+    probe_embedded = settings.probe.nats_url == EMBEDDED_BUS
+    if "probe" in roles and probe_embedded and ("engine" not in roles or settings.bus_url != EMBEDDED_BUS):
         raise ConfigError(
             "probe.nats_url is 'embedded': the in-process bus only reaches an engine in the same process. "
             "Run --roles=probe,engine together, or set probe.nats_url to a NATS server "
@@ -68,30 +69,47 @@ class Application:
         self.roles = tuple(name for name in ROLE_ORDER if name in set(roles))
         self.grace_s = grace_s
         self.context = StorageContext(engine_id=settings.engine.engine_id)
-        self.bus: Any = None
+        self.buses: list[Any] = []
         self.built: dict[str, Role] = {}
 
-    def _open_bus(self) -> Any:
+    def _open_buses(self) -> tuple[Any, Any]:
+        """The probe's and the engine's bus: one shared object when they point at the same server.
+
+        The probe publishes with ``probe.nats_url``/``probe.auth``; the engine subscribes with its own
+        overrides when set (as in the Go project). The embedded bus must be one object for both.
+        """
         from netspectra.bus import open_bus
 
-        return open_bus(self.settings.bus_url, self.settings.engine_auth, name="netspectra")
+        settings = self.settings
+        probe_target = (settings.probe.nats_url, settings.probe.auth)
+        engine_target = (settings.bus_url, settings.engine_auth)
+        probe_bus = engine_bus = None
+        if "probe" in self.roles:
+            probe_bus = open_bus(probe_target[0], probe_target[1], name="netspectra-probe")
+            self.buses.append(probe_bus)
+        if "engine" in self.roles:
+            if probe_bus is not None and engine_target == probe_target:
+                engine_bus = probe_bus
+            else:
+                engine_bus = open_bus(engine_target[0], engine_target[1], name="netspectra-engine")
+                self.buses.append(engine_bus)
+        return probe_bus, engine_bus
 
     def build(self) -> list[tuple[str, Role]]:
         """Construct every role (no I/O yet); raises ConfigError on settings that cannot work."""
         check_role_settings(self.settings, self.roles)
         built: list[tuple[str, Role]] = []
-        if {"probe", "engine"} & set(self.roles):
-            self.bus = self._open_bus()
+        probe_bus, engine_bus = self._open_buses()
         if "probe" in self.roles:
             from netspectra.probe.role import ProbeRole
 
-            built.append(("probe", ProbeRole(self.settings, self.bus)))
+            built.append(("probe", ProbeRole(self.settings, probe_bus)))
         if "engine" in self.roles:
             from netspectra.engine.engine import Engine
             from netspectra.engine.role import EngineRole
 
             engine = Engine.from_settings(self.settings, self.context)
-            built.append(("engine", EngineRole(self.settings, self.bus, engine)))
+            built.append(("engine", EngineRole(self.settings, engine_bus, engine)))
         if "api" in self.roles:
             from netspectra.api.role import ApiRole
 
@@ -110,10 +128,9 @@ class Application:
             await self.close()
 
     async def close(self) -> None:
-        if self.bus is not None:
-            close = getattr(self.bus, "close", None)
-            if close is not None:
-                await close()
+        for bus in self.buses:
+            await bus.close()
+        self.buses.clear()
         await self.context.close()
 
 
