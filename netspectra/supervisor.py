@@ -74,12 +74,21 @@ class Supervisor:
         stop_wait: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         fatal_wait: asyncio.Future[Any] = asyncio.ensure_future(fatal.wait())
         try:
-            await asyncio.wait({all_done, stop_wait, fatal_wait}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await asyncio.wait({all_done, stop_wait, fatal_wait}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop_wait.cancel()
+                fatal_wait.cancel()
+            await self._shutdown()
+        except asyncio.CancelledError:
+            # Forced exit (a second signal): the roles must be gone before shared resources close.
+            tasks = [slot.task for slot in self._slots if slot.task is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         finally:
-            stop_wait.cancel()
-            fatal_wait.cancel()
-        await self._shutdown()
-        all_done.cancel()
+            all_done.cancel()
         if self.failure:
             logger.error("Stopping: %s", self.failure)
             return 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from netspectra.supervisor import RestartPolicy, Supervisor
 
 FAST = RestartPolicy(max_failures=3, window_s=60, backoff_initial_s=0.01, backoff_max_s=0.02)
@@ -97,3 +99,24 @@ async def test_when_every_role_finishes_its_work_the_process_ends():
             await asyncio.sleep(0.01)
 
     assert await asyncio.wait_for(Supervisor([("probe", OneShot())]).run(asyncio.Event()), 2) == 0
+
+
+async def test_cancelling_the_supervisor_cancels_every_role_before_it_returns():
+    log: list[str] = []
+
+    class Slow:
+        async def serve(self, stop: asyncio.Event) -> None:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                log.append("role cancelled")
+                raise
+
+    runner = asyncio.create_task(
+        Supervisor([("engine", Slow()), ("api", Slow())], grace_s=60).run(asyncio.Event())
+    )
+    await asyncio.sleep(0.02)
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    assert log == ["role cancelled", "role cancelled"]
