@@ -97,6 +97,11 @@ def apply_secret_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> d
             if isinstance(store, dict) and isinstance(store.get("clickhouse"), dict):
                 store["clickhouse"][target[1]] = value
             continue
+        if target[:2] == ("probe", "auth"):
+            engine = result.get("engine")
+            if isinstance(engine, dict) and isinstance(engine.get("auth"), dict):
+                # The engine has credentials of its own: the variable is meant for it too.
+                engine["auth"][target[2]] = value
         node = result
         for key in target[:-1]:
             child = node.get(key)

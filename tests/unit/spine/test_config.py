@@ -170,3 +170,12 @@ def test_config_check_resolves_sketch_plugins_and_hides_passwords(tmp_path):
     )
     assert result.returncode == 0 and "nats://127.0.0.1:4222" in result.stdout
     assert "hunter2" not in result.stdout
+
+
+def test_nats_secrets_reach_an_engine_that_has_its_own_credentials(tmp_path):
+    path = tmp_path / "split.yaml"
+    path.write_text("engine:\n  auth:\n    user: engine\n")
+    settings = load_settings(path, environ={"NETSPECTRA_NATS_PASSWORD": "pw"})
+    assert settings.engine_auth.user == "engine"
+    assert settings.engine_auth.password.get_secret_value() == "pw"
+    assert settings.probe.auth.password.get_secret_value() == "pw"
