@@ -6,14 +6,24 @@ inserts it, retrying with capped exponential backoff while the store is away. Up
 back in order. Whatever is still queued at :meth:`QueuedWriter.close` is written to disk and
 picked up by the next writer opened on the same directory, so an outage or a restart loses
 nothing the engine handed over.
+
+Layout: ``<directory>/<engine_id>/NNNN.snapshot`` — :class:`QueuedWriter` claims a subdirectory
+named after its engine id (the caller's ``directory`` already names the store and the group), and
+a ``.lock`` file held with ``flock`` while the spool is open makes a second process (or writer)
+on the same subdirectory fail at once with a clear error instead of overwriting files. Files that
+cannot be read back (corrupt, from an incompatible version, stray names) are renamed to ``*.bad``
+with an ERROR/WARNING naming them, and draining carries on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import pickle
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -27,25 +37,103 @@ from netspectra.storage.sql import LATEST_COMPACT, SqlBackend, ensure_schema
 logger = logging.getLogger(__name__)
 
 _SUFFIX = ".snapshot"
+_LOCK = ".lock"
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text).lstrip(".") or "default"
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename ``path`` to ``path.bad`` (kept for inspection, never read again)."""
+    bad = path.with_name(path.name + ".bad")
+    with contextlib.suppress(OSError):
+        path.replace(bad)
+    return bad
 
 
 class SnapshotSpool:
     """FIFO of :class:`SnapshotRows`: the first ``memory_limit`` in memory, the rest on disk."""
 
-    def __init__(self, directory: Path, memory_limit: int) -> None:
-        self.directory = directory
+    def __init__(self, directory: Path, memory_limit: int, *, owner: str | None = None) -> None:
         self.memory_limit = memory_limit
+        self.owner = owner
+        self.directory = directory if owner is None else directory / _safe_name(owner)
         # (sequence, rows or None when the entry lives on disk), oldest first.
         self._entries: deque[tuple[int, SnapshotRows | None]] = deque()
         self._next = 0
         self.spilled_total = 0
-        if directory.exists():
-            for path in sorted(directory.glob(f"*{_SUFFIX}")):
+        self.bad_files = 0
+        self._lock_fd: int | None = None
+        self._open()
+
+    def _open(self) -> None:
+        """Take the directory's lock, then load what a previous run left."""
+        directory = self.directory
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StorageError(
+                f"spool directory {directory} is in use by another writer; give each engine its own "
+                "engine id or queue_dir"
+            ) from None
+        self._lock_fd = fd
+        for path in sorted(directory.glob(f"*{_SUFFIX}")):
+            try:
                 sequence = int(path.stem)
-                self._entries.append((sequence, None))
-                self._next = max(self._next, sequence + 1)
+            except ValueError:
+                self.bad_files += 1
+                logger.warning(
+                    "Spool %s: stray file %s moved aside to %s", directory, path, _move_aside(path)
+                )
+                continue
+            self._entries.append((sequence, None))
+            self._next = max(self._next, sequence + 1)
         if self._entries:
             logger.info("Spool %s: %d snapshots left by a previous run", directory, len(self._entries))
+
+    def claim(self, owner: str) -> None:
+        """Move this spool into ``<directory>/<owner>`` (files queued at the old level come along).
+
+        Files at the old level predate per-engine directories; whichever writer claims first takes
+        them (rename is atomic, so each is inserted once).
+        """
+        if self.owner is not None or any(rows is not None for _, rows in self._entries):
+            raise StorageError(f"spool {self.directory} already has an owner or queued snapshots in memory")
+        parent, legacy = self.directory, [sequence for sequence, _ in self._entries]
+        self.close()
+        self.owner = owner
+        self.directory = parent / _safe_name(owner)
+        self._entries.clear()
+        self._next = 0
+        self._open()
+        for sequence in legacy:
+            with contextlib.suppress(FileNotFoundError):  # another engine took it first
+                (parent / f"{sequence:016d}{_SUFFIX}").rename(self._path(self._next))
+                self._entries.append((self._next, None))
+                self._next += 1
+
+    def close(self) -> None:
+        """Release the directory lock (files stay for the next writer)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def discard_oldest_as_bad(self, error: BaseException) -> None:
+        """The oldest entry cannot be read back: move its file aside and drop it from the queue."""
+        sequence, _ = self._entries.popleft()
+        self.bad_files += 1
+        path = self._path(sequence)
+        logger.error(
+            "Spool %s: cannot read %s (%s); moved aside to %s and skipped",
+            self.directory,
+            path,
+            error,
+            _move_aside(path),
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -93,7 +181,8 @@ class SnapshotSpool:
         """Write every in-memory entry to disk (at close); returns how many were written."""
         written = 0
         for sequence, rows in list(self._entries):
-            if rows is not None and not self._path(sequence).exists():
+            # A loaded entry may carry flows_written=True: rewrite it so a restart skips the flows.
+            if rows is not None and (rows.flows_written or not self._path(sequence).exists()):
                 await asyncio.to_thread(self._dump, sequence, rows)
                 written += 1
         return written
@@ -122,6 +211,8 @@ class QueuedWriter:
         self._engine_id = engine_id
         self._label = label
         self._close_backend = close_backend
+        if spool.owner is None:
+            spool.claim(engine_id)  # one directory per engine: engines never share sequence numbers
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
@@ -185,7 +276,13 @@ class QueuedWriter:
         delay = self.backoff_initial
         last_warning = 0.0
         while True:
-            rows = await self._spool.peek()
+            try:
+                rows = await self._spool.peek()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # corrupt or incompatible file: set it aside, keep draining
+                self._spool.discard_oldest_as_bad(error)
+                continue
             if rows is None:
                 self._idle.set()
                 self._wakeup.clear()
@@ -239,5 +336,6 @@ class QueuedWriter:
             )
         elif left:
             logger.debug("%s: persisted %d", self._label, left)
+        self._spool.close()
         if self._close_backend is not None:
             await self._close_backend()

@@ -29,7 +29,7 @@ async def test_fifo_across_memory_and_disk(tmp_path: Path) -> None:
         await spool.put(rows(number))
     assert (len(spool), spool.in_memory, len(list((tmp_path / "q").glob("*.snapshot")))) == (5, 2, 3)
     assert await drain(spool) == [0, 1, 2, 3, 4]
-    assert list((tmp_path / "q").glob("*")) == []
+    assert list((tmp_path / "q").glob("*.snapshot")) == []
 
 
 async def test_persist_then_reopen_keeps_order_and_appends_after(tmp_path: Path) -> None:
@@ -37,6 +37,7 @@ async def test_persist_then_reopen_keeps_order_and_appends_after(tmp_path: Path)
     for number in range(4):
         await spool.put(rows(number))
     await spool.persist()
+    spool.close()
     reopened = SnapshotSpool(tmp_path / "q", memory_limit=3)
     await reopened.put(rows(99))
     assert await drain(reopened) == [0, 1, 2, 3, 99]

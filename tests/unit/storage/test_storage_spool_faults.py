@@ -1,0 +1,111 @@
+"""The queued writer survives bad spool files, restarts without repeating flows, and never shares a spool.
+
+The store here is a recording backend (the unit under test is the queue, not the database); the
+truth is the list of snapshots put in, compared with what reached the store, in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netspectra.errors import StorageError
+from netspectra.storage.rows import SnapshotRows
+from netspectra.storage.spool import QueuedWriter, SnapshotSpool
+
+
+class RecordingBackend:
+    """Keeps every insert; ``fail_tables`` refuse inserts (a store that is half away)."""
+
+    def __init__(self, fail_tables: tuple[str, ...] = ()) -> None:
+        self.inserts: list[tuple[str, list[Any]]] = []
+        self.fail_tables = fail_tables
+
+    async def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return []
+
+    async def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+        if table in self.fail_tables:
+            raise StorageError(f"{table} refused")
+        self.inserts.append((table, list(next(iter(columns.values())))))
+
+    async def execute(self, sql: str) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def rows(number: int, hitters: bool = False) -> SnapshotRows:
+    return SnapshotRows(
+        "exact", number, flows={"Timestamp": [number]}, hitters={"Timestamp": [number]} if hitters else {}
+    )
+
+
+def writer(backend: RecordingBackend, spool: SnapshotSpool) -> QueuedWriter:
+    queued = QueuedWriter(backend, spool, engine_id="engine/1", label="test")  # type: ignore[arg-type]
+    queued.backoff_initial = queued.backoff_max = 0.01
+    queued.close_grace = 0.2
+    return queued
+
+
+async def test_corrupt_file_is_moved_aside_and_the_rest_is_written(tmp_path: Path) -> None:
+    spool = SnapshotSpool(tmp_path / "q", memory_limit=0)
+    for number in range(3):
+        await spool.put(rows(number))
+    files = sorted((tmp_path / "q").glob("*.snapshot"))
+    files[1].write_bytes(b"not a pickle")
+    backend = RecordingBackend()
+    queued = writer(backend, spool)
+    await queued.flush(5)
+    assert backend.inserts == [("flow_metrics", [0]), ("flow_metrics", [2])]
+    own = tmp_path / "q" / "engine_1"
+    assert [p.name for p in own.glob("*.bad")] == [f"{1:016d}.snapshot.bad"]
+    assert (own / f"{1:016d}.snapshot.bad").read_bytes() == b"not a pickle"
+    await queued.close()
+
+
+async def test_stray_file_name_is_moved_aside(tmp_path: Path) -> None:
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "notes.snapshot").write_text("x")
+    spool = SnapshotSpool(tmp_path / "q", memory_limit=2)
+    assert len(spool) == 0 and spool.bad_files == 1
+    assert (tmp_path / "q" / "notes.snapshot.bad").read_text() == "x"
+    await spool.put(rows(7))
+    assert (await spool.peek()).taken_at_ns == 7  # type: ignore[union-attr]
+    spool.close()
+
+
+async def test_flows_written_flag_survives_a_restart(tmp_path: Path) -> None:
+    spool = SnapshotSpool(tmp_path / "q", memory_limit=0)
+    await spool.put(rows(5, hitters=True))
+    half_away = RecordingBackend(fail_tables=("heavy_hitters",))
+    first = writer(half_away, spool)
+    with contextlib.suppress(TimeoutError):
+        await first.flush(0.3)
+    await first.close()
+    assert half_away.inserts == [("flow_metrics", [5])]
+    back = RecordingBackend()
+    second = writer(back, SnapshotSpool(tmp_path / "q", memory_limit=0))
+    await second.flush(5)
+    assert back.inserts == [("heavy_hitters", [5])]  # flows not inserted a second time
+    await second.close()
+
+
+async def test_one_spool_directory_per_engine_and_never_shared(tmp_path: Path) -> None:
+    first = SnapshotSpool(tmp_path / "q", memory_limit=0, owner="a")
+    with pytest.raises(StorageError, match="in use by another writer"):
+        SnapshotSpool(tmp_path / "q", memory_limit=0, owner="a")
+    second = SnapshotSpool(tmp_path / "q", memory_limit=0, owner="b")
+    await first.put(rows(1))
+    await second.put(rows(2))
+    assert [p.parent.name for p in sorted((tmp_path / "q").rglob("*.snapshot"))] == ["a", "b"]
+    assert (await first.peek()).taken_at_ns == 1  # type: ignore[union-attr]
+    assert (await second.peek()).taken_at_ns == 2  # type: ignore[union-attr]
+    first.close()
+    SnapshotSpool(tmp_path / "q", memory_limit=0, owner="a").close()  # free again once closed
+    second.close()
