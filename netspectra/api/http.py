@@ -2,7 +2,8 @@
 
 Why not a framework: three JSON endpoints do not justify a new dependency (aiohttp is not in the
 dependency set), and asyncio streams give keep-alive, bounded reads and clean shutdown in a
-page of code. Limits: headers ≤ 16 KiB, body ≤ 1 MiB, Content-Length only (Grafana sends it).
+page of code. Limits: headers ≤ 16 KiB (else 431), body ≤ 1 MiB, Content-Length only (Grafana
+sends it); a connection idle for :data:`IDLE_TIMEOUT` seconds is closed (no slot held for ever).
 
 Endpoints (the simpod/grafana-json-datasource contract):
 ``GET /`` health; ``POST /search`` task names; ``POST /query`` for each target task two series,
@@ -18,6 +19,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 MAX_HEADER = 16 * 1024
 MAX_BODY = 1024 * 1024
+#: Seconds a connection may sit without sending a complete request (head or body) before it is closed.
+IDLE_TIMEOUT = 30.0
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -35,6 +39,7 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -48,7 +53,9 @@ class HttpError(Exception):
 
 def parse_time(value: Any, what: str) -> int:
     """Grafana's range bound (RFC 3339 text or epoch milliseconds) → epoch seconds."""
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):  # json.loads accepts NaN and Infinity
+            raise HttpError(400, f"range.{what} must be a finite number of epoch milliseconds")
         return int(value // 1000)
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
@@ -111,8 +118,11 @@ class GrafanaHandler:
             raise HttpError(400, "range must be an object with from and to")
         start = parse_time(time_range.get("from", 0), "from")
         end = parse_time(time_range["to"], "to") if "to" in time_range else 0xFFFFFFFF
+        targets = request.get("targets") or []
+        if not isinstance(targets, list):
+            raise HttpError(400, 'targets must be a list, e.g. [{"target": "<task name>"}]')
         series: list[dict[str, Any]] = []
-        for target in request.get("targets") or []:
+        for target in targets:
             task = target.get("target") if isinstance(target, dict) else None
             if not isinstance(task, str) or not task:
                 continue
@@ -150,15 +160,25 @@ class HttpServer:
         try:
             while await self._one_request(reader, writer):
                 pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            pass
+        except (
+            ConnectionError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+            TimeoutError,
+        ):
+            pass  # the client went away, or stayed idle past IDLE_TIMEOUT
         finally:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
     async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        head = await reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
+        except (asyncio.LimitOverrunError, ValueError):  # ValueError: the limit hit mid-separator
+            await self._send(writer, 431, {"error": f"headers exceed {MAX_HEADER} bytes"}, keep_alive=False)
+            return False
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3:
@@ -180,7 +200,7 @@ class HttpServer:
                 writer, 413 if length > MAX_BODY else 400, {"error": "bad body length"}, keep_alive=False
             )
             return False
-        body = await reader.readexactly(length) if length else b""
+        body = await asyncio.wait_for(reader.readexactly(length), IDLE_TIMEOUT) if length else b""
         try:
             status, payload = await self.handler.handle(method, path, headers, body)
         except HttpError as error:

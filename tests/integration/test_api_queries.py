@@ -359,3 +359,40 @@ async def test_grafana_http_endpoints(api: Api) -> None:
     assert (await asyncio.to_thread(fetch, "/query", only_bytes)) == (200, series[1:])
     assert (await asyncio.to_thread(fetch, "/query", {"range": "x"}))[0] == 400
     assert (await asyncio.to_thread(fetch, "/nope", {}))[0] == 404
+
+
+async def test_grafana_http_bad_ranges_big_headers_and_idle_connections(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Non-finite ranges and non-list targets are 400 (not 500); 16 KiB+ headers get 431; idle closes."""
+    import netspectra.api.http as http
+
+    async def exchange(raw: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.http_port)
+        writer.write(raw)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)  # Connection: close → read to EOF
+        writer.close()
+        return answer
+
+    def post(body: str) -> bytes:
+        head = f"POST /query HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+        return (head + body).encode()
+
+    for body in (
+        '{"range": {"from": NaN, "to": 1}, "targets": []}',
+        '{"range": {"from": 0, "to": Infinity}, "targets": []}',
+        '{"range": {"from": 0, "to": -Infinity}, "targets": []}',
+        '{"range": {"from": 0, "to": 1}, "targets": 5}',
+        '{"range": {"from": 0, "to": 1}, "targets": {"target": "per_src_ip"}}',
+    ):
+        assert (await exchange(post(body))).startswith(b"HTTP/1.1 400 Bad Request\r\n"), body
+    big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (http.MAX_HEADER + 10) + b"\r\n\r\n"
+    assert (await exchange(big)).startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    monkeypatch.setattr(http, "IDLE_TIMEOUT", 0.5)
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.http_port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")  # a head that never ends
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server, no answer
+    writer.close()
+    assert (await exchange(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")).startswith(b"HTTP/1.1 200 OK")
