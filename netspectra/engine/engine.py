@@ -179,6 +179,10 @@ class Engine:
         :meth:`run_due` (tests with an injected clock) or only wants the final snapshot (analyze).
         """
         if self._started:
+            # A restarted role calls start() again on the engine it left open: keep everything, but
+            # bring back a timer that is gone (never started by a schedule=False run, or cancelled).
+            if schedule and not self._closed and (self._scheduler is None or self._scheduler.done()):
+                self._scheduler = asyncio.create_task(self._schedule_loop(), name="engine scheduler")
             return
         self._started = True
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netspectra-engine")
@@ -208,9 +212,9 @@ class Engine:
         self._closed = True
         self._stop.set()
         if self._scheduler is not None:
-            self._scheduler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler
+            # Let the current step finish rather than cancel it: a cancel landing while run_due waits
+            # for a period reset would leave the reset done but its closing snapshots never queued.
+            await asyncio.wait({self._scheduler})
         now = self._clock()
         # Runs after every batch already submitted to the worker thread: that is the drain.
         self.final_snapshots = await self._in_worker(self._snapshot_groups, list(self._groups), now, False)
@@ -261,6 +265,11 @@ class Engine:
         With more than one kernel thread this returns once the batch is queued on the lanes; the
         batch's arrays must not be changed afterwards (every producer hands over fresh arrays).
         """
+        if self._closed:
+            raise RuntimeError(
+                "Engine.ingest_sync called after close(): the final snapshot is already taken; "
+                "stop feeding batches before closing the engine"
+            )
         if not len(batch):
             return
         with self._lock:
@@ -313,19 +322,8 @@ class Engine:
         now = self._clock()
         period_over = now >= self._period_end_ns
         due = [slot for slot in self._slots if period_over or slot.next_due_ns <= now]
-        ready = []
+        ready = due  # a slow writer's waiting snapshot is replaced by the new one (see _enqueue)
         for slot in due:
-            if not period_over and slot.queue is not None and slot.queue.qsize() > 0:
-                # The previous snapshot is still waiting; a newer one supersedes it within a period.
-                slot.skipped += 1
-                logger.warning(
-                    "Writer %s is slower than its %gs interval; skipped a snapshot (%d so far)",
-                    slot.label,
-                    slot.interval_ns / _NS,
-                    slot.skipped,
-                )
-            else:
-                ready.append(slot)
             while slot.next_due_ns <= now:
                 slot.next_due_ns += slot.interval_ns
         if ready or period_over:
@@ -374,8 +372,27 @@ class Engine:
     # --- writers ---------------------------------------------------------------------------
 
     async def _enqueue(self, slot: _WriterSlot, snapshot: Snapshot) -> None:
-        if slot.queue is not None:
-            slot.queue.put_nowait(snapshot)
+        """Queue ``snapshot``, dropping waiting snapshots of the same period: it contains all they do.
+
+        A waiting snapshot of an earlier period (a period's closing snapshot) is kept: the reset
+        since then means the newer one does not contain what it counted.
+        """
+        queue = slot.queue
+        if queue is not None:
+            waiting = [queue.get_nowait() for _ in range(queue.qsize())]
+            for old in waiting:
+                if old is None or old.period_start_ns != snapshot.period_start_ns:
+                    queue.put_nowait(old)
+                else:
+                    slot.skipped += 1
+                    logger.warning(
+                        "Writer %s is slower than its %gs interval; a newer snapshot replaced a waiting "
+                        "one (%d so far)",
+                        slot.label,
+                        slot.interval_ns / _NS,
+                        slot.skipped,
+                    )
+            queue.put_nowait(snapshot)
         else:
             await self._write_one(slot, snapshot)
 

@@ -99,7 +99,7 @@ class EngineRole:
         self._batches: list[bytes] = []
         self._batch_bytes = 0
         self._ready = asyncio.Event()
-        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netspectra-decode")
+        self._decoder: ThreadPoolExecutor | None = None  # one per serve(), so a restarted role decodes
 
     # --- bus sinks (run once per message, straight from the NATS parser: keep them to an append) --
 
@@ -153,6 +153,7 @@ class EngineRole:
             return
         self.stats.messages += len(infos)
         self.stats.batch_messages += len(batches)
+        assert self._decoder is not None, "_flush runs only inside serve()"
         result = await asyncio.get_running_loop().run_in_executor(self._decoder, self._decode, infos, batches)
         for reason, count in result.rejects.items():
             self.stats.rejects[reason] += count
@@ -164,6 +165,11 @@ class EngineRole:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def serve(self, stop: asyncio.Event) -> None:
+        """Run until ``stop``; then drain, ingest the rest and close the engine (its final snapshot).
+
+        A crash (the loop raises) leaves the engine open, so the supervisor's next serve() resumes
+        counting in the same engine; only a requested stop closes it.
+        """
         await self.bus.connect()
         await self.engine.start()
         queue = self.queue_group
@@ -185,6 +191,7 @@ class EngineRole:
             queue,
         )
         next_stats = time.monotonic() + self.stats_interval
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netspectra-decode")
         stop_wait = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -199,13 +206,18 @@ class EngineRole:
                     self.log_stats()
         finally:
             stop_wait.cancel()
-            for subscription in subscriptions:
-                with contextlib.suppress(BusError):
-                    await subscription.drain()
-            await self._flush()
-            await self.engine.close()
-            self._decoder.shutdown(wait=True)
-            self.log_stats(final=True)
+            try:
+                for subscription in subscriptions:
+                    with contextlib.suppress(BusError):
+                        await subscription.drain()
+                await self._flush()
+            finally:
+                try:
+                    if stop.is_set():  # on a crash the engine stays open for the restart
+                        await self.engine.close()
+                finally:
+                    self._decoder.shutdown(wait=True)
+                    self.log_stats(final=stop.is_set())
 
     def log_stats(self, *, final: bool = False) -> None:
         stats = self.stats
