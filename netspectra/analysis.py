@@ -11,6 +11,7 @@ file, so every writer gets exactly one snapshot — the final one, when the file
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -56,6 +57,7 @@ class AnalysisResult:
     bytes_read: int
     elapsed_s: float
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    interrupted: bool = False  # cancelled (Ctrl-C): the snapshots hold what was counted until then
 
     @property
     def packets_per_s(self) -> float:
@@ -78,6 +80,7 @@ class AnalysisResult:
             "bytes": self.bytes,
             "skips": dict(self.skips),
             "error": self.error,
+            "interrupted": self.interrupted,
             "elapsed_s": round(self.elapsed_s, 6),
             "packets_per_s": round(self.packets_per_s, 1),
             "exact": {
@@ -146,10 +149,11 @@ def _top_rows(packets: np.ndarray, nbytes: np.ndarray, top: int) -> np.ndarray:
     return candidates[np.lexsort(keys)[:top]]
 
 
-def _pump(reader: CaptureReader, engine: Engine, progress: ProgressCallback | None) -> None:
-    """Parse in a helper thread, count here; re-raise a reader failure in this thread."""
+def _pump(
+    reader: CaptureReader, engine: Engine, progress: ProgressCallback | None, stop: threading.Event
+) -> None:
+    """Parse in a helper thread, count here until the file ends or ``stop``; re-raise a reader failure."""
     batches: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
-    stop = threading.Event()
     done = object()
 
     def produce() -> None:
@@ -170,8 +174,11 @@ def _pump(reader: CaptureReader, engine: Engine, progress: ProgressCallback | No
     producer = threading.Thread(target=produce, name="netspectra-analyze-reader", daemon=True)
     producer.start()
     try:
-        while True:
-            item = batches.get()
+        while not stop.is_set():
+            try:
+                item = batches.get(timeout=0.1)
+            except queue.Empty:
+                continue
             if item is done:
                 break
             if isinstance(item, BaseException):
@@ -184,6 +191,42 @@ def _pump(reader: CaptureReader, engine: Engine, progress: ProgressCallback | No
         producer.join()
 
 
+async def _run_pump(
+    reader: CaptureReader, engine: Engine, progress: ProgressCallback | None, stop: threading.Event
+) -> None:
+    """The pump in a daemon thread; on cancellation set ``stop`` and wait for the batch in hand.
+
+    Not ``asyncio.to_thread``: its thread cannot be told to stop, so a cancelled analysis kept
+    ingesting into a closed engine, and its non-daemon thread held the process at exit.
+    """
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if not finished.done():
+            if error is None:
+                finished.set_result(None)
+            else:
+                finished.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            _pump(reader, engine, progress, stop)
+        except BaseException as raised:  # handed to the event loop, which re-raises it
+            error = raised
+        with contextlib.suppress(RuntimeError):  # the loop is gone: a forced exit, nobody waits
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="netspectra-analyze-pump", daemon=True).start()
+    try:
+        await asyncio.shield(finished)
+    except asyncio.CancelledError:
+        stop.set()
+        await finished  # the batch being counted, at most; a second Ctrl-C ends the process
+        raise
+
+
 async def analyze_file(
     path: str | Path,
     settings: Settings,
@@ -192,6 +235,9 @@ async def analyze_file(
     batch_size: int = 65536,
 ) -> AnalysisResult:
     """Run ``path`` through the engine built from ``settings``; writers get the final snapshot.
+
+    Cancelling it (Ctrl-C under ``asyncio.run``) stops reading, still gives the writers the final
+    snapshot of what was counted, and returns that result with ``interrupted`` set.
 
     Raises :class:`~netspectra.errors.CaptureError` when the file cannot be opened and
     :class:`~netspectra.errors.ConfigError` when the settings name an unknown group or writer.
@@ -202,8 +248,15 @@ async def analyze_file(
         with CaptureReader(path, batch_size=batch_size) as reader:
             await engine.start(schedule=False)
             started = time.perf_counter()
+            stop = threading.Event()
+            interrupted = False
             try:
-                await asyncio.to_thread(_pump, reader, engine, progress)
+                await _run_pump(reader, engine, progress, stop)
+            except asyncio.CancelledError:
+                interrupted = True
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()  # handled here: the caller gets the partial result
             finally:
                 elapsed = time.perf_counter() - started
                 snapshots = await engine.close()
@@ -217,6 +270,7 @@ async def analyze_file(
             bytes_read=reader.bytes_read,
             elapsed_s=elapsed,
             snapshots=snapshots,
+            interrupted=interrupted,
         )
     finally:
         await context.close()

@@ -1,7 +1,8 @@
 """``netspectra analyze FILE``: a capture file through the live engine, then a summary.
 
 Exit codes: 0 done (a file cut short by a corrupt record still counts what was read, and says
-so); 2 the file cannot be opened or is not a pcap/pcapng capture; 3 the config is invalid.
+so); 2 the file cannot be opened or is not a pcap/pcapng capture; 3 the config is invalid;
+130 interrupted (Ctrl-C): the summary and final snapshot cover what was read.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from netspectra.errors import CaptureError, ConfigError, PluginError
 
 EXIT_BAD_INPUT = 2
 EXIT_BAD_CONFIG = 3
+EXIT_INTERRUPTED = 130
 
 
 def _settings(config: Path | None) -> Settings:
@@ -147,6 +149,9 @@ def analyze(
         sys.stdout.write(json.dumps(result.to_json(top)) + "\n")
     else:
         _print_summary(result, out_console, top)
+    if result.interrupted:
+        err_console.print("Interrupted: the summary and the final snapshot cover what was read until then")
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def _exit_without_final_collection() -> None:
