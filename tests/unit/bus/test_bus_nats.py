@@ -111,6 +111,7 @@ async def test_slow_consumer_drops_are_counted_exactly(nats_server: NatsServer) 
         received.append(int(message.data))
 
     await bus.subscribe("slow", slow_handler, pending_msgs_limit=50)
+    await bus.flush()  # the server has the subscription before anything is published (no silent loss)
     for i in range(300):
         await publisher.publish("slow", str(i).encode())
     await publisher.flush()
