@@ -32,7 +32,7 @@ import numpy.typing as npt
 from pydantic import AliasChoices, Field
 
 from netspectra.engine.sketch.intrinsics import prefetch_row
-from netspectra.engine.sketch.murmur3 import as_words, hash_buckets, hash_words_into, row_seeds
+from netspectra.engine.sketch.murmur3 import as_words, best_matching_value, hash_buckets, row_seeds
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
 from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH, run_rows
 from netspectra.engine.snapshot import HeavyHitter, HitterKind
@@ -187,35 +187,6 @@ def _update_rows(words, sizes, buckets, cells, variant, thresholds, states):  # 
 
 
 @nb.njit(cache=True, nogil=True)
-def _query(words, nbytes, seeds, count_keys, counts, size_keys, byte_counts, out_count, out_bytes):  # type: ignore[no-untyped-def]
-    width = np.uint32(counts.shape[1])
-    nwords = words.shape[1]
-    hashes = np.empty(seeds.shape[0], np.uint32)
-    for i in range(words.shape[0]):
-        hash_words_into(words, i, nbytes, seeds, hashes)
-        best_count = np.uint64(0)
-        best_bytes = np.uint64(0)
-        for r in range(seeds.shape[0]):
-            bucket = hashes[r] % width
-            same = True
-            for j in range(nwords):
-                if count_keys[r, bucket, j] != words[i, j]:
-                    same = False
-                    break
-            if same and counts[r, bucket] > best_count:
-                best_count = counts[r, bucket]
-            same = True
-            for j in range(nwords):
-                if size_keys[r, bucket, j] != words[i, j]:
-                    same = False
-                    break
-            if same and byte_counts[r, bucket] > best_bytes:
-                best_bytes = byte_counts[r, bucket]
-        out_count[i] = best_count
-        out_bytes[i] = best_bytes
-
-
-@nb.njit(cache=True, nogil=True)
 def _merge_cells(keys, values, other_keys, other_values, replace_with_larger):  # type: ignore[no-untyped-def]
     """Fold other's cells into ours as if its resident had arrived as one weighted vote."""
     width_k = keys.shape[2]
@@ -306,17 +277,9 @@ class CountMin(SketchBase):
         out_count = np.zeros(n, np.uint64)
         out_bytes = np.zeros(n, np.uint64)
         if n:
-            _query(
-                as_words(flow_keys),
-                self.key_width,
-                self.seeds,
-                self.count_keys,
-                self.counts,
-                self.size_keys,
-                self.byte_counts,
-                out_count,
-                out_bytes,
-            )
+            words, width, seeds = as_words(flow_keys), self.key_width, self.seeds
+            best_matching_value(words, width, seeds, self.count_keys, self.counts, out_count)
+            best_matching_value(words, width, seeds, self.size_keys, self.byte_counts, out_bytes)
         return {HitterKind.COUNT: out_count, HitterKind.SIZE: out_bytes}
 
     def heavy_hitters(self) -> tuple[HeavyHitter, ...]:

@@ -214,3 +214,28 @@ def hash_buckets(words, nbytes, seeds, width, out):  # type: ignore[no-untyped-d
             if pair:
                 h_b = finish(h_b, nbytes)
                 out[first + 1, i] = h_b & mask if power_of_two else h_b % width32
+
+
+@nb.njit(cache=True, nogil=True)
+def best_matching_value(words, nbytes, seeds, keys, values, out):  # type: ignore[no-untyped-def]
+    """For each key row: the largest ``values[r, bucket]`` over rows whose cell holds exactly this key.
+
+    The query side of every keyed-cell sketch (count_min's packet and byte cells, super_spread's
+    counters): 0 when no row holds the flow. Not a hot path; one kernel serves them all.
+    """
+    width = np.uint32(values.shape[1])
+    nwords = words.shape[1]
+    buckets = np.empty(seeds.shape[0], np.uint32)
+    for i in range(words.shape[0]):
+        hash_words_into(words, i, nbytes, seeds, buckets)
+        best = np.uint64(0)
+        for r in range(seeds.shape[0]):
+            bucket = buckets[r] % width
+            same = True
+            for j in range(nwords):
+                if keys[r, bucket, j] != words[i, j]:
+                    same = False
+                    break
+            if same and values[r, bucket] > best:
+                best = values[r, bucket]
+        out[i] = best

@@ -36,9 +36,9 @@ from netspectra.engine.sketch.intrinsics import clz32, prefetch_row
 from netspectra.engine.sketch.murmur3 import (
     absorb_block,
     as_words,
+    best_matching_value,
     finish,
     hash_buckets,
-    hash_words_into,
     mix_block,
     row_seeds,
     word_block,
@@ -216,26 +216,6 @@ def _update_rows(  # type: ignore[no-untyped-def]
         )  # fmt: skip
 
 
-@nb.njit(cache=True, nogil=True)
-def _query(flow_words, flow_bytes, seeds, keys, values, out):  # type: ignore[no-untyped-def]
-    width = np.uint32(values.shape[1])
-    nwords = flow_words.shape[1]
-    buckets = np.empty(seeds.shape[0], np.uint32)
-    for i in range(flow_words.shape[0]):
-        hash_words_into(flow_words, i, flow_bytes, seeds, buckets)
-        best = np.uint64(0)
-        for r in range(seeds.shape[0]):
-            bucket = buckets[r] % width
-            same = True
-            for j in range(nwords):
-                if keys[r, bucket, j] != flow_words[i, j]:
-                    same = False
-                    break
-            if same and values[r, bucket] > best:
-                best = values[r, bucket]
-        out[i] = best
-
-
 class SuperSpread(SketchBase):
     """Super-spreaders: flows with the most distinct elements (Go2NetSpectra skt_type 1)."""
 
@@ -306,7 +286,8 @@ class SuperSpread(SketchBase):
         """Largest counter holding the flow (0 when none; Go reports at least 1)."""
         out = np.zeros(flow_keys.shape[0], np.uint64)
         if flow_keys.shape[0]:
-            _query(as_words(flow_keys), flow_keys.shape[1], self.seeds, self.keys, self.values, out)
+            words = as_words(flow_keys)
+            best_matching_value(words, flow_keys.shape[1], self.seeds, self.keys, self.values, out)
         return {HitterKind.SPREAD: out}
 
     def heavy_hitters(self) -> tuple[HeavyHitter, ...]:
