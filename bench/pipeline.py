@@ -35,7 +35,7 @@ from netspectra.capture.reader import CaptureReader
 from netspectra.config.models import Settings
 from netspectra.engine.engine import Engine
 from netspectra.engine.role import EngineRole
-from netspectra.packets import PacketColumns
+from netspectra.model.packets import PacketColumns
 from netspectra.probe.role import ProbeRole
 from netspectra.storage.registry import StorageContext
 from netspectra.synth.traffic import TrafficSpec, write_trace

@@ -37,8 +37,8 @@ from grpclib.client import Channel
 
 from netspectra.api.role import ApiRole
 from netspectra.config.models import Settings
-from netspectra.engine.snapshot import FlowTable, HeavyHitter, HitterKind, SketchResult, Snapshot
-from netspectra.fields import FIELD_ORDER
+from netspectra.model.fields import FIELD_ORDER
+from netspectra.model.snapshot import FlowTable, HeavyHitter, HitterKind, SketchResult, Snapshot
 from netspectra.storage.registry import StorageContext
 from netspectra.wire.generated import v1
 

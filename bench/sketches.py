@@ -22,8 +22,8 @@ import numpy as np
 
 from netspectra.engine.sketch.count_min import CountMin, CountMinParams
 from netspectra.engine.sketch.super_spread import SuperSpread, SuperSpreadParams
-from netspectra.engine.snapshot import HitterKind
-from netspectra.fields import FIELD_ORDER, KeyField
+from netspectra.model.fields import FIELD_ORDER, KeyField
+from netspectra.model.snapshot import HitterKind
 
 BATCH = 65_536
 
@@ -60,7 +60,7 @@ def score(reported: dict[int, int], truth: np.ndarray, threshold: int) -> tuple[
 
 
 def reported_ids(sketch, kind: HitterKind, lookup: dict[bytes, int], fields) -> dict[int, int]:  # type: ignore[no-untyped-def]
-    from netspectra.engine.keys import key_width
+    from netspectra.model.keys import key_width
 
     width = key_width(fields)
     keys, values = (
@@ -116,7 +116,7 @@ def main() -> None:
         ("SrcIP, 16-byte keys", (KeyField.SRC_IP,)),
         ("5-tuple, 37-byte keys", FIELD_ORDER),
     ):
-        from netspectra.engine.keys import key_width
+        from netspectra.model.keys import key_width
 
         width = key_width(fields)
         universe = np.unique(rng.integers(0, 256, size=(args.flows + 1000, width), dtype=np.uint8), axis=0)

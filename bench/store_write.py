@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netspectra.engine.snapshot import FlowTable, Snapshot
-from netspectra.fields import KeyField, address_text
-from netspectra.packets import IPV4_MAPPED_PREFIX
+from netspectra.model.fields import KeyField, address_text
+from netspectra.model.packets import IPV4_MAPPED_PREFIX
+from netspectra.model.snapshot import FlowTable, Snapshot
 from netspectra.storage.embedded import EmbeddedBackend
 from netspectra.storage.rows import addresses_arrow, snapshot_rows
 from netspectra.storage.sql import FLOW_COLUMNS, TABLE_COLUMNS, ensure_schema

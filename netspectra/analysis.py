@@ -26,8 +26,8 @@ import numpy as np
 from netspectra.capture.reader import CaptureReader
 from netspectra.config import Settings, load_settings
 from netspectra.engine.engine import Engine
-from netspectra.engine.snapshot import FlowTable, Snapshot
-from netspectra.fields import KeyField, address_text
+from netspectra.model.fields import KeyField, address_text
+from netspectra.model.snapshot import FlowTable, Snapshot
 from netspectra.storage.registry import StorageContext
 
 #: Called after each batch with (bytes read, total bytes or None, packets so far).

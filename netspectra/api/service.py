@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from grpclib import GRPCError
 from grpclib.const import Status
 
-from netspectra.engine.snapshot import HitterKind
 from netspectra.errors import QueryError, StorageError, UnknownTaskError
+from netspectra.model.snapshot import HitterKind
 from netspectra.storage.query import (
     DEFAULT_HITTER_LIMIT,
     MAX_HITTER_LIMIT,

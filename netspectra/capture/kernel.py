@@ -31,7 +31,7 @@ only notices edits of a function's own file, so a cached loop elsewhere that cal
     status = parse_frame(buf, offset, caplen, wirelen, linktype, ts_ns, i,
                          ts_col, src_col, dst_col, sport_col, dport_col, proto_col, len_col, ver_col)
 
-writes row ``i`` of the :class:`~netspectra.packets.PacketColumns` arrays when ``status == OK``
+writes row ``i`` of the :class:`~netspectra.model.packets.PacketColumns` arrays when ``status == OK``
 (and writes nothing otherwise); ``SKIP_REASONS[status]`` names the reason of a skip. Loops that
 need speed call :func:`decode_frame` instead — it takes one array and returns scalars, so no
 per-call reference counting of the column arrays — and copy the addresses themselves as

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from netspectra.capture.stream import CaptureStreamParser
 from netspectra.errors import CaptureError
-from netspectra.packets import PacketColumns
+from netspectra.model.packets import PacketColumns
 
 
 class CaptureReader:

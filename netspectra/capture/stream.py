@@ -37,7 +37,7 @@ from netspectra.capture.kernel import (
     walk_pcap,
     walk_pcapng,
 )
-from netspectra.packets import PacketColumns
+from netspectra.model.packets import PacketColumns
 
 #: Largest captured length accepted in a pcap record (Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD).
 MAX_CAPLEN = 262_144

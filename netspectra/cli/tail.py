@@ -9,7 +9,7 @@ import typer
 
 from netspectra.cli.common import load_or_exit
 from netspectra.errors import BusError
-from netspectra.fields import address_text
+from netspectra.model.fields import address_text
 from netspectra.wire.codec import decode_packet_batch, decode_packet_infos
 
 

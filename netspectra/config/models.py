@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from netspectra.config.durations import Duration
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
 
 #: ``nats_url`` value that selects the in-process bus (no server needed).
 EMBEDDED_BUS = "embedded"

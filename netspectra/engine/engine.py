@@ -46,9 +46,10 @@ from netspectra.config.durations import format_duration
 from netspectra.config.models import Settings, WriterConfig
 from netspectra.engine.groups import build_groups
 from netspectra.engine.lanes import InsertJob, KernelLanes
-from netspectra.engine.protocols import AggregatorGroup, SnapshotWriter
-from netspectra.engine.snapshot import Snapshot
-from netspectra.packets import PacketColumns
+from netspectra.engine.protocols import AggregatorGroup
+from netspectra.model.packets import PacketColumns
+from netspectra.model.snapshot import Snapshot
+from netspectra.model.writer import SnapshotWriter
 from netspectra.storage.registry import StorageContext
 
 logger = logging.getLogger(__name__)

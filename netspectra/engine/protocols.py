@@ -1,16 +1,17 @@
-"""The seams of the engine: what an aggregator group and a snapshot writer must offer.
+"""The seam of the engine on the counting side: what an aggregator group must offer.
 
 Groups are chosen by name from ``aggregator.types`` through the entry-point group
-``netspectra.aggregators`` (built-ins ``exact`` and ``sketch`` register there too); writers by
-their ``type`` through :mod:`netspectra.storage.registry`.
+``netspectra.aggregators`` (built-ins ``exact`` and ``sketch`` register there too). The other
+seam, the snapshot writer, is :class:`netspectra.model.writer.SnapshotWriter`: storage
+implements it, so it lives below both.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from netspectra.engine.snapshot import Snapshot
-from netspectra.packets import PacketColumns
+from netspectra.model.packets import PacketColumns
+from netspectra.model.snapshot import Snapshot
 
 
 @runtime_checkable
@@ -30,12 +31,3 @@ class AggregatorGroup(Protocol):
 
     def reset(self) -> None:
         """Start a fresh period: every task forgets what it counted."""
-
-
-@runtime_checkable
-class SnapshotWriter(Protocol):
-    """Persists snapshots of one group; must not lose a snapshot it has accepted."""
-
-    async def write(self, snapshot: Snapshot) -> None: ...
-
-    async def close(self) -> None: ...

@@ -22,8 +22,8 @@ import numba as nb
 import numpy as np
 
 from netspectra.config.models import PersistenceConfig
-from netspectra.fields import address_text
-from netspectra.packets import PacketColumns
+from netspectra.model.fields import address_text
+from netspectra.model.packets import PacketColumns
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import time
 
 from netspectra.bus.base import Bus
 from netspectra.errors import BusError
-from netspectra.packets import PacketColumns
+from netspectra.model.packets import PacketColumns
 from netspectra.wire.codec import encode_packets
 
 logger = logging.getLogger(__name__)

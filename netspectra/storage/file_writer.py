@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from netspectra.config.models import WriterConfig
-from netspectra.engine.snapshot import FlowTable, Snapshot
-from netspectra.fields import KeyField, address_text
+from netspectra.model.fields import KeyField, address_text
+from netspectra.model.snapshot import FlowTable, Snapshot
 from netspectra.storage.registry import StorageContext
 
 logger = logging.getLogger(__name__)

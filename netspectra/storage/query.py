@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from netspectra.config.models import StoreConfig
-from netspectra.engine.snapshot import HitterKind
 from netspectra.errors import QueryError, StorageError, UnknownTaskError
-from netspectra.fields import FIELD_ORDER, KeyField
+from netspectra.model.fields import FIELD_ORDER, KeyField
+from netspectra.model.snapshot import HitterKind
 from netspectra.storage import sql
 from netspectra.storage.registry import StorageContext
 from netspectra.storage.sql import SqlBackend

@@ -11,8 +11,8 @@ import importlib
 from typing import Any
 
 from netspectra.config.models import StoreConfig, WriterConfig
-from netspectra.engine.protocols import SnapshotWriter
 from netspectra.errors import ConfigError
+from netspectra.model.writer import SnapshotWriter
 
 #: Writer type → "module:class"; imported only when a config uses it.
 WRITER_CLASSES: dict[str, str] = {

@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from netspectra.engine.snapshot import FlowTable, Snapshot
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
+from netspectra.model.snapshot import FlowTable, Snapshot
 from netspectra.storage.sql import FLOW_COLUMNS, HITTER_COLUMNS
 
 _NS = 1_000_000_000

@@ -29,8 +29,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from netspectra.engine.snapshot import Snapshot
 from netspectra.errors import StorageError
+from netspectra.model.snapshot import Snapshot
 from netspectra.storage.rows import SnapshotRows, snapshot_rows
 from netspectra.storage.sql import LATEST_COMPACT, SqlBackend, ensure_schema
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from netspectra.config.models import WriterConfig
-from netspectra.engine.snapshot import HitterKind, SketchResult, Snapshot
 from netspectra.errors import ConfigError, StorageError
+from netspectra.model.snapshot import HitterKind, SketchResult, Snapshot
 
 logger = logging.getLogger(__name__)
 

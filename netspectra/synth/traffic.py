@@ -26,8 +26,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from netspectra.fields import KeyField, address_text
-from netspectra.packets import ADDRESS_WIDTH, IPV4_MAPPED_PREFIX, PacketColumns
+from netspectra.model.fields import KeyField, address_text
+from netspectra.model.packets import ADDRESS_WIDTH, IPV4_MAPPED_PREFIX, PacketColumns
 
 #: Link types the generator can frame packets in.
 GENERATOR_LINKTYPES = (0, 1, 101, 108, 113, 228, 229, 276)
@@ -494,7 +494,7 @@ def write_trace(path: str | os.PathLike[str], spec: TrafficSpec) -> GroundTruth:
 def exact_truth(truth: GroundTruth, fields: Sequence[KeyField]) -> dict[tuple[object, ...], FlowTruth]:
     """Per-flow packets, bytes, first and last timestamp for a key of ``fields``, computed with numpy.
 
-    Keys are tuples in ``fields`` order: addresses as :func:`~netspectra.fields.address_text`
+    Keys are tuples in ``fields`` order: addresses as :func:`~netspectra.model.fields.address_text`
     text, ports and protocol as ints.
     """
     cols = truth.packets

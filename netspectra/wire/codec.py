@@ -25,7 +25,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from netspectra.packets import ADDRESS_WIDTH, PacketColumns
+from netspectra.model.packets import ADDRESS_WIDTH, PacketColumns
 
 # --- decode outcome reasons (index into the counters array) ---------------------------------
 

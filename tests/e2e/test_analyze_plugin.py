@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
 from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace
 
 NETSPECTRA = shutil.which("netspectra") or "netspectra"

@@ -19,7 +19,7 @@ import yaml
 
 from netspectra.api.role import ApiRole
 from netspectra.config import load_settings
-from netspectra.fields import KeyField, address_text
+from netspectra.model.fields import KeyField, address_text
 from netspectra.storage.registry import StorageContext
 from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace
 

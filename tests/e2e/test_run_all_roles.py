@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
 from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace
 from tests.fixtures.processes import free_port, wait_for_port
 

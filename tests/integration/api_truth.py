@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from netspectra.engine.snapshot import FlowTable, HeavyHitter, HitterKind, SketchResult, Snapshot
-from netspectra.fields import FIELD_ORDER, KeyField
+from netspectra.model.fields import FIELD_ORDER, KeyField
+from netspectra.model.snapshot import FlowTable, HeavyHitter, HitterKind, SketchResult, Snapshot
 
 T0 = 1_700_000_100  # first snapshot (epoch seconds)
 T1 = 1_700_000_160  # second snapshot

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from netspectra.config.models import Settings
-from netspectra.engine.snapshot import FlowTable
-from netspectra.fields import KeyField, address_text
+from netspectra.model.fields import KeyField, address_text
+from netspectra.model.snapshot import FlowTable
 
 TASKS = {
     "per_five_tuple": ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"],

@@ -22,7 +22,7 @@ import pytest
 
 from netspectra.api.role import ApiRole
 from netspectra.config.models import Settings
-from netspectra.engine.snapshot import HitterKind
+from netspectra.model.snapshot import HitterKind
 from netspectra.storage.registry import StorageContext
 from tests.integration.api_truth import EXACT_TASKS, T0, flows_of, hitters_truth, make_packets, snapshots
 

@@ -25,8 +25,8 @@ from grpclib.const import Status
 
 from netspectra.api.role import ApiRole
 from netspectra.config.models import Settings
-from netspectra.engine.snapshot import HitterKind
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
+from netspectra.model.snapshot import HitterKind
 from netspectra.storage.registry import StorageContext
 from netspectra.wire.generated import v1
 from tests.fixtures.clickhouse import ClickHouseServer

@@ -20,7 +20,7 @@ import pytest
 
 from netspectra.capture import CaptureReader
 from netspectra.capture.kernel import SUPPORTED_LINKTYPES
-from netspectra.fields import address_text
+from netspectra.model.fields import address_text
 
 
 def _find_corpus() -> Path:

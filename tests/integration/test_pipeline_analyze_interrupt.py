@@ -11,7 +11,7 @@ import pytest
 from netspectra.analysis import analyze_file
 from netspectra.config import Settings
 from netspectra.engine.engine import Engine
-from netspectra.packets import PacketColumns
+from netspectra.model.packets import PacketColumns
 from netspectra.synth.traffic import TrafficSpec, write_trace
 
 

@@ -12,7 +12,7 @@ import pytest
 from netspectra.bus.nats import NatsBus
 from netspectra.engine.engine import Engine
 from netspectra.engine.role import EngineRole
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
 from netspectra.probe.role import ProbeRole
 from netspectra.storage.registry import StorageContext
 from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
 from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace
 from tests.fixtures.nats import NatsServer
 from tests.integration.pipeline_helpers import TASKS, NetspectraProcess, jsonl_counts, pipeline_config

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from netspectra.config.models import ClickHouseOptions
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
 from netspectra.storage.clickhouse import ClickHouseBackend
 from netspectra.storage.embedded import EmbeddedBackend
 from netspectra.storage.query import FlowFilter, QueryStore, TaskTotals

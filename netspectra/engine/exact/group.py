@@ -7,8 +7,8 @@ from functools import partial
 
 from netspectra.config.models import ExactTaskConfig, Settings
 from netspectra.engine.exact.table import DirectTable, FlowHashTable, address_words, make_table
-from netspectra.engine.snapshot import Snapshot
-from netspectra.packets import PacketColumns
+from netspectra.model.packets import PacketColumns
+from netspectra.model.snapshot import Snapshot
 
 
 class ExactGroup:

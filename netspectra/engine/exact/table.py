@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from netspectra.engine.sketch.intrinsics import prefetch_row
-from netspectra.engine.snapshot import FlowTable
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
+from netspectra.model.snapshot import FlowTable
 
 _SRC_IP, _DST_IP, _SRC_PORT, _DST_PORT, _PROTOCOL = 1, 2, 4, 8, 16
 _FIELD_BIT = {

@@ -35,8 +35,8 @@ from netspectra.engine.sketch.intrinsics import prefetch_row
 from netspectra.engine.sketch.murmur3 import as_words, best_matching_value, hash_buckets, row_seeds
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
 from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH, run_rows
-from netspectra.engine.snapshot import HeavyHitter, HitterKind
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
+from netspectra.model.snapshot import HeavyHitter, HitterKind
 
 _VARIANT_CODE = {"go": 0, "decay": 1}
 
@@ -230,7 +230,7 @@ class CountMin(SketchBase):
         super().__init__(params, flow_fields=flow_fields, element_fields=element_fields)
         assert isinstance(params, CountMinParams)
         self.p: CountMinParams = params
-        from netspectra.engine.keys import key_width
+        from netspectra.model.keys import key_width
 
         self.key_width = key_width(self.flow_fields)
         shape = (params.depth, params.width)

@@ -18,13 +18,13 @@ import numpy as np
 import numpy.typing as npt
 
 from netspectra.config.models import Settings, SketchTaskConfig
-from netspectra.engine.keys import build_keys
 from netspectra.engine.sketch.protocol import SketchAlgorithm
 from netspectra.engine.sketch.registry import discover, distribution_of, load_algorithm, validate_params
-from netspectra.engine.snapshot import SketchResult, Snapshot
 from netspectra.errors import PluginError
-from netspectra.fields import KeyField
-from netspectra.packets import PacketColumns
+from netspectra.model.fields import KeyField
+from netspectra.model.keys import build_keys
+from netspectra.model.packets import PacketColumns
+from netspectra.model.snapshot import SketchResult, Snapshot
 
 logger = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
 
-from netspectra.engine.keys import flow_text, key_width
-from netspectra.engine.snapshot import HeavyHitter, HitterKind
 from netspectra.errors import PluginError
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
+from netspectra.model.keys import flow_text, key_width
+from netspectra.model.snapshot import HeavyHitter, HitterKind
 
 KeyMatrix = npt.NDArray[np.uint8]
-"""A ``(n, key_width)`` uint8 matrix, one key per row (see :mod:`netspectra.engine.keys`)."""
+"""A ``(n, key_width)`` uint8 matrix, one key per row (see :mod:`netspectra.model.keys`)."""
 
 
 class SketchParams(BaseModel):

@@ -45,9 +45,9 @@ from netspectra.engine.sketch.murmur3 import (
 )
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
 from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH, run_rows
-from netspectra.engine.snapshot import HeavyHitter, HitterKind
 from netspectra.errors import PluginError
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
+from netspectra.model.snapshot import HeavyHitter, HitterKind
 
 
 class SuperSpreadParams(SketchParams):
@@ -233,7 +233,7 @@ class SuperSpread(SketchBase):
         super().__init__(params, flow_fields=flow_fields, element_fields=element_fields)
         assert isinstance(params, SuperSpreadParams)
         self.p: SuperSpreadParams = params
-        from netspectra.engine.keys import key_width
+        from netspectra.model.keys import key_width
 
         self.key_width = key_width(self.flow_fields)
         shape = (params.depth, params.width)

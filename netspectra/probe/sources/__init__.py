@@ -1,6 +1,6 @@
 """Where the probe's packets come from: live interfaces (AF_PACKET ring, dumpcap, pyshark) or a file.
 
-Every source is an async iterator of :class:`~netspectra.packets.PacketColumns` batches with a
+Every source is an async iterator of :class:`~netspectra.model.packets.PacketColumns` batches with a
 ``stats()`` dict (packets, and the drops the capture layer reports) and ``close()``.
 """
 
@@ -11,7 +11,7 @@ from typing import Protocol
 
 from netspectra.config.models import ProbeConfig
 from netspectra.errors import CaptureError
-from netspectra.packets import PacketColumns
+from netspectra.model.packets import PacketColumns
 
 
 class PacketSource(Protocol):

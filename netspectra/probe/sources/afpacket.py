@@ -26,7 +26,7 @@ import numpy as np
 
 from netspectra.capture.kernel import SKIP_REASONS, walk_tpacket_v3
 from netspectra.errors import CaptureError
-from netspectra.packets import PacketColumns
+from netspectra.model.packets import PacketColumns
 
 SOL_PACKET = 263
 PACKET_RX_RING = 5

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from netspectra.capture.stream import CaptureStreamParser
 from netspectra.errors import CaptureError
-from netspectra.packets import PacketColumns
+from netspectra.model.packets import PacketColumns
 from netspectra.probe.sources.afpacket import check_interface
 
 logger = logging.getLogger(__name__)

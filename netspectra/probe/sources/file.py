@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from netspectra.capture.reader import CaptureReader
-from netspectra.packets import PacketColumns
+from netspectra.model.packets import PacketColumns
 
 #: Packets per yielded batch: small enough to pace smoothly and keep publish latency low.
 CHUNK = 4096

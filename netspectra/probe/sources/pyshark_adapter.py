@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from netspectra.errors import CaptureError
-from netspectra.packets import IPV4_MAPPED_PREFIX, PacketColumns
+from netspectra.model.packets import IPV4_MAPPED_PREFIX, PacketColumns
 from netspectra.probe.sources.afpacket import check_interface
 
 _FLUSH_EVERY = 256

@@ -11,9 +11,9 @@ from netspectra_heavykeeper import HeavyKeeper, HeavyKeeperParams
 from netspectra.config.models import Settings
 from netspectra.engine.sketch.group import SketchGroup
 from netspectra.engine.sketch.registry import load_algorithm
-from netspectra.engine.snapshot import HitterKind
-from netspectra.fields import KeyField, address_bytes
-from netspectra.packets import PacketColumns
+from netspectra.model.fields import KeyField, address_bytes
+from netspectra.model.packets import PacketColumns
+from netspectra.model.snapshot import HitterKind
 
 K = 50
 

@@ -9,8 +9,8 @@ import pytest
 from numba import njit
 
 from netspectra.capture.kernel import SKIP_REASONS, decode_frame, parse_frame
-from netspectra.fields import address_text
-from netspectra.packets import PacketColumns
+from netspectra.model.fields import address_text
+from netspectra.model.packets import PacketColumns
 
 MAC = bytes(6) + bytes.fromhex("020000000001")
 

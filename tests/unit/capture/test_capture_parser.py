@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from netspectra.capture import CaptureReader, CaptureStreamParser
-from netspectra.packets import PacketColumns
+from netspectra.model.packets import PacketColumns
 from netspectra.synth import GroundTruth, TrafficSpec, write_trace
 
 FIELDS = ("ts_ns", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "length", "ip_version")

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from netspectra.fields import KeyField
-from netspectra.packets import PacketColumns
+from netspectra.model.fields import KeyField
+from netspectra.model.packets import PacketColumns
 
 
 def random_batch(rng: np.random.Generator, count: int, *, hosts: int = 50, ports: int = 40) -> PacketColumns:

@@ -10,7 +10,7 @@ import numpy as np
 from netspectra.config.models import ExactTaskConfig, WriterConfig
 from netspectra.engine.engine import Engine
 from netspectra.engine.exact import ExactGroup
-from netspectra.engine.snapshot import Snapshot
+from netspectra.model.snapshot import Snapshot
 from tests.unit.engine.engine_helpers import brute_force, random_batch
 from tests.unit.engine.test_engine_schedule import FIELDS, ManualClock, RecordingWriter, S, flows
 

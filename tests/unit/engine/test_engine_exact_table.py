@@ -9,8 +9,8 @@ import pytest
 
 from netspectra.config.models import ExactTaskConfig
 from netspectra.engine.exact import ExactGroup
-from netspectra.engine.snapshot import FlowTable
-from netspectra.fields import FIELD_ORDER, KeyField
+from netspectra.model.fields import FIELD_ORDER, KeyField
+from netspectra.model.snapshot import FlowTable
 from tests.unit.engine.engine_helpers import brute_force, random_batch
 
 K = KeyField

@@ -11,8 +11,8 @@ import numpy as np
 
 from netspectra.config.models import ExactTaskConfig, WriterConfig
 from netspectra.engine.exact import ExactGroup
-from netspectra.engine.snapshot import SketchResult, Snapshot
-from netspectra.fields import FIELD_ORDER, KeyField
+from netspectra.model.fields import FIELD_ORDER, KeyField
+from netspectra.model.snapshot import SketchResult, Snapshot
 from netspectra.storage.file_writer import FileWriter
 from netspectra.storage.registry import StorageContext
 from tests.unit.engine.engine_helpers import brute_force, random_batch

@@ -13,9 +13,9 @@ from netspectra.engine.engine import Engine
 from netspectra.engine.exact.group import ExactGroup
 from netspectra.engine.lanes import KernelLanes
 from netspectra.engine.sketch.group import SketchGroup
-from netspectra.engine.snapshot import HitterKind
-from netspectra.fields import KeyField as K
-from netspectra.packets import PacketColumns
+from netspectra.model.fields import KeyField as K
+from netspectra.model.packets import PacketColumns
+from netspectra.model.snapshot import HitterKind
 from tests.unit.engine.engine_helpers import brute_force, random_batch
 from tests.unit.engine.test_engine_exact_table import table_as_dict
 

@@ -12,10 +12,10 @@ from netspectra.config.models import ExactTaskConfig, Settings, WriterConfig
 from netspectra.engine.engine import Engine
 from netspectra.engine.exact import ExactGroup
 from netspectra.engine.groups import build_groups
-from netspectra.engine.snapshot import Snapshot
 from netspectra.errors import ConfigError
-from netspectra.fields import KeyField
-from netspectra.packets import PacketColumns
+from netspectra.model.fields import KeyField
+from netspectra.model.packets import PacketColumns
+from netspectra.model.snapshot import Snapshot
 from netspectra.storage.registry import StorageContext
 from tests.unit.engine.engine_helpers import brute_force, random_batch
 from tests.unit.engine.test_engine_exact_table import table_as_dict

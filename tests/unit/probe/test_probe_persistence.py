@@ -16,8 +16,8 @@ import pytest
 
 from netspectra.capture.reader import CaptureReader
 from netspectra.config.models import PersistenceConfig
-from netspectra.fields import address_text
-from netspectra.packets import PacketColumns
+from netspectra.model.fields import address_text
+from netspectra.model.packets import PacketColumns
 from netspectra.probe.persistence import Persistence
 from netspectra.synth.traffic import GroundTruth, TrafficSpec, write_trace
 

@@ -7,9 +7,9 @@ import pytest
 
 from netspectra.engine.sketch.count_min import CountMin, CountMinParams
 from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH
-from netspectra.engine.snapshot import HitterKind
 from netspectra.errors import PluginError
-from netspectra.fields import FIELD_ORDER, KeyField, address_text
+from netspectra.model.fields import FIELD_ORDER, KeyField, address_text
+from netspectra.model.snapshot import HitterKind
 from tests.unit.sketch.sketch_traffic import exact_totals, f1_and_are, zipf_trace
 from tests.unit.sketch.test_sketch_murmur3 import reference_murmur3
 
@@ -35,7 +35,7 @@ def feed(sketch: CountMin, trace, batch: int = 8192) -> None:  # type: ignore[no
 
 
 def reported(sketch: CountMin, kind: HitterKind) -> dict[bytes, int]:
-    from netspectra.fields import address_bytes
+    from netspectra.model.fields import address_bytes
 
     return {
         address_bytes(hitter.flow): hitter.value for hitter in sketch.heavy_hitters() if hitter.kind == kind
@@ -145,7 +145,7 @@ def test_heavy_hitters_sorted_and_query_agrees(trace) -> None:  # type: ignore[n
         values = [h.value for h in hitters if h.kind == kind]
         assert values == sorted(values, reverse=True) and values
     count_hitters = [h for h in hitters if h.kind == HitterKind.COUNT]
-    from netspectra.fields import address_bytes
+    from netspectra.model.fields import address_bytes
 
     keys = np.array([list(address_bytes(h.flow)) for h in count_hitters], np.uint8)
     assert sketch.query(keys)[HitterKind.COUNT].tolist() == [h.value for h in count_hitters]

@@ -11,14 +11,14 @@ from typer.testing import CliRunner
 
 from netspectra.cli.main import app
 from netspectra.config.models import Settings
-from netspectra.engine.keys import build_keys
 from netspectra.engine.sketch.count_min import CountMin
 from netspectra.engine.sketch.group import SketchGroup
 from netspectra.engine.sketch.registry import describe_all, discover, load_algorithm, validate_params
-from netspectra.engine.snapshot import HitterKind
 from netspectra.errors import PluginError
-from netspectra.fields import KeyField, address_bytes
-from netspectra.packets import PacketColumns
+from netspectra.model.fields import KeyField, address_bytes
+from netspectra.model.keys import build_keys
+from netspectra.model.packets import PacketColumns
+from netspectra.model.snapshot import HitterKind
 
 BROKEN_MODULE = "netspectra_test_missing_module_xyz"
 

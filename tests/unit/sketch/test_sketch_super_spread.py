@@ -8,9 +8,9 @@ import pytest
 from netspectra.engine.sketch.murmur3 import as_words, row_seeds
 from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH
 from netspectra.engine.sketch.super_spread import SuperSpread, SuperSpreadParams, _pair_samples
-from netspectra.engine.snapshot import HitterKind
 from netspectra.errors import PluginError
-from netspectra.fields import KeyField, address_bytes
+from netspectra.model.fields import KeyField, address_bytes
+from netspectra.model.snapshot import HitterKind
 from tests.unit.sketch.test_sketch_murmur3 import reference_murmur3
 
 DST, SRC = (KeyField.DST_IP,), (KeyField.SRC_IP,)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from netspectra.config.models import WriterConfig
-from netspectra.engine.snapshot import HeavyHitter, HitterKind, SketchResult, Snapshot
 from netspectra.errors import ConfigError
+from netspectra.model.snapshot import HeavyHitter, HitterKind, SketchResult, Snapshot
 from netspectra.storage.text_writer import TextWriter
 
 TAKEN_AT_NS = 1_700_000_000 * 10**9

@@ -11,7 +11,7 @@ import pytest
 from netspectra.config import load_settings
 from netspectra.config.durations import parse_duration
 from netspectra.errors import ConfigError
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
 
 ROOT = Path(__file__).resolve().parents[3]
 GO_CONFIG = ROOT / "tests" / "data" / "go2netspectra-config.yaml"  # a verbatim copy of the seed

@@ -10,8 +10,8 @@ from pathlib import Path
 SCRIPT = r"""
 import asyncio, json, sys
 import numpy as np
-from netspectra.engine.snapshot import FlowTable, Snapshot
-from netspectra.fields import KeyField
+from netspectra.model.snapshot import FlowTable, Snapshot
+from netspectra.model.fields import KeyField
 from netspectra.storage.embedded import EmbeddedBackend
 from netspectra.storage.rows import snapshot_rows
 from netspectra.storage.sql import ensure_schema

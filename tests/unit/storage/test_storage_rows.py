@@ -10,8 +10,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netspectra.engine.snapshot import FlowTable, HeavyHitter, HitterKind, SketchResult, Snapshot
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
+from netspectra.model.snapshot import FlowTable, HeavyHitter, HitterKind, SketchResult, Snapshot
 from netspectra.storage.rows import addresses_arrow, as_arrow, as_list, snapshot_rows
 
 MAPPED = bytes(10) + b"\xff\xff"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from netspectra.fields import FIELD_ORDER, KeyField, address_text
+from netspectra.model.fields import FIELD_ORDER, KeyField, address_text
 from netspectra.synth import TrafficSpec, exact_truth, write_trace
 
 RICH = dict(ext_header_fraction=0.4, fragment_fraction=0.2, qinq_fraction=0.2, ipv6_fraction=0.5)

@@ -16,7 +16,7 @@ from google.protobuf.internal.encoder import _VarintBytes  # the official varint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netspectra.packets import PacketColumns
+from netspectra.model.packets import PacketColumns
 from netspectra.wire import codec
 from netspectra.wire.generated import v1  # noqa: F401  (registers the descriptors in the pool)
 from netspectra.wire.generated.google_proto_descriptor_pool import default_google_proto_descriptor_pool

@@ -19,12 +19,12 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from netspectra.engine.keys import key_width
 from netspectra.engine.sketch.murmur3 import murmur3_row, row_seeds
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
-from netspectra.engine.snapshot import HeavyHitter, HitterKind
 from netspectra.errors import PluginError
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
+from netspectra.model.keys import key_width
+from netspectra.model.snapshot import HeavyHitter, HitterKind
 
 __version__ = "0.1.0"
 

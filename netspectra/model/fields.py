@@ -8,7 +8,7 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-from netspectra.packets import IPV4_MAPPED_PREFIX
+from netspectra.model.packets import IPV4_MAPPED_PREFIX
 
 
 class KeyField(StrEnum):

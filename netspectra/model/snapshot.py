@@ -13,7 +13,7 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
-from netspectra.fields import KeyField
+from netspectra.model.fields import KeyField
 
 
 class HitterKind(IntEnum):

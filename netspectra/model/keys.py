@@ -13,8 +13,8 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from netspectra.fields import KeyField, address_text
-from netspectra.packets import PacketColumns
+from netspectra.model.fields import KeyField, address_text
+from netspectra.model.packets import PacketColumns
 
 FIELD_WIDTH: dict[KeyField, int] = {
     KeyField.SRC_IP: 16,
