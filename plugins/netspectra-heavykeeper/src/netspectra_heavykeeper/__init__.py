@@ -19,12 +19,19 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from netspectra.engine.sketch.murmur3 import murmur3_row, row_seeds
-from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
-from netspectra.errors import PluginError
-from netspectra.model.fields import KeyField
-from netspectra.model.keys import key_width
-from netspectra.model.snapshot import HeavyHitter, HitterKind
+from netspectra.sketch_api import (
+    HeavyHitter,
+    HitterKind,
+    KeyField,
+    KeyMatrix,
+    PluginError,
+    SketchAlgorithm,
+    SketchBase,
+    SketchParams,
+    key_width,
+    murmur3_row,
+    row_seeds,
+)
 
 __version__ = "0.1.0"
 

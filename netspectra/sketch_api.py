@@ -1,0 +1,35 @@
+"""The one public import for sketch plugins: ``from netspectra.sketch_api import ...``.
+
+A plugin that reaches into ``netspectra.engine`` or ``netspectra.model`` couples itself to how
+NetSpectra is laid out inside; this module names what a plugin may rely on, so those modules
+can move without breaking a third-party package. Everything here is re-exported unchanged: the
+murmur3 helpers stay defined in :mod:`netspectra.engine.sketch.murmur3`, so a plugin's cached
+numba kernel calls the very same functions the built-ins do. (``murmur3_row`` is inlined into
+the caller when it compiles, and numba's on-disk cache does not notice edits of another module,
+so a plugin's cached kernel keeps the hash it was compiled with until its ``__pycache__`` numba
+files are removed.)
+"""
+
+from __future__ import annotations
+
+from netspectra.engine.sketch.murmur3 import murmur3_row, murmur3_rows, row_seeds
+from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
+from netspectra.errors import PluginError
+from netspectra.model.fields import KeyField
+from netspectra.model.keys import key_width
+from netspectra.model.snapshot import HeavyHitter, HitterKind
+
+__all__ = [
+    "HeavyHitter",
+    "HitterKind",
+    "KeyField",
+    "KeyMatrix",
+    "PluginError",
+    "SketchAlgorithm",
+    "SketchBase",
+    "SketchParams",
+    "key_width",
+    "murmur3_row",
+    "murmur3_rows",
+    "row_seeds",
+]
