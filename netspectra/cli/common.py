@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import typer
 
 from netspectra.config import Settings, load_settings
+from netspectra.config.problems import format_problems
 from netspectra.errors import ConfigError
 from netspectra.logs import configure_logging
+
+#: Exit code of a command refused for its configuration (``config check``, ``run``, ...).
+EXIT_BAD_CONFIG = 2
+
+
+@dataclass(frozen=True)
+class CliOptions:
+    """The root command's options, kept on the click context for every subcommand."""
+
+    debug: bool = False  #: show tracebacks and DEBUG lines of NetSpectra's loggers
 
 
 def default_config_path() -> Path:
@@ -23,7 +36,25 @@ def load_or_exit(path: Path | None, *, configure_logs: bool = True) -> Settings:
         settings = load_settings(path if path is not None else default_config_path())
     except ConfigError as error:
         typer.echo(str(error), err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_BAD_CONFIG) from None
     if configure_logs:
         configure_logging(settings.logging)
     return settings
+
+
+def check_or_exit(
+    path: Path | None,
+    roles: Iterable[str] | None = None,
+    *,
+    launching: bool | None = None,
+    adjust: Callable[[Settings], Settings] | None = None,
+) -> Settings:
+    """Settings without a problem for ``roles``, else exit 2 printing every problem (as ``config check``)."""
+    from netspectra.config.validate import check
+
+    config_path = path if path is not None else default_config_path()
+    checked = check(config_path, roles, launching=launching, adjust=adjust)
+    if checked.settings is None or checked.problems:
+        typer.echo(format_problems(checked.source, checked.problems), err=True)
+        raise typer.Exit(EXIT_BAD_CONFIG)
+    return checked.settings

@@ -1,14 +1,41 @@
-"""``netspectra``: the root typer app; each sub-module registers its own commands."""
+"""``netspectra``: the root typer app; each sub-module registers its own commands.
+
+A fault NetSpectra names (any :class:`~netspectra.errors.NetSpectraError`, or an OS error such as
+a missing file) reaching the command line is printed as one line and ends the command with a
+non-zero code (2 for a configuration error, 1 otherwise); ``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from netspectra import __version__
 from netspectra.cli import analyze, config_cmd, generate, plugins, query, run, tail
+from netspectra.cli.common import EXIT_BAD_CONFIG, CliOptions
+from netspectra.errors import ConfigError, NetSpectraError
+
+
+class _OneLineErrors(TyperGroup):
+    """The root group: turns a fault that escaped a command into one line and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's click Context (vendored by typer >= 0.16)
+        try:
+            return super().invoke(ctx)
+        except (NetSpectraError, OSError) as error:
+            options = ctx.obj if isinstance(ctx.obj, CliOptions) else CliOptions()
+            if options.debug:
+                raise
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(EXIT_BAD_CONFIG if isinstance(error, ConfigError) else 1) from None
+
 
 app = typer.Typer(
     name="netspectra",
+    cls=_OneLineErrors,
     help="Network traffic monitoring and analysis: who talks to whom, how much, heavy hitters, spreaders.",
     no_args_is_help=True,
     add_completion=False,
@@ -24,11 +51,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Log at DEBUG and show the traceback of an error instead of one line."
+    ),
 ) -> None:
     """NetSpectra: capture → bus → engine → storage → api."""
+    ctx.obj = CliOptions(debug=debug)
+    if debug:
+        # NetSpectra's own loggers, whatever level the config later gives the root logger
+        logging.getLogger("netspectra").setLevel(logging.DEBUG)
 
 
 for module in (run, analyze, generate, query, tail, plugins, config_cmd):

@@ -1,7 +1,11 @@
 """Read a config file, lay secrets from the environment over it, validate once.
 
-Secrets need not sit in the file: each variable below (or its ``_FILE`` twin, naming a file
-that holds the secret, as Docker and Kubernetes secrets are mounted) overrides the setting.
+This is the only place NetSpectra reads its environment, under one scheme:
+``NETSPECTRA_<SECTION>_<FIELD>`` overrides that setting of the file, and its ``_FILE`` twin names
+a file holding the value (as Docker and Kubernetes mount secrets). The variables are the keys of
+:data:`SECRET_VARIABLES`; ``NATS`` means ``probe.auth`` (and ``engine.auth`` when the engine has
+credentials of its own), ``CLICKHOUSE`` every ClickHouse block. Values read here are secrets:
+they land in ``SecretStr`` fields and are never printed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from netspectra.config.models import Settings
+from netspectra.config.problems import format_problems, model_problems
 from netspectra.errors import ConfigError
 
 #: Environment variable → where it lands (``*`` = every ClickHouse block of every group).
@@ -23,6 +28,10 @@ SECRET_VARIABLES: dict[str, tuple[str, ...]] = {
     "NETSPECTRA_NATS_PASSWORD": ("probe", "auth", "password"),
     "NETSPECTRA_NATS_TOKEN": ("probe", "auth", "token"),
     "NETSPECTRA_NATS_CREDS": ("probe", "auth", "creds_file"),
+    "NETSPECTRA_NATS_NKEYS_SEED": ("probe", "auth", "nkeys_seed_file"),
+    "NETSPECTRA_NATS_TLS_CA": ("probe", "auth", "tls_ca"),
+    "NETSPECTRA_NATS_TLS_CERT": ("probe", "auth", "tls_cert"),
+    "NETSPECTRA_NATS_TLS_KEY": ("probe", "auth", "tls_key"),
     "NETSPECTRA_API_TOKEN": ("api", "auth_token"),
     "NETSPECTRA_CLICKHOUSE_PASSWORD": ("*clickhouse", "password"),
 }
@@ -30,16 +39,22 @@ SECRET_VARIABLES: dict[str, tuple[str, ...]] = {
 
 def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Settings:
     """The validated settings of ``path`` (defaults when None). Raises ConfigError naming every bad field."""
-    raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        source = str(path)
-        raw = read_yaml(Path(path))
-    raw = apply_secret_overrides(raw, os.environ if environ is None else environ)
+    raw = read_config(path, environ)
     try:
         return Settings.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(format_validation_error(source, error)) from None
+        raise ConfigError(format_validation_error(config_source(path), error)) from None
+
+
+def config_source(path: str | Path | None) -> str:
+    """How reports name the config: its path, or ``defaults``."""
+    return "defaults" if path is None else str(path)
+
+
+def read_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The file's mapping with the environment's variables laid over it, not yet validated."""
+    raw = read_yaml(Path(path)) if path is not None else {}
+    return apply_secret_overrides(raw, os.environ if environ is None else environ)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -59,15 +74,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def format_validation_error(source: str, error: ValidationError) -> str:
-    """One line per invalid field: ``path.to.field: reason``."""
-    lines = [f"{source}: {error.error_count()} invalid setting(s)"]
-    for item in error.errors(include_url=False):
-        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown setting (check its spelling and section)"
-        lines.append(f"  {location}: {message}")
-    return "\n".join(lines)
+    """One line per invalid field: ``path.to.field[0]: reason``."""
+    return format_problems(source, model_problems(error))
 
 
 def _secret_value(name: str, environ: Mapping[str, str]) -> str | None:

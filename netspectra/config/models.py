@@ -286,6 +286,17 @@ class StoreConfig(Model):
     embedded: EmbeddedStoreOptions | None = None
 
 
+def parse_listen_address(address: str) -> tuple[str | None, int]:
+    """``":50051"`` → (None = every interface, 50051); ``"127.0.0.1:0"`` and ``"[::1]:80"`` too.
+
+    Raises ValueError saying what a listen address looks like (a bare ``"50051"`` is not one).
+    """
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65_535:
+        raise ValueError(f"{address!r} is not HOST:PORT (e.g. ':50051', '127.0.0.1:0' or '[::1]:50051')")
+    return (host.strip("[]") or None), int(port_text)
+
+
 class ApiConfig(Model):
     grpc_listen_addr: str = ":50051"
     http_listen_addr: str = ":8080"
@@ -293,6 +304,12 @@ class ApiConfig(Model):
     tls_key: str | None = None
     auth_token: SecretStr | None = None
     store: StoreConfig | None = None
+
+    @field_validator("grpc_listen_addr", "http_listen_addr")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        parse_listen_address(value)
+        return value
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ApiConfig:
