@@ -35,3 +35,10 @@ class QueryError(NetSpectraError):
 
 class UnknownTaskError(QueryError):
     """A query names a task the store has never seen."""
+
+
+class PermanentError(NetSpectraError):
+    """A fault that a restart cannot cure (a port taken, a file missing): the process stops instead.
+
+    Raise it (or a ConfigError) inside a role to tell the supervisor not to restart that role.
+    """

@@ -1,8 +1,18 @@
 """Runs the roles of one process as supervised asyncio tasks.
 
-Each role offers ``serve(stop)``. A role that raises is logged with its traceback and restarted
-with exponential backoff; too many failures inside a window end the process with a non-zero
-code and the reason. Shutdown goes in data order — probe first, so the engine can drain what
+Each role offers ``serve(stop)``. What a role raises decides what happens next:
+
+* a permanent fault (a :class:`~netspectra.errors.ConfigError` or
+  :class:`~netspectra.errors.PermanentError`, or an OS error no retry can cure: a port taken, an
+  address not on this host, a file or directory missing or in the way, permission denied) ends
+  the process at once, with one line saying why (exit 2 for a config error, else 1);
+* a service that is not there (a :class:`~netspectra.errors.BusError` or
+  :class:`~netspectra.errors.StorageError`: NATS or the store down) is one warning line and a
+  retry with backoff, for as long as it takes; it does not count as a crash;
+* anything else is a crash: logged with its traceback and restarted with exponential backoff;
+  too many crashes inside a window end the process with a non-zero code and the reason.
+
+Shutdown goes in data order — probe first, so the engine can drain what
 was published and write its final snapshot, then the api — each within a grace period, after
 which the role is cancelled.
 """
@@ -11,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from netspectra.errors import BusError, ConfigError, PermanentError, StorageError
 from netspectra.logs import current_role
 
 logger = logging.getLogger(__name__)
@@ -36,6 +48,24 @@ class RestartPolicy:
     window_s: float = 60.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 15.0
+
+
+#: OS errors a restart cannot cure.
+_PERMANENT_ERRNOS = frozenset(
+    {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, errno.EPERM}
+    | {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
+)
+
+
+def fault_kind(error: BaseException) -> str:
+    """``"permanent"``, ``"unavailable"`` (a service is down: retry) or ``"crash"`` (restart, counted)."""
+    if isinstance(error, ConfigError | PermanentError):
+        return "permanent"
+    if isinstance(error, OSError) and error.errno in _PERMANENT_ERRNOS:
+        return "permanent"
+    if isinstance(error, BusError | StorageError):
+        return "unavailable"
+    return "crash"
 
 
 class RoleFailedError(Exception):
@@ -64,6 +94,7 @@ class Supervisor:
         self._policy = policy or RestartPolicy()
         self._grace_s = grace_s
         self.failure: str | None = None
+        self.exit_code = 1
 
     async def run(self, stop: asyncio.Event) -> int:
         """Serve until ``stop`` is set, every role finished, or one failed for good; return the exit code."""
@@ -91,7 +122,7 @@ class Supervisor:
             all_done.cancel()
         if self.failure:
             logger.error("Stopping: %s", self.failure)
-            return 1
+            return self.exit_code
         return 0
 
     async def _shutdown(self) -> None:
@@ -116,7 +147,23 @@ class Supervisor:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
+                kind = fault_kind(error)
+                debug = logger.isEnabledFor(logging.DEBUG)
+                if kind == "permanent":
+                    logger.error("Role %s cannot run: %s", slot.name, error, exc_info=debug)
+                    self.failure = f"role {slot.name} cannot run: {error}"
+                    self.exit_code = 2 if isinstance(error, ConfigError) else 1
+                    fatal.set()
+                    return
+                if kind == "unavailable":
+                    logger.warning(
+                        "Role %s waits: %s (retrying in %.1f s)", slot.name, error, backoff, exc_info=debug
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(slot.stop.wait(), timeout=backoff)
+                    backoff = min(backoff * 2, self._policy.backoff_max_s)
+                    continue
                 now = time.monotonic()
                 failures = [t for t in failures if now - t < self._policy.window_s] + [now]
                 logger.exception(

@@ -7,10 +7,9 @@ is disconnected with a full reconnect buffer is :attr:`BusStats.publish_failed`;
 flight when a server dies are invisible to the client, which is why probes also publish count
 messages the engine compares with what it received.
 
-Credentials and TLS come from the config's ``auth`` section, else from the environment
-(``NATS_USER``, ``NATS_PASSWORD``, ``NATS_TOKEN``, ``NATS_CREDS``, ``NATS_NKEY_SEED``,
-``NATS_TLS_CA``, ``NATS_TLS_CERT``, ``NATS_TLS_KEY``). Secrets are never logged: URLs are
-shown without their user-info.
+Credentials and TLS come from the config's ``auth`` section only (the config loader lays the
+``NETSPECTRA_NATS_*`` variables over it; nothing here reads the environment). Secrets are never
+logged: URLs are shown without their user-info.
 """
 
 from __future__ import annotations
@@ -115,17 +114,14 @@ def redact_url(url: str) -> str:
     return ",".join(shown)
 
 
-def connect_options(auth: NatsAuth, environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """nats-py ``connect`` keyword arguments for ``auth``, falling back to the environment."""
-    env = os.environ if environ is None else environ
-    user = auth.user or env.get("NATS_USER")
-    password = auth.password.get_secret_value() if auth.password else env.get("NATS_PASSWORD")
-    token = auth.token.get_secret_value() if auth.token else env.get("NATS_TOKEN")
-    creds = auth.creds_file or env.get("NATS_CREDS")
-    seed = auth.nkeys_seed_file or env.get("NATS_NKEY_SEED")
-    tls_ca = auth.tls_ca or env.get("NATS_TLS_CA")
-    tls_cert = auth.tls_cert or env.get("NATS_TLS_CERT")
-    tls_key = auth.tls_key or env.get("NATS_TLS_KEY")
+def connect_options(auth: NatsAuth) -> dict[str, Any]:
+    """nats-py ``connect`` keyword arguments for ``auth`` (the settings' credentials and TLS files)."""
+    user = auth.user
+    password = auth.password.get_secret_value() if auth.password else None
+    token = auth.token.get_secret_value() if auth.token else None
+    creds = auth.creds_file
+    seed = auth.nkeys_seed_file
+    tls_ca, tls_cert, tls_key = auth.tls_ca, auth.tls_cert, auth.tls_key
     options: dict[str, Any] = {}
     if user:
         options["user"] = user
@@ -135,7 +131,7 @@ def connect_options(auth: NatsAuth, environ: dict[str, str] | None = None) -> di
         options["token"] = token
     if creds:
         if not os.path.isfile(creds):
-            raise BusError(f"NATS credentials file {creds!r} does not exist (auth.creds_file / NATS_CREDS)")
+            raise BusError(f"NATS credentials file {creds!r} does not exist (auth.creds_file)")
         options["user_credentials"] = creds
     if seed:
         if not os.path.isfile(seed):
@@ -224,12 +220,11 @@ class NatsBus:
         reconnect_wait_s: float = 0.5,
         connect_timeout_s: float = 2.0,
         initial_attempts: int = 2,
-        environ: dict[str, str] | None = None,
     ) -> None:
         self.url = url
         self.name = name
         self.stats = BusStats()
-        self._options = connect_options(auth or NatsAuth(), environ)
+        self._options = connect_options(auth or NatsAuth())
         self._reconnect_wait_s = reconnect_wait_s
         self._connect_timeout_s = connect_timeout_s
         self._client: Client | None = None

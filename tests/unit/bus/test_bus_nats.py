@@ -28,17 +28,17 @@ def test_redact_url_hides_user_info() -> None:
     assert redact_url("nats://alice:s3cret@h1:4222,tls://tok@h2:4443") == "nats://h1:4222,tls://h2:4443"
 
 
-def test_secrets_come_from_config_else_environment() -> None:
-    assert connect_options(NatsAuth(), {"NATS_USER": "u", "NATS_PASSWORD": "p"}) == {
-        "user": "u",
-        "password": "p",
-    }
-    options = connect_options(NatsAuth(token="from-config"), {"NATS_TOKEN": "from-env"})
-    assert options == {"token": "from-config"}
+def test_secrets_come_from_the_settings_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the environment is read once, by the config loader (NETSPECTRA_NATS_*); the bus ignores it
+    monkeypatch.setenv("NATS_USER", "from-env")
+    monkeypatch.setenv("NATS_TOKEN", "from-env")
+    assert connect_options(NatsAuth()) == {}
+    assert connect_options(NatsAuth(user="u", password="p")) == {"user": "u", "password": "p"}
+    assert connect_options(NatsAuth(token="from-config")) == {"token": "from-config"}
     with pytest.raises(BusError, match="creds_file"):
-        connect_options(NatsAuth(creds_file="/nonexistent.creds"), {})
+        connect_options(NatsAuth(creds_file="/nonexistent.creds"))
     with pytest.raises(BusError, match="tls_key"):
-        connect_options(NatsAuth(tls_ca="/etc/ssl/certs/ca-certificates.crt", tls_cert="/x.pem"), {})
+        connect_options(NatsAuth(tls_ca="/etc/ssl/certs/ca-certificates.crt", tls_cert="/x.pem"))
 
 
 async def test_queue_group_splits_and_plain_subscriber_sees_all(nats_server: NatsServer) -> None:
@@ -68,7 +68,7 @@ async def test_user_password_and_token_auth(nats_server_factory: Callable[..., N
         await NatsBus(server.url, NatsAuth(user="alice", password="wrong")).connect()
     assert "wrong" not in str(caught.value)
     token_server = nats_server_factory("--auth", "tok-123")
-    bus = NatsBus(token_server.url, environ={"NATS_TOKEN": "tok-123"})
+    bus = NatsBus(token_server.url, NatsAuth(token="tok-123"))
     await bus.connect()
     await bus.close()
 

@@ -159,7 +159,8 @@ def test_config_check_resolves_sketch_plugins_and_hides_passwords(tmp_path):
         [sys.executable, "-m", "netspectra", "config", "check", str(path)], capture_output=True, text=True
     )
     assert result.returncode == 2, result.stdout
-    assert "tasks[0].algorithm: unknown sketch algorithm 'count_mni'" in result.stderr and "did you mean 'count_min'" in result.stderr
+    assert "tasks[0].algorithm: unknown sketch algorithm 'count_mni'" in result.stderr
+    assert "did you mean 'count_min'" in result.stderr
     assert "tasks[1].widht: unknown parameter of count_min" in result.stderr
     assert "tasks[2]" not in result.stderr
     assert "hunter2" not in result.stdout + result.stderr
