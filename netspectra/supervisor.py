@@ -151,7 +151,8 @@ class Supervisor:
                 kind = fault_kind(error)
                 debug = logger.isEnabledFor(logging.DEBUG)
                 if kind == "permanent":
-                    logger.error("Role %s cannot run: %s", slot.name, error, exc_info=debug)
+                    # the one line is run()'s "Stopping: role X cannot run: why"
+                    logger.debug("Role %s cannot run", slot.name, exc_info=True)
                     self.failure = f"role {slot.name} cannot run: {error}"
                     self.exit_code = 2 if isinstance(error, ConfigError) else 1
                     fatal.set()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import typer
 
 from netspectra.cli.common import load_or_exit
-from netspectra.errors import BusError
 from netspectra.model.fields import address_text
 from netspectra.wire.codec import decode_packet_batch, decode_packet_infos
 
@@ -25,13 +25,9 @@ def tail(
     if bus_url == "embedded":
         typer.echo("error: tail needs a NATS server: pass --url nats://HOST:4222", err=True)
         raise typer.Exit(2)
-    try:
+    # a BusError (no server there) becomes the root command's one line, exit 1
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_tail(bus_url, subject or settings.bus_subject, count, settings.engine_auth))
-    except BusError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        pass
 
 
 async def _tail(url: str, subject: str, count: int, auth: object) -> None:

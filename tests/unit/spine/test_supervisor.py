@@ -120,3 +120,70 @@ async def test_cancelling_the_supervisor_cancels_every_role_before_it_returns():
     with pytest.raises(asyncio.CancelledError):
         await runner
     assert log == ["role cancelled", "role cancelled"]
+
+
+class PortTaker:
+    """A role that listens on a port some other socket already holds (a permanent fault)."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.starts = port, 0
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        self.starts += 1
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", self.port)
+        server.close()
+
+
+class Raiser:
+    def __init__(self, errors: list[Exception]) -> None:
+        self.errors, self.starts = errors, 0
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        self.starts += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        await stop.wait()
+
+
+async def test_a_taken_port_ends_the_process_with_one_line_not_five_restarts(caplog):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taker = PortTaker(holder.getsockname()[1])
+        steady = Recorder("engine", [])
+        supervisor = Supervisor([("api", taker), ("engine", steady)], policy=FAST, grace_s=1)
+        code = await asyncio.wait_for(supervisor.run(asyncio.Event()), 5)
+    assert code == 1 and taker.starts == 1
+    assert "Traceback" not in caplog.text and "Restarting" not in caplog.text
+    assert len([r for r in caplog.records if "cannot run" in r.getMessage()]) == 1
+
+
+async def test_a_config_error_inside_a_role_is_final_with_exit_2(caplog):
+    from netspectra.errors import ConfigError, PermanentError
+
+    for error, expected in ((ConfigError("api.store: no store"), 2), (PermanentError("gone"), 1)):
+        role = Raiser([error])
+        supervisor = Supervisor([("api", role)], policy=FAST, grace_s=1)
+        assert await asyncio.wait_for(supervisor.run(asyncio.Event()), 5) == expected
+        assert role.starts == 1 and supervisor.failure and str(error) in supervisor.failure
+    assert "Traceback" not in caplog.text
+
+
+async def test_a_bus_that_is_down_is_retried_without_counting_as_crashes(caplog):
+    from netspectra.errors import BusError, StorageError
+
+    # more unavailable faults than the policy allows crashes: still retried, then it serves
+    role = Raiser([BusError("cannot connect to NATS"), StorageError("store down")] * 3)
+    stop = asyncio.Event()
+    supervisor = Supervisor([("engine", role)], policy=FAST, grace_s=1)
+    runner = asyncio.create_task(supervisor.run(stop))
+    for _ in range(500):
+        if role.starts == 7:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    assert await runner == 0 and role.starts == 7
+    assert "Traceback" not in caplog.text
+    assert len([r for r in caplog.records if "waits: cannot connect to NATS" in r.getMessage()]) == 3
