@@ -133,6 +133,15 @@ def analyze(
     except ConfigError as error:
         err_console.print(str(error), markup=False, highlight=False)
         raise typer.Exit(EXIT_BAD_CONFIG) from None
+    from netspectra.config.problems import format_problems
+    from netspectra.config.validate import validate
+
+    # what the engine needs (plugins, writers' directories), before the file is read
+    problems = validate(settings, ["engine"], launching=False)
+    if problems:
+        source = str(config) if config is not None else "defaults"
+        err_console.print(format_problems(source, problems), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_CONFIG)
     _configure_logging(settings, err_console)
     try:
         result = _run(file, settings, out_console, show_progress=out_console.is_terminal)

@@ -254,3 +254,41 @@ def test_a_netspectra_error_is_one_line_and_a_traceback_only_with_debug(tmp_path
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
     debug = netspectra("--debug", *unreachable)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_an_unreachable_nats_is_retried_with_one_line_each_not_a_crash_loop(tmp_path):
+    import signal
+    import threading
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = tmp_path / "engine.yaml"
+    path.write_text(f"probe:\n  nats_url: nats://127.0.0.1:{port}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "netspectra", "run", "--roles", "engine", "--config", str(path)],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    lines: list[str] = []
+    retried = threading.Event()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if sum("Role engine waits: cannot connect to NATS" in seen for seen in lines) >= 3:
+                retried.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert retried.wait(120), "".join(lines)
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(60)
+        reader.join(10)
+    output = "".join(lines)
+    assert code == 0, output
+    assert "Traceback" not in output and "crashed" not in output
