@@ -87,12 +87,12 @@ def bench_parse(path: Path) -> float:
 
 
 def bench_analyze_in_process(path: Path, config: Path) -> tuple[float, int]:
-    from netspectra.analysis import analyze_file
+    from netspectra.app import analyze_capture
     from netspectra.config import load_settings
 
     settings = load_settings(config)
     started = time.perf_counter()
-    result = asyncio.run(analyze_file(path, settings))
+    result = asyncio.run(analyze_capture(path, settings))
     elapsed = time.perf_counter() - started
     five_tuples = next((t for t in result.flow_tables() if t.task == "per_five_tuple"), None)
     return result.packets / elapsed, len(five_tuples) if five_tuples is not None else 0

@@ -30,14 +30,14 @@ from pathlib import Path
 
 import yaml
 
+from netspectra.app import build_engine
 from netspectra.bus.nats import NatsBus
 from netspectra.capture.reader import CaptureReader
 from netspectra.config.models import Settings
-from netspectra.engine.engine import Engine
 from netspectra.engine.role import EngineRole
 from netspectra.model.packets import PacketColumns
 from netspectra.probe.role import ProbeRole
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
 from netspectra.synth.traffic import TrafficSpec, write_trace
 from netspectra.wire.codec import decode_packet_batch, decode_packet_infos, encode_packets
 
@@ -144,7 +144,7 @@ def two_processes(
 async def one_process(url: str, pcap: Path, batch: int, packets: int) -> tuple[float, int, dict[str, int]]:
     settings = settings_for(url, pcap, batch)
     engine_bus, probe_bus = NatsBus(url), NatsBus(url)
-    role = EngineRole(settings, engine_bus, Engine.from_settings(settings, StorageContext()))
+    role = EngineRole(settings, engine_bus, build_engine(settings, StorageContext()))
     stop = asyncio.Event()
     task = asyncio.create_task(role.serve(stop))
     while engine_bus._client is None:

@@ -39,7 +39,8 @@ from netspectra.api.role import ApiRole
 from netspectra.config.models import Settings
 from netspectra.model.fields import FIELD_ORDER
 from netspectra.model.snapshot import FlowTable, HeavyHitter, HitterKind, SketchResult, Snapshot
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
+from netspectra.storage.registry import build_writer
 from netspectra.wire.generated import v1
 
 SNAPSHOTS = 10
@@ -119,8 +120,8 @@ async def run_backend(kind: str, rows: int, requests: int, workdir: Path, settle
     )
     context = StorageContext()
     try:
-        exact = context.build_writer(settings.aggregator.exact.writers[0], "exact")
-        sketch = context.build_writer(settings.aggregator.sketch.writers[0], "sketch")
+        exact = build_writer(settings.aggregator.exact.writers[0], "exact", context)
+        sketch = build_writer(settings.aggregator.sketch.writers[0], "sketch", context)
         rng = np.random.default_rng(1)
         start = time.perf_counter()
         for step in range(SNAPSHOTS):

@@ -1,6 +1,8 @@
 """Offline analysis: one capture file through the same engine, groups and writers as live traffic.
 
-``netspectra analyze`` is a thin shell over :func:`analyze_file`. The file is parsed in a reader
+``netspectra analyze`` is a thin shell over :func:`netspectra.app.analyze_capture`, which builds
+the engine exactly as ``netspectra run`` does and hands it to :func:`analyze_file` (this module
+builds nothing). The file is parsed in a reader
 thread while the engine's kernel lanes (one thread per core, see :mod:`netspectra.engine.lanes`)
 count the previous batches; all of them are numba kernels that release the GIL, so parsing and
 the tasks' counting overlap on as many cores as there are. There is no
@@ -28,7 +30,6 @@ from netspectra.config import Settings, load_settings
 from netspectra.engine.engine import Engine
 from netspectra.model.fields import KeyField, address_text
 from netspectra.model.snapshot import FlowTable, Snapshot
-from netspectra.storage.registry import StorageContext
 
 #: Called after each batch with (bytes read, total bytes or None, packets so far).
 ProgressCallback = Callable[[int, int | None, int], None]
@@ -229,48 +230,45 @@ async def _run_pump(
 
 async def analyze_file(
     path: str | Path,
-    settings: Settings,
+    engine: Engine,
     *,
     progress: ProgressCallback | None = None,
     batch_size: int = 65536,
 ) -> AnalysisResult:
-    """Run ``path`` through the engine built from ``settings``; writers get the final snapshot.
+    """Run ``path`` through ``engine`` (not yet started); its writers get the final snapshot.
+
+    The engine is started here without a schedule and closed here; the caller owns the storage
+    context its writers share, and closes it after this returns.
 
     Cancelling it (Ctrl-C under ``asyncio.run``) stops reading, still gives the writers the final
     snapshot of what was counted, and returns that result with ``interrupted`` set.
 
-    Raises :class:`~netspectra.errors.CaptureError` when the file cannot be opened and
-    :class:`~netspectra.errors.ConfigError` when the settings name an unknown group or writer.
+    Raises :class:`~netspectra.errors.CaptureError` when the file cannot be opened.
     """
-    context = StorageContext(engine_id=settings.engine.engine_id or "analyze")
-    try:
-        engine = Engine.from_settings(settings, context)
-        with CaptureReader(path, batch_size=batch_size) as reader:
-            await engine.start(schedule=False)
-            started = time.perf_counter()
-            stop = threading.Event()
-            interrupted = False
-            try:
-                await _run_pump(reader, engine, progress, stop)
-            except asyncio.CancelledError:
-                interrupted = True
-                current = asyncio.current_task()
-                if current is not None:
-                    current.uncancel()  # handled here: the caller gets the partial result
-            finally:
-                elapsed = time.perf_counter() - started
-                snapshots = await engine.close()
-        return AnalysisResult(
-            path=str(path),
-            frames=reader.frames,
-            packets=reader.packets,
-            bytes=reader.bytes,
-            skips=dict(reader.skips),
-            error=reader.error,
-            bytes_read=reader.bytes_read,
-            elapsed_s=elapsed,
-            snapshots=snapshots,
-            interrupted=interrupted,
-        )
-    finally:
-        await context.close()
+    with CaptureReader(path, batch_size=batch_size) as reader:
+        await engine.start(schedule=False)
+        started = time.perf_counter()
+        stop = threading.Event()
+        interrupted = False
+        try:
+            await _run_pump(reader, engine, progress, stop)
+        except asyncio.CancelledError:
+            interrupted = True
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # handled here: the caller gets the partial result
+        finally:
+            elapsed = time.perf_counter() - started
+            snapshots = await engine.close()
+    return AnalysisResult(
+        path=str(path),
+        frames=reader.frames,
+        packets=reader.packets,
+        bytes=reader.bytes,
+        skips=dict(reader.skips),
+        error=reader.error,
+        bytes_read=reader.bytes_read,
+        elapsed_s=elapsed,
+        snapshots=snapshots,
+        interrupted=interrupted,
+    )

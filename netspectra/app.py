@@ -3,7 +3,9 @@
 Everything else receives what it needs through constructors. One process may run any subset of
 roles; probe and engine in one process share one bus object (the embedded bus only works that
 way), and the embedded store is shared by the engine's writers and the api's reader through one
-:class:`StorageContext`.
+:class:`StorageContext`. ``netspectra run`` (:class:`Application`) and ``netspectra analyze``
+(:func:`analyze_capture`) build their storage and engine through the same two functions,
+:func:`build_storage` and :func:`build_engine`, so a file is counted exactly as live traffic.
 """
 
 from __future__ import annotations
@@ -11,13 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterable
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from netspectra.config.models import EMBEDDED_BUS, Settings
+from netspectra.config.models import EMBEDDED_BUS, Settings, WriterConfig
 from netspectra.errors import ConfigError
-from netspectra.storage.registry import StorageContext
+from netspectra.model.writer import SnapshotWriter
+from netspectra.storage.context import StorageContext
 from netspectra.supervisor import RestartPolicy, Role, Supervisor
+
+if TYPE_CHECKING:  # the engine (numba kernels) is imported only by a process that builds one
+    from netspectra.analysis import AnalysisResult, ProgressCallback
+    from netspectra.engine.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +70,64 @@ def check_role_settings(settings: Settings, roles: Iterable[str]) -> None:
         )
 
 
+def build_storage(settings: Settings, *, engine_id: str | None = None) -> StorageContext:
+    """The process's store handles; ``engine_id`` (default ``engine.engine_id``) tags written rows."""
+    return StorageContext(engine_id=settings.engine.engine_id if engine_id is None else engine_id)
+
+
+def build_engine(
+    settings: Settings, storage: StorageContext, *, clock: Callable[[], int] = time.time_ns
+) -> Engine:
+    """Groups from ``aggregator.types``, and each group's enabled writers from its config section.
+
+    Writers are built by the storage registry over ``storage``'s shared handles; the engine only
+    ever sees the :class:`~netspectra.model.writer.SnapshotWriter` protocol.
+    """
+    from netspectra.engine.engine import Engine
+    from netspectra.engine.groups import build_groups
+    from netspectra.storage.registry import build_writer
+
+    groups = build_groups(settings)
+    writers: dict[str, list[tuple[WriterConfig, SnapshotWriter]]] = {}
+    for name in groups:
+        section = getattr(settings.aggregator, name, None)
+        configs: Sequence[WriterConfig] = getattr(section, "writers", ())
+        writers[name] = [
+            (config, build_writer(config, name, storage)) for config in configs if config.enabled
+        ]
+    return Engine(
+        groups,
+        writers,
+        period_s=settings.aggregator.period,
+        stats_interval_s=settings.engine.stats_interval,
+        clock=clock,
+        kernel_threads=settings.engine.kernel_threads,
+    )
+
+
+async def analyze_capture(
+    path: str | Path,
+    settings: Settings,
+    *,
+    progress: ProgressCallback | None = None,
+    batch_size: int = 65536,
+) -> AnalysisResult:
+    """``netspectra analyze``: ``path`` through the engine ``run`` builds; writers get the final snapshot.
+
+    Cancelling it (Ctrl-C) returns what was counted with ``interrupted`` set (see
+    :func:`netspectra.analysis.analyze_file`). Raises CaptureError when the file cannot be opened
+    and ConfigError when the settings name an unknown group or writer.
+    """
+    from netspectra.analysis import analyze_file
+
+    storage = build_storage(settings, engine_id=settings.engine.engine_id or "analyze")
+    try:
+        engine = build_engine(settings, storage)
+        return await analyze_file(path, engine, progress=progress, batch_size=batch_size)
+    finally:
+        await storage.close()
+
+
 class Application:
     """Builds the requested roles, runs them under the supervisor, and closes shared resources."""
 
@@ -68,7 +135,7 @@ class Application:
         self.settings = settings
         self.roles = tuple(name for name in ROLE_ORDER if name in set(roles))
         self.grace_s = grace_s
-        self.context = StorageContext(engine_id=settings.engine.engine_id)
+        self.context = build_storage(settings)
         self.buses: list[Any] = []
         self.built: dict[str, Role] = {}
 
@@ -105,10 +172,9 @@ class Application:
 
             built.append(("probe", ProbeRole(self.settings, probe_bus)))
         if "engine" in self.roles:
-            from netspectra.engine.engine import Engine
             from netspectra.engine.role import EngineRole
 
-            engine = Engine.from_settings(self.settings, self.context)
+            engine = build_engine(self.settings, self.context)
             built.append(("engine", EngineRole(self.settings, engine_bus, engine)))
         if "api" in self.roles:
             from netspectra.api.role import ApiRole

@@ -12,7 +12,8 @@ from netspectra.api.http import GrafanaHandler, HttpServer
 from netspectra.api.service import QueryService
 from netspectra.config.models import Settings
 from netspectra.errors import ConfigError
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
+from netspectra.storage.registry import open_query_store
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class ApiRole:
                 "api: no store to read; set api.store or enable a 'clickhouse' or 'embedded' writer"
             )
         self.settings = settings
-        self.store = context.open_query_store(store_config)
+        self.store = open_query_store(store_config, context)
         self.grpc_port = 0
         self.http_port = 0
         self.ready = asyncio.Event()

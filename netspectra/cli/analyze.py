@@ -29,7 +29,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from netspectra.analysis import AnalysisResult, analyze_file, default_settings, top_flows
+from netspectra.analysis import AnalysisResult, default_settings, top_flows
+from netspectra.app import analyze_capture
 from netspectra.config import Settings, load_settings
 from netspectra.errors import CaptureError, ConfigError, PluginError
 
@@ -55,7 +56,7 @@ def _configure_logging(settings: Settings, console: Console) -> None:
 
 def _run(path: Path, settings: Settings, console: Console, show_progress: bool) -> AnalysisResult:
     if not show_progress:
-        return asyncio.run(analyze_file(path, settings))
+        return asyncio.run(analyze_capture(path, settings))
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -74,7 +75,7 @@ def _run(path: Path, settings: Settings, console: Console, show_progress: bool) 
             rate = packets / elapsed if elapsed > 0 else 0.0
             progress.update(task, completed=bytes_read, total=total, packets=packets, rate=rate)
 
-        return asyncio.run(analyze_file(path, settings, progress=update))
+        return asyncio.run(analyze_capture(path, settings, progress=update))
 
 
 def _print_summary(result: AnalysisResult, console: Console, top: int) -> None:

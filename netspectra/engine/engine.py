@@ -43,14 +43,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from netspectra.config.durations import format_duration
-from netspectra.config.models import Settings, WriterConfig
-from netspectra.engine.groups import build_groups
+from netspectra.config.models import WriterConfig
 from netspectra.engine.lanes import InsertJob, KernelLanes
 from netspectra.engine.protocols import AggregatorGroup
 from netspectra.model.packets import PacketColumns
 from netspectra.model.snapshot import Snapshot
 from netspectra.model.writer import SnapshotWriter
-from netspectra.storage.registry import StorageContext
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +92,11 @@ class _WriterSlot:
 
 
 class Engine:
-    """Owns the aggregator groups and their writers; see the module docstring for the timing rules."""
+    """Owns the aggregator groups and their writers; see the module docstring for the timing rules.
+
+    It is handed its groups and writers (:func:`netspectra.app.build_engine` builds them from the
+    settings), so the engine never imports storage.
+    """
 
     def __init__(
         self,
@@ -138,30 +140,6 @@ class Engine:
         self._next_stats_ns = self._period_start_ns + self._stats_interval_ns
         self._stats_mark = (self._period_start_ns, 0)
         self.final_snapshots: dict[str, Snapshot] = {}
-
-    # --- construction ----------------------------------------------------------------------
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, context: StorageContext, *, clock: Clock = time.time_ns
-    ) -> Engine:
-        """Groups from ``aggregator.types``, and each group's enabled writers from its config section."""
-        groups = build_groups(settings)
-        writers: dict[str, list[tuple[WriterConfig, SnapshotWriter]]] = {}
-        for name in groups:
-            section = getattr(settings.aggregator, name, None)
-            configs: Sequence[WriterConfig] = getattr(section, "writers", ())
-            writers[name] = [
-                (config, context.build_writer(config, name)) for config in configs if config.enabled
-            ]
-        return cls(
-            groups,
-            writers,
-            period_s=settings.aggregator.period,
-            stats_interval_s=settings.engine.stats_interval,
-            clock=clock,
-            kernel_threads=settings.engine.kernel_threads,
-        )
 
     @property
     def groups(self) -> Mapping[str, AggregatorGroup]:

@@ -19,7 +19,7 @@ from asynch import Pool
 
 from netspectra.config.models import ClickHouseOptions, WriterConfig
 from netspectra.errors import StorageError
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
 from netspectra.storage.rows import as_list
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
 from netspectra.storage.sql import TABLE_COLUMNS, to_pyformat
@@ -107,13 +107,6 @@ class ClickHouseBackend:
             await self._pool.shutdown()
 
 
-def shared_backend(options: ClickHouseOptions, context: StorageContext) -> ClickHouseBackend:
-    """The one pool per server and database in this process (writers and the API share it)."""
-    return context.shared(  # type: ignore[no-any-return]
-        "clickhouse", _location(options), lambda: ClickHouseBackend(options)
-    )
-
-
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text) or "default"
 
@@ -127,7 +120,7 @@ class ClickHouseWriter(QueuedWriter):
         spool_dir = Path(options.queue_dir) / _safe_name(f"{options.host}_{options.port}_{options.database}")
         spool = SnapshotSpool(spool_dir / _safe_name(group), options.max_queued_snapshots)
         return cls(
-            shared_backend(options, context),
+            context.clickhouse_pool(options),
             spool,
             engine_id=context.engine_id,
             label=f"clickhouse writer {group} → {_location(options)}",

@@ -2,7 +2,7 @@
 
 chdb allows one data directory per process and one process per directory, so every writer and
 the API reader of a process share one :class:`EmbeddedBackend` through
-:meth:`StorageContext.shared`. Roles split across processes (engine here, API there) need the
+:meth:`StorageContext.embedded_session`. Roles split across processes (engine here, API there) need the
 ClickHouse server instead. chdb releases the GIL while a query runs; every call goes through
 one worker thread, which also serialises access to the session.
 """
@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from netspectra.config.models import EmbeddedStoreOptions, WriterConfig
+from netspectra.config.models import WriterConfig
 from netspectra.errors import StorageError
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
 from netspectra.storage.rows import as_arrow
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
 from netspectra.storage.sql import TABLE_COLUMNS
@@ -125,19 +125,13 @@ class EmbeddedBackend:
         self._executor.shutdown(wait=True)
 
 
-def shared_backend(options: EmbeddedStoreOptions, context: StorageContext) -> EmbeddedBackend:
-    """The process's one chdb session for ``options.path``."""
-    path = str(Path(options.path).resolve())
-    return context.shared("embedded", path, lambda: EmbeddedBackend(path))  # type: ignore[no-any-return]
-
-
 class EmbeddedWriter(QueuedWriter):
     """Writes a group's snapshots into the embedded store (same rows as the ClickHouse writer)."""
 
     @classmethod
     def from_config(cls, config: WriterConfig, *, group: str, context: StorageContext) -> EmbeddedWriter:
         options = config.embedded_options
-        backend = shared_backend(options, context)
+        backend = context.embedded_session(options.path)
         spool_dir = Path(backend.path).parent / (Path(backend.path).name + ".spool") / group
         return cls(
             backend,

@@ -24,7 +24,7 @@ from pathlib import Path
 from netspectra.config.models import WriterConfig
 from netspectra.model.fields import KeyField, address_text
 from netspectra.model.snapshot import FlowTable, Snapshot
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
 
 logger = logging.getLogger(__name__)
 

@@ -13,12 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netspectra.config.models import StoreConfig
 from netspectra.errors import QueryError, StorageError, UnknownTaskError
 from netspectra.model.fields import FIELD_ORDER, KeyField
 from netspectra.model.snapshot import HitterKind
 from netspectra.storage import sql
-from netspectra.storage.registry import StorageContext
 from netspectra.storage.sql import SqlBackend
 
 DEFAULT_HITTER_LIMIT = 10
@@ -211,21 +209,3 @@ class QueryStore:
 
     async def close(self) -> None:
         """The backend is shared through the StorageContext, which closes it."""
-
-
-def open_query_store(store_config: StoreConfig, *, context: StorageContext) -> QueryStore:
-    """The reader for ``store_config``, sharing the process's backend with its writers."""
-    if store_config.type == "clickhouse":
-        from netspectra.config.models import ClickHouseOptions
-        from netspectra.storage.clickhouse import shared_backend
-
-        options = store_config.clickhouse or ClickHouseOptions()
-        return QueryStore(
-            shared_backend(options, context), description=f"clickhouse {options.host}:{options.port}"
-        )
-    from netspectra.config.models import EmbeddedStoreOptions
-    from netspectra.storage.embedded import shared_backend as shared_embedded
-
-    embedded = store_config.embedded or EmbeddedStoreOptions()
-    backend = shared_embedded(embedded, context)
-    return QueryStore(backend, description=f"embedded {backend.path}")

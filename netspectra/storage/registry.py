@@ -1,18 +1,21 @@
-"""Writers and query stores chosen by name, and the process-wide store handles they share.
+"""Writers and query stores chosen by name: the backends over the handles a StorageContext owns.
 
-chdb allows one data directory per process, so every embedded writer and the API's reader in
-one process must share one session: :class:`StorageContext` owns those shared handles, is built
-by the composition root, and is closed by it.
+A writer type is a class with ``from_config(config, *, group, context) -> SnapshotWriter``,
+imported only when a config uses it; a query store type is a function opening the reader over
+the shared backend, so the API reads the very store the engine's writers fill.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
-from netspectra.config.models import StoreConfig, WriterConfig
+from netspectra.config.models import ClickHouseOptions, EmbeddedStoreOptions, StoreConfig, WriterConfig
 from netspectra.errors import ConfigError
 from netspectra.model.writer import SnapshotWriter
+from netspectra.storage.context import StorageContext
+from netspectra.storage.query import QueryStore
 
 #: Writer type → "module:class"; imported only when a config uses it.
 WRITER_CLASSES: dict[str, str] = {
@@ -29,44 +32,48 @@ def load_attribute(target: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-class StorageContext:
-    """Owns the store handles of one process; hand it to whatever builds writers or readers."""
+def build_writer(config: WriterConfig, group: str, context: StorageContext) -> SnapshotWriter:
+    """A writer for ``group`` as ``config`` describes it, sharing ``context``'s store handles."""
+    target = WRITER_CLASSES.get(config.kind)
+    if target is None:
+        raise ConfigError(
+            f"aggregator.{group}.writers: unknown writer type {config.type!r}; "
+            f"available: {', '.join(sorted(WRITER_CLASSES))}"
+        )
+    writer_class = load_attribute(target)
+    writer = writer_class.from_config(config, group=group, context=context)
+    if not isinstance(writer, SnapshotWriter):
+        raise ConfigError(
+            f"writer type {config.type!r} ({target}) built {type(writer).__name__}, not a SnapshotWriter"
+        )
+    return writer
 
-    def __init__(self, engine_id: str = "") -> None:
-        self.engine_id = engine_id
-        self._shared: dict[tuple[str, str], Any] = {}
 
-    def shared(self, kind: str, location: str, factory: Any) -> Any:
-        """The one handle of ``kind`` at ``location`` in this process, made by ``factory()`` once."""
-        key = (kind, location)
-        if key not in self._shared:
-            self._shared[key] = factory()
-        return self._shared[key]
+def _clickhouse_store(config: StoreConfig, context: StorageContext) -> QueryStore:
+    options = config.clickhouse or ClickHouseOptions()
+    return QueryStore(
+        context.clickhouse_pool(options), description=f"clickhouse {options.host}:{options.port}"
+    )
 
-    def build_writer(self, config: WriterConfig, group: str) -> SnapshotWriter:
-        """A writer for ``group`` as ``config`` describes it."""
-        target = WRITER_CLASSES.get(config.kind)
-        if target is None:
-            raise ConfigError(
-                f"aggregator.{group}.writers: unknown writer type {config.type!r}; "
-                f"available: {', '.join(sorted(WRITER_CLASSES))}"
-            )
-        writer_class = load_attribute(target)
-        writer: SnapshotWriter = writer_class.from_config(config, group=group, context=self)
-        return writer
 
-    def open_query_store(self, config: StoreConfig) -> Any:
-        """The reader the API and ``netspectra query`` use (see netspectra.storage.query)."""
-        from netspectra.storage.query import open_query_store
+def _embedded_store(config: StoreConfig, context: StorageContext) -> QueryStore:
+    options = config.embedded or EmbeddedStoreOptions()
+    backend = context.embedded_session(options.path)
+    return QueryStore(backend, description=f"embedded {backend.path}")
 
-        return open_query_store(config, context=self)
 
-    async def close(self) -> None:
-        """Close every shared handle (stores flush their queues first)."""
-        for handle in reversed(list(self._shared.values())):
-            close = getattr(handle, "close", None)
-            if close is not None:
-                result = close()
-                if hasattr(result, "__await__"):
-                    await result
-        self._shared.clear()
+#: Store type → the function opening its reader.
+QUERY_STORES: dict[str, Callable[[StoreConfig, StorageContext], QueryStore]] = {
+    "clickhouse": _clickhouse_store,
+    "embedded": _embedded_store,
+}
+
+
+def open_query_store(config: StoreConfig, context: StorageContext) -> QueryStore:
+    """The reader the API and ``netspectra query`` use, sharing the process's backend with its writers."""
+    opener = QUERY_STORES.get(config.type)
+    if opener is None:
+        raise ConfigError(
+            f"api.store: unknown store type {config.type!r}; available: {', '.join(sorted(QUERY_STORES))}"
+        )
+    return opener(config, context)

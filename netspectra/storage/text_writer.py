@@ -13,11 +13,11 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from netspectra.config.models import WriterConfig
 from netspectra.errors import ConfigError, StorageError
 from netspectra.model.snapshot import HitterKind, SketchResult, Snapshot
+from netspectra.storage.context import StorageContext
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class TextWriter:
         self._closed = False
 
     @classmethod
-    def from_config(cls, config: WriterConfig, *, group: str, context: Any) -> TextWriter:
+    def from_config(cls, config: WriterConfig, *, group: str, context: StorageContext) -> TextWriter:
         if group != "sketch":
             raise ConfigError(
                 f"aggregator.{group}.writers: the 'text' writer writes sketch heavy hitters only; "

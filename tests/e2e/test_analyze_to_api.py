@@ -20,7 +20,7 @@ import yaml
 from netspectra.api.role import ApiRole
 from netspectra.config import load_settings
 from netspectra.model.fields import KeyField, address_text
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
 from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,7 +23,8 @@ import pytest
 from netspectra.api.role import ApiRole
 from netspectra.config.models import Settings
 from netspectra.model.snapshot import HitterKind
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
+from netspectra.storage.registry import build_writer
 from tests.integration.api_truth import EXACT_TASKS, T0, flows_of, hitters_truth, make_packets, snapshots
 
 PACKETS = make_packets(seed=11, count=800)
@@ -66,8 +67,8 @@ async def secured_api(tmp_path: Path) -> AsyncIterator[tuple[int, Path, int]]:
         }
     )
     context = StorageContext()
-    exact = context.build_writer(settings.aggregator.exact.writers[0], "exact")
-    sketch = context.build_writer(settings.aggregator.sketch.writers[0], "sketch")
+    exact = build_writer(settings.aggregator.exact.writers[0], "exact", context)
+    sketch = build_writer(settings.aggregator.sketch.writers[0], "sketch", context)
     exact0, exact1, sketch0, sketch1 = snapshots(PACKETS)
     for w, snapshot in ((exact, exact0), (exact, exact1), (sketch, sketch0), (sketch, sketch1)):
         await w.write(snapshot)

@@ -27,7 +27,8 @@ from netspectra.api.role import ApiRole
 from netspectra.config.models import Settings
 from netspectra.model.fields import KeyField
 from netspectra.model.snapshot import HitterKind
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
+from netspectra.storage.registry import build_writer
 from netspectra.wire.generated import v1
 from tests.fixtures.clickhouse import ClickHouseServer
 from tests.integration.api_truth import (
@@ -96,8 +97,8 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
     writer = store_settings(request.param, tmp_path, request)
     settings = settings_for(writer)
     context = StorageContext(engine_id="e1")
-    exact_writer = context.build_writer(settings.aggregator.exact.writers[0], "exact")
-    sketch_writer = context.build_writer(settings.aggregator.sketch.writers[0], "sketch")
+    exact_writer = build_writer(settings.aggregator.exact.writers[0], "exact", context)
+    sketch_writer = build_writer(settings.aggregator.sketch.writers[0], "sketch", context)
     exact0, exact1, sketch0, sketch1 = snapshots(PACKETS)
     for snapshot in (exact0, exact1):
         await exact_writer.write(snapshot)

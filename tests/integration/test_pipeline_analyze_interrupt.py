@@ -1,4 +1,4 @@
-"""Cancelling ``analyze_file`` (Ctrl-C) stops reading, keeps the final snapshot and leaks no thread."""
+"""Cancelling an analysis (Ctrl-C) stops reading, keeps the final snapshot and leaks no thread."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from netspectra.analysis import analyze_file
+from netspectra.app import analyze_capture
 from netspectra.config import Settings
 from netspectra.engine.engine import Engine
 from netspectra.model.packets import PacketColumns
@@ -23,7 +23,9 @@ async def test_cancelled_analysis_returns_what_it_counted(tmp_path: Path) -> Non
     )
     seen: list[int] = []
     task = asyncio.create_task(
-        analyze_file(trace, settings, batch_size=1000, progress=lambda _r, _t, packets: seen.append(packets))
+        analyze_capture(
+            trace, settings, batch_size=1000, progress=lambda _r, _t, packets: seen.append(packets)
+        )
     )
     while not seen:
         await asyncio.sleep(0.001)

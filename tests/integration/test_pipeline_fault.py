@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from netspectra.app import build_engine
 from netspectra.bus.nats import NatsBus
-from netspectra.engine.engine import Engine
 from netspectra.engine.role import EngineRole
 from netspectra.model.fields import KeyField
 from netspectra.probe.role import ProbeRole
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
 from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace
 from tests.fixtures.nats import NatsServer
 from tests.integration.pipeline_helpers import pipeline_settings, table_flows, wait_for
@@ -35,7 +35,7 @@ async def test_server_restart_mid_stream_loss_is_reported(
     n = len(truth.packets)
     settings = pipeline_settings(url=nats_server.url, pcap=trace, batch=batch, rate=20_000)
     engine_bus, probe_bus = NatsBus(settings.bus_url), NatsBus(settings.probe.nats_url)
-    engine = Engine.from_settings(settings, StorageContext())
+    engine = build_engine(settings, StorageContext())
     engine_role = EngineRole(settings, engine_bus, engine)
     probe_role = ProbeRole(settings, probe_bus)
     engine_stop = asyncio.Event()

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from netspectra.app import build_engine
 from netspectra.bus.nats import NatsBus
-from netspectra.engine.engine import Engine
 from netspectra.engine.role import EngineRole
 from netspectra.model.fields import KeyField
 from netspectra.probe.role import ProbeRole
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
 from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace
 from tests.fixtures.nats import NatsServer
 from tests.integration.pipeline_helpers import TASKS, pipeline_settings, table_flows, wait_for
@@ -31,7 +31,7 @@ def truth_flows(truth, task: str) -> dict:  # type: ignore[no-untyped-def]
 async def run_pipeline(settings, *, expect_packets: int) -> tuple[EngineRole, ProbeRole]:  # type: ignore[no-untyped-def]
     engine_bus = NatsBus(settings.bus_url)
     probe_bus = NatsBus(settings.probe.nats_url)
-    engine = Engine.from_settings(settings, StorageContext())
+    engine = build_engine(settings, StorageContext())
     engine_role = EngineRole(settings, engine_bus, engine)
     probe_role = ProbeRole(settings, probe_bus)
     engine_stop, probe_stop = asyncio.Event(), asyncio.Event()
@@ -70,7 +70,7 @@ async def test_official_protobuf_publisher_is_counted(
 ) -> None:
     """A publisher sharing nothing with our codec (as a Go probe would send), 4- and 16-byte addresses."""
     settings = pipeline_settings(url=nats_server.url)
-    engine = Engine.from_settings(settings, StorageContext())
+    engine = build_engine(settings, StorageContext())
     bus = NatsBus(nats_server.url)
     role = EngineRole(settings, bus, engine)
     stop = asyncio.Event()

@@ -18,7 +18,8 @@ from grpclib.const import Status
 from netspectra.api.role import ApiRole
 from netspectra.config.models import Settings, WriterConfig
 from netspectra.storage.clickhouse import ClickHouseWriter
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
+from netspectra.storage.registry import build_writer
 from netspectra.wire.generated import v1
 from tests.fixtures.clickhouse import ClickHouseServer
 from tests.integration.api_truth import EXACT_TASKS, make_packets, snapshots
@@ -66,7 +67,7 @@ async def test_outage_of_two_intervals_loses_no_snapshot(
 ) -> None:
     config = writer_config(clickhouse_server, clickhouse_database, tmp_path / "spool")
     context = StorageContext(engine_id="e1")
-    writer = context.build_writer(config, "exact")
+    writer = build_writer(config, "exact", context)
     assert isinstance(writer, ClickHouseWriter)
     writer.backoff_max = 0.3
     writer.close_grace = 1.0
@@ -130,7 +131,7 @@ async def test_snapshots_queued_at_close_are_written_by_the_next_writer(
     config = writer_config(clickhouse_server, clickhouse_database, tmp_path / "spool")
     base, _, _, _ = snapshots(make_packets(count=300))
     context = StorageContext()
-    writer = context.build_writer(config, "exact")
+    writer = build_writer(config, "exact", context)
     writer.close_grace = 0.5  # type: ignore[attr-defined]
     clickhouse_server.stop()
     try:
@@ -142,7 +143,7 @@ async def test_snapshots_queued_at_close_are_written_by_the_next_writer(
     finally:
         clickhouse_server.start()
     context = StorageContext()
-    writer = context.build_writer(config, "exact")
+    writer = build_writer(config, "exact", context)
     assert writer.queued == 3  # type: ignore[attr-defined]
     await writer.flush(60)  # type: ignore[attr-defined]
     await writer.close()

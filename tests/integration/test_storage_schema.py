@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from netspectra.config.models import WriterConfig
+from netspectra.storage.context import StorageContext
 from netspectra.storage.query import FlowFilter, QueryStore, TaskTotals
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.registry import build_writer
 from netspectra.storage.sql import SqlBackend, ensure_schema
 from tests.fixtures.clickhouse import ClickHouseServer
 from tests.integration.api_truth import make_packets, snapshots
@@ -51,7 +52,7 @@ async def writer_and_backend(request: pytest.FixtureRequest, tmp_path: Path) -> 
     else:
         config = WriterConfig.model_validate({"type": "embedded", "embedded": {"path": str(tmp_path / "db")}})
     context = StorageContext(engine_id="engine-7")
-    writer = context.build_writer(config, "exact")
+    writer = build_writer(config, "exact", context)
     try:
         if request.param == "clickhouse":
             # Over HTTP: asynch's native INSERT waits for a data block, inline VALUES would hang.

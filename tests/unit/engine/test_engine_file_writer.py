@@ -13,8 +13,8 @@ from netspectra.config.models import ExactTaskConfig, WriterConfig
 from netspectra.engine.exact import ExactGroup
 from netspectra.model.fields import FIELD_ORDER, KeyField
 from netspectra.model.snapshot import SketchResult, Snapshot
+from netspectra.storage.context import StorageContext
 from netspectra.storage.file_writer import FileWriter
-from netspectra.storage.registry import StorageContext
 from tests.unit.engine.engine_helpers import brute_force, random_batch
 
 S = 1_000_000_000

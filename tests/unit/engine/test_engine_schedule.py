@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import pytest
 
+from netspectra.app import build_engine
 from netspectra.config.models import ExactTaskConfig, Settings, WriterConfig
 from netspectra.engine.engine import Engine
 from netspectra.engine.exact import ExactGroup
@@ -16,7 +17,7 @@ from netspectra.errors import ConfigError
 from netspectra.model.fields import KeyField
 from netspectra.model.packets import PacketColumns
 from netspectra.model.snapshot import Snapshot
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
 from tests.unit.engine.engine_helpers import brute_force, random_batch
 from tests.unit.engine.test_engine_exact_table import table_as_dict
 
@@ -145,7 +146,7 @@ def test_unknown_aggregator_type_names_the_choices() -> None:
     assert "did you mean 'exact'" in message and "available:" in message and "sketch" in message
 
 
-def test_from_settings_builds_enabled_writers_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_build_engine_builds_enabled_writers_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = Settings.model_validate(
         {
             "aggregator": {
@@ -160,7 +161,7 @@ def test_from_settings_builds_enabled_writers_only(tmp_path) -> None:  # type: i
             }
         }
     )
-    engine = Engine.from_settings(settings, StorageContext())
+    engine = build_engine(settings, StorageContext())
     assert list(engine.groups) == ["exact"]
     assert engine.groups["exact"].task_names == ("per_src_ip",)
     assert len(engine._slots) == 1
