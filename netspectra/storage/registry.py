@@ -7,44 +7,37 @@ the shared backend, so the API reads the very store the engine's writers fill.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from typing import Any
 
 from netspectra.config.models import ClickHouseOptions, EmbeddedStoreOptions, StoreConfig, WriterConfig
 from netspectra.errors import ConfigError
 from netspectra.model.writer import SnapshotWriter
+from netspectra.plugins import PluginRegistry, UnknownPluginError
 from netspectra.storage.context import StorageContext
 from netspectra.storage.query import QueryStore
 
-#: Writer type → "module:class"; imported only when a config uses it.
+#: Writer type → "module:class"; imported only when a config uses it. Built-ins only: the config
+#: model names the writer types it accepts, so there is no entry-point group for writers yet.
 WRITER_CLASSES: dict[str, str] = {
     "file": "netspectra.storage.file_writer:FileWriter",
     "text": "netspectra.storage.text_writer:TextWriter",
     "clickhouse": "netspectra.storage.clickhouse:ClickHouseWriter",
     "embedded": "netspectra.storage.embedded:EmbeddedWriter",
 }
-
-
-def load_attribute(target: str) -> Any:
-    """Import ``"module:attr"``."""
-    module_name, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
+WRITERS = PluginRegistry("writer type", None, WRITER_CLASSES)
 
 
 def build_writer(config: WriterConfig, group: str, context: StorageContext) -> SnapshotWriter:
     """A writer for ``group`` as ``config`` describes it, sharing ``context``'s store handles."""
-    target = WRITER_CLASSES.get(config.kind)
-    if target is None:
-        raise ConfigError(
-            f"aggregator.{group}.writers: unknown writer type {config.type!r}; "
-            f"available: {', '.join(sorted(WRITER_CLASSES))}"
-        )
-    writer_class = load_attribute(target)
+    try:
+        writer_class = WRITERS.load(config.kind)
+    except UnknownPluginError as error:
+        raise ConfigError(f"aggregator.{group}.writers: {error}") from None
     writer = writer_class.from_config(config, group=group, context=context)
     if not isinstance(writer, SnapshotWriter):
         raise ConfigError(
-            f"writer type {config.type!r} ({target}) built {type(writer).__name__}, not a SnapshotWriter"
+            f"writer type {config.type!r} ({WRITER_CLASSES[config.kind]}) built "
+            f"{type(writer).__name__}, not a SnapshotWriter"
         )
     return writer
 

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from importlib.metadata import EntryPoint
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +24,7 @@ from netspectra.model.fields import KeyField
 from netspectra.model.keys import build_keys
 from netspectra.model.packets import PacketColumns
 from netspectra.model.snapshot import SketchResult, Snapshot
+from netspectra.plugins import PluginScan
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class SketchGroup:
         self,
         tasks: Sequence[SketchTaskConfig],
         *,
-        available: dict[str, EntryPoint] | None = None,
+        available: PluginScan | None = None,
     ) -> None:
         points = available if available is not None else discover()
         self.failed_tasks: dict[str, str] = {}
@@ -94,15 +94,20 @@ class SketchGroup:
                 self._fail(config.name, config.algorithm, points, f"{type(error).__name__}: {error}")
 
     @staticmethod
-    def _build(config: SketchTaskConfig, points: dict[str, EntryPoint]) -> SketchTask:
+    def _build(config: SketchTaskConfig, points: PluginScan) -> SketchTask:
         algorithm = load_algorithm(config.algorithm, points)
         params = validate_params(algorithm, config.params, config.name)
         sketch = algorithm(params, flow_fields=config.flow_fields, element_fields=config.element_fields)
         return SketchTask(config.name, config.algorithm, config.flow_fields, config.element_fields, sketch)
 
-    def _fail(self, task: str, plugin: str, points: dict[str, EntryPoint], reason: str) -> None:
+    def _fail(self, task: str, plugin: str, points: PluginScan, reason: str) -> None:
         point = points.get(plugin)
-        package = " ".join(distribution_of(point)) if point is not None else "not installed"
+        if point is not None:
+            package = " ".join(distribution_of(point))
+        elif plugin in points.duplicates:
+            package = " and ".join(source.origin for source in points.duplicates[plugin])
+        else:
+            package = "not installed"
         logger.error(
             "Sketch task %r disabled: plugin %r (distribution %s): %s", task, plugin, package, reason
         )

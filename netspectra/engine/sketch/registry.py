@@ -1,27 +1,32 @@
 """Find sketch algorithms through the entry-point group ``netspectra.sketches`` and validate them.
 
-Nothing is special-cased: the built-ins register in NetSpectra's own ``pyproject.toml`` exactly
-as a third-party package does. Every failure is a :class:`PluginError` naming the plugin, its
-distribution and what is wrong, so a broken plugin is reported and skipped, never fatal to the
-others.
+Names resolve through :mod:`netspectra.plugins`, as every registry does: the built-ins merged
+with the entry points of installed packages, a name registered by two distributions refused with
+both named. Every failure is a :class:`PluginError` naming the plugin, its distribution and what
+is wrong, so a broken plugin is reported and skipped, never fatal to the others.
 """
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from netspectra.engine.sketch.protocol import SketchAlgorithm, SketchParams
 from netspectra.errors import PluginError
+from netspectra.plugins import PluginRegistry, PluginScan, PluginSource, duplicate_message
 
 #: The entry-point group algorithms register under.
 ENTRY_POINT_GROUP = "netspectra.sketches"
+#: The built-in algorithms (registered under the same names in NetSpectra's pyproject.toml).
+BUILTIN_ALGORITHMS = {
+    "count_min": "netspectra.engine.sketch.count_min:CountMin",
+    "super_spread": "netspectra.engine.sketch.super_spread:SuperSpread",
+}
+REGISTRY = PluginRegistry("sketch algorithm", ENTRY_POINT_GROUP, BUILTIN_ALGORITHMS)
 _REQUIRED_METHODS = ("insert", "query", "heavy_hitters", "reset", "merge")
 
 
@@ -46,44 +51,25 @@ class PluginInfo:
     error: str | None = None
 
 
-def discover() -> dict[str, EntryPoint]:
-    """Every registered algorithm by name (the first registration wins on duplicates)."""
-    found: dict[str, EntryPoint] = {}
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(point.name, point)
-    return found
+def discover() -> PluginScan:
+    """Every registered algorithm by name; names registered twice are in ``.duplicates``, refused."""
+    return REGISTRY.scan()
 
 
-def distribution_of(point: EntryPoint) -> tuple[str, str]:
-    """(distribution name, version) of an entry point, ``("?", "?")`` when unknown."""
-    dist = point.dist
-    if dist is None:
-        return "?", "?"
-    return dist.metadata["Name"] or dist.name, dist.version
+def distribution_of(source: PluginSource) -> tuple[str, str]:
+    """(distribution name, version) of a registered algorithm."""
+    return source.distribution, source.version
 
 
-def _describe(point: EntryPoint) -> str:
-    package, version = distribution_of(point)
-    return f"sketch plugin {point.name!r} ({point.value}, distribution {package} {version})"
+def _describe(source: PluginSource) -> str:
+    return f"sketch plugin {source.name!r} ({source.target}, distribution {source.origin})"
 
 
-def load_algorithm(name: str, available: Mapping[str, EntryPoint] | None = None) -> type[SketchAlgorithm]:
+def load_algorithm(name: str, available: PluginScan | None = None) -> type[SketchAlgorithm]:
     """The algorithm class registered as ``name``, imported and checked against the protocol."""
-    points = dict(available) if available is not None else discover()
-    point = points.get(name)
-    if point is None:
-        names = sorted(points)
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise PluginError(
-            f"unknown sketch algorithm {name!r}{hint}; available: {', '.join(names) or 'none'}. "
-            f"Install the package that provides it (it must register under {ENTRY_POINT_GROUP!r})."
-        )
-    try:
-        algorithm = point.load()
-    except Exception as error:
-        raise PluginError(f"{_describe(point)} failed to import: {type(error).__name__}: {error}") from error
-    check_algorithm(algorithm, _describe(point))
+    scan = available if available is not None else discover()
+    algorithm = scan.load(name)
+    check_algorithm(algorithm, _describe(scan.find(name)))
     return algorithm  # type: ignore[no-any-return]
 
 
@@ -118,14 +104,18 @@ def validate_params(algorithm: type[SketchAlgorithm], params: Mapping[str, Any],
 def describe_all() -> list[PluginInfo]:
     """Every discovered plugin with its parameters, or the reason it cannot be used."""
     infos: list[PluginInfo] = []
-    points = discover()
-    for name in sorted(points):
-        point = points[name]
-        package, version = distribution_of(point)
+    scan = discover()
+    for name, sources in scan.duplicates.items():
+        error = PluginError(duplicate_message(scan.kind, name, sources))
+        infos += [PluginInfo(name, s.target, s.distribution, s.version, error=str(error)) for s in sources]
+    for name in sorted(scan):
+        source = scan[name]
         try:
-            algorithm = load_algorithm(name, points)
+            algorithm = load_algorithm(name, scan)
         except PluginError as error:
-            infos.append(PluginInfo(name, point.value, package, version, error=str(error)))
+            infos.append(
+                PluginInfo(name, source.target, source.distribution, source.version, error=str(error))
+            )
             continue
         fields = algorithm.Params.model_fields
         params = tuple(
@@ -135,12 +125,12 @@ def describe_all() -> list[PluginInfo]:
         infos.append(
             PluginInfo(
                 name,
-                point.value,
-                package,
-                version,
+                source.target,
+                source.distribution,
+                source.version,
                 summary=str(getattr(algorithm, "summary", "")),
                 mergeable=bool(getattr(algorithm, "mergeable", False)),
                 params=params,
             )
         )
-    return infos
+    return sorted(infos, key=lambda info: (info.name, info.distribution))

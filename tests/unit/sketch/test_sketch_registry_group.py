@@ -57,7 +57,7 @@ def batch_of(sources: list[bytes], sizes: list[int]) -> PacketColumns:
 
 def test_builtins_are_discovered_through_entry_points() -> None:
     points = discover()
-    assert points["count_min"].value == "netspectra.engine.sketch.count_min:CountMin"
+    assert points["count_min"].target == "netspectra.engine.sketch.count_min:CountMin"
     assert load_algorithm("count_min") is CountMin
 
 
