@@ -29,6 +29,14 @@ class StorageError(NetSpectraError):
     """The store cannot be reached or refused a read or a write."""
 
 
+class StorageAuthError(StorageError):
+    """The store refused our credentials: a configuration fault, not an outage to wait out."""
+
+
+class StorageRefusedError(StorageError):
+    """The store was reached and rejected a statement; its text is for the server log, not clients."""
+
+
 class QueryError(NetSpectraError):
     """A query request is invalid (bad address, port, unknown field or task)."""
 

@@ -5,25 +5,38 @@ extend with the health and reflection protos so ``grpcurl describe`` works for e
 service). And grpclib answers an unknown method with a status-only reply that lacks
 ``content-type``, which grpc-go clients (grpcurl) report as ``Unknown`` instead of
 ``Unimplemented``: :func:`patch_unimplemented_reply` adds the header on that path.
+
+Every request is bounded and checked before our code sees it: :class:`StrictCodec` refuses
+malformed protobuf (betterproto2 parses ``\\xff\\xff\\xff\\xff`` as an empty request, a wrong wire
+type as a best guess) with INVALID_ARGUMENT; request and reply sizes are capped
+(``api.max_message_bytes``, RESOURCE_EXHAUSTED before the body is read); one client address
+runs ``api.max_concurrent_per_client`` calls at once; a connection that does not send the HTTP/2
+preface within ``api.handshake_timeout`` is closed.
 """
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpclib.server
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 from grpclib import GRPCError
-from grpclib.const import Status
+from grpclib.const import Handler, Status
+from grpclib.encoding.base import CodecBase
+from grpclib.encoding.proto import ProtoCodec
 from grpclib.events import RecvRequest, listen
 from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 
+from netspectra.api.guard import ClientLimiter, bearer_token_matches
 from netspectra.wire.generated import v1  # noqa: F401 - registers the v1 files in the pool
 from netspectra.wire.generated.google_proto_descriptor_pool import default_google_proto_descriptor_pool
 
@@ -93,19 +106,204 @@ def tls_context(cert: str, key: str, alpn: str | None = "h2") -> ssl.SSLContext:
     return context
 
 
-def build_server(services: Sequence[Any], *, auth_token: str | None = None) -> Server:
-    """A grpclib Server for ``services`` with reflection, health and the token check."""
+def _repeated(field: FieldDescriptor) -> bool:
+    """protobuf 7 removed ``label``; ``is_repeated`` replaced it (absent in early 5.x)."""
+    flag = getattr(field, "is_repeated", None)
+    return bool(flag) if flag is not None else field.label == FieldDescriptor.LABEL_REPEATED
+
+
+def _wire_type_problem(message: Message) -> str | None:
+    """The first known field that arrived with the wrong wire type (the parser keeps it as unknown)."""
+    descriptor = message.DESCRIPTOR
+    known = {field.number: field.name for field in descriptor.fields}
+    for unknown in UnknownFieldSet(message):
+        if unknown.field_number in known:
+            return f"{descriptor.full_name}.{known[unknown.field_number]} has the wrong wire type"
+    for field, value in message.ListFields():
+        if field.type != FieldDescriptor.TYPE_MESSAGE:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            values = value.values() if field.message_type.fields_by_name["value"].message_type else ()
+        elif _repeated(field):
+            values = value
+        else:
+            values = (value,)
+        for item in values:
+            if problem := _wire_type_problem(item):
+                return problem
+    return None
+
+
+class StrictCodec(CodecBase):
+    """grpclib's proto codec, strict about what it accepts and bounded in what it sends.
+
+    Our betterproto2 messages parse leniently (garbage reads as defaults), so every request is
+    first parsed by the official protobuf runtime from the same descriptors: corrupt bytes,
+    invalid UTF-8 and known fields with the wrong wire type are INVALID_ARGUMENT; so is a value
+    betterproto2 then cannot represent (a Timestamp past year 9999).
+    """
+
+    __content_subtype__ = "proto"
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self.max_message_bytes = max_message_bytes
+        self._proto = ProtoCodec()
+        self._reference: dict[Descriptor, Any] = {}
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        data = self._proto.encode(message, message_type)
+        if len(data) > self.max_message_bytes:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"the reply would be {len(data)} bytes, over the {self.max_message_bytes}-byte limit "
+                "(api.max_message_bytes); narrow the request (task, filters, limit)",
+            )
+        return data
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        what = getattr(getattr(message_type, "DESCRIPTOR", None), "full_name", message_type.__name__)
+        if not (isinstance(message_type, type) and issubclass(message_type, Message)):
+            descriptor = message_type.DESCRIPTOR
+            reference = self._reference.get(descriptor)
+            if reference is None:
+                reference = self._reference[descriptor] = message_factory.GetMessageClass(descriptor)
+            try:
+                parsed = reference.FromString(data)
+            except DecodeError:
+                problem: str | None = "corrupt protobuf or invalid UTF-8 in a string field"
+            else:
+                problem = _wire_type_problem(parsed)
+            if problem:
+                raise GRPCError(Status.INVALID_ARGUMENT, f"the request is not a valid {what}: {problem}")
+        try:
+            return self._proto.decode(data, message_type)
+        except Exception as error:
+            raise GRPCError(
+                Status.INVALID_ARGUMENT,
+                f"the request is not a valid {what}: a value is out of range ({type(error).__name__})",
+            ) from None
+
+
+def _bound_request_size(stream: grpclib.server.Stream, limit: int) -> None:
+    """Refuse a request message over ``limit`` bytes from its 5-byte length prefix, before its body.
+
+    grpclib reads a message by asking its HTTP/2 stream for the prefix, then for exactly the
+    length the prefix gives; nothing else asks for more. Flow control does the rest: data is
+    acknowledged only as it is read, so an unread body stays within the stream window.
+    Private internals: ``grpclib.server.Stream._stream`` (grpclib 0.4).
+    """
+    h2_stream = stream._stream
+    read = h2_stream.recv_data
+
+    async def recv_data(size: int) -> bytes:
+        if size > limit:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"a request of {size} bytes is over the {limit}-byte limit (api.max_message_bytes)",
+            )
+        return await read(size)
+
+    h2_stream.recv_data = recv_data  # type: ignore[method-assign]
+
+
+def _client(stream: grpclib.server.Stream) -> str:
+    address = stream.peer.addr()
+    return str(address[0]) if address else "unknown"
+
+
+class _Guarded:
+    """A service whose every handler is size-bounded and takes a slot of its client first."""
+
+    def __init__(self, service: Any, max_message_bytes: int, limiter: ClientLimiter) -> None:
+        self._service = service
+        self._max = max_message_bytes
+        self._limiter = limiter
+
+    def _guard(self, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        async def guarded(stream: grpclib.server.Stream) -> None:
+            _bound_request_size(stream, self._max)
+            async with self._limiter.slot(_client(stream)):
+                await func(stream)
+
+        return guarded
+
+    def __mapping__(self) -> Mapping[str, Handler]:
+        return {
+            path: Handler(self._guard(handler.func), *handler[1:])
+            for path, handler in self._service.__mapping__().items()
+        }
+
+
+#: The 24 bytes every HTTP/2 client sends first (RFC 9113 §3.4).
+HTTP2_PREFACE_LENGTH = 24
+
+
+def close_connections_without_preface(server: Server, timeout: float) -> None:
+    """Close a connection that has not sent the HTTP/2 preface ``timeout`` seconds after it opened.
+
+    grpclib waits for ever otherwise: a client that opens connections and sends nothing holds a
+    socket and a protocol object each. Private internals: ``Server._protocol_factory`` and the
+    protocol's ``connection_made``/``data_received`` (grpclib 0.4).
+    """
+    make_protocol = server._protocol_factory
+
+    def protocol_factory() -> Any:
+        protocol = make_protocol()
+        connection_made, data_received = protocol.connection_made, protocol.data_received
+        state: dict[str, Any] = {"received": 0, "timer": None}
+
+        def made(transport: Any) -> None:
+            connection_made(transport)
+
+            def expire() -> None:
+                if state["received"] < HTTP2_PREFACE_LENGTH:
+                    logger.info(
+                        "Closing gRPC connection from %s: no HTTP/2 preface in %.3g s",
+                        transport.get_extra_info("peername"),
+                        timeout,
+                    )
+                    transport.abort()
+
+            state["timer"] = asyncio.get_running_loop().call_later(timeout, expire)
+
+        def received(data: bytes) -> None:
+            state["received"] += len(data)
+            if state["received"] >= HTTP2_PREFACE_LENGTH and state["timer"] is not None:
+                state["timer"].cancel()
+                state["timer"] = None
+            data_received(data)
+
+        protocol.connection_made, protocol.data_received = made, received  # type: ignore[method-assign]
+        return protocol
+
+    server._protocol_factory = protocol_factory  # type: ignore[method-assign]
+
+
+def build_server(
+    services: Sequence[Any],
+    *,
+    auth_token: str | None = None,
+    max_message_bytes: int = 4 * 1024 * 1024,
+    max_concurrent_per_client: int = 8,
+    handshake_timeout: float = 10.0,
+) -> Server:
+    """A grpclib Server for ``services`` with reflection, health, the token check and the bounds."""
     patch_unimplemented_reply()
     everything = ServerReflection.extend([*services, Health()], pool=reflection_pool())
-    server = Server(everything)
+    limiter = ClientLimiter(max_concurrent_per_client)
+    server = Server(
+        [_Guarded(service, max_message_bytes, limiter) for service in everything],
+        codec=StrictCodec(max_message_bytes),
+    )
+    close_connections_without_preface(server, handshake_timeout)
     if auth_token:
-        expected = f"Bearer {auth_token}".encode()
+        token = auth_token
 
         async def check_token(event: RecvRequest) -> None:
             if event.method_name.startswith(OPEN_PREFIXES):
                 return
-            given = event.metadata.get("authorization", "")
-            if not isinstance(given, str) or not hmac.compare_digest(given.encode(), expected):
+            given = event.metadata.get("authorization")
+            if not bearer_token_matches(given if isinstance(given, str) else None, token):
                 raise GRPCError(
                     Status.UNAUTHENTICATED, "missing or wrong bearer token (authorization metadata)"
                 )

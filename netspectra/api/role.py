@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from typing import Any
 
@@ -25,6 +26,35 @@ def split_address(address: str, what: str) -> tuple[str | None, int]:
         raise ConfigError(f"{what} {address!r} is not HOST:PORT (e.g. ':50051' or '127.0.0.1:0')")
     host = host.strip("[]")
     return (host or None), int(port_text)
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for a loopback address or ``localhost``; None (every interface) is not."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def exposure_risks(host: str | None, *, token: bool, tls: bool) -> list[str]:
+    """What a listener on ``host`` exposes to other hosts; nothing on loopback."""
+    if is_loopback(host):
+        return []
+    risks = []
+    if not token:
+        risks.append(
+            "no auth_token (NETSPECTRA_API_TOKEN) is set, so anyone who can reach this port reads "
+            "the flow data"
+        )
+    if not tls:
+        risks.append(
+            "no TLS (tls_cert/tls_key), so requests, answers and any token cross the network in clear"
+        )
+    return risks
 
 
 def configured_tasks(settings: Settings) -> dict[str, str]:
@@ -63,8 +93,20 @@ class ApiRole:
             tls = tls_context(api.tls_cert, api.tls_key)
             http_tls = tls_context(api.tls_cert, api.tls_key, alpn=None)
         tasks = configured_tasks(self.settings)
-        server = build_server([QueryService(self.store, tasks)], auth_token=token)
-        http = HttpServer(GrafanaHandler(self.store, tasks, token))
+        server = build_server(
+            [QueryService(self.store, tasks)],
+            auth_token=token,
+            max_message_bytes=api.max_message_bytes,
+            max_concurrent_per_client=api.max_concurrent_per_client,
+            handshake_timeout=api.handshake_timeout,
+        )
+        handler = GrafanaHandler(
+            self.store, tasks, token, cors_origins=api.cors_origins, max_targets=api.max_query_targets
+        )
+        http = HttpServer(handler, max_concurrent_per_client=api.max_concurrent_per_client)
+        for what, host in (("gRPC", grpc_host), ("HTTP", http_host)):
+            for risk in exposure_risks(host, token=token is not None, tls=tls is not None):
+                logger.warning("api: %s listens on %s: %s", what, host or "every interface", risk)
         await server.start(grpc_host, grpc_port, ssl=tls)
         try:
             sockets = getattr(server._server, "sockets", None) or ()  # grpclib's asyncio server

@@ -1,8 +1,10 @@
 """``v1.QueryService``: request validation, the store call, and the status code of every failure.
 
 Errors map to gRPC codes in one place (:func:`status_for`): a bad request is INVALID_ARGUMENT, an
-unknown task NOT_FOUND, an unreachable store UNAVAILABLE; anything else is logged here with its
-traceback and answered INTERNAL with a one-line message, never the traceback.
+unknown task NOT_FOUND, an unreachable store UNAVAILABLE, a store refusing our credentials
+FAILED_PRECONDITION (a configuration fault: waiting does not help); a store rejecting our query
+and anything else is our bug, logged here with its traceback and answered INTERNAL with a
+one-line message. A client never sees a traceback or the store's own text.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from datetime import UTC, datetime
 from grpclib import GRPCError
 from grpclib.const import Status
 
-from netspectra.errors import QueryError, StorageError, UnknownTaskError
+from netspectra.api.guard import check_task_name, log_storage_error
+from netspectra.errors import (
+    QueryError,
+    StorageAuthError,
+    StorageError,
+    StorageRefusedError,
+    UnknownTaskError,
+)
 from netspectra.model.snapshot import HitterKind
 from netspectra.storage.query import (
     DEFAULT_HITTER_LIMIT,
@@ -37,8 +46,12 @@ def status_for(error: Exception) -> tuple[Status, str]:
         return Status.NOT_FOUND, str(error)
     if isinstance(error, QueryError):
         return Status.INVALID_ARGUMENT, str(error)
+    if isinstance(error, StorageRefusedError):
+        return Status.INTERNAL, "internal error: the store rejected a query; see the server log"
+    if isinstance(error, StorageAuthError):
+        return Status.FAILED_PRECONDITION, "the store refused the api's credentials; see the server log"
     if isinstance(error, StorageError):
-        return Status.UNAVAILABLE, f"storage unavailable: {error}"
+        return Status.UNAVAILABLE, "the store is unreachable; try again later (details in the server log)"
     return Status.INTERNAL, f"internal error ({type(error).__name__}); see the server log"
 
 
@@ -51,15 +64,22 @@ async def answering(method: str) -> AsyncIterator[None]:
         raise
     except Exception as error:
         status, message = status_for(error)
-        if status is Status.INTERNAL:
+        if isinstance(error, StorageError):
+            log_storage_error(method, error)
+        elif status is Status.INTERNAL:
             logger.exception("%s failed", method)
         else:
             logger.info("%s: %s: %s", method, status.name, message)
         raise GRPCError(status, message) from None
 
 
-def epoch_seconds(stamp: object | None) -> int | None:
-    """A protobuf Timestamp (betterproto2 gives a datetime or a message) → epoch seconds; None if unset."""
+def epoch_seconds(stamp: object | None, what: str = "end_time") -> int | None:
+    """A protobuf Timestamp (betterproto2 gives a datetime or a message) → epoch seconds.
+
+    None if unset or the epoch itself (Go clients send a zero Timestamp for "no bound"); before
+    1970 is INVALID_ARGUMENT (no row is older, and treating it as "no bound" answered a question
+    nobody asked). Past 2106 (ClickHouse DateTime's end) it is the end of time.
+    """
     if stamp is None:
         return None
     if isinstance(stamp, datetime):
@@ -67,7 +87,9 @@ def epoch_seconds(stamp: object | None) -> int | None:
         seconds = int(moment.timestamp())
     else:
         seconds = int(getattr(stamp, "seconds", 0))
-    if seconds <= 0:
+    if seconds < 0:
+        raise QueryError(f"{what} is before 1970-01-01 ({seconds} s); leave it unset for no bound")
+    if seconds == 0:
         return None
     return min(seconds, 0xFFFFFFFF)
 
@@ -102,7 +124,7 @@ class QueryService(v1.QueryServiceBase):
     async def aggregate_flows(self, message: v1.AggregationRequest) -> v1.QueryTotalCountsResponse:
         async with answering("AggregateFlows"):
             query = FlowFilter(
-                task=message.task_name or None,
+                task=check_task_name(message.task_name) or None,
                 end=epoch_seconds(message.end_time),
                 src_ip=parse_address(message.src_ip, "src_ip") if message.src_ip else None,
                 dst_ip=parse_address(message.dst_ip, "dst_ip") if message.dst_ip else None,
@@ -129,6 +151,7 @@ class QueryService(v1.QueryServiceBase):
         async with answering("TraceFlow"):
             if not message.task_name:
                 raise QueryError("task_name is required")
+            check_task_name(message.task_name)
             keys = parse_flow_keys(dict(message.flow_keys))
             trace = await self.store.trace_flow(message.task_name, keys, epoch_seconds(message.end_time))
             if trace is None:
@@ -150,6 +173,7 @@ class QueryService(v1.QueryServiceBase):
         async with answering("QueryHeavyHitters"):
             if not message.task_name:
                 raise QueryError("task_name is required")
+            check_task_name(message.task_name)
             if message.type not in tuple(HitterKind):
                 raise QueryError(f"type {message.type} is unknown; 0 = count, 1 = size, 2 = spread")
             if message.limit < 0 or message.limit > MAX_HITTER_LIMIT:

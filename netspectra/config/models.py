@@ -7,6 +7,7 @@ as aliases or as known-but-unused settings. Our own names are the clearer ones.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -298,12 +299,36 @@ def parse_listen_address(address: str) -> tuple[str | None, int]:
 
 
 class ApiConfig(Model):
-    grpc_listen_addr: str = ":50051"
-    http_listen_addr: str = ":8080"
+    """The query side. Closed by default: loopback only, no browser origin allowed, every request bounded."""
+
+    grpc_listen_addr: str = "127.0.0.1:50051"
+    http_listen_addr: str = "127.0.0.1:8080"
     tls_cert: str | None = None
     tls_key: str | None = None
     auth_token: SecretStr | None = None
     store: StoreConfig | None = None
+    #: Browser origins (``https://grafana.example:3000``) allowed to call the HTTP side; empty =
+    #: none (no Access-Control-Allow-Origin header; a request carrying another Origin is 403).
+    cors_origins: tuple[str, ...] = ()
+    #: Largest gRPC request and reply, in bytes (grpc-go and grpcio use the same 4 MiB default).
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    #: Targets one Grafana /query may name (each is one store query).
+    max_query_targets: int = Field(100, ge=1, le=100_000)
+    #: Seconds a gRPC connection may take to send the HTTP/2 preface before it is closed.
+    handshake_timeout: Duration = 10.0
+    #: Calls one client address may have running at once (gRPC and HTTP each); more wait their turn.
+    max_concurrent_per_client: int = Field(8, ge=1, le=10_000)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
+            if origin == "*" or not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin; write scheme://host[:port] (e.g. "
+                    "'http://localhost:3000'); '*' is not accepted"
+                )
+        return tuple(origin.lower() for origin in origins)
 
     @field_validator("grpc_listen_addr", "http_listen_addr")
     @classmethod

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from asynch import Pool
+from asynch.errors import NetworkError, ServerException, SocketTimeoutError
 
 from netspectra.config.models import ClickHouseOptions, WriterConfig
-from netspectra.errors import StorageError
+from netspectra.errors import StorageAuthError, StorageError, StorageRefusedError
 from netspectra.storage.context import StorageContext
 from netspectra.storage.rows import as_list
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 #: Seconds to wait for a TCP connection; an unreachable server must fail fast, not hang a query.
 CONNECT_TIMEOUT = 3.0
 QUERY_TIMEOUT = 60.0
+#: Server error codes meaning "these credentials are refused": UNKNOWN_USER, WRONG_PASSWORD,
+#: REQUIRED_PASSWORD, IP_ADDRESS_NOT_ALLOWED (18.16), AUTHENTICATION_FAILED (later servers).
+AUTH_ERROR_CODES = frozenset({192, 193, 194, 195, 516})
 
 
 def _location(options: ClickHouseOptions) -> str:
@@ -79,7 +83,7 @@ class ClickHouseBackend:
                 except BaseException:
                     await connection.close()  # never reuse a connection that just failed
                     raise
-        except (OSError, TimeoutError, ConnectionError) as error:
+        except (OSError, TimeoutError, ConnectionError, NetworkError, SocketTimeoutError) as error:
             raise StorageError(
                 f"ClickHouse at {self.location} is unreachable ({error or type(error).__name__}); "
                 "check that the server runs and clickhouse.host/port"
@@ -87,7 +91,13 @@ class ClickHouseBackend:
         except StorageError:
             raise
         except Exception as error:
-            raise StorageError(f"ClickHouse at {self.location} refused the request: {error}") from error
+            if isinstance(error, ServerException) and error.code in AUTH_ERROR_CODES:
+                raise StorageAuthError(
+                    f"ClickHouse at {self.location} refused the credentials (code {error.code}: "
+                    f"{error.message.strip()[:200]}); check clickhouse.username/password"
+                ) from error
+            refused = f"ClickHouse at {self.location} refused the request: {error}"
+            raise StorageRefusedError(refused) from error
 
     async def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         rows = await self._run(to_pyformat(sql), dict(params or {}), fetch=True)

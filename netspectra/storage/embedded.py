@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from netspectra.config.models import WriterConfig
-from netspectra.errors import StorageError
+from netspectra.errors import StorageError, StorageRefusedError
 from netspectra.storage.context import StorageContext
 from netspectra.storage.rows import as_arrow
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
@@ -71,8 +71,8 @@ class EmbeddedBackend:
             return await loop.run_in_executor(self._executor, function, *args)
         except StorageError:
             raise
-        except Exception as error:
-            raise StorageError(f"embedded store at {self.path}: {error}") from error
+        except Exception as error:  # in-process: never unreachable, the statement was refused
+            raise StorageRefusedError(f"embedded store at {self.path}: {error}") from error
 
     def _select(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         result = self._open().query(sql, "JSONCompact", params=dict(params))

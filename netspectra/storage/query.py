@@ -9,6 +9,7 @@ Empty results are told apart from unknown tasks so the API can answer NOT_FOUND.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from netspectra.storage.sql import SqlBackend
 
 DEFAULT_HITTER_LIMIT = 10
 MAX_HITTER_LIMIT = 10_000
+_DECIMAL = re.compile(r"[0-9]{1,20}")
 _FIELD_NAMES = {field.value.lower(): field for field in KeyField}
 
 
@@ -39,7 +41,9 @@ def parse_number(value: str | int, what: str, maximum: int) -> int:
     """An integer in 0..maximum from text or int; QueryError otherwise."""
     if isinstance(value, str):
         text = value.strip()
-        if not text.isdigit():
+        # ASCII digits only, few of them: str.isdigit() accepts '²' (int() does not) and int()
+        # refuses more than 4300 digits; either escaped as an internal error.
+        if not _DECIMAL.fullmatch(text):
             raise QueryError(f"{what} {value[:64]!r} is not a number in 0..{maximum}")
         value = int(text)
     if not 0 <= value <= maximum:

@@ -154,7 +154,9 @@ async def test_token_and_tls_with_grpcio(secured_api: tuple[int, Path, int], off
 
     def https(path: str, token: str | None) -> int:
         context = ssl.create_default_context(cafile=str(cert))
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(f"https://127.0.0.1:{http_port}{path}", data=b"{}", headers=headers)
         try:
             with urllib.request.urlopen(request, context=context, timeout=30) as response:

