@@ -23,7 +23,7 @@ from netspectra.errors import StorageAuthError, StorageError, StorageRefusedErro
 from netspectra.storage.context import StorageContext
 from netspectra.storage.rows import as_list
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
-from netspectra.storage.sql import TABLE_COLUMNS, to_pyformat
+from netspectra.storage.sql import TABLE_COLUMNS, bind
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class ClickHouseBackend:
             raise StorageRefusedError(refused) from error
 
     async def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        rows = await self._run(to_pyformat(sql), dict(params or {}), fetch=True)
+        rows = await self._run(bind(sql, params), None, fetch=True)
         return [tuple(row) for row in rows]
 
     async def insert(self, table: str, columns: Mapping[str, Any]) -> None:

@@ -23,7 +23,7 @@ from netspectra.errors import StorageError, StorageRefusedError
 from netspectra.storage.context import StorageContext
 from netspectra.storage.rows import as_arrow
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
-from netspectra.storage.sql import TABLE_COLUMNS
+from netspectra.storage.sql import TABLE_COLUMNS, bind, quote_string
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class EmbeddedBackend:
             raise StorageRefusedError(f"embedded store at {self.path}: {error}") from error
 
     def _select(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        result = self._open().query(sql, "JSONCompact", params=dict(params))
+        result = self._open().query(bind(sql, params), "JSONCompact")
         text = result.data() if hasattr(result, "data") else str(result)
         if not text.strip():
             return []
@@ -94,10 +94,8 @@ class EmbeddedBackend:
             path = Path(directory) / f"{table}.arrows"
             with pa.OSFile(str(path), "wb") as sink, pyarrow.ipc.new_stream(sink, frame.schema) as stream:
                 stream.write_table(frame)
-            quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
-            self._open().query(
-                f"INSERT INTO {table} ({listed}) SELECT {listed} FROM file('{quoted}', 'ArrowStream')"  # noqa: S608
-            )
+            source = f"file({quote_string(str(path))}, 'ArrowStream')"
+            self._open().query(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {source}")  # noqa: S608
 
     def _execute(self, sql: str) -> None:
         self._open().query(sql)

@@ -1,10 +1,12 @@
 """The SQL NetSpectra runs, once for both backends, and the seam each backend implements.
 
-Every statement is a constant text; request values only ever travel as bound parameters written
-``{name:Type}`` (ClickHouse's server-side parameter syntax, which chdb binds natively). For the
-18.16 server, which predates that syntax, :func:`to_pyformat` rewrites the markers to asynch's
-``%(name)s``, which asynch escapes client-side. Optional filters choose among constant
-fragments; nothing is ever concatenated from a request string.
+Every statement is a constant text; request values are written ``{name:Type}`` and bound by
+:func:`bind`, the ONE place a value becomes SQL, for both backends: each value is checked against
+its type and quoted by :func:`quote_string` as ClickHouse parses a string literal. Both backends
+used to bind differently (asynch escaping client-side for the 18.16 server, chdb's server-side
+parameters, which read escape sequences in the value: a task named ``per\\x5fsrc\\x5fip``
+answered as ``per_src_ip``, a trailing backslash failed with "Cannot parse escape sequence").
+Optional filters choose among constant fragments; nothing is ever concatenated from a request.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ LATEST_COMPACT = "OPTIMIZE TABLE flow_latest"
 #: Created once the back-fill is done: an interrupted back-fill is simply run again next time.
 LATEST_FILLED = "CREATE TABLE IF NOT EXISTS flow_latest_filled (Done UInt8) ENGINE = TinyLog"
 
-_MARKER = re.compile(r"\{(\w+):[^{}]+\}")
+_MARKER = re.compile(r"\{(\w+):([^{}]+)\}")
 
 
 def schema_statements() -> list[str]:
@@ -80,9 +82,50 @@ def schema_statements() -> list[str]:
     return [statement.strip() for statement in "\n".join(lines).split(";") if statement.strip()]
 
 
-def to_pyformat(sql: str) -> str:
-    """``{name:Type}`` markers → asynch's ``%(name)s`` (asynch escapes each value client-side)."""
-    return _MARKER.sub(r"%(\1)s", sql)
+#: What a ClickHouse string literal must escape (the set clickhouse-driver and asynch use).
+_STRING_ESCAPES = {
+    "\\": "\\\\",
+    "'": "\\'",
+    "\0": "\\0",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\r": "\\r",
+    "\n": "\\n",
+    "\t": "\\t",
+    "\a": "\\a",
+    "\v": "\\v",
+}
+_STRING_ESCAPE_TABLE = str.maketrans(_STRING_ESCAPES)
+_UNSIGNED_BITS = {"UInt8": 8, "UInt16": 16, "UInt32": 32, "UInt64": 64}
+
+
+def quote_string(value: str) -> str:
+    """``value`` as a ClickHouse string literal that parses back to exactly ``value``."""
+    return "'" + value.translate(_STRING_ESCAPE_TABLE) + "'"
+
+
+def literal(value: Any, type_name: str) -> str:
+    """One bound value as SQL text of ``type_name``; TypeError/ValueError when it is not one."""
+    if type_name == "String":
+        if not isinstance(value, str):
+            raise TypeError(f"a String parameter needs str, not {type(value).__name__}")
+        return quote_string(value)
+    bits = _UNSIGNED_BITS.get(type_name)
+    if bits is None:
+        raise ValueError(f"no literal for parameter type {type_name}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
+        raise ValueError(f"{value!r} is not a {type_name}")
+    return str(value)
+
+
+def bind(sql: str, params: Mapping[str, Any] | None = None) -> str:
+    """``sql`` with every ``{name:Type}`` marker replaced by the quoted value of ``params[name]``."""
+    values = params or {}
+
+    def replace(match: re.Match[str]) -> str:
+        return literal(values[match.group(1)], match.group(2))
+
+    return _MARKER.sub(replace, sql)
 
 
 # --- queries -----------------------------------------------------------------------------------
@@ -176,7 +219,7 @@ class SqlBackend(Protocol):
     """What the writers and the query store need from a ClickHouse: the server or chdb."""
 
     async def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        """Rows of a SELECT whose ``{name:Type}`` markers are bound from ``params``."""
+        """Rows of a SELECT whose ``{name:Type}`` markers are bound from ``params`` by :func:`bind`."""
 
     async def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
         """Append rows given as equal-length columns named as in :data:`TABLE_COLUMNS`."""
