@@ -330,13 +330,13 @@ class HttpServer:
         payload: Any,
         *,
         keep_alive: bool,
-        headers: Headers = (),  # type: ignore[assignment]
+        headers: Headers | None = None,
     ) -> None:
         body = b"" if payload is None else json.dumps(payload).encode()
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}"]
         if payload is not None:
             lines.append("Content-Type: application/json")
         lines += [f"Content-Length: {len(body)}", f"Connection: {'keep-alive' if keep_alive else 'close'}"]
-        lines += [f"{name}: {value}" for name, value in headers]
+        lines += [f"{name}: {value}" for name, value in headers or ()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         await writer.drain()
