@@ -14,7 +14,7 @@ import pytest
 
 from netspectra.api.role import ApiRole
 from netspectra.config.models import Settings
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
 from tests.fixtures.clickhouse import ClickHouseServer
 from tests.integration.api_truth import EXACT_TASKS
 

@@ -16,7 +16,8 @@ from grpclib.const import Status
 
 from netspectra.model.fields import KeyField
 from netspectra.model.snapshot import Snapshot
-from netspectra.storage.registry import StorageContext
+from netspectra.storage.context import StorageContext
+from netspectra.storage.registry import build_writer
 from netspectra.wire.generated import v1
 from tests.integration.api_serving import api_settings, serving, store_writer
 from tests.integration.api_truth import T0, flow_table, make_packets
@@ -49,7 +50,7 @@ async def test_adversarial_task_names_round_trip_exactly(
     names = ["per_src_ip", *ADVERSARIAL]
     tables = tuple(flow_table(name, FIELDS, packets[: 10 + 10 * i]) for i, name in enumerate(names))
     context = StorageContext(engine_id="e1")
-    writer = context.build_writer(settings.aggregator.exact.writers[0], "exact")
+    writer = build_writer(settings.aggregator.exact.writers[0], "exact", context)
     await writer.write(Snapshot("exact", T0 * 10**9, (T0 - 100) * 10**9, flows=tables))
     await writer.flush(60)  # type: ignore[attr-defined]
     await writer.close()
