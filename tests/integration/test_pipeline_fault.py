@@ -23,7 +23,7 @@ from netspectra.probe.role import ProbeRole
 from netspectra.storage.context import StorageContext
 from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace
 from tests.fixtures.nats import NatsServer
-from tests.integration.pipeline_helpers import pipeline_settings, table_flows, wait_for
+from tests.integration.pipeline_helpers import pipeline_settings, start_engine_role, table_flows, wait_for
 
 CRASH_AT = 20_000  # packets the probe has handed to the bus when the server is killed
 RESUME_AT = 30_000  # ... when it is held again, until both clients have reconnected
@@ -66,9 +66,7 @@ async def test_server_restart_mid_stream_loss_is_reported(
 
     probe_role.publisher.publish = held_publish  # type: ignore[method-assign]
     engine_stop = asyncio.Event()
-    engine_task = asyncio.create_task(engine_role.serve(engine_stop))
-    await wait_for(lambda: "Engine subscribed" in caplog.text)
-    await engine_bus.flush()  # the server has the engine's subscriptions before the probe publishes
+    engine_task = await start_engine_role(engine_role, engine_stop)
     probe_task = asyncio.create_task(probe_role.serve(asyncio.Event()))
     try:
         await asyncio.wait_for(at_crash.wait(), 60)
