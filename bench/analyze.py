@@ -14,7 +14,8 @@ IPv6, VLAN/QinQ, fragments, ICMP, ARP; snap length 96), then measures on the sam
 
 Other engineers share this machine, so every netspectra figure is the best of ``--repeat`` runs,
 with the slowest run next to it. Run: ``python bench/analyze.py [--packets N] [--repeat R]``.
-Not a timed test; prints figures and ratios.
+Not a timed test; prints figures and ratios. ``--smoke``: the same measurements on 20 k packets,
+one run each, traces in a temporary folder (seconds; CI runs it so the bench cannot rot).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -156,15 +158,20 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=2_000_000)
     parser.add_argument("--slice", type=int, default=100_000, help="packets given to tshark and dpkt")
     parser.add_argument("--repeat", type=int, default=3, help="runs per netspectra figure (best is shown)")
+    parser.add_argument("--smoke", action="store_true", help="20 k packets, one run each: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.packets, args.slice, args.repeat = 20_000, 5_000, 1
     repeat = max(1, args.repeat)
 
+    # smoke traces go to a fresh folder: parallel runs never read a half-written cached trace
+    folder = Path(tempfile.mkdtemp(prefix="netspectra-bench-")) if args.smoke else Path(tempfile.gettempdir())
     traces = {}
     for count in (args.packets, args.slice):
-        traces[count] = Path(tempfile.gettempdir()) / f"netspectra-bench-synth-{count}-snap{SNAPLEN}.pcap"
+        traces[count] = folder / f"netspectra-bench-synth-{count}-snap{SNAPLEN}.pcap"
         if not traces[count].exists():
             print(f"generating {traces[count]} ...", flush=True)
-            generate_trace(traces[count], count)
+            generate_trace(traces[count], count, flows=1_000 if args.smoke else 200_000)
     trace, sliced = traces[args.packets], traces[args.slice]
     work = Path(tempfile.mkdtemp(prefix="netspectra-bench-"))
     config = write_config(work)
@@ -212,6 +219,9 @@ def main() -> None:
     print(f"{'':55} {'packets/s':>14} {'slowest run':>12} {'vs tshark':>10} {'vs dpkt':>10}")
     for name, (best, worst) in rows:
         print(f"{name:55} {best:14,.0f} {worst:12,.0f} {best / tshark:9.1f}x {best / dpkt_rate:9.1f}x")
+    if args.smoke:
+        shutil.rmtree(folder)
+        shutil.rmtree(work)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ reads it once to put it in the page cache, then times:
 * ``tshark -T fields`` on a slice (``-c``), process start included.
 
 Run: ``python bench/parse.py [--packets N]``. Not a timed test; prints figures and ratios.
+``--smoke``: the same measurements on a 20 k-packet trace in a temporary folder (seconds; CI).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,11 +25,12 @@ from netspectra.capture import CaptureReader
 from netspectra.synth import TrafficSpec, write_trace
 
 
-def trace(packets: int) -> Path:
-    path = Path(f"/tmp/netspectra-bench-parse-{packets}-snap96.pcap")
+def trace(packets: int, folder: Path | None = None) -> Path:
+    path = (folder or Path("/tmp")) / f"netspectra-bench-parse-{packets}-snap96.pcap"
     if not path.exists():
         started = time.perf_counter()
-        write_trace(path, TrafficSpec(packets=packets, flows=200_000, spreaders=10, spreader_fanout=1000))
+        flows = 1_000 if folder else 200_000
+        write_trace(path, TrafficSpec(packets=packets, flows=flows, spreaders=10, spreader_fanout=1000))
         print(f"generated {path} in {time.perf_counter() - started:.1f}s")
     path.read_bytes()  # page cache
     return path
@@ -85,8 +88,17 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=2_000_000)
     parser.add_argument("--dpkt-slice", type=int, default=200_000)
     parser.add_argument("--tshark-slice", type=int, default=100_000)
+    parser.add_argument("--smoke", action="store_true", help="a 20 k-packet trace in a temporary folder")
     args = parser.parse_args()
-    path = trace(args.packets)
+    if args.smoke:
+        args.packets, args.dpkt_slice, args.tshark_slice = 20_000, 5_000, 5_000
+        with tempfile.TemporaryDirectory(prefix="netspectra-bench-") as folder:
+            run(args, trace(args.packets, Path(folder)))
+    else:
+        run(args, trace(args.packets))
+
+
+def run(args: argparse.Namespace, path: Path) -> None:
     size = path.stat().st_size
     with CaptureReader(path, batch_size=1024) as reader:  # JIT cache load / compile
         next(iter(reader), None)

@@ -1,7 +1,7 @@
 """Probe (file replay, unpaced) → nats-server → engine (exact tasks): sustained packets/s and loss.
 
     python bench/pipeline.py [--packets N] [--batched-packets N] [--modes per-message,batched]
-                             [--processes 1,2]
+                             [--processes 1,2] [--smoke]
 
 * one process: ProbeRole and EngineRole in this process, each with its own NATS connection;
 * two processes: ``netspectra run --roles=engine`` and ``netspectra run --roles=probe --pcap``,
@@ -11,6 +11,7 @@
 Loss is what did not arrive (packets published minus received), next to what the engine itself
 reports (bus drops, gap against the probe's counts). Baseline in the same run: the codec alone
 (encode + decode) on the same packets, so the ratio shows what the bus and Python around it cost.
+``--smoke``: 20 k packets per mode, both modes, both process layouts, in seconds (CI).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import re
 import shutil
 import signal
@@ -146,10 +148,24 @@ async def one_process(url: str, pcap: Path, batch: int, packets: int) -> tuple[f
     engine_bus, probe_bus = NatsBus(url), NatsBus(url)
     role = EngineRole(settings, engine_bus, build_engine(settings, StorageContext()))
     stop = asyncio.Event()
+    subscribed = asyncio.Event()
+
+    class Subscribed(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("Engine subscribed"):
+                subscribed.set()
+
+    role_logger = logging.getLogger("netspectra.engine.role")
+    handler, level = Subscribed(), role_logger.level
+    role_logger.addHandler(handler)
+    role_logger.setLevel(logging.INFO)
     task = asyncio.create_task(role.serve(stop))
-    while engine_bus._client is None:
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.2)
+    try:
+        await asyncio.wait_for(subscribed.wait(), 60)
+    finally:
+        role_logger.removeHandler(handler)
+        role_logger.setLevel(level)
+    await engine_bus.flush()  # the server has the subscriptions before the probe publishes
     probe = ProbeRole(settings, probe_bus)
     start = time.perf_counter()
     await probe.serve(asyncio.Event())
@@ -181,7 +197,10 @@ def main() -> None:
     parser.add_argument("--batched-packets", type=int, default=2_000_000)
     parser.add_argument("--modes", default="per-message,batched")
     parser.add_argument("--processes", default="1,2", help="1: one process; 2: probe and engine apart")
+    parser.add_argument("--smoke", action="store_true", help="20 k packets per mode: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.packets = args.batched_packets = 20_000
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         process, url = start_nats(work)
@@ -203,7 +222,8 @@ def main() -> None:
                     print(
                         f"{mode:12s} {where:13s}: {received}/{packets_parsed} packets in {elapsed:.2f}s = "
                         f"{rate / 1e3:.0f} k packets/s; lost {packets_parsed - received} {loss}; "
-                        f"codec alone {base / 1e6:.2f} M/s (pipeline = {rate / base:.2%} of it)",
+                        f"codec alone {base / 1e6:.2f} M/s (pipeline = {rate / base:.2%} of it, "
+                        f"{rate / base:.3f}x)",
                         flush=True,
                     )
         finally:

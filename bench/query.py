@@ -1,6 +1,7 @@
 """Query latency through gRPC over 1 M stored flow rows, on the ClickHouse server and on chdb.
 
     python bench/query.py [--rows 1000000] [--requests 100] [--backend clickhouse|embedded|both] [--settle 10]
+                          [--smoke]
 
 Loads ``rows`` flow rows (10 snapshots of rows/10 five-tuple flows, cumulative counters like
 the engine writes) plus 10 snapshots of 10 000 heavy hitters, starts the API on free ports and
@@ -14,7 +15,8 @@ store merges them away (seconds). So every query is timed twice: right after the
 pending, the worst case) and after ``--settle`` seconds (the steady state between snapshots).
 The flow_latest size is printed with each round. "AggregateFlows end<newest" asks for a past end
 time, which flow_latest cannot answer: it reads flow_metrics (the unchanged two-stage query).
-The ClickHouse server is started from tests/fixtures/clickhouse.py on free ports.
+The ClickHouse server is started from tests/fixtures/clickhouse.py on free ports. ``--smoke``:
+20 000 rows, 1 000 hitters per snapshot, 5 requests, no settling: seconds (CI).
 """
 
 from __future__ import annotations
@@ -95,7 +97,9 @@ async def timed(call: Callable[[], Awaitable[object]], requests: int) -> tuple[f
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
 
 
-async def run_backend(kind: str, rows: int, requests: int, workdir: Path, settle: float) -> None:
+async def run_backend(
+    kind: str, rows: int, requests: int, workdir: Path, settle: float, hitters: int = 10_000
+) -> None:
     server = None
     if kind == "clickhouse":
         from tests.fixtures.clickhouse import ClickHouseServer, find_clickhouse_server
@@ -126,12 +130,12 @@ async def run_backend(kind: str, rows: int, requests: int, workdir: Path, settle
         start = time.perf_counter()
         for step in range(SNAPSHOTS):
             await exact.write(flow_snapshot(rows // SNAPSHOTS, step, rng))
-            await sketch.write(hitter_snapshot(10_000, step))
+            await sketch.write(hitter_snapshot(hitters, step))
         await exact.flush(600)  # type: ignore[attr-defined]
         await sketch.flush(600)  # type: ignore[attr-defined]
         load = time.perf_counter() - start
         print(
-            f"{kind}: loaded {rows:,} flow rows + {SNAPSHOTS * 10_000:,} hitter rows in {load:.1f} s "
+            f"{kind}: loaded {rows:,} flow rows + {SNAPSHOTS * hitters:,} hitter rows in {load:.1f} s "
             f"({rows / load:,.0f} rows/s, snapshot conversion included)"
         )
         role = ApiRole(settings, context)
@@ -185,11 +189,15 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--backend", choices=["clickhouse", "embedded", "both"], default="both")
     parser.add_argument("--settle", type=float, default=10.0, help="seconds before the second round")
+    parser.add_argument("--smoke", action="store_true", help="20 000 rows, 5 requests: seconds")
     args = parser.parse_args()
+    hitters = 10_000
+    if args.smoke:
+        args.rows, args.requests, args.settle, hitters = 20_000, 5, 0.0, 1_000
     kinds = ["clickhouse", "embedded"] if args.backend == "both" else [args.backend]
     with tempfile.TemporaryDirectory(prefix="netspectra-bench-") as tmp:
         for kind in kinds:
-            await run_backend(kind, args.rows, args.requests, Path(tmp) / kind, args.settle)
+            await run_backend(kind, args.rows, args.requests, Path(tmp) / kind, args.settle, hitters)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Sketch accuracy and speed on generated Zipf-1.1 traffic, against brute-force truth.
 
-    python bench/sketches.py [--packets 2000000] [--flows 100000]
+    python bench/sketches.py [--packets 2000000] [--flows 100000] [--smoke]
 
 Prints, for count_min at 2^13 x 2 (Go variant and the default decay variant): precision,
 recall, F1 and average relative error (ARE) of heavy hitters by packets and by bytes; for
@@ -11,6 +11,7 @@ row, identical results) are timed too; on a busy 2-core machine they vary the mo
 
 Rates are the best of ``--repeat`` timed passes (reset between passes): other work on the machine
 only ever slows a pass down, so the best pass is the closest to the kernel's own speed.
+``--smoke`` runs the same code on a tiny trace in seconds (CI runs it so the bench cannot rot).
 """
 
 from __future__ import annotations
@@ -59,17 +60,9 @@ def score(reported: dict[int, int], truth: np.ndarray, threshold: int) -> tuple[
     return precision, recall, f1, are
 
 
-def reported_ids(sketch, kind: HitterKind, lookup: dict[bytes, int], fields) -> dict[int, int]:  # type: ignore[no-untyped-def]
-    from netspectra.model.keys import key_width
-
-    width = key_width(fields)
-    keys, values = (
-        sketch._max_per_key(sketch.count_keys, sketch.counts, sketch.p.count_thereshold)
-        if kind == HitterKind.COUNT
-        else sketch._max_per_key(sketch.size_keys, sketch.byte_counts, sketch.p.size_thereshold)
-    )
-    assert keys.shape[1] == width
-    return {lookup.get(keys[i].tobytes(), -1): int(values[i]) for i in range(keys.shape[0])}
+def reported_ids(sketch, kind: HitterKind, lookup: dict[str, int]) -> dict[int, int]:  # type: ignore[no-untyped-def]
+    """flow id -> value of what the sketch reports (its public heavy_hitters, as the engine reads it)."""
+    return {lookup.get(h.flow, -1): h.value for h in sketch.heavy_hitters() if h.kind == kind}
 
 
 def datasketches_rate(keys: np.ndarray, sizes: np.ndarray, limit: int) -> float:
@@ -94,7 +87,10 @@ def main() -> None:
         "--threshold-fraction", type=float, default=5e-4, help="heavy = this share of traffic"
     )
     parser.add_argument("--repeat", type=int, default=5, help="timed passes per kernel (best is kept)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny trace, one pass: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.packets, args.flows, args.repeat = 20_000, 2_000, 1
     global REPEAT
     REPEAT = max(1, args.repeat)
     rng = np.random.default_rng(2024)
@@ -116,12 +112,12 @@ def main() -> None:
         ("SrcIP, 16-byte keys", (KeyField.SRC_IP,)),
         ("5-tuple, 37-byte keys", FIELD_ORDER),
     ):
-        from netspectra.model.keys import key_width
+        from netspectra.model.keys import flow_text, key_width
 
         width = key_width(fields)
         universe = np.unique(rng.integers(0, 256, size=(args.flows + 1000, width), dtype=np.uint8), axis=0)
         universe = universe[rng.permutation(universe.shape[0])[: args.flows]]
-        lookup = {universe[i].tobytes(): i for i in range(args.flows)}
+        lookup = {flow_text(universe[i], fields): i for i in range(args.flows)}
         keys = universe[ids]
         elements = np.zeros((args.packets, 0), np.uint8)
         print(f"\ncount_min 2^13 x 2, {label}")
@@ -145,7 +141,7 @@ def main() -> None:
                 (HitterKind.COUNT, true_packets, count_threshold),
                 (HitterKind.SIZE, true_bytes, size_threshold),
             ):
-                p, r, f1, are = score(reported_ids(sketch, kind, lookup, fields), truth, threshold)
+                p, r, f1, are = score(reported_ids(sketch, kind, lookup), truth, threshold)
                 print(
                     f"  {variant:8s} {kind.name.lower():5s} {p:9.4f} {r:7.4f} {f1:7.4f} {are * 100:6.2f}%"
                     f"   {args.packets / seconds / 1e6:.1f} M/s"
@@ -166,10 +162,12 @@ def main() -> None:
         rates[f"count_min decay, 2 rows in parallel ({label})"] = args.packets / seconds
         print(f"  decay, rows in parallel (same cells): {args.packets / seconds / 1e6:.1f} M/s")
         if width == 16:
-            rates["datasketches count_min (Python per-item calls)"] = datasketches_rate(keys, sizes, 300_000)
+            limit = min(300_000, args.packets)
+            rates["datasketches count_min (Python per-item calls)"] = datasketches_rate(keys, sizes, limit)
 
     print("\nsuper_spread 2^13 x 2, m=128: DstIP flows, SrcIP elements, planted spreaders")
-    spreads = np.geomspace(1_000, 20_000, 20).astype(np.int64)
+    spreads = np.geomspace(600, 2_000, 5) if args.smoke else np.geomspace(1_000, 20_000, 20)
+    spreads = spreads.astype(np.int64)
     background_peers = rng.integers(0, 30, size=args.packets)
     planted = np.concatenate([np.full(s, args.flows + i) for i, s in enumerate(spreads)])
     planted_peers = np.concatenate([rng.choice(10_000_000, size=s, replace=False) + 100 for s in spreads])

@@ -1,6 +1,6 @@
 """Writer cost of one snapshot: rows building and the embedded (chdb) insert, before and after.
 
-    python bench/store_write.py [--flows 1000000] [--ipv6 0.1] [--repeat 3]
+    python bench/store_write.py [--flows 1000000] [--ipv6 0.1] [--repeat 3] [--smoke]
 
 Builds a snapshot of ``flows`` five-tuple flows over 50 000 source and destination addresses
 (``--ipv6`` of them IPv6), then times, best of ``--repeat``:
@@ -11,6 +11,8 @@ Builds a snapshot of ``flows`` five-tuple flows over 50 000 source and destinati
 * the embedded insert into flow_metrics: the previous pandas frame built from lists (baseline)
   and the Arrow stream file read by file(), each into the real schema (whose materialized view also fills
   flow_latest) and into a schema without that view (the insert alone).
+
+``--smoke``: 20 000 flows, one pass each, in seconds (CI runs it so the bench cannot rot).
 """
 
 from __future__ import annotations
@@ -139,7 +141,10 @@ def main() -> None:
     parser.add_argument("--flows", type=int, default=1_000_000)
     parser.add_argument("--ipv6", type=float, default=0.1, help="share of IPv6 addresses")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="20 000 flows, one pass: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.flows, args.repeat = 20_000, 1
     snap = snapshot(args.flows, args.ipv6)
     raw = snap.flows[0].src_ip
     addresses_arrow(raw[:10])  # load the kernel from numba's cache before timing

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import socket
 import subprocess
 from collections import defaultdict
@@ -13,7 +12,9 @@ from pathlib import Path
 import dpkt
 import pytest
 
-NETSPECTRA = shutil.which("netspectra") or "netspectra"
+from tests.fixtures.tools import venv_tool
+
+NETSPECTRA = venv_tool("netspectra")
 FIELDS = {
     "per_src_ip": ("SrcIP",),
     "per_dst_port": ("DstPort",),

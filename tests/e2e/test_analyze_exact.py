@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from calendar import timegm
 from pathlib import Path
@@ -12,10 +11,11 @@ from time import strptime
 import pytest
 
 from netspectra.analysis import default_settings
+from tests.fixtures.tools import venv_tool
 
 traffic = pytest.importorskip("netspectra.synth.traffic", reason="the capture engineer's generator")
 
-NETSPECTRA = shutil.which("netspectra") or "netspectra"
+NETSPECTRA = venv_tool("netspectra")
 S = 1_000_000_000
 
 

@@ -10,7 +10,6 @@ fingerprint holds the bucket, so no flow is ever reported above its true packet 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -19,8 +18,9 @@ import pytest
 
 from netspectra.model.fields import KeyField
 from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace
+from tests.fixtures.tools import venv_tool
 
-NETSPECTRA = shutil.which("netspectra") or "netspectra"
+NETSPECTRA = venv_tool("netspectra")
 K = 50
 TASKS = {
     "top_sources": (KeyField.SRC_IP,),

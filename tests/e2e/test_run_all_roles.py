@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,12 +19,13 @@ import yaml
 from netspectra.model.fields import KeyField
 from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace
 from tests.fixtures.processes import free_port, wait_for_port
+from tests.fixtures.tools import venv_tool
 
 
 def grpcurl(port: int, method: str, request: dict) -> dict:
     result = subprocess.run(
         [
-            shutil.which("grpcurl") or "grpcurl",
+            venv_tool("grpcurl"),
             "-plaintext",
             "-d",
             json.dumps(request),

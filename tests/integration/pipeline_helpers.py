@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,41 @@ def jsonl_counts(root: Path, task: str) -> dict[tuple[object, ...], tuple[int, i
         key = tuple(row["fields"][name] for name in TASKS[task])
         flows[key] = (row["packets"], row["bytes"])
     return flows
+
+
+async def start_engine_role(role: Any, stop: asyncio.Event, timeout: float = 60.0) -> asyncio.Task[None]:
+    """``role.serve(stop)`` as a task, returned once the server holds the role's subscriptions.
+
+    The role logs "Engine subscribed" after its subscribe calls; a flush (PING/PONG) then proves
+    the server processed the SUBs, so a publisher on another connection loses nothing to a race.
+    """
+    subscribed = asyncio.Event()
+
+    class Subscribed(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("Engine subscribed"):
+                subscribed.set()
+
+    role_logger = logging.getLogger("netspectra.engine.role")
+    handler, level = Subscribed(), role_logger.level
+    role_logger.addHandler(handler)
+    if not role_logger.isEnabledFor(logging.INFO):
+        role_logger.setLevel(logging.INFO)
+    task = asyncio.create_task(role.serve(stop))
+    try:
+        waiting = asyncio.ensure_future(subscribed.wait())
+        await asyncio.wait({waiting, task}, timeout=timeout, return_when="FIRST_COMPLETED")
+        waiting.cancel()
+        if task.done():
+            task.result()  # raises what the role died of
+            raise AssertionError("the engine role returned before subscribing")
+        if not subscribed.is_set():
+            raise AssertionError(f"the engine role did not subscribe within {timeout} s")
+    finally:
+        role_logger.removeHandler(handler)
+        role_logger.setLevel(level)
+    await role.bus.flush()
+    return task
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:

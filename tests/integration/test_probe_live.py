@@ -25,28 +25,47 @@ pytestmark = [
 ]
 
 
+async def marked(sender: socket.socket, marker: int, seen, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    """Send a datagram to ``marker`` every 0.1 s until ``seen()`` says a new one was captured.
+
+    lo delivers a socket's datagrams to a capture in the order sent, so a marker seen after the
+    data means every data datagram that will ever be captured has been: a condition, not a sleep.
+    It also tells when a source has started capturing (dumpcap takes a moment). Each use needs a
+    port of its own: markers still in flight from an earlier use would count as seen.
+    """
+    before = seen()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while seen() == before:
+        assert asyncio.get_running_loop().time() < deadline, f"no marker captured within {timeout} s"
+        sender.sendto(b"marker", ("127.0.0.1", marker))
+        await asyncio.sleep(0.1)
+
+
 async def count_sent(kind: str, sent: int, port: int) -> tuple[int, dict[str, int]]:
-    extra = {"bpf_filter": f"udp port {port}"} if kind == "dumpcap" else {}
-    source = open_source(ProbeConfig(source=kind, iface="lo", **extra))  # type: ignore[arg-type]
-    got = 0
+    started, ended = port + 100, port + 200
+    extra = {"bpf_filter": f"udp port {port} or udp port {started} or udp port {ended}"}
+    source = open_source(ProbeConfig(source=kind, iface="lo", **extra if kind == "dumpcap" else {}))  # type: ignore[arg-type]
+    counts = {port: 0, started: 0, ended: 0}
 
     async def consume() -> None:
-        nonlocal got
         async for batch in source.batches():
-            got += int(((batch.dst_port == port) & (batch.protocol == 17)).sum())
-            if got >= sent:
-                return
+            udp = batch.protocol == 17
+            for number in counts:
+                counts[number] += int(((batch.dst_port == number) & udp).sum())
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(1.0 if kind == "dumpcap" else 0.2)  # dumpcap needs a moment to start
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        for i in range(sent):
-            sender.sendto(i.to_bytes(4, "big"), ("127.0.0.1", port))
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(task, 10)
-    await asyncio.sleep(0.3)  # anything extra would show up now
-    await source.close()
-    return got, source.stats()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            await marked(sender, started, lambda: counts[started])  # capturing
+            for i in range(sent):
+                sender.sendto(i.to_bytes(4, "big"), ("127.0.0.1", port))
+            await marked(sender, ended, lambda: counts[ended])  # everything sent is in
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await source.close()
+    return counts[port], source.stats()
 
 
 @pytest.mark.parametrize("kind", ["afpacket", "dumpcap"])
@@ -67,33 +86,47 @@ def test_missing_interface_is_a_clear_error() -> None:
 async def test_afpacket_fanout_two_sockets_split_by_flow() -> None:
     """PACKET_FANOUT (hash): two sockets in one group share lo; every flow lands whole on one of them."""
     port, flows, per_flow = 39_010, 64, 40
+    started, ended = port + 100, port + 200
     sources = [
         open_source(ProbeConfig(source="afpacket", iface="lo", fanout_group=4242 + os.getpid() % 1000))
         for _ in range(2)
     ]
     seen: list[dict[int, int]] = [{}, {}]
+    markers = [{started: 0, ended: 0}, {started: 0, ended: 0}]
 
     async def consume(index: int) -> None:
         async for batch in sources[index].batches():
-            mine = (batch.dst_port == port) & (batch.protocol == 17)
+            udp = batch.protocol == 17
+            mine = (batch.dst_port == port) & udp
             for sport in batch.src_port[mine].tolist():
                 seen[index][sport] = seen[index].get(sport, 0) + 1
+            for number in (started, ended):
+                markers[index][number] += int(((batch.dst_port == number) & udp).sum())
+
+    async def marked(number: int) -> None:
+        """Markers from every flow until both members saw one (the hash spreads the 64 flows).
+
+        Each member receives in the order lo carried the datagrams, so a member that saw an end
+        marker holds every data datagram the hash gave it.
+        """
+        deadline = asyncio.get_running_loop().time() + 20
+        while not all(counts[number] for counts in markers):
+            assert asyncio.get_running_loop().time() < deadline, f"markers to {number} not captured"
+            for sender in senders:
+                sender.sendto(b"m", ("127.0.0.1", number))
+            await asyncio.sleep(0.1)
 
     tasks = [asyncio.create_task(consume(i)) for i in range(2)]
-    await asyncio.sleep(0.2)
     senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(flows)]
     try:
         for sender in senders:
             sender.bind(("127.0.0.1", 0))
+        await marked(started)  # both members capture
         for _ in range(per_flow):
             for sender in senders:
                 sender.sendto(b"x", ("127.0.0.1", port))
         expected = {sender.getsockname()[1]: per_flow for sender in senders}
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while sum(map(len, seen)) < flows and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
+        await marked(ended)  # everything sent is in
     finally:
         for sender in senders:
             sender.close()
@@ -115,13 +148,13 @@ async def test_afpacket_fanout_two_sockets_split_by_flow() -> None:
 )
 async def test_pyshark_source_applies_the_display_filter() -> None:
     """pyshark (tshark dissectors): only datagrams matching the display filter arrive, all of them."""
-    ready_port, wanted_port, other_port, sent = 39_020, 39_021, 39_022, 150
+    ready_port, wanted_port, other_port, end_port, sent = 39_020, 39_021, 39_022, 39_023, 150
     source = open_source(
         ProbeConfig(
             source="pyshark",
             iface="lo",
             bpf_filter="udp",
-            display_filter=f"udp.dstport == {ready_port} || udp.dstport == {wanted_port}",
+            display_filter=" || ".join(f"udp.dstport == {n}" for n in (ready_port, wanted_port, end_port)),
         )
     )
     ports: list[int] = []
@@ -142,10 +175,8 @@ async def test_pyshark_source_applies_the_display_filter() -> None:
             for i in range(sent):
                 sender.sendto(i.to_bytes(4, "big"), ("127.0.0.1", other_port))
                 sender.sendto(i.to_bytes(4, "big"), ("127.0.0.1", wanted_port))
-            deadline = loop.time() + 20
-            while ports.count(wanted_port) < sent and loop.time() < deadline:
-                await asyncio.sleep(0.1)
-            await asyncio.sleep(0.5)  # anything extra would show up now
+            # a ready datagram after the others: once it is in, so is everything sent before it
+            await marked(sender, end_port, lambda: ports.count(end_port))
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -153,4 +184,4 @@ async def test_pyshark_source_applies_the_display_filter() -> None:
         await source.close()
     assert ports.count(wanted_port) == sent
     assert other_port not in ports
-    assert set(ports) == {ready_port, wanted_port}
+    assert set(ports) == {ready_port, wanted_port, end_port}

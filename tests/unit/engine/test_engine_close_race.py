@@ -49,7 +49,8 @@ async def test_close_during_a_period_reset_keeps_the_closing_snapshot() -> None:
     while not group.entered.is_set():
         await asyncio.sleep(0.01)
     closing = asyncio.create_task(engine.close())  # lands while run_due waits for the reset
-    await asyncio.sleep(0.05)
+    while not engine._stop.is_set():  # close() has begun: it now waits for the scheduler's step
+        await asyncio.sleep(0)
     group.gate.set()
     await closing
     assert [flows(s) for s in writer.snapshots] == [brute_force([batch], FIELDS), {}]

@@ -133,7 +133,10 @@ async def test_scheduler_runs_on_real_time() -> None:
     )
     async with engine:
         await engine.ingest(batch)
-        await asyncio.sleep(0.3)
+        deadline = asyncio.get_running_loop().time() + 30  # bounds a failure; the test waits on snapshots
+        while len(writer.snapshots) < 3:
+            assert asyncio.get_running_loop().time() < deadline, "the scheduler wrote fewer than 3 snapshots"
+            await asyncio.sleep(0.01)
     assert len(writer.snapshots) >= 3
     assert flows(writer.snapshots[-1]) == brute_force([batch], FIELDS)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import filecmp
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -19,7 +21,11 @@ def _tree(folder: Path) -> dict[str, Path]:
 
 def test_committed_generated_code_matches_a_fresh_generation(tmp_path: Path) -> None:
     fresh = tmp_path / "generated"
-    subprocess.run([str(ROOT / "proto" / "generate.sh"), str(fresh)], check=True, capture_output=True)
+    # The interpreter running the tests has the compiler and ruff next to it; PATH may not.
+    environment = {**os.environ, "PYTHON": sys.executable}
+    script = [str(ROOT / "proto" / "generate.sh"), str(fresh)]
+    done = subprocess.run(script, capture_output=True, text=True, env=environment, timeout=300)
+    assert done.returncode == 0, done.stderr
     committed = _tree(ROOT / "netspectra" / "wire" / "generated")
     regenerated = _tree(fresh)
     assert sorted(committed) == sorted(regenerated)

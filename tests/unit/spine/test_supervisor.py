@@ -11,6 +11,14 @@ from netspectra.supervisor import RestartPolicy, Supervisor
 FAST = RestartPolicy(max_failures=3, window_s=60, backoff_initial_s=0.01, backoff_max_s=0.02)
 
 
+async def until(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``condition`` (a deadline only bounds a failure; no test waits on the clock)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
 class Recorder:
     def __init__(self, name: str, log: list[str], *, crash_times: int = 0, stop_delay: float = 0.0) -> None:
         self.name, self.log, self.crash_times, self.stop_delay = name, log, crash_times, stop_delay
@@ -33,10 +41,7 @@ async def test_a_crashing_role_is_restarted_and_the_rest_keep_running(caplog):
     stop = asyncio.Event()
     supervisor = Supervisor([("engine", flaky), ("api", steady)], policy=FAST, grace_s=1)
     runner = asyncio.create_task(supervisor.run(stop))
-    for _ in range(200):
-        if flaky.starts == 3:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: flaky.starts == 3 and steady.starts == 1)
     stop.set()
     assert await runner == 0
     assert flaky.starts == 3 and steady.starts == 1
@@ -64,7 +69,7 @@ async def test_roles_stop_in_data_order_each_waiting_for_the_previous():
     ]
     stop = asyncio.Event()
     runner = asyncio.create_task(Supervisor(roles, policy=FAST, grace_s=1).run(stop))
-    await asyncio.sleep(0.05)
+    await until(lambda: sum(line.startswith("start ") for line in log) == 3)
     stop.set()
     assert await runner == 0
     assert [line for line in log if line.startswith("stopped")] == [
@@ -76,9 +81,10 @@ async def test_roles_stop_in_data_order_each_waiting_for_the_previous():
 
 async def test_a_role_that_ignores_stop_is_cancelled_after_the_grace_period():
     class Stubborn:
-        cancelled = False
+        cancelled = started = False
 
         async def serve(self, stop: asyncio.Event) -> None:
+            Stubborn.started = True
             try:
                 await asyncio.sleep(3600)
             except asyncio.CancelledError:
@@ -87,7 +93,7 @@ async def test_a_role_that_ignores_stop_is_cancelled_after_the_grace_period():
 
     stop = asyncio.Event()
     runner = asyncio.create_task(Supervisor([("probe", Stubborn())], grace_s=0.05).run(stop))
-    await asyncio.sleep(0.02)
+    await until(lambda: Stubborn.started)
     stop.set()
     assert await asyncio.wait_for(runner, 2) == 0
     assert Stubborn.cancelled
@@ -106,6 +112,7 @@ async def test_cancelling_the_supervisor_cancels_every_role_before_it_returns():
 
     class Slow:
         async def serve(self, stop: asyncio.Event) -> None:
+            log.append("role started")
             try:
                 await asyncio.sleep(3600)
             except asyncio.CancelledError:
@@ -115,11 +122,11 @@ async def test_cancelling_the_supervisor_cancels_every_role_before_it_returns():
     runner = asyncio.create_task(
         Supervisor([("engine", Slow()), ("api", Slow())], grace_s=60).run(asyncio.Event())
     )
-    await asyncio.sleep(0.02)
+    await until(lambda: log.count("role started") == 2)
     runner.cancel()
     with pytest.raises(asyncio.CancelledError):
         await runner
-    assert log == ["role cancelled", "role cancelled"]
+    assert log.count("role cancelled") == 2
 
 
 class PortTaker:
@@ -179,10 +186,7 @@ async def test_a_bus_that_is_down_is_retried_without_counting_as_crashes(caplog)
     stop = asyncio.Event()
     supervisor = Supervisor([("engine", role)], policy=FAST, grace_s=1)
     runner = asyncio.create_task(supervisor.run(stop))
-    for _ in range(500):
-        if role.starts == 7:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: role.starts == 7)
     stop.set()
     assert await runner == 0 and role.starts == 7
     assert "Traceback" not in caplog.text
