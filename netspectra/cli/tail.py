@@ -11,6 +11,7 @@ import typer
 from netspectra.cli.common import load_or_exit
 from netspectra.model.fields import address_text
 from netspectra.wire.codec import decode_packet_batch, decode_packet_infos
+from netspectra.wire.subjects import batch_subject, is_batch_subject
 
 
 def tail(
@@ -40,7 +41,7 @@ async def _tail(url: str, subject: str, count: int, auth: object) -> None:
     def show(message: object) -> None:
         nonlocal printed
         data = message.data  # type: ignore[attr-defined]
-        is_batch = message.subject.endswith(".batch")  # type: ignore[attr-defined]
+        is_batch = is_batch_subject(message.subject)  # type: ignore[attr-defined]
         result = decode_packet_batch(data) if is_batch else decode_packet_infos([data])
         if result.rejected:
             typer.echo(f"malformed message ({len(data)} bytes): {result.rejects}")
@@ -59,7 +60,7 @@ async def _tail(url: str, subject: str, count: int, auth: object) -> None:
             done.set()
 
     await bus.subscribe(subject, show)
-    await bus.subscribe(f"{subject}.batch", show)
+    await bus.subscribe(batch_subject(subject), show)
     try:
         await done.wait()
     finally:

@@ -21,11 +21,10 @@ from pydantic import (
 
 from netspectra.config.durations import Duration
 from netspectra.model.fields import KeyField
+from netspectra.wire.subjects import DEFAULT_QUEUE_GROUP, DEFAULT_SUBJECT
 
 #: ``nats_url`` value that selects the in-process bus (no server needed).
 EMBEDDED_BUS = "embedded"
-#: The Go project's subject; our probes publish here unless told otherwise.
-DEFAULT_SUBJECT = "gons.packets.raw"
 #: Go's ``skt_type`` numbers, mapped to our entry-point names.
 GO_SKETCH_TYPES = {0: "count_min", 1: "super_spread"}
 
@@ -94,7 +93,7 @@ class EngineConfig(Model):
 
     nats_url: str | None = None
     subject: str | None = None
-    queue_group: str = "netspectra-engine"
+    queue_group: str = DEFAULT_QUEUE_GROUP
     engine_id: str = ""
     batch_size: int = Field(8192, ge=4096, description="packets gathered before a kernel run")
     flush_interval: Duration = 0.05

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,21 +30,14 @@ import numpy as np
 
 from netspectra.bus.base import Bus, Subscription
 from netspectra.config.models import Settings
-from netspectra.errors import BusError
+from netspectra.errors import BusError, WireError
 from netspectra.wire.codec import KIND_PACKET_BATCH, KIND_PACKET_INFO, REJECT_REASONS, decode_messages
+from netspectra.wire.subjects import batch_subject, count_subject, decode_probe_count
 
 logger = logging.getLogger(__name__)
 
 #: Rough bytes per packet in a PacketBatch, to decide when gathered batches are worth decoding.
 _BATCH_BYTES_PER_PACKET = 40
-
-
-def batch_subject(subject: str) -> str:
-    return f"{subject}.batch"
-
-
-def count_subject(subject: str) -> str:
-    return f"{subject}.count"
 
 
 @dataclass
@@ -123,10 +115,12 @@ class EngineRole:
 
     def _on_count(self, message: Any) -> None:
         try:
-            report = json.loads(message.data)
-            self.stats.published_by_probe[str(report["probe"])] = int(report["packets"])
-        except (ValueError, KeyError, TypeError):
+            report = decode_probe_count(message.data)
+        except WireError as error:
             self.stats.bad_count_messages += 1
+            logger.debug("Ignored a bad probe count message: %s", error)
+            return
+        self.stats.published_by_probe[report.probe] = report.packets
 
     # --- batching --------------------------------------------------------------------------
 

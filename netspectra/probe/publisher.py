@@ -5,9 +5,10 @@
 * ``batch == N``: our extension, ``PacketBatch`` messages of up to N packets on
   ``<subject>.batch`` — far fewer messages for high rates; our engine accepts both at once.
 
-Every second, and when the probe stops, the publisher sends ``{"probe", "packets", "messages"}``
-(cumulative, successfully handed to the bus) on ``<subject>.count``, so engines can report any
-gap between what was published and what arrived. A publish the bus refuses (disconnected with
+Every second, and when the probe stops, the publisher sends a count message (format in
+:mod:`netspectra.wire.subjects`: cumulative packets and messages handed to the bus) on
+``<subject>.count``, so engines can report any gap between what was published and what
+arrived. A publish the bus refuses (disconnected with
 a full reconnect buffer) is counted as lost here; it is never retried out of order.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -25,6 +25,7 @@ from netspectra.bus.base import Bus
 from netspectra.errors import BusError
 from netspectra.model.packets import PacketColumns
 from netspectra.wire.codec import encode_packets
+from netspectra.wire.subjects import ProbeCount, batch_subject, count_subject, encode_probe_count
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Publisher:
         encoded = encode_packets(columns)
         publish = self.bus.publish
         if self.batch > 0:
-            subject = f"{self.subject}.batch"
+            subject = batch_subject(self.subject)
             for data, count in encoded.batches(self.batch):
                 try:
                     await publish(subject, data)
@@ -80,6 +81,6 @@ class Publisher:
     async def send_count(self) -> None:
         """Tell engines how many packets this probe has published so far."""
         self._last_count = time.monotonic()
-        report = {"probe": self.probe_id, "packets": self.packets, "messages": self.messages}
+        report = encode_probe_count(ProbeCount(self.probe_id, self.packets, self.messages))
         with contextlib.suppress(BusError):  # the next one carries the same cumulative numbers
-            await self.bus.publish(f"{self.subject}.count", json.dumps(report).encode())
+            await self.bus.publish(count_subject(self.subject), report)

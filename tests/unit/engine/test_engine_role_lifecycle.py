@@ -11,11 +11,12 @@ from netspectra.bus.embedded import EmbeddedBus
 from netspectra.config.models import ExactTaskConfig, Settings, WriterConfig
 from netspectra.engine.engine import Engine
 from netspectra.engine.exact import ExactGroup
-from netspectra.engine.role import EngineRole, batch_subject
+from netspectra.engine.role import EngineRole
 from netspectra.model.fields import KeyField
 from netspectra.model.packets import PacketColumns
 from netspectra.model.snapshot import Snapshot
 from netspectra.wire.codec import encode_packet_batch
+from netspectra.wire.subjects import batch_subject
 from tests.unit.engine.engine_helpers import brute_force, random_batch
 from tests.unit.engine.test_engine_exact_table import table_as_dict
 from tests.unit.engine.test_engine_schedule import RecordingWriter

@@ -1,0 +1,80 @@
+"""The NATS subjects probes and engines speak on, and the probe's count message.
+
+One base subject ``S`` (``probe.subject``, Go's ``gons.packets.raw`` by default) names three:
+
+* ``S``: one Go-compatible ``PacketInfo`` per message, consumed in the engines' queue group;
+* ``S.batch``: our ``PacketBatch`` extension, same queue group;
+* ``S.count``: each probe's cumulative published counts, outside any queue group so every
+  engine sees every report and can tell what was lost on the way.
+
+The probe writes these, the engine role and ``netspectra tail`` read them: keeping the names
+and the count format here means a change cannot reach one side only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from netspectra.errors import WireError
+
+#: The Go project's subject; our probes publish here unless told otherwise.
+DEFAULT_SUBJECT = "gons.packets.raw"
+#: The queue group engines join, so several engines share one stream.
+DEFAULT_QUEUE_GROUP = "netspectra-engine"
+
+_BATCH_SUFFIX = ".batch"
+_COUNT_SUFFIX = ".count"
+
+
+def batch_subject(subject: str) -> str:
+    """Where ``PacketBatch`` messages for ``subject`` travel."""
+    return subject + _BATCH_SUFFIX
+
+
+def count_subject(subject: str) -> str:
+    """Where probes publishing on ``subject`` report their counts."""
+    return subject + _COUNT_SUFFIX
+
+
+def is_batch_subject(subject: str) -> bool:
+    """True for a subject carrying ``PacketBatch`` messages (a tail subscriber sees both kinds)."""
+    return subject.endswith(_BATCH_SUFFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeCount:
+    """What one probe says it has handed to the bus so far (cumulative, so a lost report costs nothing)."""
+
+    probe: str
+    packets: int
+    messages: int
+
+
+def encode_probe_count(count: ProbeCount) -> bytes:
+    """The JSON body published on :func:`count_subject`."""
+    return json.dumps({"probe": count.probe, "packets": count.packets, "messages": count.messages}).encode()
+
+
+def decode_probe_count(data: bytes) -> ProbeCount:
+    """Parse a count message; raises :class:`WireError` naming what is wrong.
+
+    Only exact types are accepted (``"12"`` or ``true`` as a count is an error, not a number):
+    the engine subtracts these from what arrived, so a wrong one would report a false gap.
+    """
+    try:
+        report = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise WireError(f"probe count message is not JSON: {error}") from error
+    if not isinstance(report, dict):
+        raise WireError(f"probe count message is a JSON {type(report).__name__}, not an object")
+    probe = report.get("probe")
+    if not isinstance(probe, str) or not probe:
+        raise WireError(f"probe count message: 'probe' must be a non-empty string, got {probe!r}")
+    numbers: dict[str, int] = {}
+    for name in ("packets", "messages"):
+        value = report.get(name)
+        if type(value) is not int or value < 0:
+            raise WireError(f"probe count message: {name!r} must be an integer >= 0, got {value!r}")
+        numbers[name] = value
+    return ProbeCount(probe, numbers["packets"], numbers["messages"])

@@ -1,0 +1,81 @@
+"""Subject names and the probe count message: one format, written by the probe, read by the engine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from netspectra.bus.embedded import EmbeddedBus
+from netspectra.config.models import Settings
+from netspectra.engine.role import EngineRole
+from netspectra.errors import WireError
+from netspectra.probe.publisher import Publisher
+from netspectra.wire.subjects import (
+    DEFAULT_QUEUE_GROUP,
+    DEFAULT_SUBJECT,
+    ProbeCount,
+    batch_subject,
+    count_subject,
+    decode_probe_count,
+    encode_probe_count,
+    is_batch_subject,
+)
+
+
+def test_subject_names_match_the_go_project_and_the_config_defaults() -> None:
+    settings = Settings()
+    assert DEFAULT_SUBJECT == "gons.packets.raw"  # Go2NetSpectra's subject, literally
+    assert settings.probe.subject == DEFAULT_SUBJECT
+    assert settings.engine.queue_group == DEFAULT_QUEUE_GROUP
+    assert batch_subject("a.b") == "a.b.batch"
+    assert count_subject("a.b") == "a.b.count"
+    assert is_batch_subject(batch_subject(DEFAULT_SUBJECT))
+    assert not is_batch_subject(DEFAULT_SUBJECT)
+    assert not is_batch_subject(count_subject(DEFAULT_SUBJECT))
+
+
+def test_count_message_round_trips_and_is_the_documented_json() -> None:
+    count = ProbeCount("host-1", 12_345, 678)
+    data = encode_probe_count(count)
+    assert json.loads(data) == {"probe": "host-1", "packets": 12_345, "messages": 678}
+    assert decode_probe_count(data) == count
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        (b"not json", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (b"[1, 2]", "list"),
+        (b'{"packets": 1, "messages": 1}', "'probe'"),
+        (b'{"probe": "", "packets": 1, "messages": 1}', "'probe'"),
+        (b'{"probe": 7, "packets": 1, "messages": 1}', "'probe'"),
+        (b'{"probe": "p", "messages": 1}', "'packets'"),
+        (b'{"probe": "p", "packets": "12", "messages": 1}', "'packets'"),
+        (b'{"probe": "p", "packets": true, "messages": 1}', "'packets'"),
+        (b'{"probe": "p", "packets": 1.5, "messages": 1}', "'packets'"),
+        (b'{"probe": "p", "packets": -1, "messages": 1}', "'packets'"),
+        (b'{"probe": "p", "packets": 1}', "'messages'"),
+    ],
+)
+def test_bad_count_messages_are_refused_naming_the_field(data: bytes, named: str) -> None:
+    with pytest.raises(WireError, match=named):
+        decode_probe_count(data)
+
+
+async def test_engine_role_reads_what_the_publisher_sends_and_counts_bad_reports() -> None:
+    """The probe's real count message reaches the engine's stats; a malformed one is counted, not used."""
+    bus = EmbeddedBus()
+    settings = Settings()
+    role = EngineRole(settings, bus, engine=None)
+    subscription = await bus.subscribe(count_subject(role.subject), role._on_count)
+    publisher = Publisher(bus, settings.probe.subject, probe_id="probe-a")
+    publisher.packets, publisher.messages = 41, 41
+    await publisher.send_count()
+    await bus.publish(count_subject(role.subject), b'{"probe": "probe-b", "packets": "9", "messages": 1}')
+    await bus.flush()
+    await subscription.drain()
+    assert role.stats.published_by_probe == {"probe-a": 41}
+    assert role.stats.bad_count_messages == 1
+    await bus.close()
