@@ -39,6 +39,7 @@ class BusStats:
     """What the bus lost or survived, for the roles' stats log lines; never silently zeroed."""
 
     dropped: int = 0  # messages dropped for a full pending queue (slow consumer)
+    no_subscriber: int = 0  # messages published where nobody listened (counted by the embedded bus only)
     publish_failed: int = 0  # publishes refused (disconnected with a full reconnect buffer, closed)
     disconnects: int = 0
     reconnects: int = 0

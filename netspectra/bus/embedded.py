@@ -2,7 +2,9 @@
 
 Each subscription has a bounded pending queue and a delivery task, as a NATS client does: a
 publisher never waits for a slow handler, and a message that does not fit is dropped and
-counted (``stats.dropped``), never lost silently. Queue groups deliver each message to one
+counted (``stats.dropped``), never lost silently; so is a message published on a subject nobody
+subscribes to (``stats.no_subscriber``, with a warning: in one process that means the engine is
+not listening yet, or listens on another subject). Queue groups deliver each message to one
 member, round-robin. Subjects match with NATS wildcards (``*`` one token, ``>`` the rest).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -112,6 +115,7 @@ class EmbeddedBus:
         self._round_robin: dict[tuple[str, str], int] = {}
         self._routes: dict[str, _Route] = {}
         self._closed = False
+        self._last_unrouted_log = -float("inf")
 
     async def connect(self) -> None:
         if self._closed:
@@ -126,6 +130,9 @@ class EmbeddedBus:
         if route is None:
             route = self._routes[subject] = self._route(subject)
         plain, groups = route
+        if not plain and not groups:
+            self._unrouted(subject)
+            return
         for subscription in plain:
             if not subscription.offer(message):
                 self.stats.dropped += 1
@@ -135,6 +142,17 @@ class EmbeddedBus:
             self._round_robin[key] = turn + 1
             if not members[turn % len(members)].offer(message):
                 self.stats.dropped += 1
+
+    def _unrouted(self, subject: str) -> None:
+        self.stats.no_subscriber += 1
+        now = time.monotonic()
+        if now - self._last_unrouted_log >= 5.0:
+            self._last_unrouted_log = now
+            logger.warning(
+                "Embedded bus: no subscriber on %s; %d messages dropped so far for want of one",
+                subject,
+                self.stats.no_subscriber,
+            )
 
     async def publish_many(
         self, subject: str, data: bytes, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
@@ -207,3 +225,9 @@ class EmbeddedBus:
         self._closed = True
         for subscription in list(self._subscriptions):
             await subscription.drain()
+        if self.stats.no_subscriber or self.stats.dropped:
+            logger.warning(
+                "Embedded bus closed: %d messages dropped with no subscriber, %d for full pending queues",
+                self.stats.no_subscriber,
+                self.stats.dropped,
+            )

@@ -8,8 +8,8 @@
 Every second, and when the probe stops, the publisher sends a count message (format in
 :mod:`netspectra.wire.subjects`: cumulative packets and messages handed to the bus) on
 ``<subject>.count``, so engines can report any gap between what was published and what
-arrived. A publish the bus refuses (disconnected with
-a full reconnect buffer) is counted as lost here; it is never retried out of order.
+arrived. A publish the bus refuses (disconnected with a full reconnect buffer) is counted as
+lost here; it is never retried out of order.
 """
 
 from __future__ import annotations

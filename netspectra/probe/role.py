@@ -79,16 +79,19 @@ class ProbeRole:
     def log_stats(self, *, final: bool = False) -> None:
         publisher = self.publisher
         source_stats = self.source.stats() if self.source is not None else {}
-        persistence = ""
+        extra = ""
         if self.persistence is not None:
-            persistence = f"; persisted {self.persistence.written} (dropped {self.persistence.dropped})"
+            extra = f"; persisted {self.persistence.written} (dropped {self.persistence.dropped})"
+        unheard = self.bus.stats.no_subscriber
+        if unheard:
+            extra += f"; {unheard} bus messages had no subscriber"
         logger.log(
-            logging.WARNING if final and publisher.failed_packets else logging.INFO,
+            logging.WARNING if final and (publisher.failed_packets or unheard) else logging.INFO,
             "%s: published %d packets in %d messages; lost %d (bus refused); source %s%s",
             "Probe stopped" if final else "Probe",
             publisher.packets,
             publisher.messages,
             publisher.failed_packets,
             source_stats,
-            persistence,
+            extra,
         )

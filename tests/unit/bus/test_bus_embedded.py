@@ -85,3 +85,23 @@ async def test_drain_delivers_pending_then_stops() -> None:
     with pytest.raises(BusError):
         await bus.publish("s", b"closed")
     assert bus.stats.publish_failed == 1
+
+
+async def test_message_nobody_subscribes_to_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """In one process a publish before the engine subscribes is a loss: counted, warned, never silent."""
+    bus = EmbeddedBus()
+    received: list[bytes] = []
+    for i in range(3):
+        await bus.publish("s", bytes([i]))
+    await bus.subscribe("s", lambda m: received.append(m.data))
+    await bus.publish("s", b"heard")
+    await bus.publish("elsewhere", b"unheard")
+    await bus.flush()
+    assert received == [b"heard"]
+    assert bus.stats.no_subscriber == 4
+    assert bus.stats.dropped == 0  # a full queue is another kind of loss, counted apart
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings and "no subscriber on s" in warnings[0]  # the first loss is logged at once
+    caplog.clear()
+    await bus.close()
+    assert any("4 messages dropped with no subscriber" in r.getMessage() for r in caplog.records)
