@@ -97,36 +97,40 @@ class CaptureReader:
         return self._parser.linktypes
 
     def __iter__(self) -> Iterator[PacketColumns]:
+        """Yield the batches; the file (if the reader opened it) is closed when this ends, however."""
         if self._iterated:
             raise CaptureError("a CaptureReader can be iterated only once; open a new one")
         self._iterated = True
-        parser = self._parser
-        readinto = getattr(self._file, "readinto", None)
-        columns = PacketColumns.empty(self._batch_size)
-        n = 0
-        while parser.error is None:
-            # Leftover is less than one record; grow only if a single record exceeds the buffer.
-            view = parser._writable(max(self._chunk_bytes - parser.pending, parser.pending + 1, 64))
-            if readinto is not None:
-                got = readinto(view)
-            else:
-                data = self._file.read(len(view))
-                got = len(data)
-                view[:got] = data
-            if not got:
-                break
-            parser._commit(got)
-            self.bytes_read += got
-            while True:
-                n = parser.parse_into(columns, n, self._batch_size)
-                if n < self._batch_size:
+        try:
+            parser = self._parser
+            readinto = getattr(self._file, "readinto", None)
+            columns = PacketColumns.empty(self._batch_size)
+            n = 0
+            while parser.error is None:
+                # Leftover is less than one record; grow only if a single record exceeds the buffer.
+                view = parser._writable(max(self._chunk_bytes - parser.pending, parser.pending + 1, 64))
+                if readinto is not None:
+                    got = readinto(view)
+                else:
+                    data = self._file.read(len(view))
+                    got = len(data)
+                    view[:got] = data
+                if not got:
                     break
-                yield columns
-                columns = PacketColumns.empty(self._batch_size)
-                n = 0
-        parser.close()
-        if n:
-            yield columns.head(n)
+                parser._commit(got)
+                self.bytes_read += got
+                while True:
+                    n = parser.parse_into(columns, n, self._batch_size)
+                    if n < self._batch_size:
+                        break
+                    yield columns
+                    columns = PacketColumns.empty(self._batch_size)
+                    n = 0
+            parser.close()
+            if n:
+                yield columns.head(n)
+        finally:
+            self.close()  # exhausted, broken off (generator closed) or failed: the file is done
 
     def close(self) -> None:
         """Close the file if this reader opened it (idempotent)."""

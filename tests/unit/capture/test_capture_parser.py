@@ -241,3 +241,30 @@ def test_batches_own_their_arrays(tmp_path: Path) -> None:
         batches = list(reader)  # kept without copying: later batches must not overwrite earlier ones
     assert all(len(b) == 256 for b in batches[:-1])
     assert_rows_equal(PacketColumns.concat(batches), truth.packets)
+
+
+def test_reader_closes_its_file_when_iteration_ends(
+    tmp_path: Path, small_trace: dict[str, tuple[bytes, GroundTruth]]
+) -> None:
+    """Without ``with``: the file closes when the batches run out, or when the caller stops early."""
+    data, truth = small_trace["pcap"]
+    path = tmp_path / "t.pcap"
+    path.write_bytes(data)
+
+    exhausted = CaptureReader(path, batch_size=5)
+    assert PacketColumns.concat(list(exhausted)).length.sum() == truth.packets.length.sum()
+    assert exhausted._file.closed
+
+    broken_off = CaptureReader(path, batch_size=5)
+    batches = iter(broken_off)
+    next(batches)
+    assert not broken_off._file.closed  # still reading
+    batches.close()  # what a ``for`` loop left by ``break`` does once the generator is dropped
+    assert broken_off._file.closed
+
+    class Borrowed(io.BytesIO):
+        pass
+
+    borrowed = Borrowed(data)
+    list(CaptureReader(borrowed))  # type: ignore[arg-type]
+    assert not borrowed.closed  # a file object the caller passed in stays the caller's
