@@ -4,7 +4,8 @@ Two grpclib gaps are closed here. Reflection reads our betterproto2 descriptor p
 extend with the health and reflection protos so ``grpcurl describe`` works for every listed
 service). And grpclib answers an unknown method with a status-only reply that lacks
 ``content-type``, which grpc-go clients (grpcurl) report as ``Unknown`` instead of
-``Unimplemented``: :func:`patch_unimplemented_reply` adds the header on that path.
+``Unimplemented``: our servers route unknown methods to a handler that answers in full
+(:func:`~netspectra.api.grpclib_internals.answer_unknown_methods_in_full`, per server).
 
 Every request is bounded and checked before our code sees it: :class:`StrictCodec` refuses
 malformed protobuf (betterproto2 parses ``\\xff\\xff\\xff\\xff`` as an empty request, a wrong wire
@@ -16,7 +17,6 @@ preface within ``api.handshake_timeout`` is closed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +36,12 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 
+from netspectra.api.grpclib_internals import (
+    answer_unknown_methods_in_full,
+    bound_request_size,
+    close_connections_without_preface,
+    method_not_found,
+)
 from netspectra.api.guard import ClientLimiter, bearer_token_matches
 from netspectra.wire.generated import v1  # noqa: F401 - registers the v1 files in the pool
 from netspectra.wire.generated.google_proto_descriptor_pool import default_google_proto_descriptor_pool
@@ -44,32 +50,6 @@ logger = logging.getLogger(__name__)
 
 #: Paths callable without the bearer token: health probes and schema discovery.
 OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
-
-_original_abort = grpclib.server._abort
-
-
-async def _abort_with_content_type(
-    h2_stream: Any, h2_status: int, grpc_status: Status | None = None, grpc_message: str | None = None
-) -> None:
-    if h2_status == 200 and grpc_status is not None:
-        # A Trailers-Only reply is still a gRPC response: clients require its content-type.
-        headers = [
-            (":status", "200"),
-            ("content-type", "application/grpc"),
-            ("grpc-status", str(grpc_status.value)),
-        ]
-        if grpc_message is not None:
-            headers.append(("grpc-message", grpc_message))
-        await h2_stream.send_headers(headers, end_stream=True)
-        if h2_stream.closable:
-            h2_stream.reset_nowait()
-        return
-    await _original_abort(h2_stream, h2_status, grpc_status, grpc_message)
-
-
-def patch_unimplemented_reply() -> None:
-    """Make grpclib's status-only replies carry ``content-type`` (idempotent, process-wide)."""
-    grpclib.server._abort = _abort_with_content_type
 
 
 def _add_file(pool: Any, file_descriptor: Any) -> None:
@@ -184,28 +164,6 @@ class StrictCodec(CodecBase):
             ) from None
 
 
-def _bound_request_size(stream: grpclib.server.Stream, limit: int) -> None:
-    """Refuse a request message over ``limit`` bytes from its 5-byte length prefix, before its body.
-
-    grpclib reads a message by asking its HTTP/2 stream for the prefix, then for exactly the
-    length the prefix gives; nothing else asks for more. Flow control does the rest: data is
-    acknowledged only as it is read, so an unread body stays within the stream window.
-    Private internals: ``grpclib.server.Stream._stream`` (grpclib 0.4).
-    """
-    h2_stream = stream._stream
-    read = h2_stream.recv_data
-
-    async def recv_data(size: int) -> bytes:
-        if size > limit:
-            raise GRPCError(
-                Status.RESOURCE_EXHAUSTED,
-                f"a request of {size} bytes is over the {limit}-byte limit (api.max_message_bytes)",
-            )
-        return await read(size)
-
-    h2_stream.recv_data = recv_data  # type: ignore[method-assign]
-
-
 def _client(stream: grpclib.server.Stream) -> str:
     address = stream.peer.addr()
     return str(address[0]) if address else "unknown"
@@ -221,7 +179,7 @@ class _Guarded:
 
     def _guard(self, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
         async def guarded(stream: grpclib.server.Stream) -> None:
-            _bound_request_size(stream, self._max)
+            bound_request_size(stream, self._max)
             async with self._limiter.slot(_client(stream)):
                 await func(stream)
 
@@ -234,51 +192,6 @@ class _Guarded:
         }
 
 
-#: The 24 bytes every HTTP/2 client sends first (RFC 9113 §3.4).
-HTTP2_PREFACE_LENGTH = 24
-
-
-def close_connections_without_preface(server: Server, timeout: float) -> None:
-    """Close a connection that has not sent the HTTP/2 preface ``timeout`` seconds after it opened.
-
-    grpclib waits for ever otherwise: a client that opens connections and sends nothing holds a
-    socket and a protocol object each. Private internals: ``Server._protocol_factory`` and the
-    protocol's ``connection_made``/``data_received`` (grpclib 0.4).
-    """
-    make_protocol = server._protocol_factory
-
-    def protocol_factory() -> Any:
-        protocol = make_protocol()
-        connection_made, data_received = protocol.connection_made, protocol.data_received
-        state: dict[str, Any] = {"received": 0, "timer": None}
-
-        def made(transport: Any) -> None:
-            connection_made(transport)
-
-            def expire() -> None:
-                if state["received"] < HTTP2_PREFACE_LENGTH:
-                    logger.info(
-                        "Closing gRPC connection from %s: no HTTP/2 preface in %.3g s",
-                        transport.get_extra_info("peername"),
-                        timeout,
-                    )
-                    transport.abort()
-
-            state["timer"] = asyncio.get_running_loop().call_later(timeout, expire)
-
-        def received(data: bytes) -> None:
-            state["received"] += len(data)
-            if state["received"] >= HTTP2_PREFACE_LENGTH and state["timer"] is not None:
-                state["timer"].cancel()
-                state["timer"] = None
-            data_received(data)
-
-        protocol.connection_made, protocol.data_received = made, received  # type: ignore[method-assign]
-        return protocol
-
-    server._protocol_factory = protocol_factory  # type: ignore[method-assign]
-
-
 def build_server(
     services: Sequence[Any],
     *,
@@ -288,7 +201,6 @@ def build_server(
     handshake_timeout: float = 10.0,
 ) -> Server:
     """A grpclib Server for ``services`` with reflection, health, the token check and the bounds."""
-    patch_unimplemented_reply()
     everything = ServerReflection.extend([*services, Health()], pool=reflection_pool())
     limiter = ClientLimiter(max_concurrent_per_client)
     server = Server(
@@ -296,12 +208,13 @@ def build_server(
         codec=StrictCodec(max_message_bytes),
     )
     close_connections_without_preface(server, handshake_timeout)
+    answer_unknown_methods_in_full(server)
     if auth_token:
         token = auth_token
 
         async def check_token(event: RecvRequest) -> None:
-            if event.method_name.startswith(OPEN_PREFIXES):
-                return
+            if event.method_name.startswith(OPEN_PREFIXES) or event.method_func is method_not_found:
+                return  # an unknown method is Unimplemented for everyone, as grpclib answers it
             given = event.metadata.get("authorization")
             if not bearer_token_matches(given if isinstance(given, str) else None, token):
                 raise GRPCError(

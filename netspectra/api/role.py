@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from netspectra.api.grpc_server import build_server, tls_context
+from netspectra.api.grpclib_internals import listening_port
 from netspectra.api.http import GrafanaHandler, HttpServer
 from netspectra.api.service import QueryService
 from netspectra.config.models import Settings
@@ -109,8 +110,7 @@ class ApiRole:
                 logger.warning("api: %s listens on %s: %s", what, host or "every interface", risk)
         await server.start(grpc_host, grpc_port, ssl=tls)
         try:
-            sockets = getattr(server._server, "sockets", None) or ()  # grpclib's asyncio server
-            self.grpc_port = int(sockets[0].getsockname()[1]) if sockets else grpc_port
+            self.grpc_port = listening_port(server) or grpc_port
             await http.start(http_host, http_port, ssl=http_tls)
             self.http_port = http.port
             logger.info(

@@ -20,7 +20,6 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,6 +31,15 @@ import numpy.typing as npt
 from nats.aio.client import Client
 
 from netspectra.bus.base import BusStats, Handler, publish_each
+from netspectra.bus.nats_internals import (
+    DIRECT_DELIVERY,
+    FRAME_WRITES,
+    DirectClient,
+    PayloadSink,
+    reconnect_buffer_fits,
+    subscription_sid,
+    write_frames,
+)
 from netspectra.config.models import NatsAuth
 from netspectra.errors import BusError
 
@@ -150,40 +158,6 @@ def connect_options(auth: NatsAuth) -> dict[str, Any]:
     return options
 
 
-PayloadSink = Callable[[bytes], None]
-
-
-class _DirectClient(Client):
-    """A nats-py client that hands the payloads of chosen subscriptions straight to a sink.
-
-    nats-py delivers every message through ~4 us of Python (a ``Msg`` object, a headers
-    coroutine, the pending queue, a callback task); for the Go-compatible one-packet-per-message
-    stream that is the engine's whole budget. For subscriptions registered in
-    :attr:`payload_sinks` this override of the parser's hook (``_process_msg``, nats-py 2.x)
-    calls ``sink(payload)`` instead: measured 190-225 k -> 435-445 k messages/s here. Messages
-    with headers and every other subscription take nats-py's normal path. The sink must be
-    cheap and bounded (the engine's appends to a list and counts overflow as dropped).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.payload_sinks: dict[int, PayloadSink] = {}
-
-    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
-        sink = self.payload_sinks.get(sid)
-        if sink is None or headers:
-            await super()._process_msg(sid, subject, reply, data, headers)
-            return
-        stats = self.stats
-        stats["in_msgs"] += 1
-        stats["in_bytes"] += len(data)
-        sink(data)
-
-
-#: True when nats-py still routes parsed messages through ``Client._process_msg`` (checked once).
-DIRECT_DELIVERY = callable(getattr(Client, "_process_msg", None))
-
-
 class NatsSubscription:
     def __init__(self, subscription: Any, client: Client | None = None) -> None:
         self._subscription = subscription
@@ -204,8 +178,8 @@ class NatsSubscription:
         self._forget()
 
     def _forget(self) -> None:
-        if isinstance(self._client, _DirectClient):
-            self._client.payload_sinks.pop(self._subscription._id, None)
+        if isinstance(self._client, DirectClient):
+            self._client.payload_sinks.pop(subscription_sid(self._subscription), None)
 
 
 class NatsBus:
@@ -251,7 +225,7 @@ class NatsBus:
             if self._closed:
                 raise BusError("the NATS bus is closed")
             servers = [part.strip() for part in self.url.split(",") if part.strip()]
-            client = _DirectClient() if DIRECT_DELIVERY else Client()
+            client = DirectClient() if DIRECT_DELIVERY else Client()
             try:
                 await client.connect(
                     servers=servers,
@@ -329,16 +303,16 @@ class NatsBus:
         nats-py has no bulk publish: its ``publish`` costs ~3 us of Python per message, more than
         everything else the probe does per packet. So the ``PUB`` protocol lines of a chunk are
         written by :func:`_pub_frames` and queued through the client's own command buffer
-        (``_send_command`` then ``_flush_pending``, what ``publish`` itself calls), with the same
-        checks ``publish`` makes: while disconnected the chunk goes into the reconnect buffer
-        if it fits, else it is refused and counted. Clients without those methods (another
+        (:func:`~netspectra.bus.nats_internals.write_frames`, what ``publish`` itself does), with
+        the same checks ``publish`` makes: while disconnected the chunk goes into the reconnect
+        buffer if it fits, else it is refused and counted. Clients without that buffer (another
         nats-py major version) get the per-message loop.
         """
         client = self.client
         n = int(starts.shape[0])
         if n and int((ends - starts).max()) > client.max_payload:
             raise BusError(f"a message on {subject} exceeds the server's max_payload {client.max_payload}")
-        if not hasattr(client, "_send_command") or not hasattr(client, "_flush_pending"):
+        if not FRAME_WRITES:
             return await publish_each(self, subject, data, starts, ends)
         buffer = np.frombuffer(data, np.uint8)
         encoded_subject = subject.encode()
@@ -348,16 +322,11 @@ class NatsBus:
             frames = pub_frames(encoded_subject, buffer, starts[begin:end], ends[begin:end])
             refused = client.is_closed or client.is_draining_pubs
             if not refused and not client.is_connected:
-                limit = client._max_pending_size
-                refused = limit <= 0 or client._pending_data_size + len(frames) > limit
+                refused = not reconnect_buffer_fits(client, len(frames))
             if refused:
                 self.stats.publish_failed += end - begin
                 continue
-            client.stats["out_msgs"] += end - begin
-            client.stats["out_bytes"] += int((ends[begin:end] - starts[begin:end]).sum())
-            await client._send_command(frames)
-            if client._flush_queue is not None and client._flush_queue.empty():
-                await client._flush_pending()
+            await write_frames(client, frames, end - begin, int((ends[begin:end] - starts[begin:end]).sum()))
             accepted += end - begin
             await asyncio.sleep(0)  # let the flusher (and an in-process engine) run
         return accepted
@@ -396,8 +365,9 @@ class NatsBus:
     ) -> NatsSubscription:
         """Like :meth:`subscribe`, but ``sink`` gets only the payload, straight from the parser.
 
-        See :class:`_DirectClient`. The subscription is also a normal nats-py one (used for
-        messages with headers, and wholesale if nats-py's hook ever disappears).
+        See :class:`~netspectra.bus.nats_internals.DirectClient`. The subscription is also a
+        normal nats-py one (used for messages with headers, and wholesale if nats-py's hook ever
+        disappears).
         """
         subscription = await self.subscribe(
             subject,
@@ -407,8 +377,8 @@ class NatsBus:
             pending_bytes_limit=pending_bytes_limit,
         )
         client = self.client
-        if isinstance(client, _DirectClient):
-            client.payload_sinks[subscription._subscription._id] = sink
+        if isinstance(client, DirectClient):
+            client.payload_sinks[subscription_sid(subscription._subscription)] = sink
         return subscription
 
     async def flush(self, timeout: float = 10.0) -> None:

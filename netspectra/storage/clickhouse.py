@@ -20,6 +20,7 @@ from asynch.errors import NetworkError, ServerException, SocketTimeoutError
 
 from netspectra.config.models import ClickHouseOptions, WriterConfig
 from netspectra.errors import StorageAuthError, StorageError, StorageRefusedError
+from netspectra.storage.asynch_internals import execute_columnar
 from netspectra.storage.context import StorageContext
 from netspectra.storage.rows import as_list
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
@@ -73,10 +74,8 @@ class ClickHouseBackend:
             async with self._pool.connection() as connection:
                 try:
                     if columnar:
-                        # Columnar insert: the cursor API only takes rows; the protocol layer
-                        # takes columns and skips building a tuple per row.
-                        proto = connection._connection
-                        return await asyncio.wait_for(proto.execute(sql, args, columnar=True), QUERY_TIMEOUT)
+                        # the cursor API only takes rows; see execute_columnar
+                        return await asyncio.wait_for(execute_columnar(connection, sql, args), QUERY_TIMEOUT)
                     async with connection.cursor() as cursor:
                         await asyncio.wait_for(cursor.execute(sql, args), QUERY_TIMEOUT)
                         return await cursor.fetchall() if fetch else None
