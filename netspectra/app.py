@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the engine (numba kernels) is imported only by a process th
 
 logger = logging.getLogger(__name__)
 
-#: Roles in data order: started in this order, stopped in this order.
+#: Roles in data order: stopped in this order, started in reverse (each after the next is ready).
 ROLE_ORDER = ("probe", "engine", "api")
 
 

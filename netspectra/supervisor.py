@@ -1,6 +1,11 @@
 """Runs the roles of one process as supervised asyncio tasks.
 
-Each role offers ``serve(stop)``. What a role raises decides what happens next:
+Each role offers ``serve(stop, ready)`` and sets ``ready`` once it accepts work. Roles start
+against the data flow — api, then engine, then probe — each only after the one before said
+ready, so nothing is published before its consumer listens (on the embedded bus such a message
+would be gone). A role neither ready nor waiting for a service that is down (see below) for
+``ready_timeout_s`` is hung: the start-up ends with the reason.
+What a role raises decides what happens next:
 
 * a permanent fault (a :class:`~netspectra.errors.ConfigError` or
   :class:`~netspectra.errors.PermanentError`, or an OS error no retry can cure: a port taken, an
@@ -35,9 +40,10 @@ logger = logging.getLogger(__name__)
 
 
 class Role(Protocol):
-    """One part of the pipeline; returns when ``stop`` is set (or when its work is done)."""
+    """One part of the pipeline; sets ``ready`` when it accepts work, returns when ``stop`` is set
+    (or when its work is done). A restarted role gets the same, already set, ``ready``."""
 
-    async def serve(self, stop: asyncio.Event) -> None: ...
+    async def serve(self, stop: asyncio.Event, ready: asyncio.Event) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -77,11 +83,13 @@ class _Slot:
     name: str
     role: Role
     stop: asyncio.Event
+    ready: asyncio.Event
     task: asyncio.Task[None] | None = None
+    unavailable: bool = False  # a service it needs was down since the supervisor last looked
 
 
 class Supervisor:
-    """Starts roles in the given (data) order and stops them in the same order."""
+    """Given roles in data order: starts them in reverse, each once the next is ready; stops in data order."""
 
     def __init__(
         self,
@@ -89,24 +97,26 @@ class Supervisor:
         *,
         policy: RestartPolicy | None = None,
         grace_s: float = 30.0,
+        ready_timeout_s: float = 60.0,
     ) -> None:
-        self._slots = [_Slot(name, role, asyncio.Event()) for name, role in roles]
+        self._slots = [_Slot(name, role, asyncio.Event(), asyncio.Event()) for name, role in roles]
         self._policy = policy or RestartPolicy()
         self._grace_s = grace_s
+        self._ready_timeout_s = ready_timeout_s
         self.failure: str | None = None
         self.exit_code = 1
 
     async def run(self, stop: asyncio.Event) -> int:
         """Serve until ``stop`` is set, every role finished, or one failed for good; return the exit code."""
         fatal = asyncio.Event()
-        for slot in self._slots:
-            slot.task = asyncio.create_task(self._keep_alive(slot, fatal), name=f"role:{slot.name}")
-        all_done: asyncio.Future[Any] = asyncio.gather(*(s.task for s in self._slots if s.task))
         stop_wait: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         fatal_wait: asyncio.Future[Any] = asyncio.ensure_future(fatal.wait())
+        all_done: asyncio.Future[Any] | None = None
         try:
             try:
-                await asyncio.wait({all_done, stop_wait, fatal_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if await self._start(fatal, {stop_wait, fatal_wait}):
+                    all_done = asyncio.gather(*(s.task for s in self._slots if s.task))
+                    await asyncio.wait({all_done, stop_wait, fatal_wait}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stop_wait.cancel()
                 fatal_wait.cancel()
@@ -119,11 +129,44 @@ class Supervisor:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         finally:
-            all_done.cancel()
+            if all_done is not None:
+                all_done.cancel()
         if self.failure:
             logger.error("Stopping: %s", self.failure)
             return self.exit_code
         return 0
+
+    async def _start(self, fatal: asyncio.Event, interrupts: set[asyncio.Future[Any]]) -> bool:
+        """Start the roles consumers first, each after the previous is ready; False to stop instead.
+
+        A role whose serve() returned without saying ready (its work was done) does not hold up
+        the others; a stop request or a role failing for good ends the start-up early.
+        """
+        for slot in reversed(self._slots):
+            slot.task = asyncio.create_task(self._keep_alive(slot, fatal), name=f"role:{slot.name}")
+            ready_wait = asyncio.ensure_future(slot.ready.wait())
+            try:
+                while True:
+                    done, _ = await asyncio.wait(
+                        {ready_wait, slot.task, *interrupts},
+                        timeout=self._ready_timeout_s,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    if done or not slot.unavailable:
+                        break
+                    slot.unavailable = False  # waiting for NATS or a store, and saying so: not hung
+            finally:
+                ready_wait.cancel()
+            if fatal.is_set() or any(future in done for future in interrupts):
+                return False
+            if not done:
+                self.failure = (
+                    f"role {slot.name} was not ready within {self._ready_timeout_s:.0f} s "
+                    "(see its log lines above); the roles that feed it were not started"
+                )
+                return False
+            logger.debug("Role %s is %s", slot.name, "ready" if slot.ready.is_set() else "done")
+        return True
 
     async def _shutdown(self) -> None:
         for slot in self._slots:
@@ -143,7 +186,7 @@ class Supervisor:
         backoff = self._policy.backoff_initial_s
         while not slot.stop.is_set():
             try:
-                await slot.role.serve(slot.stop)
+                await slot.role.serve(slot.stop, slot.ready)
                 return
             except asyncio.CancelledError:
                 raise
@@ -158,6 +201,7 @@ class Supervisor:
                     fatal.set()
                     return
                 if kind == "unavailable":
+                    slot.unavailable = True
                     logger.warning(
                         "Role %s waits: %s (retrying in %.1f s)", slot.name, error, backoff, exc_info=debug
                     )

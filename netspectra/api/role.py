@@ -83,7 +83,8 @@ class ApiRole:
         self.http_port = 0
         self.ready = asyncio.Event()
 
-    async def serve(self, stop: asyncio.Event) -> None:
+    async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        """Serve until ``stop``; ``ready`` (and :attr:`ready`) is set once both ports accept."""
         api = self.settings.api
         grpc_host, grpc_port = split_address(api.grpc_listen_addr, "api.grpc_listen_addr")
         http_host, http_port = split_address(api.http_listen_addr, "api.http_listen_addr")
@@ -123,6 +124,8 @@ class ApiRole:
                 self.store.description,
             )
             self.ready.set()
+            if ready is not None:
+                ready.set()
             await stop.wait()
         finally:
             await http.close()

@@ -158,8 +158,11 @@ class EngineRole:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    async def serve(self, stop: asyncio.Event) -> None:
+    async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Run until ``stop``; then drain, ingest the rest and close the engine (its final snapshot).
+
+        ``ready`` is set once the server has every subscription (a flush's round trip), so a probe
+        started after it loses nothing.
 
         A crash (the loop raises) leaves the engine open, so the supervisor's next serve() resumes
         counting in the same engine; only a requested stop closes it.
@@ -188,6 +191,9 @@ class EngineRole:
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netspectra-decode")
         stop_wait = asyncio.ensure_future(stop.wait())
         try:
+            await self.bus.flush()
+            if ready is not None:
+                ready.set()
             while not stop.is_set():
                 ready_wait = asyncio.ensure_future(self._ready.wait())
                 await asyncio.wait(

@@ -31,7 +31,8 @@ class ProbeRole:
         self.source: PacketSource | None = None
         self.stats_interval = float(settings.engine.stats_interval)
 
-    async def serve(self, stop: asyncio.Event) -> None:
+    async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        """Publish until ``stop`` or the end of a replayed file; ``ready`` is set once the source is open."""
         await self.bus.connect()
         self.source = source = open_source(self.config)
         if self.config.persistence.enabled:
@@ -45,6 +46,8 @@ class ProbeRole:
             self.config.subject,
         )
         iterator = source.batches().__aiter__()
+        if ready is not None:
+            ready.set()
         stop_wait = asyncio.ensure_future(stop.wait())
         next_stats = time.monotonic() + self.stats_interval
         try:

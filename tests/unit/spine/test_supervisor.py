@@ -1,4 +1,5 @@
-"""Supervision: restart with backoff, give up after N quick failures, stop in data order."""
+"""Supervision: start consumers first once each is ready, restart with backoff, give up after N
+quick failures, stop in data order."""
 
 from __future__ import annotations
 
@@ -24,11 +25,15 @@ class Recorder:
         self.name, self.log, self.crash_times, self.stop_delay = name, log, crash_times, stop_delay
         self.starts = 0
 
-    async def serve(self, stop: asyncio.Event) -> None:
+    async def serve(self, stop: asyncio.Event, ready: asyncio.Event) -> None:
         self.starts += 1
         self.log.append(f"start {self.name}")
         if self.starts <= self.crash_times:
             raise RuntimeError(f"{self.name} boom {self.starts}")
+        for _ in range(3):  # let anything that wrongly runs meanwhile show up in the log
+            await asyncio.sleep(0)
+        self.log.append(f"ready {self.name}")
+        ready.set()
         await stop.wait()
         await asyncio.sleep(self.stop_delay)
         self.log.append(f"stopped {self.name}")
@@ -69,7 +74,7 @@ async def test_roles_stop_in_data_order_each_waiting_for_the_previous():
     ]
     stop = asyncio.Event()
     runner = asyncio.create_task(Supervisor(roles, policy=FAST, grace_s=1).run(stop))
-    await until(lambda: sum(line.startswith("start ") for line in log) == 3)
+    await until(lambda: "ready probe" in log)  # the last to start
     stop.set()
     assert await runner == 0
     assert [line for line in log if line.startswith("stopped")] == [
@@ -83,8 +88,9 @@ async def test_a_role_that_ignores_stop_is_cancelled_after_the_grace_period():
     class Stubborn:
         cancelled = started = False
 
-        async def serve(self, stop: asyncio.Event) -> None:
+        async def serve(self, stop: asyncio.Event, ready: asyncio.Event) -> None:
             Stubborn.started = True
+            ready.set()
             try:
                 await asyncio.sleep(3600)
             except asyncio.CancelledError:
@@ -101,8 +107,8 @@ async def test_a_role_that_ignores_stop_is_cancelled_after_the_grace_period():
 
 async def test_when_every_role_finishes_its_work_the_process_ends():
     class OneShot:
-        async def serve(self, stop: asyncio.Event) -> None:
-            await asyncio.sleep(0.01)
+        async def serve(self, stop: asyncio.Event, ready: asyncio.Event) -> None:
+            await asyncio.sleep(0.01)  # done without ever saying ready: nothing waits on it
 
     assert await asyncio.wait_for(Supervisor([("probe", OneShot())]).run(asyncio.Event()), 2) == 0
 
@@ -111,8 +117,9 @@ async def test_cancelling_the_supervisor_cancels_every_role_before_it_returns():
     log: list[str] = []
 
     class Slow:
-        async def serve(self, stop: asyncio.Event) -> None:
+        async def serve(self, stop: asyncio.Event, ready: asyncio.Event) -> None:
             log.append("role started")
+            ready.set()
             try:
                 await asyncio.sleep(3600)
             except asyncio.CancelledError:
@@ -135,7 +142,7 @@ class PortTaker:
     def __init__(self, port: int) -> None:
         self.port, self.starts = port, 0
 
-    async def serve(self, stop: asyncio.Event) -> None:
+    async def serve(self, stop: asyncio.Event, ready: asyncio.Event) -> None:
         self.starts += 1
         server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", self.port)
         server.close()
@@ -145,10 +152,11 @@ class Raiser:
     def __init__(self, errors: list[Exception]) -> None:
         self.errors, self.starts = errors, 0
 
-    async def serve(self, stop: asyncio.Event) -> None:
+    async def serve(self, stop: asyncio.Event, ready: asyncio.Event) -> None:
         self.starts += 1
         if self.errors:
             raise self.errors.pop(0)
+        ready.set()
         await stop.wait()
 
 
@@ -191,3 +199,121 @@ async def test_a_bus_that_is_down_is_retried_without_counting_as_crashes(caplog)
     assert await runner == 0 and role.starts == 7
     assert "Traceback" not in caplog.text
     assert len([r for r in caplog.records if "waits: cannot connect to NATS" in r.getMessage()]) == 3
+
+
+async def test_roles_start_consumers_first_each_after_the_previous_is_ready():
+    log: list[str] = []
+    roles = [(name, Recorder(name, log)) for name in ("probe", "engine", "api")]
+    stop = asyncio.Event()
+    runner = asyncio.create_task(Supervisor(roles, policy=FAST, grace_s=1).run(stop))
+    probe = roles[0][1]
+    while probe.starts == 0 or "ready probe" not in log:
+        await asyncio.sleep(0.001)
+    stop.set()
+    assert await runner == 0
+    assert log[:6] == [
+        "start api",
+        "ready api",
+        "start engine",
+        "ready engine",
+        "start probe",
+        "ready probe",
+    ]
+    assert [line for line in log if line.startswith("stopped")] == [
+        "stopped probe",
+        "stopped engine",
+        "stopped api",
+    ]
+
+
+async def test_a_role_restarted_before_ready_still_holds_back_its_producers():
+    log: list[str] = []
+    roles = [("probe", Recorder("probe", log)), ("engine", Recorder("engine", log, crash_times=2))]
+    stop = asyncio.Event()
+    runner = asyncio.create_task(Supervisor(roles, policy=FAST, grace_s=1).run(stop))
+    while "ready probe" not in log:
+        await asyncio.sleep(0.001)
+    stop.set()
+    assert await runner == 0
+    assert log.index("start probe") > log.index("ready engine") > log.index("start engine")
+    assert log.count("start engine") == 3
+
+
+async def test_a_role_never_ready_ends_the_start_with_a_clear_reason_and_starts_no_producer():
+    log: list[str] = []
+
+    class Deaf:
+        async def serve(self, stop: asyncio.Event, ready: asyncio.Event) -> None:
+            log.append("start engine")
+            await stop.wait()
+            log.append("stopped engine")
+
+    roles = [("probe", Recorder("probe", log)), ("engine", Deaf())]
+    supervisor = Supervisor(roles, policy=FAST, grace_s=1, ready_timeout_s=0.05)
+    assert await asyncio.wait_for(supervisor.run(asyncio.Event()), 5) == 1
+    assert supervisor.failure and "role engine was not ready within" in supervisor.failure
+    assert log == ["start engine", "stopped engine"]  # the probe was never started
+
+
+async def test_real_roles_on_the_embedded_bus_lose_nothing_to_start_order(tmp_path):
+    """Probe, engine role and engine on one embedded bus: every packet of the file is counted.
+
+    Started all at once, the probe's first publishes could precede the engine's subscriptions
+    and vanish (the bus counts them as no_subscriber); started consumers first, none can.
+    """
+    from netspectra.bus.embedded import EmbeddedBus
+    from netspectra.config.models import ExactTaskConfig, Settings, WriterConfig
+    from netspectra.engine.engine import Engine
+    from netspectra.engine.exact import ExactGroup
+    from netspectra.engine.role import EngineRole
+    from netspectra.model.fields import KeyField
+    from netspectra.probe.role import ProbeRole
+    from netspectra.synth import TrafficSpec, write_trace
+    from tests.unit.engine.test_engine_schedule import RecordingWriter
+
+    pcap = tmp_path / "t.pcap"
+    truth = write_trace(pcap, TrafficSpec(packets=3000, flows=40))
+    settings = Settings.model_validate(
+        {
+            "probe": {"source": "file", "pcap": str(pcap)},
+            "engine": {"flush_interval": 0.02, "stats_interval": 60},
+        }
+    )
+    bus = EmbeddedBus()
+    engine = Engine(
+        {"exact": ExactGroup([ExactTaskConfig(name="t", key_fields=(KeyField.SRC_IP,))])},
+        {"exact": [(WriterConfig(type="file", snapshot_interval=3600), RecordingWriter())]},
+        kernel_threads=1,
+    )
+    engine_role = EngineRole(settings, bus, engine)
+    probe_role = ProbeRole(settings, bus, probe_id="p")
+    supervisor = Supervisor([("probe", probe_role), ("engine", engine_role)], policy=FAST, grace_s=10)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(supervisor.run(stop))
+    while engine_role.stats.published != len(truth.packets) or engine_role.stats.gap != 0:
+        assert not runner.done(), supervisor.failure
+        await asyncio.sleep(0.01)
+    stop.set()
+    assert await runner == 0
+    await bus.close()
+    assert bus.stats.no_subscriber == 0
+    assert engine_role.stats.packets == len(truth.packets)
+
+
+async def test_a_role_waiting_for_a_service_that_is_down_is_not_hung_and_holds_back_its_producers():
+    """Past the ready timeout, a role that keeps saying "NATS is down" is waited for, not failed."""
+    from netspectra.errors import BusError
+
+    log: list[str] = []
+    engine = Raiser([BusError("cannot connect to NATS")] * 4)
+    roles = [("probe", Recorder("probe", log)), ("engine", engine)]
+    fast_retry = RestartPolicy(max_failures=3, window_s=60, backoff_initial_s=0.03, backoff_max_s=0.03)
+    supervisor = Supervisor(roles, policy=fast_retry, grace_s=1, ready_timeout_s=0.05)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(supervisor.run(stop))
+    while "ready probe" not in log:
+        assert not runner.done(), supervisor.failure
+        await asyncio.sleep(0.001)
+    stop.set()
+    assert await runner == 0
+    assert engine.starts == 5 and supervisor.failure is None
