@@ -305,22 +305,9 @@ def parse_frame(  # type: ignore[no-untyped-def]
         return status
     ts_col[i] = ts_ns
     _write_row(
-        buf,
-        l3,
-        version,
-        proto,
-        sport,
-        dport,
-        wirelen,
-        i,
-        src_col,
-        dst_col,
-        sport_col,
-        dport_col,
-        proto_col,
-        len_col,
-        ver_col,
-    )
+        buf, l3, version, proto, sport, dport, wirelen, i,
+        src_col, dst_col, sport_col, dport_col, proto_col, len_col, ver_col,
+    )  # fmt: skip
     return OK
 
 
@@ -419,22 +406,9 @@ def walk_pcap(  # type: ignore[no-untyped-def]
             continue
         ts_col[n] = sec * 1_000_000_000 + frac * frac_to_ns
         _write_row(
-            buf,
-            l3,
-            version,
-            proto,
-            sport,
-            dport,
-            wirelen,
-            n,
-            src_col,
-            dst_col,
-            sport_col,
-            dport_col,
-            proto_col,
-            len_col,
-            ver_col,
-        )
+            buf, l3, version, proto, sport, dport, wirelen, n,
+            src_col, dst_col, sport_col, dport_col, proto_col, len_col, ver_col,
+        )  # fmt: skip
         counters[COUNTER_PACKETS] += 1
         counters[COUNTER_BYTES] += wirelen
         n += 1
@@ -570,22 +544,9 @@ def walk_pcapng(  # type: ignore[no-untyped-def]
                 _units_to_ns(units, if_ts_exponent[iface], if_ts_binary[iface] != 0) + if_ts_offset_ns[iface]
             )
             _write_row(
-                buf,
-                l3,
-                version,
-                proto,
-                sport,
-                dport,
-                wirelen,
-                n,
-                src_col,
-                dst_col,
-                sport_col,
-                dport_col,
-                proto_col,
-                len_col,
-                ver_col,
-            )
+                buf, l3, version, proto, sport, dport, wirelen, n,
+                src_col, dst_col, sport_col, dport_col, proto_col, len_col, ver_col,
+            )  # fmt: skip
             counters[COUNTER_PACKETS] += 1
             counters[COUNTER_BYTES] += wirelen
             n += 1

@@ -230,13 +230,8 @@ class CountMin(SketchBase):
         super().__init__(params, flow_fields=flow_fields, element_fields=element_fields)
         assert isinstance(params, CountMinParams)
         self.p: CountMinParams = params
-        from netspectra.model.keys import key_width
-
-        self.key_width = key_width(self.flow_fields)
         shape = (params.depth, params.width)
         self.seeds = row_seeds(params.seed, params.depth)
-        self.key_words = max(1, -(-self.key_width // 8))
-        # keys are stored as little-endian uint64 words (zero-padded) so kernels compare words
         words = self.key_words
         # one contiguous bucket: [byte key | bytes | count key | packets]; the named views below
         # are what query, merge and heavy-hitter extraction read

@@ -98,6 +98,9 @@ class SketchBase:
         self.params = params
         self.flow_fields = tuple(KeyField(f) for f in flow_fields)
         self.element_fields = tuple(KeyField(f) for f in element_fields)
+        #: bytes of one flow key, and the little-endian uint64 words (zero-padded) kernels compare
+        self.key_width = key_width(self.flow_fields)
+        self.key_words = max(1, -(-self.key_width // 8))
 
     def decode_flow(self, key: bytes | npt.NDArray[np.uint8]) -> str:
         """The Go text form of one flow key, e.g. ``"10.0.0.1 443"``."""
@@ -132,7 +135,7 @@ class SketchBase:
         picked = np.flatnonzero(flat_values >= threshold)
         if picked.size == 0:
             return []
-        width = key_width(self.flow_fields)
+        width = self.key_width
         keys = cell_keys.reshape(-1, cell_keys.shape[-1])[picked].view(np.uint8)[:, :width]
         unique, inverse = np.unique(keys, axis=0, return_inverse=True)
         best = np.zeros(unique.shape[0], np.uint64)

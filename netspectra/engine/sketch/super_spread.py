@@ -233,15 +233,11 @@ class SuperSpread(SketchBase):
         super().__init__(params, flow_fields=flow_fields, element_fields=element_fields)
         assert isinstance(params, SuperSpreadParams)
         self.p: SuperSpreadParams = params
-        from netspectra.model.keys import key_width
-
-        self.key_width = key_width(self.flow_fields)
         shape = (params.depth, params.width)
         seeds = row_seeds(params.seed, 3 * params.depth)
         self.seeds = seeds[: params.depth].copy()
         # per row: (geometric hash seed, register index seed), interleaved for the fused hash
         self.pair_seeds = seeds[params.depth :].copy()
-        self.key_words = max(1, -(-self.key_width // 8))
         self.keys = np.zeros((*shape, self.key_words), np.uint64)
         self.values = np.zeros(shape, np.uint64)
         self.registers = np.zeros((*shape, params.m), np.uint8)
