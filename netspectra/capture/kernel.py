@@ -248,39 +248,6 @@ def decode_frame(buf, off, caplen, linktype):  # type: ignore[no-untyped-def]
     return BAD_IP_VERSION, 0, 0, 0, 0, 0
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _write_row(  # type: ignore[no-untyped-def]
-    buf, l3, version, proto, sport, dport, wirelen, row,
-    src_col, dst_col, sport_col, dport_col, proto_col, len_col, ver_col,
-):  # fmt: skip
-    """Write a decoded packet into ``row`` of the columns (all but the timestamp, which each
-    container stores in its own units). IPv4 addresses become IPv4-mapped IPv6 (``::ffff:a.b.c.d``).
-
-    Inlined at numba IR level, so callers pay no per-call reference counting of the column
-    arrays; it lives in this module with every caller for numba's cache (see the module docstring).
-    """
-    if version == 4:
-        for k in range(10):
-            src_col[row, k] = 0
-            dst_col[row, k] = 0
-        src_col[row, 10] = 0xFF
-        src_col[row, 11] = 0xFF
-        dst_col[row, 10] = 0xFF
-        dst_col[row, 11] = 0xFF
-        for k in range(4):
-            src_col[row, 12 + k] = buf[l3 + 12 + k]
-            dst_col[row, 12 + k] = buf[l3 + 16 + k]
-    else:
-        for k in range(16):
-            src_col[row, k] = buf[l3 + 8 + k]
-            dst_col[row, k] = buf[l3 + 24 + k]
-    sport_col[row] = sport
-    dport_col[row] = dport
-    proto_col[row] = proto
-    len_col[row] = wirelen
-    ver_col[row] = version
-
-
 @njit(cache=True, nogil=True)
 def parse_frame(  # type: ignore[no-untyped-def]
     buf,
@@ -304,10 +271,26 @@ def parse_frame(  # type: ignore[no-untyped-def]
     if status != OK:
         return status
     ts_col[i] = ts_ns
-    _write_row(
-        buf, l3, version, proto, sport, dport, wirelen, i,
-        src_col, dst_col, sport_col, dport_col, proto_col, len_col, ver_col,
-    )  # fmt: skip
+    if version == 4:
+        for k in range(10):
+            src_col[i, k] = 0
+            dst_col[i, k] = 0
+        src_col[i, 10] = 0xFF
+        src_col[i, 11] = 0xFF
+        dst_col[i, 10] = 0xFF
+        dst_col[i, 11] = 0xFF
+        for k in range(4):
+            src_col[i, 12 + k] = buf[l3 + 12 + k]
+            dst_col[i, 12 + k] = buf[l3 + 16 + k]
+    else:
+        for k in range(16):
+            src_col[i, k] = buf[l3 + 8 + k]
+            dst_col[i, k] = buf[l3 + 24 + k]
+    sport_col[i] = sport
+    dport_col[i] = dport
+    proto_col[i] = proto
+    len_col[i] = wirelen
+    ver_col[i] = version
     return OK
 
 
@@ -405,10 +388,26 @@ def walk_pcap(  # type: ignore[no-untyped-def]
             counters[COUNTER_SKIP_BASE + status] += 1
             continue
         ts_col[n] = sec * 1_000_000_000 + frac * frac_to_ns
-        _write_row(
-            buf, l3, version, proto, sport, dport, wirelen, n,
-            src_col, dst_col, sport_col, dport_col, proto_col, len_col, ver_col,
-        )  # fmt: skip
+        if version == 4:
+            for k in range(10):
+                src_col[n, k] = 0
+                dst_col[n, k] = 0
+            src_col[n, 10] = 0xFF
+            src_col[n, 11] = 0xFF
+            dst_col[n, 10] = 0xFF
+            dst_col[n, 11] = 0xFF
+            for k in range(4):
+                src_col[n, 12 + k] = buf[l3 + 12 + k]
+                dst_col[n, 12 + k] = buf[l3 + 16 + k]
+        else:
+            for k in range(16):
+                src_col[n, k] = buf[l3 + 8 + k]
+                dst_col[n, k] = buf[l3 + 24 + k]
+        sport_col[n] = sport
+        dport_col[n] = dport
+        proto_col[n] = proto
+        len_col[n] = wirelen
+        ver_col[n] = version
         counters[COUNTER_PACKETS] += 1
         counters[COUNTER_BYTES] += wirelen
         n += 1
@@ -543,10 +542,26 @@ def walk_pcapng(  # type: ignore[no-untyped-def]
             ts_col[n] = (
                 _units_to_ns(units, if_ts_exponent[iface], if_ts_binary[iface] != 0) + if_ts_offset_ns[iface]
             )
-            _write_row(
-                buf, l3, version, proto, sport, dport, wirelen, n,
-                src_col, dst_col, sport_col, dport_col, proto_col, len_col, ver_col,
-            )  # fmt: skip
+            if version == 4:
+                for k in range(10):
+                    src_col[n, k] = 0
+                    dst_col[n, k] = 0
+                src_col[n, 10] = 0xFF
+                src_col[n, 11] = 0xFF
+                dst_col[n, 10] = 0xFF
+                dst_col[n, 11] = 0xFF
+                for k in range(4):
+                    src_col[n, 12 + k] = buf[l3 + 12 + k]
+                    dst_col[n, 12 + k] = buf[l3 + 16 + k]
+            else:
+                for k in range(16):
+                    src_col[n, k] = buf[l3 + 8 + k]
+                    dst_col[n, k] = buf[l3 + 24 + k]
+            sport_col[n] = sport
+            dport_col[n] = dport
+            proto_col[n] = proto
+            len_col[n] = wirelen
+            ver_col[n] = version
             counters[COUNTER_PACKETS] += 1
             counters[COUNTER_BYTES] += wirelen
             n += 1
@@ -654,9 +669,26 @@ def walk_tpacket_v3(  # type: ignore[no-untyped-def]
                 skips[result] += 1
             else:
                 ts[rows] = sec * 1_000_000_000 + nsec
-                _write_row(
-                    ring, l3, version, p, sp, dp, wire, rows, src, dst, sport, dport, proto, length, ver
-                )
+                if version == 4:
+                    for k in range(10):
+                        src[rows, k] = 0
+                        dst[rows, k] = 0
+                    src[rows, 10] = 0xFF
+                    src[rows, 11] = 0xFF
+                    dst[rows, 10] = 0xFF
+                    dst[rows, 11] = 0xFF
+                    for k in range(4):
+                        src[rows, 12 + k] = ring[l3 + 12 + k]
+                        dst[rows, 12 + k] = ring[l3 + 16 + k]
+                else:
+                    for k in range(16):
+                        src[rows, k] = ring[l3 + 8 + k]
+                        dst[rows, k] = ring[l3 + 24 + k]
+                sport[rows] = sp
+                dport[rows] = dp
+                proto[rows] = p
+                length[rows] = wire
+                ver[rows] = version
                 rows += 1
             pkt += nxt
         # hand the block back to the kernel

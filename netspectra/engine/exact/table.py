@@ -67,38 +67,31 @@ def _finish(h: np.uint64) -> np.uint64:
     return h ^ (h >> _S33)
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _gather_key(fmask, src, dst, sport, dport, proto, i, key):  # type: ignore[no-untyped-def]
-    """Write packet ``i``'s key words into ``key``: the selected addresses (two words each), then
-    the selected ports and protocol packed into one word. Shared by the hash and insert kernels,
-    which must agree on the key to the bit (kept in this module for numba's cache)."""
-    w = 0
-    if fmask & _SRC_IP:
-        key[w] = src[i, 0]
-        key[w + 1] = src[i, 1]
-        w += 2
-    if fmask & _DST_IP:
-        key[w] = dst[i, 0]
-        key[w + 1] = dst[i, 1]
-        w += 2
-    if fmask & (_SRC_PORT | _DST_PORT | _PROTOCOL):
-        small = np.uint64(0)
-        if fmask & _SRC_PORT:
-            small |= np.uint64(sport[i])
-        if fmask & _DST_PORT:
-            small |= np.uint64(dport[i]) << _S16
-        if fmask & _PROTOCOL:
-            small |= np.uint64(proto[i]) << _S32
-        key[w] = small
-
-
 @nb.njit(cache=True, nogil=True)
 def _hash_kernel(fmask, width, src, dst, sport, dport, proto, hashes):  # type: ignore[no-untyped-def]
     """``hashes[i]`` = the 64-bit hash of packet i's key words (a pass of its own, so the insert
     loop knows every slot it will touch and can prefetch it)."""
     key = np.zeros(5, np.uint64)
+    has_small = (fmask & (_SRC_PORT | _DST_PORT | _PROTOCOL)) != 0
     for i in range(hashes.shape[0]):
-        _gather_key(fmask, src, dst, sport, dport, proto, i, key)
+        w = 0
+        if fmask & _SRC_IP:
+            key[w] = src[i, 0]
+            key[w + 1] = src[i, 1]
+            w += 2
+        if fmask & _DST_IP:
+            key[w] = dst[i, 0]
+            key[w + 1] = dst[i, 1]
+            w += 2
+        if has_small:
+            small = np.uint64(0)
+            if fmask & _SRC_PORT:
+                small |= np.uint64(sport[i])
+            if fmask & _DST_PORT:
+                small |= np.uint64(dport[i]) << _S16
+            if fmask & _PROTOCOL:
+                small |= np.uint64(proto[i]) << _S32
+            key[w] = small
         h = np.uint64(width)
         for j in range(width):
             h = _absorb(h, key[j])
@@ -122,6 +115,7 @@ def _insert_kernel(  # type: ignore[no-untyped-def]
     limit_index = index.shape[0] // 2
     limit_rows = entries.shape[0]
     key = np.zeros(5, np.uint64)
+    has_small = (fmask & (_SRC_PORT | _DST_PORT | _PROTOCOL)) != 0
     near = _PREFETCH_AHEAD // 2
     for i in range(start, packets):
         if i + _PREFETCH_AHEAD < packets:
@@ -130,7 +124,24 @@ def _insert_kernel(  # type: ignore[no-untyped-def]
             ahead = index[hashes[i + near] & mask]
             if ahead != 0:
                 prefetch_row(entries, np.int64(ahead & _LOW32) - 1)
-        _gather_key(fmask, src, dst, sport, dport, proto, i, key)
+        w = 0
+        if fmask & _SRC_IP:
+            key[w] = src[i, 0]
+            key[w + 1] = src[i, 1]
+            w += 2
+        if fmask & _DST_IP:
+            key[w] = dst[i, 0]
+            key[w + 1] = dst[i, 1]
+            w += 2
+        if has_small:
+            small = np.uint64(0)
+            if fmask & _SRC_PORT:
+                small |= np.uint64(sport[i])
+            if fmask & _DST_PORT:
+                small |= np.uint64(dport[i]) << _S16
+            if fmask & _PROTOCOL:
+                small |= np.uint64(proto[i]) << _S32
+            key[w] = small
         h = hashes[i]
         tag = (h >> _S32) << _S32
         pos = h & mask
