@@ -105,6 +105,10 @@ class PysharkSource:
         self._closing = True
         if self.capture is None:
             return
+        # pyshark kills tshark but never closes the asyncio transport of its pipes, which then
+        # leaks (a ResourceWarning when collected): remember the processes (pyshark's private
+        # ``_running_processes``, which close_async empties) to close their transports below.
+        processes = list(getattr(self.capture, "_running_processes", ()))
         await self.capture.close_async()
         runner = self._runner
         if runner is not None and not runner.done():
@@ -114,3 +118,7 @@ class PysharkSource:
                 runner.cancel()
         if runner is not None and runner.done() and not runner.cancelled():
             runner.exception()  # retrieved: tshark killed by us is not an error
+        for process in processes:
+            transport = getattr(process, "_transport", None)  # asyncio.subprocess.Process's own
+            if transport is not None:
+                transport.close()
