@@ -289,6 +289,7 @@ def test_an_unreachable_nats_is_retried_with_one_line_each_not_a_crash_loop(tmp_
         process.send_signal(signal.SIGINT)
         code = process.wait(60)
         reader.join(10)
+        process.stderr.close()  # type: ignore[union-attr]  # Popen leaves its pipe to whoever reads it
     output = "".join(lines)
     assert code == 0, output
     assert "Traceback" not in output and "crashed" not in output
