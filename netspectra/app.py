@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from netspectra.config.models import EMBEDDED_BUS, Settings, WriterConfig
 from netspectra.errors import ConfigError
 from netspectra.model.writer import SnapshotWriter
-from netspectra.storage.context import StorageContext
+from netspectra.storage.context import StorageContext, new_incarnation
 from netspectra.supervisor import RestartPolicy, Role, Supervisor
 
 if TYPE_CHECKING:  # the engine (numba kernels) is imported only by a process that builds one
@@ -70,9 +70,14 @@ def check_role_settings(settings: Settings, roles: Iterable[str]) -> None:
         )
 
 
-def build_storage(settings: Settings, *, engine_id: str | None = None) -> StorageContext:
-    """The process's store handles; ``engine_id`` (default ``engine.engine_id``) tags written rows."""
-    return StorageContext(engine_id=settings.engine.engine_id if engine_id is None else engine_id)
+def build_storage(
+    settings: Settings, *, engine_id: str | None = None, incarnation: str = ""
+) -> StorageContext:
+    """The process's store handles; ``engine_id`` (default ``engine.engine_id``) and ``incarnation``
+    tag written rows (``run`` passes a fresh incarnation, so a restart adds to what was stored)."""
+    return StorageContext(
+        engine_id=settings.engine.engine_id if engine_id is None else engine_id, incarnation=incarnation
+    )
 
 
 def build_engine(
@@ -135,7 +140,8 @@ class Application:
         self.settings = settings
         self.roles = tuple(name for name in ROLE_ORDER if name in set(roles))
         self.grace_s = grace_s
-        self.context = build_storage(settings)
+        # Every start is a new incarnation: its rows add to the previous ones' (docs: "Restarts").
+        self.context = build_storage(settings, incarnation=new_incarnation())
         self.buses: list[Any] = []
         self.built: dict[str, Role] = {}
 

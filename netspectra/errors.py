@@ -50,3 +50,11 @@ class PermanentError(NetSpectraError):
 
     Raise it (or a ConfigError) inside a role to tell the supervisor not to restart that role.
     """
+
+
+class EngineIdInUseError(StorageError, PermanentError):
+    """Another live engine already writes under this engine id to this store.
+
+    Two engines counting under one id would overwrite each other's rows; restarting cannot cure
+    that, so the process stops (PermanentError) with a message naming the other engine.
+    """

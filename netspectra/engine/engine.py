@@ -184,6 +184,18 @@ class Engine:
             format_duration(self._period_ns / _NS),
         )
 
+    async def start_writers(self) -> None:
+        """Await every writer's optional ``start()`` (store writers claim their engine-id lease).
+
+        Separate from :meth:`start` so the engine role can subscribe first and count meanwhile:
+        a claim may wait for a store, and packets published in that time must not be missed.
+        An error (EngineIdInUseError: another live engine uses this engine id) stops the role.
+        """
+        for slot in self._slots:
+            start_writer = getattr(slot.writer, "start", None)
+            if start_writer is not None:
+                await start_writer()
+
     async def close(self) -> dict[str, Snapshot]:
         """Drain, final snapshot to every writer, wait for the writes, close the writers (idempotent)."""
         if self._closed:

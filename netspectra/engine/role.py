@@ -190,11 +190,15 @@ class EngineRole:
         next_stats = time.monotonic() + self.stats_interval
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netspectra-decode")
         stop_wait = asyncio.ensure_future(stop.wait())
+        # Claimed while counting already runs: EngineIdInUseError ends the role (nothing stored).
+        writers_ready = asyncio.ensure_future(self.engine.start_writers())
         try:
             await self.bus.flush()
             if ready is not None:
                 ready.set()
             while not stop.is_set():
+                if writers_ready.done():
+                    writers_ready.result()
                 ready_wait = asyncio.ensure_future(self._ready.wait())
                 await asyncio.wait(
                     {ready_wait, stop_wait}, timeout=self.flush_interval, return_when="FIRST_COMPLETED"
@@ -206,6 +210,7 @@ class EngineRole:
                     self.log_stats()
         finally:
             stop_wait.cancel()
+            writers_ready.cancel()
             try:
                 for subscription in subscriptions:
                     with contextlib.suppress(BusError):

@@ -13,7 +13,11 @@ from netspectra.model.snapshot import Snapshot
 
 @runtime_checkable
 class SnapshotWriter(Protocol):
-    """Persists snapshots of one group; must not lose a snapshot it has accepted."""
+    """Persists snapshots of one group; must not lose a snapshot it has accepted.
+
+    A writer may also offer ``async start()``: the engine awaits it before counting (the store
+    writers claim their engine-id lease there; an error stops the engine).
+    """
 
     async def write(self, snapshot: Snapshot) -> None: ...
 

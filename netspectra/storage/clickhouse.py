@@ -132,5 +132,8 @@ class ClickHouseWriter(QueuedWriter):
             context.clickhouse_pool(options),
             spool,
             engine_id=context.engine_id,
+            incarnation=context.incarnation,
+            group=group,
+            store=_location(options),
             label=f"clickhouse writer {group} → {_location(options)}",
         )

@@ -5,10 +5,18 @@ one process must share one session; ClickHouse writers and the reader of one ser
 connection pool. :class:`StorageContext` owns those handles: the composition root builds it,
 hands it to whatever builds writers or readers (:mod:`netspectra.storage.registry`), and closes
 it last. It knows nothing of writers or query stores, so it imports neither.
+
+It also names who writes: ``engine_id`` (configured, stable across restarts) and
+``incarnation`` (new at every start of ``netspectra run``). Rows carry both in ``EngineId`` as
+``<engine_id>@<incarnation>`` (:attr:`StorageContext.stored_engine_id`): the queries take the
+latest row per flow *and* EngineId, so a restarted engine's rows add to what its previous
+incarnations stored instead of replacing it (see docs/storage-and-api.md, "Restarts").
 """
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -28,12 +36,31 @@ class SharedHandle(Protocol):
 HandleT = TypeVar("HandleT", bound=SharedHandle)
 
 
-class StorageContext:
-    """Owns the store handles of one process; each handle is made once, on first use."""
+def new_incarnation() -> str:
+    """A fresh incarnation id: UTC start time (sorts by start) and 32 random bits (unique)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
 
-    def __init__(self, engine_id: str = "") -> None:
+
+def stored_engine_id(engine_id: str, incarnation: str) -> str:
+    """The ``EngineId`` value written: ``engine_id`` alone when there is no incarnation (analyze)."""
+    return f"{engine_id}@{incarnation}" if incarnation else engine_id
+
+
+class StorageContext:
+    """Owns the store handles of one process; each handle is made once, on first use.
+
+    ``incarnation`` is empty for one-shot runs (``analyze``, tests): their rows carry the bare
+    ``engine_id`` and a rerun replaces them, as before incarnations existed.
+    """
+
+    def __init__(self, engine_id: str = "", incarnation: str = "") -> None:
         self.engine_id = engine_id
+        self.incarnation = incarnation
         self._shared: dict[tuple[type[SharedHandle], str], SharedHandle] = {}
+
+    @property
+    def stored_engine_id(self) -> str:
+        return stored_engine_id(self.engine_id, self.incarnation)
 
     def shared(self, handle_type: type[HandleT], location: str, factory: Callable[[], HandleT]) -> HandleT:
         """The one ``handle_type`` at ``location`` in this process, made by ``factory()`` once.

@@ -135,5 +135,8 @@ class EmbeddedWriter(QueuedWriter):
             backend,
             SnapshotSpool(spool_dir, 64),
             engine_id=context.engine_id,
+            incarnation=context.incarnation,
+            group=group,
+            store=f"embedded store {backend.path}",
             label=f"embedded writer {group}",
         )

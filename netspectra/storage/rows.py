@@ -44,6 +44,14 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "Value": pa.uint64(),
     "Type": pa.uint8(),
     "EngineId": pa.string(),
+    # engine_leases
+    "Writer": pa.string(),
+    "Incarnation": pa.string(),
+    "Holder": pa.string(),
+    "Host": pa.string(),
+    "Pid": pa.uint32(),
+    "Heartbeat": pa.uint32(),
+    "Released": pa.uint8(),
 }
 
 #: Longest text of one address: eight 4-digit groups and seven colons.

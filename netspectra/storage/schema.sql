@@ -58,3 +58,20 @@ CREATE TABLE IF NOT EXISTS flow_latest (
 ) ENGINE = ReplacingMergeTree(Timestamp)
 ORDER BY (TaskName, FlowKey, EngineId, isNull(SrcIP), ifNull(SrcIP, ''), isNull(DstIP), ifNull(DstIP, ''),
           ifNull(toInt32(SrcPort), -1), ifNull(toInt32(DstPort), -1), ifNull(toInt16(Protocol), -1));
+
+-- NetSpectra's own: which incarnation of an engine id writes which group to this store (Go never
+-- sees it). Each writer inserts a heartbeat row every few seconds and a Released row when it
+-- stops; a writer starting under an engine id another live incarnation holds is refused (see
+-- storage/lease.py). Holder names the spool directory (an id kept in it), so an engine restarted
+-- on its own spool takes over from its killed predecessor at once. Merges keep the newest row.
+CREATE TABLE IF NOT EXISTS engine_leases (
+    EngineId    String,
+    Writer      String,
+    Incarnation String,
+    Holder      String,
+    Host        String,
+    Pid         UInt32,
+    Heartbeat   DateTime,
+    Released    UInt8
+) ENGINE = ReplacingMergeTree(Heartbeat)
+ORDER BY (EngineId, Writer, Incarnation);

@@ -24,13 +24,16 @@ import logging
 import os
 import pickle
 import re
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from netspectra.errors import StorageError
+from netspectra.errors import EngineIdInUseError, StorageError
 from netspectra.model.snapshot import Snapshot
+from netspectra.storage.context import stored_engine_id
+from netspectra.storage.lease import HEARTBEAT_S, EngineLease
 from netspectra.storage.rows import SnapshotRows, snapshot_rows
 from netspectra.storage.sql import LATEST_COMPACT, SqlBackend, ensure_schema
 
@@ -38,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 _SUFFIX = ".snapshot"
 _LOCK = ".lock"
+_HOLDER = ".holder"
 
 
 def _safe_name(text: str) -> str:
@@ -65,6 +69,7 @@ class SnapshotSpool:
         self.spilled_total = 0
         self.bad_files = 0
         self._lock_fd: int | None = None
+        self.holder = ""
         self._open()
 
     def _open(self) -> None:
@@ -81,6 +86,7 @@ class SnapshotSpool:
                 "engine id or queue_dir"
             ) from None
         self._lock_fd = fd
+        self.holder = self._holder_id()
         for path in sorted(directory.glob(f"*{_SUFFIX}")):
             try:
                 sequence = int(path.stem)
@@ -94,6 +100,19 @@ class SnapshotSpool:
             self._next = max(self._next, sequence + 1)
         if self._entries:
             logger.info("Spool %s: %d snapshots left by a previous run", directory, len(self._entries))
+
+    def _holder_id(self) -> str:
+        """This directory's id, made once and kept in it: the engine-id lease names its holder by it."""
+        path = self.directory / _HOLDER
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            text = path.read_text().strip()
+            if text:
+                return text
+        text = secrets.token_hex(8)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(text + "\n")
+        temporary.replace(path)
+        return text
 
     def claim(self, owner: str) -> None:
         """Move this spool into ``<directory>/<owner>`` (files queued at the old level come along).
@@ -204,11 +223,15 @@ class QueuedWriter:
         *,
         engine_id: str,
         label: str,
+        incarnation: str = "",
+        group: str = "",
+        store: str = "",
         close_backend: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._backend = backend
         self._spool = spool
         self._engine_id = engine_id
+        self._stored_engine_id = stored_engine_id(engine_id, incarnation)
         self._label = label
         self._close_backend = close_backend
         if spool.owner is None:
@@ -216,6 +239,20 @@ class QueuedWriter:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        # One-shot runs (no incarnation: analyze, tests) take no lease, as before incarnations.
+        self._lease = (
+            EngineLease(
+                backend,
+                engine_id=engine_id,
+                writer=group or label,
+                incarnation=incarnation,
+                holder=spool.holder,
+                store=store or label,
+            )
+            if incarnation
+            else None
+        )
         self._schema_ready = False
         self._closed = False
         self.written = 0
@@ -230,9 +267,49 @@ class QueuedWriter:
         """Accept ``snapshot``; it is inserted in the background and never dropped."""
         if self._closed:
             raise StorageError(f"{self._label}: write after close")
-        rows = await asyncio.to_thread(snapshot_rows, snapshot, self._engine_id)
+        rows = await asyncio.to_thread(snapshot_rows, snapshot, self._stored_engine_id)
         await self._spool.put(rows)
         self._start()
+
+    async def start(self) -> None:
+        """Claim the engine-id lease now if the store answers (EngineIdInUseError stops the engine).
+
+        An unreachable store is not an error here: the drain claims the lease at first contact and
+        inserts nothing before it holds it.
+        """
+        if self._lease is None:
+            return
+        try:
+            await self._ready()
+        except EngineIdInUseError:
+            raise
+        except StorageError as error:
+            logger.warning(
+                "%s: store not reachable at start (%s); the engine id is checked at first contact",
+                self._label,
+                error,
+            )
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._beat_loop(), name=f"lease {self._label}")
+
+    async def _ready(self) -> None:
+        """Schema in place and the lease held: what must be true before any insert."""
+        if not self._schema_ready:
+            await ensure_schema(self._backend)
+            self._schema_ready = True
+        if self._lease is not None and not self._lease.claimed:
+            await self._lease.claim()
+
+    async def _beat_loop(self) -> None:
+        assert self._lease is not None
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self._lease.renew()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the drain reports outages; a missed beat is only a debug line
+                logger.debug("%s: lease heartbeat failed (%s)", self._label, error)
 
     def _start(self) -> None:
         self._idle.clear()
@@ -248,9 +325,7 @@ class QueuedWriter:
         await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def _insert(self, rows: SnapshotRows) -> None:
-        if not self._schema_ready:
-            await ensure_schema(self._backend)
-            self._schema_ready = True
+        await self._ready()
         if rows.flow_count and not rows.flows_written:
             await self._backend.insert("flow_metrics", rows.flows)
         rows.flows_written = True  # a retry after a failed hitter insert must not repeat flows
@@ -326,6 +401,15 @@ class QueuedWriter:
             self._drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drainer
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        if self._lease is not None and self._lease.claimed:
+            try:
+                await asyncio.wait_for(self._lease.release(), self.close_grace)
+            except Exception as error:  # it expires by itself after LEASE_TIMEOUT_S
+                logger.info("%s: engine-id lease not released (%s); it expires by itself", self._label, error)
         left = await self._spool.persist()
         if len(self._spool):
             logger.warning(

@@ -32,7 +32,21 @@ FLOW_COLUMNS: tuple[str, ...] = (
     "EngineId",
 )
 HITTER_COLUMNS: tuple[str, ...] = ("Timestamp", "TaskName", "Flow", "Value", "Type", "EngineId")
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {"flow_metrics": FLOW_COLUMNS, "heavy_hitters": HITTER_COLUMNS}
+LEASE_COLUMNS: tuple[str, ...] = (
+    "EngineId",
+    "Writer",
+    "Incarnation",
+    "Holder",
+    "Host",
+    "Pid",
+    "Heartbeat",
+    "Released",
+)
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "flow_metrics": FLOW_COLUMNS,
+    "heavy_hitters": HITTER_COLUMNS,
+    "engine_leases": LEASE_COLUMNS,
+}
 
 #: Added to a table created by Go2NetSpectra (which lacks it); the text is a constant.
 ADD_ENGINE_ID = {
@@ -213,6 +227,29 @@ TASK_SERIES = (
 )
 
 PING = "SELECT 1"
+
+# --- engine-id leases (engine_leases in schema.sql; see storage/lease.py) ---------------------
+#: Every incarnation that ever wrote ``writer`` under ``engine``: its newest heartbeat and state.
+LEASE_HOLDERS = (
+    "SELECT Incarnation, argMax(Holder, Heartbeat), argMax(Host, Heartbeat), argMax(Pid, Heartbeat),"
+    " toUInt32(max(Heartbeat)), argMax(Released, Heartbeat) FROM engine_leases"
+    " WHERE EngineId = {engine:String} AND Writer = {writer:String} GROUP BY Incarnation"
+)
+#: The store's clock: leases are compared in its time, so hosts' clocks need not agree.
+STORE_NOW = "SELECT toUInt32(now())"
+
+# --- exactly once: is this snapshot already stored? --------------------------------------------
+#: Rows of one task of one snapshot (one EngineId incl. incarnation, one second): a snapshot whose
+#: insert may have happened (a crash, or an error after the insert was sent) is inserted only when
+#: its first task has fewer rows stored than it carries (an INSERT block lands whole or not at all).
+STORED_FLOW_ROWS = (
+    "SELECT count() FROM flow_metrics WHERE EngineId = {engine:String}"
+    " AND Timestamp = toDateTime({at:UInt32}) AND TaskName = {task:String}"
+)
+STORED_HITTER_ROWS = (
+    "SELECT count() FROM heavy_hitters WHERE EngineId = {engine:String}"
+    " AND Timestamp = toDateTime({at:UInt32}) AND TaskName = {task:String}"
+)
 
 
 class SqlBackend(Protocol):

@@ -1,0 +1,153 @@
+"""One live incarnation per engine id and writer group in a store, checked across hosts.
+
+Rows carry ``<engine_id>@<incarnation>``, so two engines started under one engine id would not
+overwrite each other any more, but they would still count one stream twice under one name, and
+an operator could not tell them apart. So each writer holds a lease on (engine id, group) in the
+store itself (``engine_leases``), the one place every host shares: a heartbeat row every
+:data:`HEARTBEAT_S` seconds, a Released row at an orderly stop. A writer refuses to start while
+another incarnation's heartbeat is younger than :data:`LEASE_TIMEOUT_S` (in the store's clock,
+so hosts' clocks need not agree), unless that incarnation used the very spool directory this
+writer now holds locked: then it was this engine's own previous process, killed, and the new
+one takes over at once.
+
+ClickHouse has no transactions, so two writers starting in the same instant could both see no
+holder; each re-reads after writing its heartbeat and stops if any other live claimant shows up
+then. In that race both may stop (and be started again), but two never both keep writing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+from netspectra.errors import EngineIdInUseError
+from netspectra.storage import sql
+from netspectra.storage.rows import as_arrow
+from netspectra.storage.sql import SqlBackend
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between heartbeats, and the age after which a silent holder counts as gone.
+HEARTBEAT_S = 5.0
+LEASE_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    incarnation: str
+    holder: str
+    host: str
+    pid: int
+    heartbeat: int
+    released: bool
+
+
+class EngineLease:
+    """The lease of one writer (engine id, group) in one store; see the module docstring."""
+
+    def __init__(
+        self,
+        backend: SqlBackend,
+        *,
+        engine_id: str,
+        writer: str,
+        incarnation: str,
+        holder: str,
+        store: str,
+    ) -> None:
+        self._backend = backend
+        self.engine_id = engine_id
+        self.writer = writer
+        self.incarnation = incarnation
+        self.holder = holder
+        self.store = store
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.claimed = False
+        self._skew = 0  # store clock minus ours, in seconds
+
+    async def _rows(self) -> tuple[int, list[LeaseRow]]:
+        (now,) = (await self._backend.select(sql.STORE_NOW))[0]
+        rows = await self._backend.select(
+            sql.LEASE_HOLDERS, {"engine": self.engine_id, "writer": self.writer}
+        )
+        return int(now), [
+            LeaseRow(str(inc), str(holder), str(host), int(pid), int(beat), bool(int(released)))
+            for inc, holder, host, pid, beat, released in rows
+        ]
+
+    def _live_others(self, now: int, rows: list[LeaseRow]) -> list[LeaseRow]:
+        return [
+            row
+            for row in rows
+            if row.incarnation != self.incarnation
+            and not row.released
+            and now - row.heartbeat < LEASE_TIMEOUT_S
+        ]
+
+    def _refuse(self, now: int, other: LeaseRow) -> EngineIdInUseError:
+        age = max(0, now - other.heartbeat)
+        wait = max(1, int(LEASE_TIMEOUT_S) - age)
+        return EngineIdInUseError(
+            f"engine id {self.engine_id!r} already writes {self.writer!r} to {self.store}: incarnation "
+            f"{other.incarnation} on host {other.host} (pid {other.pid}), last heartbeat {age} s ago. "
+            "Two engines under one id would count under one name; give each engine its own "
+            f"engine.engine_id, or, if that engine is gone, start again in {wait} s"
+        )
+
+    async def claim(self) -> None:
+        """Take the lease or raise EngineIdInUseError naming the live holder; StorageError if unreachable."""
+        now, rows = await self._rows()
+        self._skew = now - int(time.time())
+        for other in self._live_others(now, rows):
+            if other.holder != self.holder:
+                raise self._refuse(now, other)
+            logger.info(
+                "Engine id %r (%s): incarnation %s used this spool and is gone (pid %d on %s); taking over",
+                self.engine_id,
+                self.writer,
+                other.incarnation,
+                other.pid,
+                other.host,
+            )
+        await self._beat(released=False)
+        now, rows = await self._rows()
+        for rival in self._live_others(now, rows):
+            if rival.holder != self.holder:  # started in the same instant: neither keeps it
+                await self._beat(released=True)
+                raise self._refuse(now, rival)
+        self.claimed = True
+        logger.info(
+            "Engine id %r writes %s to %s as incarnation %s",
+            self.engine_id,
+            self.writer,
+            self.store,
+            self.incarnation,
+        )
+
+    async def renew(self) -> None:
+        if self.claimed:
+            await self._beat(released=False)
+
+    async def release(self) -> None:
+        if self.claimed:
+            self.claimed = False
+            await self._beat(released=True)
+
+    async def _beat(self, *, released: bool) -> None:
+        values = {
+            "EngineId": [self.engine_id],
+            "Writer": [self.writer],
+            "Incarnation": [self.incarnation],
+            "Holder": [self.holder],
+            "Host": [self.host],
+            "Pid": [self.pid],
+            "Heartbeat": [int(time.time()) + self._skew],
+            "Released": [int(released)],
+        }
+        await self._backend.insert(
+            "engine_leases", {name: as_arrow(name, column) for name, column in values.items()}
+        )
