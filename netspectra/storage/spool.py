@@ -28,13 +28,18 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
 
 from netspectra.errors import EngineIdInUseError, StorageError
 from netspectra.model.snapshot import Snapshot
+from netspectra.storage import sql
 from netspectra.storage.context import stored_engine_id
 from netspectra.storage.lease import HEARTBEAT_S, EngineLease
-from netspectra.storage.rows import SnapshotRows, snapshot_rows
+from netspectra.storage.rows import SnapshotRows, as_arrow, snapshot_rows
 from netspectra.storage.sql import LATEST_COMPACT, SqlBackend, ensure_schema
 
 logger = logging.getLogger(__name__)
@@ -56,15 +61,31 @@ def _move_aside(path: Path) -> Path:
     return bad
 
 
+@dataclass(slots=True, eq=False)
+class _Entry:
+    """One queued snapshot: its file (when ``durable``), its rows (when cached in memory)."""
+
+    sequence: int
+    rows: SnapshotRows | None
+    durable: bool
+    #: Its insert may already have happened (left by a previous run, or an insert that raised
+    #: after it was sent): the writer checks the store before inserting it (exactly once).
+    maybe_stored: bool = False
+
+
 class SnapshotSpool:
-    """FIFO of :class:`SnapshotRows`: the first ``memory_limit`` in memory, the rest on disk."""
+    """FIFO of :class:`SnapshotRows`, every one on disk before :meth:`put` returns.
+
+    ``memory_limit`` bounds the snapshots held in memory: a cache of durable ones (so the drain
+    does not read back what it just wrote) and, while the directory cannot be written, the ones
+    kept only in memory (see :meth:`put` for what happens beyond the bound).
+    """
 
     def __init__(self, directory: Path, memory_limit: int, *, owner: str | None = None) -> None:
         self.memory_limit = memory_limit
         self.owner = owner
         self.directory = directory if owner is None else directory / _safe_name(owner)
-        # (sequence, rows or None when the entry lives on disk), oldest first.
-        self._entries: deque[tuple[int, SnapshotRows | None]] = deque()
+        self._entries: deque[_Entry] = deque()
         self._next = 0
         self.spilled_total = 0
         self.bad_files = 0
@@ -73,7 +94,7 @@ class SnapshotSpool:
         self._open()
 
     def _open(self) -> None:
-        """Take the directory's lock, then load what a previous run left."""
+        """Take the directory's lock, remove half-written files, then load what a previous run left."""
         directory = self.directory
         directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -87,6 +108,14 @@ class SnapshotSpool:
             ) from None
         self._lock_fd = fd
         self.holder = self._holder_id()
+        # A .tmp is a write a crash interrupted before its rename: never accepted, so never counted.
+        leftovers = list(directory.glob("*.tmp"))
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        if leftovers:
+            logger.info(
+                "Spool %s: removed %d half-written file(s) of a previous run", directory, len(leftovers)
+            )
         for path in sorted(directory.glob(f"*{_SUFFIX}")):
             try:
                 sequence = int(path.stem)
@@ -96,7 +125,8 @@ class SnapshotSpool:
                     "Spool %s: stray file %s moved aside to %s", directory, path, _move_aside(path)
                 )
                 continue
-            self._entries.append((sequence, None))
+            # A previous run may have inserted it and died before removing the file.
+            self._entries.append(_Entry(sequence, None, durable=True, maybe_stored=True))
             self._next = max(self._next, sequence + 1)
         if self._entries:
             logger.info("Spool %s: %d snapshots left by a previous run", directory, len(self._entries))
@@ -109,9 +139,7 @@ class SnapshotSpool:
             if text:
                 return text
         text = secrets.token_hex(8)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(text + "\n")
-        temporary.replace(path)
+        _write_durably(path, (text + "\n").encode())
         return text
 
     def claim(self, owner: str) -> None:
@@ -120,9 +148,9 @@ class SnapshotSpool:
         Files at the old level predate per-engine directories; whichever writer claims first takes
         them (rename is atomic, so each is inserted once).
         """
-        if self.owner is not None or any(rows is not None for _, rows in self._entries):
+        if self.owner is not None or any(entry.rows is not None for entry in self._entries):
             raise StorageError(f"spool {self.directory} already has an owner or queued snapshots in memory")
-        parent, legacy = self.directory, [sequence for sequence, _ in self._entries]
+        parent, legacy = self.directory, [entry.sequence for entry in self._entries]
         self.close()
         self.owner = owner
         self.directory = parent / _safe_name(owner)
@@ -132,7 +160,7 @@ class SnapshotSpool:
         for sequence in legacy:
             with contextlib.suppress(FileNotFoundError):  # another engine took it first
                 (parent / f"{sequence:016d}{_SUFFIX}").rename(self._path(self._next))
-                self._entries.append((self._next, None))
+                self._entries.append(_Entry(self._next, None, durable=True, maybe_stored=True))
                 self._next += 1
 
     def close(self) -> None:
@@ -143,9 +171,9 @@ class SnapshotSpool:
 
     def discard_oldest_as_bad(self, error: BaseException) -> None:
         """The oldest entry cannot be read back: move its file aside and drop it from the queue."""
-        sequence, _ = self._entries.popleft()
+        entry = self._entries.popleft()
         self.bad_files += 1
-        path = self._path(sequence)
+        path = self._path(entry.sequence)
         logger.error(
             "Spool %s: cannot read %s (%s); moved aside to %s and skipped",
             self.directory,
@@ -159,52 +187,90 @@ class SnapshotSpool:
 
     @property
     def in_memory(self) -> int:
-        return sum(1 for _, rows in self._entries if rows is not None)
+        return sum(1 for entry in self._entries if entry.rows is not None)
+
+    @property
+    def memory_only(self) -> int:
+        """Snapshots that are not on disk (the directory could not be written): lost if we die."""
+        return sum(1 for entry in self._entries if not entry.durable)
 
     def _path(self, sequence: int) -> Path:
         return self.directory / f"{sequence:016d}{_SUFFIX}"
 
     def _dump(self, sequence: int, rows: SnapshotRows) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self._path(sequence).with_suffix(".tmp")
-        temporary.write_bytes(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
-        temporary.replace(self._path(sequence))  # atomic: a crash never leaves half a file
+        _write_durably(self._path(sequence), pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
 
     async def put(self, rows: SnapshotRows) -> None:
-        """Queue ``rows``; on disk when memory holds ``memory_limit`` already (keeps FIFO order)."""
+        """Queue ``rows`` and write them to disk durably before returning (raises OSError if not)."""
         sequence, self._next = self._next, self._next + 1
-        if self.in_memory < self.memory_limit:
-            self._entries.append((sequence, rows))
-            return
         await asyncio.to_thread(self._dump, sequence, rows)
-        self._entries.append((sequence, None))
-        self.spilled_total += 1
+        cached = rows if self.in_memory < self.memory_limit else None
+        self._entries.append(_Entry(sequence, cached, durable=True))
+        if cached is None:
+            self.spilled_total += 1
+
+    @property
+    def head_maybe_stored(self) -> bool:
+        return bool(self._entries) and self._entries[0].maybe_stored
+
+    def mark_head_maybe_stored(self) -> None:
+        """An insert of the oldest entry failed in a way that may have stored it anyway."""
+        if self._entries:
+            self._entries[0].maybe_stored = True
 
     async def peek(self) -> SnapshotRows | None:
         """The oldest entry (loaded from disk if needed), or None when empty."""
         if not self._entries:
             return None
-        sequence, rows = self._entries[0]
-        if rows is None:
-            data = await asyncio.to_thread(self._path(sequence).read_bytes)
-            rows = pickle.loads(data)
-            self._entries[0] = (sequence, rows)
-        return rows
+        entry = self._entries[0]
+        if entry.rows is None:
+            data = await asyncio.to_thread(self._path(entry.sequence).read_bytes)
+            entry.rows = pickle.loads(data)
+        return entry.rows
 
     def pop(self) -> None:
-        """Drop the oldest entry (it has been written) and its file, if any."""
-        sequence, _ = self._entries.popleft()
-        self._path(sequence).unlink(missing_ok=True)
+        """Drop the oldest entry (it has been written) and its file, if any.
+
+        A crash before the unlink leaves the file: the next run checks the store (maybe_stored).
+        """
+        entry = self._entries.popleft()
+        if entry.durable:
+            self._path(entry.sequence).unlink(missing_ok=True)
 
     async def persist(self) -> int:
-        """Write every in-memory entry to disk (at close); returns how many were written."""
+        """Write what only memory holds, and rows a partial insert changed, to disk (at close)."""
         written = 0
-        for sequence, rows in list(self._entries):
+        for entry in list(self._entries):
+            rows = entry.rows
             # A loaded entry may carry flows_written=True: rewrite it so a restart skips the flows.
-            if rows is not None and (rows.flows_written or not self._path(sequence).exists()):
-                await asyncio.to_thread(self._dump, sequence, rows)
+            if rows is not None and (rows.flows_written or not entry.durable):
+                await asyncio.to_thread(self._dump, entry.sequence, rows)
+                entry.durable = True
                 written += 1
         return written
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """``data`` in ``path`` whole or not at all, surviving a crash: fsync'd temporary, rename, dir fsync.
+
+    A failed write (ENOSPC) removes its temporary, so a full disk leaves no ``.tmp`` behind.
+    """
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)  # the rename itself must survive a crash too
+    finally:
+        os.close(directory)
 
 
 class QueuedWriter:
@@ -324,13 +390,50 @@ class QueuedWriter:
         self._start()
         await asyncio.wait_for(self._idle.wait(), timeout)
 
-    async def _insert(self, rows: SnapshotRows) -> None:
+    async def _insert(self, rows: SnapshotRows, maybe_stored: bool) -> None:
+        """Insert what is not stored yet; with ``maybe_stored``, ask the store first (exactly once)."""
         await self._ready()
-        if rows.flow_count and not rows.flows_written:
+        if (
+            rows.flow_count
+            and not rows.flows_written
+            and not (maybe_stored and await self._already_stored(sql.STORED_FLOW_ROWS, rows.flows))
+        ):
             await self._backend.insert("flow_metrics", rows.flows)
         rows.flows_written = True  # a retry after a failed hitter insert must not repeat flows
-        if rows.hitter_count:
+        if rows.hitter_count and not (
+            maybe_stored and await self._already_stored(sql.STORED_HITTER_ROWS, rows.hitters)
+        ):
             await self._backend.insert("heavy_hitters", rows.hitters)
+
+    async def _already_stored(self, query: str, columns: dict[str, Any]) -> bool:
+        """True when the store holds this snapshot's rows of its first task (see sql.STORED_FLOW_ROWS).
+
+        The key is the snapshot's own (EngineId with its incarnation, its second, its task), so a
+        file a killed incarnation left is recognised by the next one. An INSERT lands whole or not
+        at all, so fewer rows than the snapshot carries means "not stored": insert it.
+        """
+        if not all(name in columns for name in ("EngineId", "Timestamp", "TaskName")):
+            return False  # rows from a spool too old to carry the key: insert (argMax absorbs a repeat)
+        tasks = as_arrow("TaskName", columns["TaskName"])
+        task = tasks[0].as_py()
+        expected = int(pc.sum(pc.equal(tasks, task)).as_py() or 0)
+        params = {
+            "engine": as_arrow("EngineId", columns["EngineId"])[0].as_py(),
+            "at": as_arrow("Timestamp", columns["Timestamp"])[0].as_py(),
+            "task": task,
+        }
+        found = await self._backend.select(query, params)
+        stored = int(found[0][0]) if found else 0
+        if stored >= expected:
+            logger.info(
+                "%s: snapshot of %s at %d is already stored (%d rows); not inserted again",
+                self._label,
+                params["engine"],
+                params["at"],
+                stored,
+            )
+            return True
+        return False
 
     async def _compact_latest(self) -> None:
         """Merge flow_latest's parts once the queue is empty (not per snapshot of a backlog).
@@ -364,10 +467,12 @@ class QueuedWriter:
                 await self._wakeup.wait()
                 continue
             try:
-                await self._insert(rows)
+                await self._insert(rows, self._spool.head_maybe_stored)
             except asyncio.CancelledError:
+                self._spool.mark_head_maybe_stored()
                 raise
             except Exception as error:  # the store is away or refused: keep it queued, retry
+                self._spool.mark_head_maybe_stored()  # the insert may have landed before the error
                 self.failures += 1
                 self._schema_ready = False
                 now = time.monotonic()

@@ -109,3 +109,17 @@ async def test_one_spool_directory_per_engine_and_never_shared(tmp_path: Path) -
     first.close()
     SnapshotSpool(tmp_path / "q", memory_limit=0, owner="a").close()  # free again once closed
     second.close()
+
+
+async def test_half_written_files_of_a_crashed_run_are_removed_at_start(tmp_path: Path) -> None:
+    spool = SnapshotSpool(tmp_path / "q", memory_limit=0)
+    await spool.put(rows(1))
+    spool.close()
+    # what a kill in the middle of a write leaves: a temporary that was never renamed
+    (tmp_path / "q" / "0000000000000001.snapshot.tmp").write_bytes(b"half a pick")
+    (tmp_path / "q" / "0000000000000002.tmp").write_bytes(b"older naming")
+    reopened = SnapshotSpool(tmp_path / "q", memory_limit=0)
+    assert sorted(path.name for path in (tmp_path / "q").glob("*tmp")) == []
+    assert [item.taken_at_ns for item in [await reopened.peek()] if item] == [1]
+    assert len(reopened) == 1
+    reopened.close()
