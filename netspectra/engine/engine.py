@@ -48,7 +48,7 @@ from netspectra.engine.lanes import InsertJob, KernelLanes
 from netspectra.engine.protocols import AggregatorGroup
 from netspectra.model.packets import PacketColumns
 from netspectra.model.snapshot import Snapshot
-from netspectra.model.writer import SnapshotWriter
+from netspectra.model.writer import SnapshotWriter, WriterStats
 
 logger = logging.getLogger(__name__)
 
@@ -401,6 +401,8 @@ class Engine:
             slot.written += 1
         except Exception:
             slot.failed += 1
+            if slot.failed > 1 and slot.failed % 100:  # one traceback per 100 failures: no flood
+                return
             logger.exception(
                 "Writer %s failed to write the snapshot taken at %d (%d failure(s) so far); engine continues",
                 slot.label,
@@ -429,8 +431,25 @@ class Engine:
             rate,
             self.stats.bytes,
             self.stats.batches,
-            ", ".join(f"{s.label}: {s.written} written, {s.failed} failed" for s in self._slots) or "none",
+            ", ".join(_writer_stats(slot) for slot in self._slots) or "none",
         )
+
+
+def _writer_stats(slot: _WriterSlot) -> str:
+    """One writer's part of the stats line: the writer's own account when it keeps one.
+
+    "accepted" is what the engine handed over; only a store writer knows what reached the store,
+    so a snapshot queued behind a full disk or a refused store shows as queued and failed, never
+    as stored.
+    """
+    stats = getattr(slot.writer, "stats", None)
+    if not isinstance(stats, WriterStats):
+        return f"{slot.label}: {slot.written} written, {slot.failed} failed"
+    text = (
+        f"{slot.label}: {slot.written} accepted, {stats.stored} stored, {stats.queued} queued, "
+        f"{stats.failed + slot.failed} failed, {stats.dropped} dropped"
+    )
+    return text + (f" ({stats.memory_only} in memory only)" if stats.memory_only else "")
 
 
 def _bind_insert(group: AggregatorGroup, batch: PacketColumns) -> Callable[[], None]:

@@ -6,17 +6,34 @@ other. Writers are chosen by their ``type`` through :mod:`netspectra.storage.reg
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from netspectra.model.snapshot import Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    """A queued writer's own account (the engine's stats line shows it; "accepted" is the engine's).
+
+    ``failed`` counts failed attempts (spool writes and inserts), never successes; ``stored``
+    counts only snapshots the store took.
+    """
+
+    stored: int
+    queued: int
+    failed: int
+    dropped: int
+    memory_only: int
 
 
 @runtime_checkable
 class SnapshotWriter(Protocol):
     """Persists snapshots of one group; must not lose a snapshot it has accepted.
 
-    A writer may also offer ``async start()``: the engine awaits it before counting (the store
-    writers claim their engine-id lease there; an error stops the engine).
+    A writer may also offer ``async start()``, awaited while the engine role starts counting (the
+    store writers claim their engine-id lease there; an error stops the role), and a ``stats``
+    property (:class:`WriterStats`) that the engine's stats line reports instead of its own tally.
     """
 
     async def write(self, snapshot: Snapshot) -> None: ...

@@ -34,8 +34,9 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from netspectra.errors import EngineIdInUseError, StorageError
+from netspectra.errors import EngineIdInUseError, StorageAuthError, StorageError
 from netspectra.model.snapshot import Snapshot
+from netspectra.model.writer import WriterStats
 from netspectra.storage import sql
 from netspectra.storage.context import stored_engine_id
 from netspectra.storage.lease import HEARTBEAT_S, EngineLease
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 _SUFFIX = ".snapshot"
 _LOCK = ".lock"
 _HOLDER = ".holder"
+#: At most one ERROR line per failure kind this often (the hot path must not flood the log).
+_LOG_EVERY_S = 60.0
 
 
 def _safe_name(text: str) -> str:
@@ -91,6 +94,7 @@ class SnapshotSpool:
         self.bad_files = 0
         self._lock_fd: int | None = None
         self.holder = ""
+        self._dropped: SnapshotRows | None = None
         self._open()
 
     def _open(self) -> None:
@@ -201,14 +205,42 @@ class SnapshotSpool:
         self.directory.mkdir(parents=True, exist_ok=True)
         _write_durably(self._path(sequence), pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
 
-    async def put(self, rows: SnapshotRows) -> None:
-        """Queue ``rows`` and write them to disk durably before returning (raises OSError if not)."""
+    async def put(self, rows: SnapshotRows) -> SnapshotRows | None:
+        """Queue ``rows``, written to disk durably before returning.
+
+        When the directory cannot be written (disk full, read-only, permissions) the OSError is
+        re-raised after ``rows`` are queued in memory only, and at most ``memory_limit`` such
+        snapshots are kept: beyond that the **oldest memory-only one is dropped** and returned
+        (within a period each snapshot's counters contain every earlier one's, so the oldest is
+        the one whose loss costs least; the caller counts and logs it).
+        """
         sequence, self._next = self._next, self._next + 1
-        await asyncio.to_thread(self._dump, sequence, rows)
+        try:
+            await asyncio.to_thread(self._dump, sequence, rows)
+        except OSError:
+            self._entries.append(_Entry(sequence, rows, durable=False))
+            self._dropped = self._drop_oldest_memory_only()
+            raise
         cached = rows if self.in_memory < self.memory_limit else None
         self._entries.append(_Entry(sequence, cached, durable=True))
         if cached is None:
             self.spilled_total += 1
+        return None
+
+    def take_dropped(self) -> SnapshotRows | None:
+        """The snapshot the last failed :meth:`put` dropped to keep memory bounded, if any."""
+        dropped, self._dropped = self._dropped, None
+        return dropped
+
+    def _drop_oldest_memory_only(self) -> SnapshotRows | None:
+        if self.memory_only <= max(1, self.memory_limit):
+            return None
+        # Never the head: the drain may be inserting it right now.
+        for position, entry in enumerate(self._entries):
+            if position and not entry.durable:
+                del self._entries[position]
+                return entry.rows
+        return None
 
     @property
     def head_maybe_stored(self) -> bool:
@@ -239,13 +271,23 @@ class SnapshotSpool:
             self._path(entry.sequence).unlink(missing_ok=True)
 
     async def persist(self) -> int:
-        """Write what only memory holds, and rows a partial insert changed, to disk (at close)."""
+        """Write what only memory holds, and rows a partial insert changed, to disk (at close).
+
+        Returns how many are written; what still cannot be written stays memory-only (see
+        :attr:`memory_only`: those are lost when the process ends).
+        """
         written = 0
         for entry in list(self._entries):
             rows = entry.rows
             # A loaded entry may carry flows_written=True: rewrite it so a restart skips the flows.
             if rows is not None and (rows.flows_written or not entry.durable):
-                await asyncio.to_thread(self._dump, entry.sequence, rows)
+                try:
+                    await asyncio.to_thread(self._dump, entry.sequence, rows)
+                except OSError as error:
+                    if entry.durable:  # the older file stays: at worst flows are checked again
+                        continue
+                    logger.debug("Spool %s: still cannot write (%s)", self.directory, error)
+                    continue
                 entry.durable = True
                 written += 1
         return written
@@ -281,6 +323,8 @@ class QueuedWriter:
     backoff_max = 5.0
     #: How long :meth:`close` keeps trying to drain before persisting the rest.
     close_grace = 5.0
+    #: Pause between attempts when the store refused our credentials or our engine id.
+    refused_retry = 30.0
 
     def __init__(
         self,
@@ -323,18 +367,67 @@ class QueuedWriter:
         self._closed = False
         self.written = 0
         self.failures = 0
+        #: Snapshots the spool could not write (kept in memory only), and ones dropped for memory.
+        self.spool_failures = 0
+        self.dropped = 0
+        self._last_error_log = -_LOG_EVERY_S
+        self._last_spool_log = -_LOG_EVERY_S
+        self._failing_since: float | None = None
 
     @property
     def queued(self) -> int:
         """Snapshots accepted but not yet in the store."""
         return len(self._spool)
 
+    @property
+    def stats(self) -> WriterStats:
+        """What the engine's stats line reports for this writer."""
+        return WriterStats(
+            stored=self.written,
+            queued=len(self._spool),
+            failed=self.failures + self.spool_failures,
+            dropped=self.dropped,
+            memory_only=self._spool.memory_only,
+        )
+
     async def write(self, snapshot: Snapshot) -> None:
-        """Accept ``snapshot``; it is inserted in the background and never dropped."""
+        """Accept ``snapshot``: on disk in the spool when this returns, inserted in the background.
+
+        When the spool cannot be written the snapshot is still queued (in memory only, bounded:
+        see :meth:`SnapshotSpool.put`) and inserted if the store takes it; the failure is an ERROR
+        (once per minute) and counted in :attr:`stats`, never raised: the engine keeps counting.
+        """
         if self._closed:
             raise StorageError(f"{self._label}: write after close")
         rows = await asyncio.to_thread(snapshot_rows, snapshot, self._stored_engine_id)
-        await self._spool.put(rows)
+        try:
+            await self._spool.put(rows)
+        except OSError as error:
+            self.spool_failures += 1
+            dropped = self._spool.take_dropped()
+            if dropped is not None:
+                self.dropped += 1
+                logger.error(
+                    "%s: dropped the oldest snapshot kept only in memory (taken at %d; %d dropped so "
+                    "far) to keep memory bounded: the spool %s cannot be written",
+                    self._label,
+                    dropped.taken_at_ns // 1_000_000_000,
+                    self.dropped,
+                    self._spool.directory,
+                )
+            now = time.monotonic()
+            if now - self._last_spool_log >= _LOG_EVERY_S:
+                self._last_spool_log = now
+                logger.error(
+                    "%s: cannot write the snapshot to the spool %s (%s): %d snapshot(s) are held in "
+                    "memory only and are LOST if the process stops before the store takes them; "
+                    "%d spool failures so far",
+                    self._label,
+                    self._spool.directory,
+                    error.strerror or error,
+                    self._spool.memory_only,
+                    self.spool_failures,
+                )
         self._start()
 
     async def start(self) -> None:
@@ -450,9 +543,41 @@ class QueuedWriter:
         except Exception as error:
             logger.info("%s: flow_latest not compacted this time (%s)", self._label, error)
 
+    def _report_insert_failure(self, error: BaseException) -> None:
+        """A WARNING for the first failure, then an ERROR naming what is at risk, once per minute.
+
+        Credentials refused and an engine id in use are ERRORs at once: waiting will not cure them.
+        """
+        now = time.monotonic()
+        first = self._failing_since is None
+        if first:
+            self._failing_since = now
+        if not first and now - self._last_error_log < _LOG_EVERY_S:
+            return
+        self._last_error_log = now
+        queued, memory_only = len(self._spool), self._spool.memory_only
+        at_risk = f"{queued} snapshot(s) not in the store, kept in {self._spool.directory}" + (
+            f" ({memory_only} in memory only: lost if the process stops)" if memory_only else ""
+        )
+        if isinstance(error, StorageAuthError):
+            logger.error("%s: the store refused our credentials (%s); %s", self._label, error, at_risk)
+        elif isinstance(error, EngineIdInUseError):
+            logger.error("%s: refusing to write: %s; %s", self._label, error, at_risk)
+        elif first:
+            logger.warning("%s: cannot write snapshot (%s); %s; retrying", self._label, error, at_risk)
+        else:
+            assert self._failing_since is not None
+            logger.error(
+                "%s: no snapshot stored for %.0f s (%s); %s; %d failed attempts, still retrying",
+                self._label,
+                now - self._failing_since,
+                error,
+                at_risk,
+                self.failures,
+            )
+
     async def _drain(self) -> None:
         delay = self.backoff_initial
-        last_warning = 0.0
         while True:
             try:
                 rows = await self._spool.peek()
@@ -475,20 +600,16 @@ class QueuedWriter:
                 self._spool.mark_head_maybe_stored()  # the insert may have landed before the error
                 self.failures += 1
                 self._schema_ready = False
-                now = time.monotonic()
-                if now - last_warning > 30:
-                    last_warning = now
-                    logger.warning(
-                        "%s: cannot write snapshot (%s); %d queued, retrying with backoff",
-                        self._label,
-                        error,
-                        len(self._spool),
-                    )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff_max)
+                self._report_insert_failure(error)
+                if isinstance(error, StorageAuthError | EngineIdInUseError):
+                    await asyncio.sleep(self.refused_retry)  # a fault to fix, not an outage to wait out
+                else:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.backoff_max)
                 continue
             self._spool.pop()
             self.written += 1
+            self._failing_since = None
             if rows.flow_count and not len(self._spool):
                 await self._compact_latest()
             if delay > self.backoff_initial:
@@ -516,6 +637,13 @@ class QueuedWriter:
             except Exception as error:  # it expires by itself after LEASE_TIMEOUT_S
                 logger.info("%s: engine-id lease not released (%s); it expires by itself", self._label, error)
         left = await self._spool.persist()
+        if self._spool.memory_only:
+            logger.error(
+                "%s: %d snapshot(s) are LOST: neither the store nor the spool %s took them",
+                self._label,
+                self._spool.memory_only,
+                self._spool.directory,
+            )
         if len(self._spool):
             logger.warning(
                 "%s: %d snapshots not written yet, kept in %s for the next start",

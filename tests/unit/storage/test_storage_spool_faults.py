@@ -123,3 +123,37 @@ async def test_half_written_files_of_a_crashed_run_are_removed_at_start(tmp_path
     assert [item.taken_at_ns for item in [await reopened.peek()] if item] == [1]
     assert len(reopened) == 1
     reopened.close()
+
+
+async def test_a_spool_that_cannot_write_keeps_memory_bounded_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import logging
+
+    from netspectra.model.snapshot import Snapshot
+
+    spool = SnapshotSpool(tmp_path / "q", memory_limit=2)
+
+    class DownBackend(RecordingBackend):
+        async def execute(self, sql: str) -> None:
+            raise StorageError("the store is away too")
+
+    queued = writer(DownBackend(), spool)
+
+    def disk_full(sequence: int, rows: SnapshotRows) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool, "_dump", disk_full)
+    caplog.set_level(logging.INFO)
+    for second in range(6):
+        await queued.write(Snapshot(group="exact", taken_at_ns=second * 10**9, period_start_ns=0))
+    stats = queued.stats
+    assert (stats.stored, stats.dropped, stats.memory_only) == (0, 4, 2)  # bounded by memory_limit
+    assert stats.failed >= 6
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert sum("cannot write the snapshot to the spool" in r.getMessage() for r in errors) == 1
+    assert sum("dropped the oldest snapshot" in r.getMessage() for r in errors) == 4
+    await queued.close()
+    assert any("LOST" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+    assert list((tmp_path / "q").glob("*.tmp")) == []
