@@ -14,25 +14,15 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
-from netspectra.analysis import AnalysisResult, default_settings, top_flows
-from netspectra.app import analyze_capture
-from netspectra.config import Settings, load_settings
-from netspectra.errors import CaptureError, ConfigError, PluginError
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from netspectra.analysis import AnalysisResult
+    from netspectra.config import Settings
 
 EXIT_BAD_INPUT = 2
 EXIT_BAD_CONFIG = 3
@@ -40,10 +30,15 @@ EXIT_INTERRUPTED = 130
 
 
 def _settings(config: Path | None) -> Settings:
+    from netspectra.analysis import default_settings
+    from netspectra.config import load_settings
+
     return load_settings(config) if config is not None else default_settings()
 
 
 def _configure_logging(settings: Settings, console: Console) -> None:
+    from rich.logging import RichHandler
+
     # Engine and writer lifecycle lines are noise next to the summary; warnings and errors stay.
     level = max(logging.WARNING, logging.getLevelNamesMapping()[settings.logging.level])
     logging.basicConfig(
@@ -55,6 +50,18 @@ def _configure_logging(settings: Settings, console: Console) -> None:
 
 
 def _run(path: Path, settings: Settings, console: Console, show_progress: bool) -> AnalysisResult:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
+    from netspectra.app import analyze_capture
+
     if not show_progress:
         return asyncio.run(analyze_capture(path, settings))
     with Progress(
@@ -79,6 +86,10 @@ def _run(path: Path, settings: Settings, console: Console, show_progress: bool) 
 
 
 def _print_summary(result: AnalysisResult, console: Console, top: int) -> None:
+    from rich.table import Table
+
+    from netspectra.analysis import top_flows
+
     console.print(
         f"[bold]{result.path}[/]: {result.packets:,} packets, {result.bytes:,} bytes "
         f"({result.frames:,} frames) in {result.elapsed_s:.2f}s = {result.packets_per_s:,.0f} packets/s"
@@ -124,6 +135,10 @@ def analyze(
     top: int = typer.Option(10, "--top", min=0, help="Flows shown per task."),
 ) -> None:
     """Count every flow of FILE with the configured tasks, write the final snapshot, print a summary."""
+    from rich.console import Console
+
+    from netspectra.errors import CaptureError, ConfigError, PluginError
+
     _exit_without_final_collection()
     err_console = Console(stderr=True)
     out_console = err_console if json_output else Console()

@@ -24,7 +24,7 @@ def check(
     addresses (bound and released), and directories that must be writable.
     """
     from netspectra.app import parse_roles
-    from netspectra.bus.nats import redact_url
+    from netspectra.config.models import redact_url
     from netspectra.errors import ConfigError
 
     try:

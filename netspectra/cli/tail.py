@@ -9,9 +9,6 @@ from pathlib import Path
 import typer
 
 from netspectra.cli.common import load_or_exit
-from netspectra.model.fields import address_text
-from netspectra.wire.codec import decode_packet_batch, decode_packet_infos
-from netspectra.wire.subjects import batch_subject, is_batch_subject
 
 
 def tail(
@@ -33,6 +30,9 @@ def tail(
 
 async def _tail(url: str, subject: str, count: int, auth: object) -> None:
     from netspectra.bus.nats import NatsBus
+    from netspectra.model.fields import address_text
+    from netspectra.wire.codec import decode_packet_batch, decode_packet_infos
+    from netspectra.wire.subjects import batch_subject, is_batch_subject
 
     bus = NatsBus(url, auth)  # type: ignore[arg-type]
     done = asyncio.Event()

@@ -1,0 +1,90 @@
+"""What a command imports: the fixed cost of every ``netspectra`` invocation is its imports.
+
+numba alone costs ~0.25 s to import, chdb and pyarrow ~0.2 s, the NATS and gRPC clients ~0.1 s;
+``--help`` and ``config check`` need none of them (issue 12: ≤ 0.25 s each). Read from the
+process's ``sys.modules`` at exit: deterministic, unlike a timing (the times themselves are
+printed by ``bench/startup.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+#: Libraries no command may import unless it uses them.
+HEAVY = ("numba", "llvmlite", "chdb", "pyarrow", "grpclib", "nats", "asynch", "betterproto2", "grpc")
+
+
+#: Runs ``python -m netspectra ARGS`` and, at exit, writes every module the process imported
+#: (sys.modules: ``-X importtime`` misses what ``importlib.import_module`` loads, e.g. plugins).
+_RUN = """
+import atexit, json, runpy, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+runpy.run_module("netspectra", run_name="__main__", alter_sys=True)
+"""
+
+
+def imported_by(*args: str, cwd: Path = ROOT) -> set[str]:
+    """Every module ``python -m netspectra ARGS`` imported (its exit code must be 0)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        listing = Path(scratch) / "modules.json"
+        done = subprocess.run(
+            [sys.executable, "-c", _RUN, str(listing), *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return set(json.loads(listing.read_text()))
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(name for name in modules if name.split(".")[0] in HEAVY)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--help",),
+        ("--version",),
+        ("analyze", "--help"),
+        ("run", "--help"),
+        ("query", "--help"),
+        ("tail", "--help"),
+        ("config", "check", "config.yaml"),
+        ("plugins", "list"),
+    ],
+    ids=" ".join,
+)
+def test_a_command_imports_no_heavy_library_it_does_not_use(args: tuple[str, ...]) -> None:
+    assert heavy(imported_by(*args)) == []
+
+
+def test_help_does_not_even_import_numpy_or_the_config_models() -> None:
+    modules = imported_by("--help")
+    assert "numpy" not in modules
+    assert "netspectra.config.models" not in modules
+
+
+def test_config_check_validates_a_third_party_plugin_without_numba(tmp_path: Path) -> None:
+    pytest.importorskip("netspectra_heavykeeper")
+    config = tmp_path / "heavykeeper.yaml"
+    config.write_text(
+        "aggregator:\n"
+        "  types: [sketch]\n"
+        "  sketch:\n"
+        "    tasks:\n"
+        "      - {name: top, algorithm: heavykeeper, flow_fields: [SrcIP], k: 5}\n"
+    )
+    modules = imported_by("config", "check", str(config), "--roles", "engine")
+    assert "netspectra_heavykeeper" in modules  # the plugin's class and Params were checked
+    assert heavy(modules) == []
