@@ -79,7 +79,7 @@ class HeavyKeeper(SketchBase):
         self.state = np.uint64(params.seed + 1)
 
     def insert(self, flow_keys: KeyMatrix, element_keys: KeyMatrix, sizes: npt.NDArray[np.uint64]) -> None:
-        from netspectra_heavykeeper._kernels import insert_batch
+        from ._kernels import insert_batch
 
         if flow_keys.shape[0] == 0:
             return
