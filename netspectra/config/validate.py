@@ -251,10 +251,10 @@ def _check_types(settings: Settings) -> Iterator[_Finding]:
 
 def _aggregator_type_problem(name: str) -> str | None:
     """Why ``name`` is no usable aggregator type (with "did you mean"), or None."""
-    from netspectra.engine.groups import load_group_class
+    from netspectra.engine.groups import check_group_type
 
     try:
-        load_group_class(name)
+        check_group_type(name)
     except (ConfigError, PluginError) as error:
         return str(error).removeprefix("aggregator.types: ")
     return None
@@ -274,14 +274,10 @@ def _sketch_task_problems(algorithm: str, params: dict[str, Any], task: str) -> 
 
     The only call into the plugin registry, so a move of the registry changes this function alone.
     """
-    from netspectra.engine.sketch.registry import load_algorithm, validate_params
+    from netspectra.engine.sketch.registry import check_params
 
     try:
-        plugin = load_algorithm(algorithm)
-    except PluginError as error:
-        return [((), str(error))]
-    try:
-        validate_params(plugin, params, task)
+        check_params(algorithm, params, task)
     except PluginError as error:
         cause = error.__cause__
         if not isinstance(cause, ValidationError):

@@ -24,49 +24,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import AliasChoices, Field
 
 # numba-free: the kernels (count_min_kernels, murmur3) are imported where a sketch uses them
+from netspectra.engine.sketch.params import CountMinParams
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
 from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH, run_rows
 from netspectra.model.fields import KeyField
 from netspectra.model.snapshot import HeavyHitter, HitterKind
 
 _VARIANT_CODE = {"go": 0, "decay": 1}
-
-
-class CountMinParams(SketchParams):
-    """Parameters of a ``count_min`` task (Go's spellings; ``*_threshold`` accepted too)."""
-
-    execution_fields: ClassVar[frozenset[str]] = frozenset({"parallel_rows"})
-
-    width: int = Field(1 << 20, ge=1, le=1 << 28, description="buckets per row")
-    depth: int = Field(3, ge=1, le=16, description="rows")
-    count_thereshold: int = Field(
-        512,
-        ge=1,
-        validation_alias=AliasChoices("count_thereshold", "count_threshold"),
-        description="report flows with at least this many packets",
-    )
-    size_thereshold: int = Field(
-        512 * 1024,
-        ge=1,
-        validation_alias=AliasChoices("size_thereshold", "size_threshold"),
-        description="report flows with at least this many bytes",
-    )
-    variant: Literal["decay", "go"] = Field(
-        "decay", description="'go' = Go2NetSpectra's majority vote; 'decay' = HeavyKeeper-style decay"
-    )
-    b: float = Field(1.08, gt=1.0, le=2.0, description="decay base of the 'decay' variant")
-    seed: int = Field(0, ge=0, description="derives the per-row hash seeds; equal seeds merge")
-    parallel_rows: bool = Field(
-        False,
-        description="one thread per row for large batches (same result; pays only when a core is idle)",
-    )
 
 
 def decay_thresholds(base: float) -> npt.NDArray[np.uint64]:

@@ -24,43 +24,18 @@ are reproducible. Not mergeable: the per-bucket ``p`` cannot be combined.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import AliasChoices, Field
 
 # numba-free: the kernels (super_spread_kernels, murmur3) are imported where a sketch uses them
 from netspectra.engine.sketch.count_min import decay_thresholds
+from netspectra.engine.sketch.params import SuperSpreadParams
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
 from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH, run_rows
 from netspectra.errors import PluginError
 from netspectra.model.fields import KeyField
 from netspectra.model.snapshot import HeavyHitter, HitterKind
-
-
-class SuperSpreadParams(SketchParams):
-    """Parameters of a ``super_spread`` task (Go's names and defaults)."""
-
-    execution_fields: ClassVar[frozenset[str]] = frozenset({"parallel_rows"})
-
-    width: int = Field(1 << 20, ge=1, le=1 << 26, description="buckets per row")
-    depth: int = Field(3, ge=1, le=16, description="rows")
-    count_thereshold: int = Field(
-        4096,
-        ge=1,
-        validation_alias=AliasChoices("count_thereshold", "count_threshold", "threshold"),
-        description="report flows with at least this many distinct elements",
-    )
-    m: int = Field(128, ge=1, le=1 << 16, description="sampler registers per bucket")
-    size: int = Field(5, ge=1, le=8, description="bits per register (values up to 2**size - 1)")
-    base: float = Field(0.5, gt=0.0, lt=1.0, description="P(register value >= k+1) = base**k")
-    b: float = Field(1.08, gt=1.0, le=2.0, description="resident-eviction base: P(decrement) = b**-counter")
-    seed: int = Field(0, ge=0, description="derives the hash seeds")
-    parallel_rows: bool = Field(
-        False,
-        description="one thread per row for large batches (same result; pays only when a core is idle)",
-    )
 
 
 class SuperSpread(SketchBase):

@@ -88,3 +88,28 @@ def test_config_check_validates_a_third_party_plugin_without_numba(tmp_path: Pat
     modules = imported_by("config", "check", str(config), "--roles", "engine")
     assert "netspectra_heavykeeper" in modules  # the plugin's class and Params were checked
     assert heavy(modules) == []
+
+
+def test_config_check_does_not_import_numpy_for_the_built_in_groups_and_sketches() -> None:
+    modules = imported_by("config", "check", "config.yaml")
+    assert "numpy" not in modules
+    assert "netspectra.engine.sketch.params" in modules  # the sketch parameters were validated
+
+
+@pytest.mark.parametrize("name", ["count_min", "super_spread"])
+def test_a_built_in_sketch_s_params_model_is_the_one_its_class_uses(name: str) -> None:
+    """``config check`` validates a built-in against BUILTIN_PARAMS without importing the class."""
+    from netspectra.engine.sketch.registry import BUILTIN_PARAMS, load_algorithm
+    from netspectra.plugins import PluginSource
+
+    model = PluginSource(name, BUILTIN_PARAMS[name], "netspectra", "").import_target()
+    assert load_algorithm(name).Params is model
+
+
+def test_the_built_in_group_types_load_and_build() -> None:
+    """``config check`` looks built-in group types up without importing them; they do load."""
+    from netspectra.config.models import Settings
+    from netspectra.engine.groups import BUILTIN_GROUPS, build_groups
+
+    settings = Settings.model_validate({"aggregator": {"types": list(BUILTIN_GROUPS)}})
+    assert list(build_groups(settings)) == list(BUILTIN_GROUPS)
