@@ -113,3 +113,21 @@ def test_the_built_in_group_types_load_and_build() -> None:
 
     settings = Settings.model_validate({"aggregator": {"types": list(BUILTIN_GROUPS)}})
     assert list(build_groups(settings)) == list(BUILTIN_GROUPS)
+
+
+def test_analyze_without_writers_imports_no_store_bus_or_api_library(tmp_path: Path) -> None:
+    from netspectra.synth import TrafficSpec, write_trace
+
+    capture = tmp_path / "small.pcap"
+    write_trace(capture, TrafficSpec(packets=200, flows=20))
+    config = tmp_path / "no-writers.yaml"
+    config.write_text(
+        "aggregator:\n"
+        "  types: [exact]\n"
+        "  exact:\n"
+        "    writers: []\n"
+        "    tasks: [{name: per_src, key_fields: [SrcIP]}]\n"
+    )
+    modules = imported_by("analyze", str(capture), "--config", str(config), "--json", cwd=tmp_path)
+    assert "numba" in modules  # it counts with the kernels
+    assert [name for name in heavy(modules) if name.split(".")[0] not in ("numba", "llvmlite")] == []
