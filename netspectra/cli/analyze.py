@@ -7,10 +7,8 @@ so); 2 the file cannot be opened or is not a pcap/pcapng capture; 3 the config i
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import gc
-import json
 import logging
 import sys
 from pathlib import Path
@@ -50,6 +48,8 @@ def _configure_logging(settings: Settings, console: Console) -> None:
 
 
 def _run(path: Path, settings: Settings, console: Console, show_progress: bool) -> AnalysisResult:
+    import asyncio  # here, not at the top: every command's --help imports this module
+
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -172,6 +172,8 @@ def analyze(
         err_console.print(f"Cannot analyze {file}: {result.error}", markup=False, highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT)
     if json_output:
+        import json
+
         sys.stdout.write(json.dumps(result.to_json(top)) + "\n")
     else:
         _print_summary(result, out_console, top)

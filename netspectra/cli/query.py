@@ -8,9 +8,6 @@ status and message and exit 1 (2 for bad flags).
 
 from __future__ import annotations
 
-import asyncio
-import json
-import ssl
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -18,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
+    import ssl
+
     from rich.console import Console
 
 
@@ -147,6 +146,10 @@ def query(
     ca: str | None = typer.Option(None, "--ca", help="CA certificate for --tls (default: system CAs)."),
 ) -> None:
     """Query a running NetSpectra API (the Go query script's modes and flags)."""
+    import asyncio
+    import json
+    import ssl
+
     import betterproto2
     from grpclib import GRPCError
     from rich.console import Console

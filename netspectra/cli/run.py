@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,8 @@ def run(
     The config is checked first, as `config check` does but only for the roles asked for; any
     problem ends the command with exit 2 before a role starts.
     """
+    import asyncio
+
     from netspectra.app import Application, parse_roles, serve_forever
     from netspectra.errors import ConfigError
     from netspectra.logs import configure_logging

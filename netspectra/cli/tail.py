@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 
 import typer
@@ -24,11 +22,16 @@ def tail(
         typer.echo("error: tail needs a NATS server: pass --url nats://HOST:4222", err=True)
         raise typer.Exit(2)
     # a BusError (no server there) becomes the root command's one line, exit 1
+    import asyncio
+    import contextlib
+
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_tail(bus_url, subject or settings.bus_subject, count, settings.engine_auth))
 
 
 async def _tail(url: str, subject: str, count: int, auth: object) -> None:
+    import asyncio
+
     from netspectra.bus.nats import NatsBus
     from netspectra.model.fields import address_text
     from netspectra.wire.codec import decode_packet_batch, decode_packet_infos

@@ -41,8 +41,25 @@ from netspectra.config.models import (
 from netspectra.config.problems import Location, Problem, format_path, model_problems
 from netspectra.errors import ConfigError, PluginError
 
+#: Roles in data order: stopped in this order, started in reverse (each after the next is ready).
+#: Here, not in the composition root, so ``config check --roles`` parses them without asyncio.
+ROLE_ORDER = ("probe", "engine", "api")
 #: Every role; ``roles=None`` checks what any of them would need (``config check``).
-ALL_ROLES = ("probe", "engine", "api")
+ALL_ROLES = ROLE_ORDER
+
+
+def parse_roles(text: str) -> tuple[str, ...]:
+    """``"api,engine"`` → ``("engine", "api")``; unknown or empty names are a ConfigError."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in ROLE_ORDER]
+    if unknown or not names:
+        raise ConfigError(
+            f"--roles: unknown role(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"choose from {', '.join(ROLE_ORDER)}"
+        )
+    return tuple(name for name in ROLE_ORDER if name in names)
+
+
 _MAX_ROUNDS = 64
 
 

@@ -72,6 +72,7 @@ def test_a_command_imports_no_heavy_library_it_does_not_use(args: tuple[str, ...
 def test_help_does_not_even_import_numpy_or_the_config_models() -> None:
     modules = imported_by("--help")
     assert "numpy" not in modules
+    assert "asyncio" not in modules  # ~40 ms: imported by the commands that run a loop
     assert "netspectra.config.models" not in modules
 
 
@@ -93,6 +94,7 @@ def test_config_check_validates_a_third_party_plugin_without_numba(tmp_path: Pat
 def test_config_check_does_not_import_numpy_for_the_built_in_groups_and_sketches() -> None:
     modules = imported_by("config", "check", "config.yaml")
     assert "numpy" not in modules
+    assert "asyncio" not in modules
     assert "netspectra.engine.sketch.params" in modules  # the sketch parameters were validated
 
 
