@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config.yaml"
+OLD_CHAIN = "import numba, numpy, nats, grpclib, betterproto2, pydantic, typer, rich.progress, yaml"
 NETSPECTRA = (sys.executable, "-m", "netspectra")
 _RATE = re.compile(r" in (?P<elapsed>[\d.]+)s = (?P<rate>[\d,]+) packets/s")
 
@@ -81,6 +82,8 @@ def fixed_costs(repeat: int, scratch: Path) -> None:
         ("netspectra analyze 1 000 frames (writers off)",
          (*NETSPECTRA, "analyze", str(small), "--config", str(config_off)), 0.35),
         ("python -c 'import numba' (for scale)", (sys.executable, "-c", "import numba"), None),
+        # what every command imported before issue 12 (--help took 0.8-1.3 s here, under load)
+        ("old --help imports (numba, nats, grpclib, ...)", (sys.executable, "-c", OLD_CHAIN), None),
     ]  # fmt: skip
     print(f"fixed cost: best of {repeat} runs (wall seconds, process start to exit)")
     print(f"{'':50} {'best':>7} {'slowest':>8} {'vs python':>10} {'target':>7}")
