@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netspectra.config.models import EMBEDDED_BUS, Settings, WriterConfig
+from netspectra.config.validate import ROLE_ORDER
+from netspectra.config.validate import parse_roles as parse_roles  # `run` and tests import it from here
 from netspectra.errors import ConfigError
 from netspectra.model.writer import SnapshotWriter
 from netspectra.storage.context import StorageContext, new_incarnation
@@ -29,21 +31,6 @@ if TYPE_CHECKING:  # the engine (numba kernels) is imported only by a process th
     from netspectra.engine.engine import Engine
 
 logger = logging.getLogger(__name__)
-
-#: Roles in data order: stopped in this order, started in reverse (each after the next is ready).
-ROLE_ORDER = ("probe", "engine", "api")
-
-
-def parse_roles(text: str) -> tuple[str, ...]:
-    """``"api,engine"`` → ``("engine", "api")``; unknown or empty names are a ConfigError."""
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [name for name in names if name not in ROLE_ORDER]
-    if unknown or not names:
-        raise ConfigError(
-            f"--roles: unknown role(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
-            f"choose from {', '.join(ROLE_ORDER)}"
-        )
-    return tuple(name for name in ROLE_ORDER if name in names)
 
 
 def check_role_settings(settings: Settings, roles: Iterable[str]) -> None:

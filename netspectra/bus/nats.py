@@ -21,7 +21,6 @@ import os
 import ssl
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import nats.errors
@@ -40,7 +39,7 @@ from netspectra.bus.nats_internals import (
     subscription_sid,
     write_frames,
 )
-from netspectra.config.models import NatsAuth
+from netspectra.config.models import NatsAuth, redact_url
 from netspectra.errors import BusError
 
 logger = logging.getLogger(__name__)
@@ -110,16 +109,6 @@ def pub_frames(
     out = np.empty(n * (len(subject) + longest + 30), np.uint8)
     used = _pub_frames(np.frombuffer(subject, np.uint8), data, starts, ends, out)
     return out[:used].tobytes()
-
-
-def redact_url(url: str) -> str:
-    """``nats://user:secret@host:4222`` → ``nats://host:4222`` (for every comma-separated URL)."""
-    shown = []
-    for part in url.split(","):
-        split = urlsplit(part.strip())
-        netloc = split.netloc.rsplit("@", 1)[-1]
-        shown.append(urlunsplit((split.scheme, netloc, split.path, split.query, split.fragment)))
-    return ",".join(shown)
 
 
 def connect_options(auth: NatsAuth) -> dict[str, Any]:

@@ -7,32 +7,20 @@ so); 2 the file cannot be opened or is not a pcap/pcapng capture; 3 the config i
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import gc
-import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
-from netspectra.analysis import AnalysisResult, default_settings, top_flows
-from netspectra.app import analyze_capture
-from netspectra.config import Settings, load_settings
-from netspectra.errors import CaptureError, ConfigError, PluginError
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from netspectra.analysis import AnalysisResult
+    from netspectra.config import Settings
 
 EXIT_BAD_INPUT = 2
 EXIT_BAD_CONFIG = 3
@@ -40,10 +28,15 @@ EXIT_INTERRUPTED = 130
 
 
 def _settings(config: Path | None) -> Settings:
+    from netspectra.analysis import default_settings
+    from netspectra.config import load_settings
+
     return load_settings(config) if config is not None else default_settings()
 
 
 def _configure_logging(settings: Settings, console: Console) -> None:
+    from rich.logging import RichHandler
+
     # Engine and writer lifecycle lines are noise next to the summary; warnings and errors stay.
     level = max(logging.WARNING, logging.getLevelNamesMapping()[settings.logging.level])
     logging.basicConfig(
@@ -55,6 +48,20 @@ def _configure_logging(settings: Settings, console: Console) -> None:
 
 
 def _run(path: Path, settings: Settings, console: Console, show_progress: bool) -> AnalysisResult:
+    import asyncio  # here, not at the top: every command's --help imports this module
+
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
+    from netspectra.app import analyze_capture
+
     if not show_progress:
         return asyncio.run(analyze_capture(path, settings))
     with Progress(
@@ -79,6 +86,10 @@ def _run(path: Path, settings: Settings, console: Console, show_progress: bool) 
 
 
 def _print_summary(result: AnalysisResult, console: Console, top: int) -> None:
+    from rich.table import Table
+
+    from netspectra.analysis import top_flows
+
     console.print(
         f"[bold]{result.path}[/]: {result.packets:,} packets, {result.bytes:,} bytes "
         f"({result.frames:,} frames) in {result.elapsed_s:.2f}s = {result.packets_per_s:,.0f} packets/s"
@@ -124,6 +135,10 @@ def analyze(
     top: int = typer.Option(10, "--top", min=0, help="Flows shown per task."),
 ) -> None:
     """Count every flow of FILE with the configured tasks, write the final snapshot, print a summary."""
+    from rich.console import Console
+
+    from netspectra.errors import CaptureError, ConfigError, PluginError
+
     _exit_without_final_collection()
     err_console = Console(stderr=True)
     out_console = err_console if json_output else Console()
@@ -144,6 +159,7 @@ def analyze(
         err_console.print(format_problems(source, problems), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_CONFIG)
     _configure_logging(settings, err_console)
+    _compile_kernels_if_needed(err_console)
     try:
         result = _run(file, settings, out_console, show_progress=out_console.is_terminal)
     except CaptureError as error:
@@ -156,12 +172,28 @@ def analyze(
         err_console.print(f"Cannot analyze {file}: {result.error}", markup=False, highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT)
     if json_output:
+        import json
+
         sys.stdout.write(json.dumps(result.to_json(top)) + "\n")
     else:
         _print_summary(result, out_console, top)
     if result.interrupted:
         err_console.print("Interrupted: the summary and the final snapshot cover what was read until then")
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _compile_kernels_if_needed(console: Console) -> None:
+    """Compile the kernels before the file is read when numba's cache lacks one, and say so.
+
+    Only the first run after an install (or after the cache was cleared) compiles, ~10 s that
+    would otherwise sit inside the timed part and make the printed rate meaningless.
+    """
+    from netspectra.warmup import ANALYZE_KERNEL_MODULES, missing_kernels, warm_up
+
+    if not missing_kernels(ANALYZE_KERNEL_MODULES):
+        return
+    console.print("compiling kernels (first run after install): ", end="", markup=False, highlight=False)
+    console.print(f"{warm_up():.1f} s", markup=False, highlight=False)
 
 
 def _exit_without_final_collection() -> None:

@@ -1,4 +1,10 @@
-"""What every command does first: load and validate the config, set up logging."""
+"""What every command does first: load and validate the config, set up logging.
+
+Every ``netspectra`` command imports this module and the command modules to build its help, so
+they import only typer and the standard library at module level; what a command needs (the
+config models, numba kernels, the store, gRPC) is imported inside the command that runs
+(``tests/unit/spine/test_startup.py`` holds that line).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from netspectra.config import Settings, load_settings
-from netspectra.config.problems import format_problems
-from netspectra.errors import ConfigError
-from netspectra.logs import configure_logging
+if TYPE_CHECKING:
+    from netspectra.config import Settings
 
 #: Exit code of a command refused for its configuration (``config check``, ``run``, ...).
 EXIT_BAD_CONFIG = 2
@@ -32,6 +37,10 @@ def default_config_path() -> Path:
 
 def load_or_exit(path: Path | None, *, configure_logs: bool = True) -> Settings:
     """Validated settings of ``path`` (the packaged default when None), or exit 2 naming each bad field."""
+    from netspectra.config import load_settings
+    from netspectra.errors import ConfigError
+    from netspectra.logs import configure_logging
+
     try:
         settings = load_settings(path if path is not None else default_config_path())
     except ConfigError as error:
@@ -50,6 +59,7 @@ def check_or_exit(
     adjust: Callable[[Settings], Settings] | None = None,
 ) -> Settings:
     """Settings without a problem for ``roles``, else exit 2 printing every problem (as ``config check``)."""
+    from netspectra.config.problems import format_problems
     from netspectra.config.validate import check
 
     config_path = path if path is not None else default_config_path()

@@ -23,8 +23,8 @@ def check(
     Checks the model, group types, sketch plugins and parameters, files that must exist, listen
     addresses (bound and released), and directories that must be writable.
     """
-    from netspectra.app import parse_roles
-    from netspectra.bus.nats import redact_url
+    from netspectra.config.models import redact_url
+    from netspectra.config.validate import parse_roles
     from netspectra.errors import ConfigError
 
     try:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
-from rich.table import Table
-
-from netspectra.engine.sketch.registry import ENTRY_POINT_GROUP, describe_all
 
 plugins_app = typer.Typer(help="Sketch algorithm plugins (entry-point group netspectra.sketches).")
 
@@ -14,6 +10,11 @@ plugins_app = typer.Typer(help="Sketch algorithm plugins (entry-point group nets
 @plugins_app.command("list")
 def list_plugins() -> None:
     """Show each discovered algorithm: package, version, parameters with defaults, or why it failed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from netspectra.engine.sketch.registry import ENTRY_POINT_GROUP, describe_all
+
     infos = describe_all()
     console = Console()
     table = Table(title=f"Sketch algorithms ({ENTRY_POINT_GROUP})", show_lines=True)

@@ -8,21 +8,16 @@ status and message and exit 1 (2 for bad flags).
 
 from __future__ import annotations
 
-import asyncio
-import json
-import ssl
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import betterproto2
 import typer
-from grpclib import GRPCError
-from grpclib.client import Channel
-from rich.console import Console
-from rich.table import Table
 
-from netspectra.wire.generated import v1
+if TYPE_CHECKING:
+    import ssl
+
+    from rich.console import Console
 
 
 class Mode(StrEnum):
@@ -78,6 +73,10 @@ async def _call(
     token: str | None,
     tls: ssl.SSLContext | None,
 ) -> Any:
+    from grpclib.client import Channel
+
+    from netspectra.wire.generated import v1
+
     host, port = _split_addr(addr)
     metadata = {"authorization": f"Bearer {token}"} if token else None
     channel = Channel(host, port, ssl=tls)
@@ -102,6 +101,8 @@ async def _call(
 
 
 def _render(mode: Mode, response: Any, console: Console) -> None:
+    from rich.table import Table
+
     if mode is Mode.HEALTH:
         console.print(f"status: {response.status}")
     elif mode is Mode.TASKS:
@@ -145,6 +146,14 @@ def query(
     ca: str | None = typer.Option(None, "--ca", help="CA certificate for --tls (default: system CAs)."),
 ) -> None:
     """Query a running NetSpectra API (the Go query script's modes and flags)."""
+    import asyncio
+    import json
+    import ssl
+
+    import betterproto2
+    from grpclib import GRPCError
+    from rich.console import Console
+
     if mode in (Mode.TRACE, Mode.HEAVYHITTERS, Mode.SUPERSPREADERS) and not task:
         raise typer.BadParameter(f"{mode.value} needs --task", param_hint="--task")
     if mode is Mode.TRACE and not key:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from netspectra.app import Application, parse_roles, serve_forever
 from netspectra.cli.common import EXIT_BAD_CONFIG, check_or_exit
-from netspectra.config import Settings
-from netspectra.errors import ConfigError
-from netspectra.logs import configure_logging
+
+if TYPE_CHECKING:
+    from netspectra.config import Settings
 
 
 def run(
@@ -29,6 +27,12 @@ def run(
     The config is checked first, as `config check` does but only for the roles asked for; any
     problem ends the command with exit 2 before a role starts.
     """
+    import asyncio
+
+    from netspectra.app import Application, parse_roles, serve_forever
+    from netspectra.errors import ConfigError
+    from netspectra.logs import configure_logging
+
     if iface and pcap:
         raise typer.BadParameter("give either --iface or --pcap, not both", param_hint="--iface/--pcap")
     if (rate or speed) and not pcap:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 
 import typer
 
 from netspectra.cli.common import load_or_exit
-from netspectra.model.fields import address_text
-from netspectra.wire.codec import decode_packet_batch, decode_packet_infos
-from netspectra.wire.subjects import batch_subject, is_batch_subject
 
 
 def tail(
@@ -27,12 +22,20 @@ def tail(
         typer.echo("error: tail needs a NATS server: pass --url nats://HOST:4222", err=True)
         raise typer.Exit(2)
     # a BusError (no server there) becomes the root command's one line, exit 1
+    import asyncio
+    import contextlib
+
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_tail(bus_url, subject or settings.bus_subject, count, settings.engine_auth))
 
 
 async def _tail(url: str, subject: str, count: int, auth: object) -> None:
+    import asyncio
+
     from netspectra.bus.nats import NatsBus
+    from netspectra.model.fields import address_text
+    from netspectra.wire.codec import decode_packet_batch, decode_packet_infos
+    from netspectra.wire.subjects import batch_subject, is_batch_subject
 
     bus = NatsBus(url, auth)  # type: ignore[arg-type]
     done = asyncio.Event()

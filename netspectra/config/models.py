@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -27,6 +28,20 @@ from netspectra.wire.subjects import DEFAULT_QUEUE_GROUP, DEFAULT_SUBJECT
 EMBEDDED_BUS = "embedded"
 #: Go's ``skt_type`` numbers, mapped to our entry-point names.
 GO_SKETCH_TYPES = {0: "count_min", 1: "super_spread"}
+
+
+def redact_url(url: str) -> str:
+    """``nats://user:secret@host:4222`` → ``nats://host:4222`` (for every comma-separated URL).
+
+    Here rather than in the NATS client so that ``config check`` can show the bus without
+    importing it.
+    """
+    shown = []
+    for part in url.split(","):
+        split = urlsplit(part.strip())
+        netloc = split.netloc.rsplit("@", 1)[-1]
+        shown.append(urlunsplit((split.scheme, netloc, split.path, split.query, split.fragment)))
+    return ",".join(shown)
 
 
 class Model(BaseModel):

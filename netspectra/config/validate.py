@@ -41,8 +41,25 @@ from netspectra.config.models import (
 from netspectra.config.problems import Location, Problem, format_path, model_problems
 from netspectra.errors import ConfigError, PluginError
 
+#: Roles in data order: stopped in this order, started in reverse (each after the next is ready).
+#: Here, not in the composition root, so ``config check --roles`` parses them without asyncio.
+ROLE_ORDER = ("probe", "engine", "api")
 #: Every role; ``roles=None`` checks what any of them would need (``config check``).
-ALL_ROLES = ("probe", "engine", "api")
+ALL_ROLES = ROLE_ORDER
+
+
+def parse_roles(text: str) -> tuple[str, ...]:
+    """``"api,engine"`` → ``("engine", "api")``; unknown or empty names are a ConfigError."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in ROLE_ORDER]
+    if unknown or not names:
+        raise ConfigError(
+            f"--roles: unknown role(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"choose from {', '.join(ROLE_ORDER)}"
+        )
+    return tuple(name for name in ROLE_ORDER if name in names)
+
+
 _MAX_ROUNDS = 64
 
 
@@ -251,10 +268,10 @@ def _check_types(settings: Settings) -> Iterator[_Finding]:
 
 def _aggregator_type_problem(name: str) -> str | None:
     """Why ``name`` is no usable aggregator type (with "did you mean"), or None."""
-    from netspectra.engine.groups import load_group_class
+    from netspectra.engine.groups import check_group_type
 
     try:
-        load_group_class(name)
+        check_group_type(name)
     except (ConfigError, PluginError) as error:
         return str(error).removeprefix("aggregator.types: ")
     return None
@@ -274,14 +291,10 @@ def _sketch_task_problems(algorithm: str, params: dict[str, Any], task: str) -> 
 
     The only call into the plugin registry, so a move of the registry changes this function alone.
     """
-    from netspectra.engine.sketch.registry import load_algorithm, validate_params
+    from netspectra.engine.sketch.registry import check_params
 
     try:
-        plugin = load_algorithm(algorithm)
-    except PluginError as error:
-        return [((), str(error))]
-    try:
-        validate_params(plugin, params, task)
+        check_params(algorithm, params, task)
     except PluginError as error:
         cause = error.__cause__
         if not isinstance(cause, ValidationError):

@@ -13,7 +13,7 @@ from typing import Any
 from netspectra.config.models import Settings
 from netspectra.engine.protocols import AggregatorGroup
 from netspectra.errors import ConfigError, PluginError
-from netspectra.plugins import PluginRegistry, PluginScan, UnknownPluginError
+from netspectra.plugins import BUILTIN_DISTRIBUTION, PluginRegistry, PluginScan, UnknownPluginError
 
 ENTRY_POINT_GROUP = "netspectra.aggregators"
 #: The built-in group types (registered under the same names in NetSpectra's pyproject.toml).
@@ -40,6 +40,21 @@ def load_group_class(name: str) -> Any:
             f"aggregator type {name!r} ({REGISTRY.find(name).target}) has no from_config(settings) method"
         )
     return group_class
+
+
+def check_group_type(name: str) -> None:
+    """What ``config check`` asks of a type name: ConfigError when unknown, PluginError when unusable.
+
+    A third-party type is imported and checked as :func:`load_group_class` does; a built-in is
+    known to load (the unit tests build both), and importing it costs numpy (~0.1 s), so its
+    registration is all that is looked up.
+    """
+    try:
+        source = REGISTRY.find(name)
+    except UnknownPluginError as error:
+        raise ConfigError(f"aggregator.types: {error}") from None
+    if source.distribution != BUILTIN_DISTRIBUTION or source.target != BUILTIN_GROUPS.get(name):
+        load_group_class(name)
 
 
 def build_groups(settings: Settings) -> dict[str, AggregatorGroup]:

@@ -8,10 +8,11 @@ implements it, so it lives below both.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from netspectra.model.packets import PacketColumns
-from netspectra.model.snapshot import Snapshot
+if TYPE_CHECKING:  # annotations only: the registries import this, and config check must not load numpy
+    from netspectra.model.packets import PacketColumns
+    from netspectra.model.snapshot import Snapshot
 
 
 @runtime_checkable

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # the config models import KeyField, and `config check` must not load numpy
+    import numpy as np
+    import numpy.typing as npt
 
-from netspectra.model.packets import IPV4_MAPPED_PREFIX
+#: The 12-byte prefix of an IPv4-mapped IPv6 address (RFC 4291 section 2.5.5.2).
+IPV4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 
 
 class KeyField(StrEnum):

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from netspectra.model.fields import IPV4_MAPPED_PREFIX as IPV4_MAPPED_PREFIX
+
 #: Bytes of every address column row; IPv4 is mapped into IPv6 (RFC 4291 section 2.5.5.2).
 ADDRESS_WIDTH = 16
-#: The 12-byte prefix of an IPv4-mapped IPv6 address.
-IPV4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 
 #: :meth:`PacketColumns.arrays`: the columns in field order (a fixed-length tuple, so type checkers
 #: can match it against a kernel's parameters when it is splatted into a call).

@@ -7,9 +7,10 @@ other. Writers are chosen by their ``type`` through :mod:`netspectra.storage.reg
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from netspectra.model.snapshot import Snapshot
+if TYPE_CHECKING:  # the composition root imports this, and `config check` must not load numpy
+    from netspectra.model.snapshot import Snapshot
 
 
 @dataclass(frozen=True, slots=True)

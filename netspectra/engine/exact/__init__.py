@@ -1,6 +1,9 @@
-"""Exact per-flow aggregation: every flow of every task counted in numba hash tables."""
+"""Exact per-flow aggregation: every flow of every task counted in numba hash tables.
+
+:class:`ExactGroup` imports its tables' kernels (:mod:`.table`) when it is built, so importing
+the group type stays numba-free.
+"""
 
 from netspectra.engine.exact.group import ExactGroup
-from netspectra.engine.exact.table import FlowHashTable
 
-__all__ = ["ExactGroup", "FlowHashTable"]
+__all__ = ["ExactGroup"]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 from netspectra.config.models import ExactTaskConfig, Settings
-from netspectra.engine.exact.table import DirectTable, FlowHashTable, address_words, make_table
-from netspectra.model.packets import PacketColumns
 from netspectra.model.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from netspectra.engine.exact.table import DirectTable, FlowHashTable
+    from netspectra.model.packets import PacketColumns
 
 
 class ExactGroup:
@@ -21,6 +24,10 @@ class ExactGroup:
     name = "exact"
 
     def __init__(self, tasks: Sequence[ExactTaskConfig]) -> None:
+        # the tables' numba kernels are imported here, not with the class: `config check` loads
+        # the class to validate the type name and must not pay for numba
+        from netspectra.engine.exact.table import make_table
+
         self._tables = tuple(make_table(task.name, task.key_fields) for task in tasks)
 
     @classmethod
@@ -45,6 +52,8 @@ class ExactGroup:
         """One job per task, for the engine to spread over its threads (tables share nothing)."""
         if not len(batch) or not self._tables:
             return []
+        from netspectra.engine.exact.table import address_words
+
         src_words = address_words(batch.src_ip)
         dst_words = address_words(batch.dst_ip)
         columns = (

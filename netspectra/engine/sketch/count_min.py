@@ -24,15 +24,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar, Literal
 
-import numba as nb
 import numpy as np
 import numpy.typing as npt
-from pydantic import AliasChoices, Field
 
-from netspectra.engine.sketch.intrinsics import prefetch_row
-from netspectra.engine.sketch.murmur3 import as_words, best_matching_value, hash_buckets, row_seeds
+# numba-free: the kernels (count_min_kernels, murmur3) are imported where a sketch uses them
+from netspectra.engine.sketch.params import CountMinParams
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
 from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH, run_rows
 from netspectra.model.fields import KeyField
@@ -41,176 +38,12 @@ from netspectra.model.snapshot import HeavyHitter, HitterKind
 _VARIANT_CODE = {"go": 0, "decay": 1}
 
 
-class CountMinParams(SketchParams):
-    """Parameters of a ``count_min`` task (Go's spellings; ``*_threshold`` accepted too)."""
-
-    execution_fields: ClassVar[frozenset[str]] = frozenset({"parallel_rows"})
-
-    width: int = Field(1 << 20, ge=1, le=1 << 28, description="buckets per row")
-    depth: int = Field(3, ge=1, le=16, description="rows")
-    count_thereshold: int = Field(
-        512,
-        ge=1,
-        validation_alias=AliasChoices("count_thereshold", "count_threshold"),
-        description="report flows with at least this many packets",
-    )
-    size_thereshold: int = Field(
-        512 * 1024,
-        ge=1,
-        validation_alias=AliasChoices("size_thereshold", "size_threshold"),
-        description="report flows with at least this many bytes",
-    )
-    variant: Literal["decay", "go"] = Field(
-        "decay", description="'go' = Go2NetSpectra's majority vote; 'decay' = HeavyKeeper-style decay"
-    )
-    b: float = Field(1.08, gt=1.0, le=2.0, description="decay base of the 'decay' variant")
-    seed: int = Field(0, ge=0, description="derives the per-row hash seeds; equal seeds merge")
-    parallel_rows: bool = Field(
-        False,
-        description="one thread per row for large batches (same result; pays only when a core is idle)",
-    )
-
-
 def decay_thresholds(base: float) -> npt.NDArray[np.uint64]:
     """``floor(base**-c * 2**32)`` for c = 0, 1, ... until it reaches 0 (compared to a 32-bit draw)."""
     length = math.ceil(32 * math.log(2) / math.log(base)) + 2
     values = [min(int(base**-c * 2**32), 2**32) for c in range(length)]
     values[-1] = 0
     return np.array(values, np.uint64)
-
-
-@nb.njit(inline="always", nogil=True)
-def _next_random(state):  # type: ignore[no-untyped-def]
-    """splitmix64 step: (new state, 32 random bits)."""
-    state = np.uint64(state + np.uint64(0x9E3779B97F4A7C15))
-    z = state
-    z = np.uint64((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9))
-    z = np.uint64((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB))
-    z = z ^ (z >> np.uint64(31))
-    return state, z >> np.uint64(32)
-
-
-_PREFETCH_AHEAD = 16
-"""Packets between a bucket's prefetch and its update (8-16 measured best; 0 costs ~10 %)."""
-
-
-@nb.njit(cache=True, nogil=True)
-def _update_row(words, sizes, buckets, cells, variant, thresholds, state):  # type: ignore[no-untyped-def]
-    """Apply every packet of a batch to one row; returns the row's new random state.
-
-    ``buckets[i]`` is packet i's bucket in this row (from :func:`hash_buckets`); ``cells[b]``
-    is one bucket, laid out contiguously (48 bytes for 16-byte keys):
-    ``[byte-cell key words | byte counter | count-cell key words | packet counter]``.
-    Rows are independent, so a row is one tight loop over the batch whose bucket state is
-    half the sketch (stays in L2), and the bucket a few packets ahead is prefetched.
-    """
-    n = words.shape[0]
-    nwords = words.shape[1]
-    size_at = nwords
-    key_at = nwords + 1
-    count_at = 2 * nwords + 1
-    last = np.uint64(thresholds.shape[0] - 1)
-    for i in range(n):
-        if i + _PREFETCH_AHEAD < n:
-            prefetch_row(cells, buckets[i + _PREFETCH_AHEAD])
-        bucket = buckets[i]
-        size = sizes[i]
-        # --- byte cell ---
-        held = cells[bucket, size_at]
-        if held == 0:
-            cells[bucket, size_at] = size
-            for j in range(nwords):
-                cells[bucket, j] = words[i, j]
-        else:
-            same = True
-            for j in range(nwords):
-                if cells[bucket, j] != words[i, j]:
-                    same = False
-                    break
-            if same:
-                cells[bucket, size_at] = held + size
-            else:
-                vote = True
-                if variant == 1:
-                    if size == 0:
-                        vote = False
-                    else:
-                        ratio = held // size
-                        if ratio > last:
-                            ratio = last
-                        state, draw = _next_random(state)
-                        vote = draw < thresholds[ratio]
-                if vote:
-                    if size > held:
-                        cells[bucket, size_at] = size
-                        for j in range(nwords):
-                            cells[bucket, j] = words[i, j]
-                    else:
-                        cells[bucket, size_at] = held - size
-        # --- packet cell ---
-        held = cells[bucket, count_at]
-        if held == 0:
-            cells[bucket, count_at] = 1
-            for j in range(nwords):
-                cells[bucket, key_at + j] = words[i, j]
-        else:
-            same = True
-            for j in range(nwords):
-                if cells[bucket, key_at + j] != words[i, j]:
-                    same = False
-                    break
-            if same:
-                cells[bucket, count_at] = held + 1
-            elif variant == 0:
-                cells[bucket, count_at] = held - 1
-                if held == 1:
-                    for j in range(nwords):
-                        cells[bucket, key_at + j] = words[i, j]
-            else:
-                index = held if held < last else last
-                state, draw = _next_random(state)
-                if draw < thresholds[index]:
-                    if held == 1:
-                        cells[bucket, count_at] = 1
-                        for j in range(nwords):
-                            cells[bucket, key_at + j] = words[i, j]
-                    else:
-                        cells[bucket, count_at] = held - 1
-    return state
-
-
-@nb.njit(cache=True, nogil=True)
-def _update_rows(words, sizes, buckets, cells, variant, thresholds, states):  # type: ignore[no-untyped-def]
-    """Every row, one after the other, in the calling thread."""
-    for r in range(cells.shape[0]):
-        states[r] = _update_row(words, sizes, buckets[r], cells[r], variant, thresholds, states[r])
-
-
-@nb.njit(cache=True, nogil=True)
-def _merge_cells(keys, values, other_keys, other_values, replace_with_larger):  # type: ignore[no-untyped-def]
-    """Fold other's cells into ours as if its resident had arrived as one weighted vote."""
-    width_k = keys.shape[2]
-    for r in range(values.shape[0]):
-        for b in range(values.shape[1]):
-            incoming = other_values[r, b]
-            if incoming == 0:
-                continue
-            held = values[r, b]
-            same = True
-            for j in range(width_k):
-                if keys[r, b, j] != other_keys[r, b, j]:
-                    same = False
-                    break
-            if held == 0 or same:
-                values[r, b] = held + incoming
-                for j in range(width_k):
-                    keys[r, b, j] = other_keys[r, b, j]
-            elif incoming > held:
-                values[r, b] = incoming if replace_with_larger else incoming - held
-                for j in range(width_k):
-                    keys[r, b, j] = other_keys[r, b, j]
-            else:
-                values[r, b] = held - incoming
 
 
 class CountMin(SketchBase):
@@ -230,6 +63,8 @@ class CountMin(SketchBase):
         super().__init__(params, flow_fields=flow_fields, element_fields=element_fields)
         assert isinstance(params, CountMinParams)
         self.p: CountMinParams = params
+        from netspectra.engine.sketch.murmur3 import row_seeds
+
         shape = (params.depth, params.width)
         self.seeds = row_seeds(params.seed, params.depth)
         words = self.key_words
@@ -248,6 +83,9 @@ class CountMin(SketchBase):
 
     def insert(self, flow_keys: KeyMatrix, element_keys: KeyMatrix, sizes: npt.NDArray[np.uint64]) -> None:
         """Hash the batch once (all rows), then update row by row; ``element_keys`` is ignored."""
+        from netspectra.engine.sketch import count_min_kernels as kernels
+        from netspectra.engine.sketch.murmur3 import as_words, hash_buckets
+
         if flow_keys.shape[0] == 0:
             return
         words = as_words(flow_keys)
@@ -258,16 +96,18 @@ class CountMin(SketchBase):
         if self.p.parallel_rows and self.p.depth > 1 and words.shape[0] >= PARALLEL_MIN_BATCH:
 
             def update_row(r: int) -> None:
-                states[r] = _update_row(
+                states[r] = kernels.update_row(
                     words, sizes, buckets[r], self.cells[r], self._variant, self._thresholds, states[r]
                 )
 
             run_rows(self.p.depth, update_row)
         else:
-            _update_rows(words, sizes, buckets, self.cells, self._variant, self._thresholds, states)
+            kernels.update_rows(words, sizes, buckets, self.cells, self._variant, self._thresholds, states)
 
     def query(self, flow_keys: KeyMatrix) -> dict[HitterKind, npt.NDArray[np.uint64]]:
         """Max over rows of the cells that hold this flow (0 when none does), as in Go's Query."""
+        from netspectra.engine.sketch.murmur3 import as_words, best_matching_value
+
         n = flow_keys.shape[0]
         out_count = np.zeros(n, np.uint64)
         out_bytes = np.zeros(n, np.uint64)
@@ -289,10 +129,12 @@ class CountMin(SketchBase):
 
     def merge(self, other: SketchAlgorithm) -> None:
         """Cell-wise vote merge (exact for disjoint buckets; a resident beats a smaller one)."""
+        from netspectra.engine.sketch import count_min_kernels as kernels
+
         self.check_mergeable(other)
         assert isinstance(other, CountMin)
-        _merge_cells(self.count_keys, self.counts, other.count_keys, other.counts, False)
-        _merge_cells(self.size_keys, self.byte_counts, other.size_keys, other.byte_counts, True)
+        kernels.merge_cells(self.count_keys, self.counts, other.count_keys, other.counts, False)
+        kernels.merge_cells(self.size_keys, self.byte_counts, other.size_keys, other.byte_counts, True)
 
     @property
     def memory_bytes(self) -> int:

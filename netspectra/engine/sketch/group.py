@@ -21,7 +21,6 @@ from netspectra.engine.sketch.protocol import SketchAlgorithm
 from netspectra.engine.sketch.registry import discover, distribution_of, load_algorithm, validate_params
 from netspectra.errors import PluginError
 from netspectra.model.fields import KeyField
-from netspectra.model.keys import build_keys
 from netspectra.model.packets import PacketColumns
 from netspectra.model.snapshot import SketchResult, Snapshot
 from netspectra.plugins import PluginScan
@@ -56,6 +55,8 @@ def _build(batch: PacketColumns, fields: tuple[KeyField, ...]) -> npt.NDArray[np
         return batch.src_ip
     if fields == (KeyField.DST_IP,) and batch.dst_ip.flags.c_contiguous:
         return batch.dst_ip
+    from netspectra.model.key_kernel import build_keys  # numba, once the group counts
+
     return build_keys(batch, fields)
 
 

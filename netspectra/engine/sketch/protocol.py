@@ -13,8 +13,8 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict
 
+from netspectra.engine.sketch.params import SketchParams
 from netspectra.errors import PluginError
 from netspectra.model.fields import KeyField
 from netspectra.model.keys import flow_text, key_width
@@ -22,20 +22,6 @@ from netspectra.model.snapshot import HeavyHitter, HitterKind
 
 KeyMatrix = npt.NDArray[np.uint8]
 """A ``(n, key_width)`` uint8 matrix, one key per row (see :mod:`netspectra.model.keys`)."""
-
-
-class SketchParams(BaseModel):
-    """Base of every algorithm's parameter model: frozen, unknown keys rejected (typos are caught)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    execution_fields: ClassVar[frozenset[str]] = frozenset()
-    """Fields that change how a sketch runs but never what it counts (e.g. ``parallel_rows``):
-    sketches differing only in these still merge."""
-
-    def counting_params(self) -> dict[str, object]:
-        """The parameters that decide the sketch's contents (what merge compatibility compares)."""
-        return self.model_dump(exclude=set(self.execution_fields))
 
 
 @runtime_checkable

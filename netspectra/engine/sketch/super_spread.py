@@ -24,196 +24,18 @@ are reproducible. Not mergeable: the per-bucket ``p`` cannot be combined.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
 
-import numba as nb
 import numpy as np
 import numpy.typing as npt
-from pydantic import AliasChoices, Field
 
+# numba-free: the kernels (super_spread_kernels, murmur3) are imported where a sketch uses them
 from netspectra.engine.sketch.count_min import decay_thresholds
-from netspectra.engine.sketch.intrinsics import clz32, prefetch_row
-from netspectra.engine.sketch.murmur3 import (
-    absorb_block,
-    as_words,
-    best_matching_value,
-    finish,
-    hash_buckets,
-    mix_block,
-    row_seeds,
-    word_block,
-)
+from netspectra.engine.sketch.params import SuperSpreadParams
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
 from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH, run_rows
 from netspectra.errors import PluginError
 from netspectra.model.fields import KeyField
 from netspectra.model.snapshot import HeavyHitter, HitterKind
-
-
-class SuperSpreadParams(SketchParams):
-    """Parameters of a ``super_spread`` task (Go's names and defaults)."""
-
-    execution_fields: ClassVar[frozenset[str]] = frozenset({"parallel_rows"})
-
-    width: int = Field(1 << 20, ge=1, le=1 << 26, description="buckets per row")
-    depth: int = Field(3, ge=1, le=16, description="rows")
-    count_thereshold: int = Field(
-        4096,
-        ge=1,
-        validation_alias=AliasChoices("count_thereshold", "count_threshold", "threshold"),
-        description="report flows with at least this many distinct elements",
-    )
-    m: int = Field(128, ge=1, le=1 << 16, description="sampler registers per bucket")
-    size: int = Field(5, ge=1, le=8, description="bits per register (values up to 2**size - 1)")
-    base: float = Field(0.5, gt=0.0, lt=1.0, description="P(register value >= k+1) = base**k")
-    b: float = Field(1.08, gt=1.0, le=2.0, description="resident-eviction base: P(decrement) = b**-counter")
-    seed: int = Field(0, ge=0, description="derives the hash seeds")
-    parallel_rows: bool = Field(
-        False,
-        description="one thread per row for large batches (same result; pays only when a core is idle)",
-    )
-
-
-@nb.njit(inline="always", nogil=True)
-def _next_random(state):  # type: ignore[no-untyped-def]
-    state = np.uint64(state + np.uint64(0x9E3779B97F4A7C15))
-    z = state
-    z = np.uint64((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9))
-    z = np.uint64((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB))
-    z = z ^ (z >> np.uint64(31))
-    return state, z
-
-
-_PREFETCH_AHEAD = 16
-"""Packets between a register's prefetch and its test (the registers, 1 MB per row at 2^13 x 128,
-mostly live in L3)."""
-
-
-@nb.njit(inline="always", nogil=True)
-def _sample(geometric_hash, index_hash, m, max_value):  # type: ignore[no-untyped-def]
-    """``(value << 16) | register index`` of one pair in one row (value = clz + 1, capped)."""
-    value = clz32(geometric_hash) + np.uint32(1)
-    if value > max_value:
-        value = max_value
-    m32 = np.uint32(m)
-    power_of_two = (m32 & (m32 - np.uint32(1))) == 0
-    index = index_hash & (m32 - np.uint32(1)) if power_of_two else index_hash % m32
-    return (value << np.uint32(16)) | index
-
-
-@nb.njit(cache=True, nogil=True)
-def _pair_samples(pair_words, pair_bytes, pair_seeds, m, max_value, out):  # type: ignore[no-untyped-def]
-    """``out[r, i]``: packet i's sampler register index and value in row r (see :func:`_sample`).
-
-    Row r hashes the pair with ``pair_seeds[2r]`` (geometric value) and ``pair_seeds[2r + 1]``
-    (register index). Two rows (four seeds) are hashed per pass over the key, their running
-    hashes kept in registers and the block mixing shared.
-    """
-    n = pair_words.shape[0]
-    depth = pair_seeds.shape[0] // 2
-    nblocks = pair_bytes >> 2
-    rest = pair_bytes & 3
-    for first in range(0, depth, 2):
-        pair = first + 1 < depth
-        seed_a = np.uint32(pair_seeds[2 * first])
-        seed_b = np.uint32(pair_seeds[2 * first + 1])
-        seed_c = np.uint32(pair_seeds[2 * first + 2]) if pair else np.uint32(0)
-        seed_d = np.uint32(pair_seeds[2 * first + 3]) if pair else np.uint32(0)
-        for i in range(n):
-            h_a = seed_a
-            h_b = seed_b
-            h_c = seed_c
-            h_d = seed_d
-            for block in range(nblocks):
-                mixed = mix_block(word_block(pair_words, i, block))
-                h_a = absorb_block(h_a, mixed)
-                h_b = absorb_block(h_b, mixed)
-                h_c = absorb_block(h_c, mixed)
-                h_d = absorb_block(h_d, mixed)
-            if rest:
-                tail = word_block(pair_words, i, nblocks) & np.uint32((1 << (8 * rest)) - 1)
-                mixed = mix_block(tail)
-                h_a ^= mixed
-                h_b ^= mixed
-                h_c ^= mixed
-                h_d ^= mixed
-            out[first, i] = _sample(finish(h_a, pair_bytes), finish(h_b, pair_bytes), m, max_value)
-            if pair:
-                out[first + 1, i] = _sample(finish(h_c, pair_bytes), finish(h_d, pair_bytes), m, max_value)
-
-
-@nb.njit(cache=True, nogil=True)
-def _update_row(  # type: ignore[no-untyped-def]
-    flow_words, buckets, samples, keys, values, registers, probabilities, powers, max_value, thresholds, state
-):
-    """Apply one batch to one row (Go's Insert steps 2-4, see the module docstring); returns the
-    row's random state. Most packets repeat a known pair and stop at the register test, so the
-    register a few packets ahead is prefetched."""
-    n = flow_words.shape[0]
-    nwords = flow_words.shape[1]
-    m = registers.shape[1]
-    inv_m = 1.0 / m
-    flat_registers = registers.reshape(-1)
-    last = np.uint64(thresholds.shape[0] - 1)
-    low16 = np.uint32(0xFFFF)
-    for i in range(n):
-        if i + _PREFETCH_AHEAD < n:
-            ahead = i + _PREFETCH_AHEAD
-            prefetch_row(flat_registers, np.int64(buckets[ahead]) * m + np.int64(samples[ahead] & low16))
-        bucket = buckets[i]
-        value = samples[i] >> np.uint32(16)
-        index = samples[i] & low16
-        old = np.uint32(registers[bucket, index])
-        if value <= old:
-            continue
-        registers[bucket, index] = value
-        p = probabilities[bucket]
-        updated = p - powers[old] * inv_m
-        if value < max_value:
-            updated += powers[value] * inv_m
-        probabilities[bucket] = updated
-        if p <= 0.0:
-            continue
-        inverse = 1.0 / p
-        votes = np.ceil(inverse)
-        state, draw = _next_random(state)
-        if (draw >> np.uint64(11)) * (1.0 / 9007199254740992.0) >= inverse / votes:
-            continue
-        remaining = np.int64(votes)
-        while remaining > 0:
-            held = values[bucket]
-            if held == 0:
-                for j in range(nwords):
-                    keys[bucket, j] = flow_words[i, j]
-                values[bucket] = remaining
-                break
-            same = True
-            for j in range(nwords):
-                if keys[bucket, j] != flow_words[i, j]:
-                    same = False
-                    break
-            if same:
-                values[bucket] = held + remaining
-                break
-            position = np.uint64(held) if np.uint64(held) < last else last
-            state, draw = _next_random(state)
-            if (draw >> np.uint64(32)) < thresholds[position]:
-                values[bucket] = held - 1
-            remaining -= 1
-    return state
-
-
-@nb.njit(cache=True, nogil=True)
-def _update_rows(  # type: ignore[no-untyped-def]
-    flow_words, buckets, samples, keys, values, registers, probabilities, powers, max_value, thresholds,
-    states,
-):  # fmt: skip
-    """Every row, one after the other, in the calling thread."""
-    for r in range(values.shape[0]):
-        states[r] = _update_row(
-            flow_words, buckets[r], samples[r], keys[r], values[r], registers[r], probabilities[r],
-            powers, max_value, thresholds, states[r],
-        )  # fmt: skip
 
 
 class SuperSpread(SketchBase):
@@ -233,6 +55,8 @@ class SuperSpread(SketchBase):
         super().__init__(params, flow_fields=flow_fields, element_fields=element_fields)
         assert isinstance(params, SuperSpreadParams)
         self.p: SuperSpreadParams = params
+        from netspectra.engine.sketch.murmur3 import row_seeds
+
         shape = (params.depth, params.width)
         seeds = row_seeds(params.seed, 3 * params.depth)
         self.seeds = seeds[: params.depth].copy()
@@ -253,6 +77,9 @@ class SuperSpread(SketchBase):
 
         The pair key (flow ‖ element) is what the sampler counts as distinct.
         """
+        from netspectra.engine.sketch import super_spread_kernels as kernels
+        from netspectra.engine.sketch.murmur3 import as_words, hash_buckets
+
         n = flow_keys.shape[0]
         if n == 0:
             return
@@ -261,25 +88,28 @@ class SuperSpread(SketchBase):
         buckets = np.empty((self.p.depth, n), np.uint32)
         hash_buckets(flow_words, flow_keys.shape[1], self.seeds, self.p.width, buckets)
         samples = np.empty((self.p.depth, n), np.uint32)
-        _pair_samples(as_words(pairs), pairs.shape[1], self.pair_seeds, self.p.m, self._max_value, samples)
+        pair_words = as_words(pairs)
+        kernels.pair_samples(pair_words, pairs.shape[1], self.pair_seeds, self.p.m, self._max_value, samples)
         states = self._random_states
         if self.p.parallel_rows and self.p.depth > 1 and n >= PARALLEL_MIN_BATCH:
 
             def update_row(r: int) -> None:
-                states[r] = _update_row(
+                states[r] = kernels.update_row(
                     flow_words, buckets[r], samples[r], self.keys[r], self.values[r], self.registers[r],
                     self.probabilities[r], self._powers, self._max_value, self._thresholds, states[r],
                 )  # fmt: skip
 
             run_rows(self.p.depth, update_row)
         else:
-            _update_rows(
+            kernels.update_rows(
                 flow_words, buckets, samples, self.keys, self.values, self.registers, self.probabilities,
                 self._powers, self._max_value, self._thresholds, states,
             )  # fmt: skip
 
     def query(self, flow_keys: KeyMatrix) -> dict[HitterKind, npt.NDArray[np.uint64]]:
         """Largest counter holding the flow (0 when none; Go reports at least 1)."""
+        from netspectra.engine.sketch.murmur3 import as_words, best_matching_value
+
         out = np.zeros(flow_keys.shape[0], np.uint64)
         if flow_keys.shape[0]:
             words = as_words(flow_keys)

@@ -66,7 +66,8 @@ def check_interface(iface: str) -> None:
         raise CaptureError(f"interface {iface!r} does not exist; available: {available}") from None
 
 
-def _warm_up() -> None:
+def warm_up_kernel() -> None:
+    """Compile (or load) the ring kernel on an empty block (also run by ``netspectra warmup``)."""
     empty = PacketColumns.empty(1)
     walk_tpacket_v3(
         np.zeros(64, np.uint8),
@@ -99,7 +100,7 @@ class AfPacketSource:
                 f"bpf_filter {bpf_filter!r}"
             )
         check_interface(iface)
-        _warm_up()  # compile (or load) the kernel before the ring starts filling
+        warm_up_kernel()  # compile (or load) the kernel before the ring starts filling
         self.iface = iface
         self.linktype = interface_linktype(iface)
         self.loopback = _arphrd(iface) == 772

@@ -16,7 +16,7 @@ from netspectra.engine.sketch.group import SketchGroup
 from netspectra.engine.sketch.registry import describe_all, discover, load_algorithm, validate_params
 from netspectra.errors import PluginError
 from netspectra.model.fields import KeyField, address_bytes
-from netspectra.model.keys import build_keys
+from netspectra.model.key_kernel import build_keys
 from netspectra.model.packets import PacketColumns
 from netspectra.model.snapshot import HitterKind
 

@@ -7,7 +7,8 @@ import pytest
 
 from netspectra.engine.sketch.murmur3 import as_words, row_seeds
 from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH
-from netspectra.engine.sketch.super_spread import SuperSpread, SuperSpreadParams, _pair_samples
+from netspectra.engine.sketch.super_spread import SuperSpread, SuperSpreadParams
+from netspectra.engine.sketch.super_spread_kernels import pair_samples
 from netspectra.errors import PluginError
 from netspectra.model.fields import KeyField, address_bytes
 from netspectra.model.snapshot import HitterKind
@@ -125,7 +126,7 @@ def test_pair_samples_are_go_register_index_and_geometric_value(depth: int, m: i
     pairs = rng.integers(0, 256, size=(300, 32), dtype=np.uint8)
     seeds = row_seeds(9, 2 * depth)
     out = np.empty((depth, pairs.shape[0]), np.uint32)
-    _pair_samples(as_words(pairs), 32, seeds, m, np.uint32(2**size - 1), out)
+    pair_samples(as_words(pairs), 32, seeds, m, np.uint32(2**size - 1), out)
     for row in range(depth):
         for i, pair in enumerate(pairs):
             geometric = reference_murmur3(pair.tobytes(), int(seeds[2 * row]))

@@ -7,14 +7,15 @@ almost never decayed, mice cannot hold a bucket for long. A ``k``-slot table kee
 keys of the current top-k; the flow's estimate (max over its rows) decides who enters it.
 
 This package is the worked example of ``docs/plugins.md`` in NetSpectra: one numba kernel over
-the whole batch, a pydantic ``Params`` model, and the sketch protocol's six methods.
+the whole batch (in :mod:`._kernels`, imported when a sketch counts, so that NetSpectra can load
+this class and validate ``Params`` without importing numba), a pydantic ``Params`` model, and
+the sketch protocol's six methods.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numba as nb
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
@@ -29,8 +30,6 @@ from netspectra.sketch_api import (
     SketchBase,
     SketchParams,
     key_width,
-    murmur3_row,
-    row_seeds,
 )
 
 __version__ = "0.1.0"
@@ -44,74 +43,6 @@ class HeavyKeeperParams(SketchParams):
     depth: int = Field(2, ge=1, le=8, description="rows")
     b: float = Field(1.08, gt=1.0, le=2.0, description="decay base: P(decay) = b**-counter")
     seed: int = Field(0, ge=0, description="hash seeds (equal seeds: equal results)")
-
-
-@nb.njit(cache=True, nogil=True)
-def _insert(  # type: ignore[no-untyped-def]
-    keys, seeds, fingerprint_seed, fingerprints, counters, decay, top_keys, top_fps, top_counts, used, state
-):
-    """Count a batch; returns (slots used, random state). Module-level, scalar helpers only."""
-    width = np.uint32(counters.shape[1])
-    k = top_counts.shape[0]
-    key_bytes = keys.shape[1]
-    last = np.uint64(decay.shape[0] - 1)
-    # the smallest count in the top-k table and its slot (valid once the table is full)
-    min_slot = 0
-    for slot in range(used):
-        if top_counts[slot] < top_counts[min_slot]:
-            min_slot = slot
-    for i in range(keys.shape[0]):
-        fp = murmur3_row(keys, i, fingerprint_seed)
-        estimate = np.uint64(0)
-        for r in range(seeds.shape[0]):
-            bucket = murmur3_row(keys, i, seeds[r]) % width
-            held = counters[r, bucket]
-            if held == 0 or fingerprints[r, bucket] == fp:
-                fingerprints[r, bucket] = fp
-                counters[r, bucket] = held + 1
-                if held + 1 > estimate:
-                    estimate = held + 1
-            else:
-                state = np.uint64(state * np.uint64(6364136223846793005) + np.uint64(1442695040888963407))
-                draw = state >> np.uint64(32)
-                if draw < decay[held if held < last else last]:
-                    if held == 1:
-                        fingerprints[r, bucket] = fp
-                        counters[r, bucket] = 1
-                        if estimate < 1:
-                            estimate = np.uint64(1)
-                    else:
-                        counters[r, bucket] = held - 1
-        # A flow below the table's minimum can neither enter nor raise its own (larger) entry.
-        if used == k and estimate <= top_counts[min_slot]:
-            continue
-        found = -1
-        for slot in range(used):
-            if top_fps[slot] == fp:
-                same = True
-                for j in range(key_bytes):
-                    if top_keys[slot, j] != keys[i, j]:
-                        same = False
-                        break
-                if same:
-                    found = slot
-                    break
-        if found >= 0:
-            if estimate > top_counts[found]:
-                top_counts[found] = estimate
-        else:
-            slot = used if used < k else min_slot
-            if used < k:
-                used += 1
-            for j in range(key_bytes):
-                top_keys[slot, j] = keys[i, j]
-            top_fps[slot] = fp
-            top_counts[slot] = estimate
-        min_slot = 0
-        for slot in range(used):
-            if top_counts[slot] < top_counts[min_slot]:
-                min_slot = slot
-    return used, state
 
 
 class HeavyKeeper(SketchBase):
@@ -128,6 +59,9 @@ class HeavyKeeper(SketchBase):
         flow_fields: Sequence[KeyField],
         element_fields: Sequence[KeyField] = (),
     ) -> None:
+        # row_seeds lives with numba kernels: taken here, not at import, like the kernel itself
+        from netspectra.sketch_api import row_seeds
+
         super().__init__(params, flow_fields=flow_fields, element_fields=element_fields)
         assert isinstance(params, HeavyKeeperParams)
         self.p = params
@@ -145,9 +79,11 @@ class HeavyKeeper(SketchBase):
         self.state = np.uint64(params.seed + 1)
 
     def insert(self, flow_keys: KeyMatrix, element_keys: KeyMatrix, sizes: npt.NDArray[np.uint64]) -> None:
+        from ._kernels import insert_batch
+
         if flow_keys.shape[0] == 0:
             return
-        used, state = _insert(
+        used, state = insert_batch(
             np.ascontiguousarray(flow_keys),
             self.seeds,
             self.fingerprint_seed,

@@ -1,0 +1,241 @@
+"""Compile every cached numba kernel before the work that is timed: ``netspectra warmup``.
+
+numba compiles a kernel on its first call and, with ``cache=True``, keeps the machine code in
+its on-disk cache (``__pycache__/*.nbi|*.nbc`` next to the source, or ``NUMBA_CACHE_DIR``). On a
+fresh install nothing is cached, so the first ``analyze`` spent ~10 s compiling inside its
+timed part and reported a rate 15x too low (issue 12). :func:`warm_up` instead runs a tiny input
+through every path that owns a kernel (capture of pcap and pcapng, the exact tables including a
+rehash, the key builder, both sketches with query and merge, the wire codec, the probe's pcap
+writer, the NATS frame builder, the store's address text) with the very argument types the
+real paths use, so each kernel's cache entry is the one a real run loads. ``scripts/dev`` runs it
+after ``pip install``; ``analyze`` runs it when :func:`missing_kernels` finds a kernel it needs
+uncached, says so, and starts timing afterwards.
+
+Third-party sketch plugins are not warmed (their parameters are theirs to choose): their kernels
+compile on their first batch, once per machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+#: Every module defining a ``cache=True`` kernel (``tests/unit/spine/test_warmup.py`` checks
+#: the list against the source).
+KERNEL_MODULES = (
+    "netspectra.capture.kernel",
+    "netspectra.model.key_kernel",
+    "netspectra.engine.exact.table",
+    "netspectra.engine.sketch.murmur3",
+    "netspectra.engine.sketch.count_min_kernels",
+    "netspectra.engine.sketch.super_spread_kernels",
+    "netspectra.wire.codec",
+    "netspectra.bus.nats",
+    "netspectra.probe.persistence",
+    "netspectra.storage.rows",
+)
+#: What ``analyze`` runs: the kernels checked before a file is read.
+ANALYZE_KERNEL_MODULES = KERNEL_MODULES[:6]
+
+
+def cached_kernels(modules: Iterable[str] = KERNEL_MODULES) -> Iterator[tuple[str, Any]]:
+    """``("module.function", dispatcher)`` of every ``cache=True`` kernel a Python caller runs.
+
+    ``inline="always"`` functions are left out: they are compiled into their callers and never
+    get a cache entry of their own.
+    """
+    from numba.core.registry import CPUDispatcher
+
+    for name in modules:
+        module: ModuleType = importlib.import_module(name)
+        for attribute, value in sorted(vars(module).items()):
+            if not isinstance(value, CPUDispatcher) or value.py_func.__module__ != name:
+                continue
+            cached = value.stats.cache_path is not None  # None: a NullCache, cache=False
+            if cached and value.targetoptions.get("inline", "never") != "always":
+                yield f"{name}.{attribute}", value
+
+
+def missing_kernels(modules: Iterable[str] = KERNEL_MODULES) -> list[str]:
+    """The kernels without a cache entry valid for their current source (they would compile)."""
+    return [name for name, dispatcher in cached_kernels(modules) if not _has_valid_cache(dispatcher)]
+
+
+def _has_valid_cache(dispatcher: Any) -> bool:
+    """Whether numba's on-disk index of ``dispatcher`` holds an entry for the current source.
+
+    numba offers no public way to ask without compiling, so this reads its cache index through
+    ``Dispatcher._cache._cache_file._load_index()`` (numba 0.60-0.68; it returns ``{}`` when
+    the index is missing, of another numba version, or older than the source file). Should a
+    numba release move it, the kernel counts as cached: a slower first run rather than a failed
+    one (``tests/unit/spine/test_warmup.py`` notices the move).
+    """
+    try:
+        return bool(dispatcher._cache._cache_file._load_index())
+    except AttributeError:
+        return True
+
+
+def warm_up() -> float:
+    """Run every kernel once on tiny inputs (compiling or loading each); returns the seconds taken."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="netspectra-warmup-") as scratch:
+        batches = [_read_trace(Path(scratch), capture_format) for capture_format in ("pcap", "pcapng")]
+    for batch in batches:
+        _count(batch)
+    _parse_one_frame()
+    _exact_rehash(batches[0])
+    _wire_and_outputs(batches[0])
+    return time.perf_counter() - started
+
+
+def compile_if_needed(modules: Iterable[str] = ANALYZE_KERNEL_MODULES) -> float | None:
+    """Warm up when a kernel of ``modules`` is not cached; the seconds it took, or None if all were."""
+    return warm_up() if missing_kernels(modules) else None
+
+
+def _read_trace(scratch: Path, capture_format: str) -> Any:
+    from netspectra.capture.reader import CaptureReader
+    from netspectra.model.packets import PacketColumns
+    from netspectra.synth import TrafficSpec, write_trace
+
+    path = scratch / f"warmup.{capture_format}"
+    spec = TrafficSpec(packets=256, flows=32, spreaders=1, spreader_fanout=8, format=capture_format)  # type: ignore[arg-type]
+    write_trace(path, spec)
+    with CaptureReader(path) as reader:
+        return PacketColumns.concat(list(reader))
+
+
+def _warmup_settings() -> Any:
+    from netspectra.config.models import Settings
+
+    small = {"width": 64, "depth": 2}
+    return Settings.model_validate(
+        {
+            "aggregator": {
+                "types": ["exact", "sketch"],
+                "exact": {
+                    "tasks": [
+                        {
+                            "name": "five_tuple",
+                            "key_fields": ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"],
+                        },
+                        {"name": "dst_port", "key_fields": ["DstPort"]},
+                    ]
+                },
+                "sketch": {
+                    "tasks": [
+                        {"name": "cm_decay", "algorithm": "count_min", "flow_fields": ["SrcIP"], **small},
+                        {
+                            "name": "cm_go",
+                            "algorithm": "count_min",
+                            "flow_fields": ["SrcIP", "DstPort"],
+                            "variant": "go",
+                            **small,
+                        },
+                        {
+                            "name": "spread",
+                            "algorithm": "super_spread",
+                            "flow_fields": ["DstIP"],
+                            "element_fields": ["SrcIP"],
+                            "m": 16,
+                            **small,
+                        },
+                    ]
+                },
+            }
+        }
+    )
+
+
+def _count(batch: Any) -> None:
+    """Both groups as the engine runs them, then what readers of a sketch call."""
+    from netspectra.engine.groups import build_groups
+    from netspectra.engine.sketch.group import SketchGroup
+    from netspectra.model.key_kernel import build_keys
+
+    settings = _warmup_settings()
+    groups = build_groups(settings)
+    for group in groups.values():
+        group.insert(batch)
+        group.snapshot(0, 0)
+    sketches = groups["sketch"]
+    assert isinstance(sketches, SketchGroup), sketches
+    assert not sketches.failed_tasks, sketches.failed_tasks
+    twin = SketchGroup.from_config(settings)
+    twin.insert(batch)
+    for task, other in zip(sketches.tasks, twin.tasks, strict=True):
+        task.sketch.query(build_keys(batch, task.flow_fields))
+        if task.sketch.mergeable:
+            task.sketch.merge(other.sketch)
+
+
+def _parse_one_frame() -> None:
+    """The per-frame kernel other njit code calls (the file walkers inline its decoder instead)."""
+    import numpy as np
+
+    from netspectra.capture.kernel import parse_frame
+    from netspectra.model.packets import PacketColumns
+
+    frame = np.zeros(64, np.uint8)
+    parse_frame(frame, 0, 64, 64, 1, 0, 0, *PacketColumns.empty(1).arrays())
+
+
+def _exact_rehash(batch: Any) -> None:
+    """A table that starts small, so the batch makes it grow (the rehash kernel)."""
+    from netspectra.engine.exact.table import FlowHashTable, address_words
+    from netspectra.model.fields import FIELD_ORDER
+
+    table = FlowHashTable("rehash", FIELD_ORDER, initial_rows=16)
+    columns = (batch.src_port, batch.dst_port, batch.protocol, batch.ts_ns, batch.length)
+    table.insert(address_words(batch.src_ip), address_words(batch.dst_ip), *columns)
+    table.flow_table()
+
+
+def _wire_and_outputs(batch: Any) -> None:
+    """The probe → bus → engine codec, the probe's pcap spool, NATS frames, the store's text columns."""
+    import numpy as np
+
+    from netspectra.bus.nats import pub_frames
+    from netspectra.engine.sketch.murmur3 import murmur3_rows
+    from netspectra.model.fields import FIELD_ORDER
+    from netspectra.model.key_kernel import build_keys
+    from netspectra.probe.persistence import pcap_records
+    from netspectra.probe.sources.afpacket import warm_up_kernel as afpacket_warm_up
+    from netspectra.storage.rows import addresses_arrow
+    from netspectra.wire.codec import (
+        decode_packet_batch,
+        decode_packet_infos,
+        encode_packet_batch,
+        encode_packet_infos,
+    )
+
+    decode_packet_batch(encode_packet_batch(batch))
+    messages = encode_packet_infos(batch)
+    decode_packet_infos(messages)
+    lengths = np.array([len(message) for message in messages], np.int64)
+    ends = np.cumsum(lengths)
+    pub_frames(b"warmup", np.frombuffer(b"".join(messages), np.uint8), ends - lengths, ends)
+    pcap_records(batch)
+    addresses_arrow(batch.src_ip)
+    murmur3_rows(build_keys(batch, FIELD_ORDER), 1)
+    afpacket_warm_up()
+
+
+def main() -> int:
+    """``python -m netspectra.warmup``: compile (or load) every kernel, print what it took."""
+    before = len(missing_kernels())
+    seconds = warm_up()
+    total = len(list(cached_kernels()))
+    print(f"netspectra warmup: {before} of {total} kernels compiled, the others cached ({seconds:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""What a command imports: the fixed cost of every ``netspectra`` invocation is its imports.
+
+numba alone costs ~0.25 s to import, chdb and pyarrow ~0.2 s, the NATS and gRPC clients ~0.1 s;
+``--help`` and ``config check`` need none of them (issue 12: ≤ 0.25 s each). Read from the
+process's ``sys.modules`` at exit: deterministic, unlike a timing (the times themselves are
+printed by ``bench/startup.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+#: Libraries no command may import unless it uses them.
+HEAVY = ("numba", "llvmlite", "chdb", "pyarrow", "grpclib", "nats", "asynch", "betterproto2", "grpc")
+
+
+#: Runs ``python -m netspectra ARGS`` and, at exit, writes every module the process imported
+#: (sys.modules: ``-X importtime`` misses what ``importlib.import_module`` loads, e.g. plugins).
+_RUN = """
+import atexit, json, runpy, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+runpy.run_module("netspectra", run_name="__main__", alter_sys=True)
+"""
+
+
+def imported_by(*args: str, cwd: Path = ROOT) -> set[str]:
+    """Every module ``python -m netspectra ARGS`` imported (its exit code must be 0)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        listing = Path(scratch) / "modules.json"
+        done = subprocess.run(
+            [sys.executable, "-c", _RUN, str(listing), *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return set(json.loads(listing.read_text()))
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(name for name in modules if name.split(".")[0] in HEAVY)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--help",),
+        ("--version",),
+        ("analyze", "--help"),
+        ("run", "--help"),
+        ("query", "--help"),
+        ("tail", "--help"),
+        ("config", "check", "config.yaml"),
+        ("plugins", "list"),
+    ],
+    ids=" ".join,
+)
+def test_a_command_imports_no_heavy_library_it_does_not_use(args: tuple[str, ...]) -> None:
+    assert heavy(imported_by(*args)) == []
+
+
+def test_help_does_not_even_import_numpy_or_the_config_models() -> None:
+    modules = imported_by("--help")
+    assert "numpy" not in modules
+    assert "asyncio" not in modules  # ~40 ms: imported by the commands that run a loop
+    assert "netspectra.config.models" not in modules
+
+
+def test_config_check_validates_a_third_party_plugin_without_numba(tmp_path: Path) -> None:
+    pytest.importorskip("netspectra_heavykeeper")
+    config = tmp_path / "heavykeeper.yaml"
+    config.write_text(
+        "aggregator:\n"
+        "  types: [sketch]\n"
+        "  sketch:\n"
+        "    tasks:\n"
+        "      - {name: top, algorithm: heavykeeper, flow_fields: [SrcIP], k: 5}\n"
+    )
+    modules = imported_by("config", "check", str(config), "--roles", "engine")
+    assert "netspectra_heavykeeper" in modules  # the plugin's class and Params were checked
+    assert heavy(modules) == []
+
+
+def test_config_check_does_not_import_numpy_for_the_built_in_groups_and_sketches() -> None:
+    modules = imported_by("config", "check", "config.yaml")
+    assert "numpy" not in modules
+    assert "asyncio" not in modules
+    assert "netspectra.engine.sketch.params" in modules  # the sketch parameters were validated
+
+
+@pytest.mark.parametrize("name", ["count_min", "super_spread"])
+def test_a_built_in_sketch_s_params_model_is_the_one_its_class_uses(name: str) -> None:
+    """``config check`` validates a built-in against BUILTIN_PARAMS without importing the class."""
+    from netspectra.engine.sketch.registry import BUILTIN_PARAMS, load_algorithm
+    from netspectra.plugins import PluginSource
+
+    model = PluginSource(name, BUILTIN_PARAMS[name], "netspectra", "").import_target()
+    assert load_algorithm(name).Params is model
+
+
+def test_the_built_in_group_types_load_and_build() -> None:
+    """``config check`` looks built-in group types up without importing them; they do load."""
+    from netspectra.config.models import Settings
+    from netspectra.engine.groups import BUILTIN_GROUPS, build_groups
+
+    settings = Settings.model_validate({"aggregator": {"types": list(BUILTIN_GROUPS)}})
+    assert list(build_groups(settings)) == list(BUILTIN_GROUPS)
+
+
+def test_analyze_without_writers_imports_no_store_bus_or_api_library(tmp_path: Path) -> None:
+    from netspectra.synth import TrafficSpec, write_trace
+
+    capture = tmp_path / "small.pcap"
+    write_trace(capture, TrafficSpec(packets=200, flows=20))
+    config = tmp_path / "no-writers.yaml"
+    config.write_text(
+        "aggregator:\n"
+        "  types: [exact]\n"
+        "  exact:\n"
+        "    writers: []\n"
+        "    tasks: [{name: per_src, key_fields: [SrcIP]}]\n"
+    )
+    modules = imported_by("analyze", str(capture), "--config", str(config), "--json", cwd=tmp_path)
+    assert "numba" in modules  # it counts with the kernels
+    assert [name for name in heavy(modules) if name.split(".")[0] not in ("numba", "llvmlite")] == []
