@@ -26,6 +26,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from netspectra.numba_internals import has_valid_cache
+
 #: Every module defining a ``cache=True`` kernel (``tests/unit/spine/test_warmup.py`` checks
 #: the list against the source).
 KERNEL_MODULES = (
@@ -64,22 +66,7 @@ def cached_kernels(modules: Iterable[str] = KERNEL_MODULES) -> Iterator[tuple[st
 
 def missing_kernels(modules: Iterable[str] = KERNEL_MODULES) -> list[str]:
     """The kernels without a cache entry valid for their current source (they would compile)."""
-    return [name for name, dispatcher in cached_kernels(modules) if not _has_valid_cache(dispatcher)]
-
-
-def _has_valid_cache(dispatcher: Any) -> bool:
-    """Whether numba's on-disk index of ``dispatcher`` holds an entry for the current source.
-
-    numba offers no public way to ask without compiling, so this reads its cache index through
-    ``Dispatcher._cache._cache_file._load_index()`` (numba 0.60-0.68; it returns ``{}`` when
-    the index is missing, of another numba version, or older than the source file). Should a
-    numba release move it, the kernel counts as cached: a slower first run rather than a failed
-    one (``tests/unit/spine/test_warmup.py`` notices the move).
-    """
-    try:
-        return bool(dispatcher._cache._cache_file._load_index())
-    except AttributeError:
-        return True
+    return [name for name, dispatcher in cached_kernels(modules) if not has_valid_cache(dispatcher)]
 
 
 def warm_up() -> float:

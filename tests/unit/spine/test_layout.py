@@ -80,7 +80,7 @@ RANKS = {
 }
 #: Usable by every layer; they themselves import only each other, the shared data types and the
 #: wire contract's names that are config defaults (subjects, queue group).
-SHARED = {"__init__", "config", "errors", "logs", "plugins"}
+SHARED = {"__init__", "config", "errors", "logs", "plugins", "numba_internals"}
 SHARED_MAY_IMPORT = {"netspectra.model", "netspectra.wire.subjects"}
 #: The composition root and the commands over it: they may import anything, nothing imports them.
 TOP = {"__main__", "app", "cli", "analysis", "supervisor", "warmup"}
