@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netspectra.config.models import EMBEDDED_BUS, Settings, WriterConfig
-from netspectra.config.validate import ROLE_ORDER
+from netspectra.config.validate import ROLE_ORDER, validate
 from netspectra.config.validate import parse_roles as parse_roles  # `run` and tests import it from here
 from netspectra.errors import ConfigError
 from netspectra.model.writer import SnapshotWriter
@@ -34,26 +34,19 @@ logger = logging.getLogger(__name__)
 
 
 def check_role_settings(settings: Settings, roles: Iterable[str]) -> None:
-    """Reject combinations that cannot work, before anything starts."""
-    roles = set(roles)
-    probe_embedded = settings.probe.nats_url == EMBEDDED_BUS
-    if "probe" in roles and probe_embedded and ("engine" not in roles or settings.bus_url != EMBEDDED_BUS):
-        raise ConfigError(
-            "probe.nats_url is 'embedded': the in-process bus only reaches an engine in the same process. "
-            "Run --roles=probe,engine together, or set probe.nats_url to a NATS server "
-            "(e.g. nats://127.0.0.1:4222) to split them."
-        )
+    """Refuse settings these roles cannot run with, by the same rules as ``config check``.
+
+    ``run`` has already printed these problems and exited 2; this guards every other caller of
+    :class:`Application` with the one rule set (:func:`netspectra.config.validate.validate`).
+    """
+    roles = tuple(roles)
+    problems = validate(settings, roles, launching=True)
+    if problems:
+        raise ConfigError("; ".join(str(problem) for problem in problems))
     if settings.bus_url == EMBEDDED_BUS and "engine" in roles and "probe" not in roles:
         logger.warning(
             "The engine runs on the embedded bus without a probe in this process: it will receive nothing. "
             "Set probe.nats_url (or engine.nats_url) to a NATS server to feed it from other processes."
-        )
-    if "probe" in roles and settings.probe.source == "file" and not settings.probe.pcap:
-        raise ConfigError("probe.source is 'file' but no capture is given: pass --pcap FILE")
-    if "probe" in roles and settings.probe.source != "file" and not settings.probe.iface:
-        raise ConfigError(
-            f"probe.source is {settings.probe.source!r} but no interface is given: pass --iface IF "
-            "(see `ip link`) or --pcap FILE to replay a capture"
         )
 
 
