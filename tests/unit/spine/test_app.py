@@ -35,7 +35,7 @@ def test_a_probe_only_process_publishes_where_the_probe_section_says(trace: str)
     assert [bus.url for bus in application.buses] == ["nats://probe-side:4222"]
 
 
-def test_probe_and_engine_share_one_bus_unless_the_engine_overrides_it():
+def test_probe_and_engine_share_one_bus_unless_the_engine_overrides_it(trace: str):
     shared = Application(_settings(trace), ["probe", "engine"])
     shared.build()
     assert [bus.url for bus in shared.buses] == ["nats://probe-side:4222"]
