@@ -11,7 +11,9 @@ start-up and ~10^308 after one forged message:
   engine's loss (nor can it tell them from another engine's share). Our probe sends a count of
   0 before its first packet, so for a probe that starts after the engine the baseline is 0 and
   every loss counts. The received side is based the same way: arrivals before the first count
-  the engine saw are not compared.
+  the engine saw are not compared. What a probe had published before the engine heard from it
+  and that never arrived is reported on its own (:attr:`ProbeCounts.before_first_count`), not
+  hidden.
 * **Measured at the count's place in the stream.** A count message is cumulative up to the
   moment it was sent; packets published after it may already have arrived when it is read
   (that is the -4096: a whole capture batch behind the count). The engine role records each
@@ -78,6 +80,17 @@ class ProbeCounts:
     def published(self) -> int | None:
         """Packets the probes report having published in all (None when none reported, e.g. Go probes)."""
         return sum(tally.packets for tally in self._probes.values()) if self._probes else None
+
+    @property
+    def before_first_count(self) -> int:
+        """Packets published before this engine's first count from their probe that never arrived.
+
+        Exact for one probe (a probe running before the engine subscribed); with several it is an
+        upper bound, as the arrivals before the first count of a later probe are not told apart.
+        """
+        if self._arrived_at_first is None:
+            return 0
+        return max(0, sum(tally.baseline for tally in self._probes.values()) - self._arrived_at_first)
 
     @property
     def gap(self) -> int | None:

@@ -263,24 +263,28 @@ class EngineRole:
         stats = self.stats
         bus = self.bus.stats
         gap = stats.gap
+        unseen = stats.counts.before_first_count
+        bad_counts = {reason: count for reason, count in stats.counts.rejects.items() if count}
         rejected = {reason: count for reason, count in stats.rejects.items() if count}
         dropped = bus.dropped + stats.dropped
         level = (
             logging.WARNING
-            if (final and (gap or dropped or stats.dropped_batches or rejected))
+            if (final and (gap or unseen or dropped or stats.dropped_batches or rejected or bad_counts))
             else logging.INFO
         )
         logger.log(
             level,
-            "%s: %d packets from %d messages + %d batch messages; rejected %s; bus dropped %d%s; "
-            "probes published %s; gap %s",
+            "%s: %d packets from %d messages + %d batch messages; rejected %s%s; bus dropped %d%s; "
+            "probes published %s; gap %s%s",
             "Engine role stopped" if final else "Engine role",
             stats.packets,
             stats.messages,
             stats.batch_messages,
             rejected or 0,
+            f"; refused count messages {bad_counts}" if bad_counts else "",
             dropped,
             f" (+{stats.dropped_batches} batch messages)" if stats.dropped_batches else "",
             "unknown" if stats.published is None else stats.published,
             "unknown (no probe count messages)" if gap is None else gap,
+            f" (+{unseen} published before this engine heard from their probe)" if unseen else "",
         )
