@@ -11,9 +11,12 @@ Subjects (``S`` = ``engine.subject``, else ``probe.subject``):
 * ``S.batch``: our ``PacketBatch`` extension (same queue group);
 * ``S.count``: our probes' cumulative published-packet counts (every engine gets every one).
   Comparing them with what arrived reveals losses the client never sees, such as messages in
-  flight when a server died. With several engines in a queue group, each engine sees only its
-  share of the stream, so its own gap is an upper bound; the group's gap is the sum of
-  received packets over all engines subtracted from the published count.
+  flight when a server died (the gap: its definition is in :mod:`netspectra.engine.probe_counts`).
+  Each count is taken straight from the parser like the packets, so it keeps its place in the
+  stream, and applied after the packets that arrived before it. With several engines in a
+  queue group, each engine sees only its share of the stream, so its own gap is an upper bound;
+  the group's gap is the sum of received packets over all engines subtracted from the
+  published count.
 """
 
 from __future__ import annotations
@@ -30,9 +33,16 @@ import numpy as np
 
 from netspectra.bus.base import Bus, Subscription
 from netspectra.config.models import Settings
-from netspectra.errors import BusError, WireError
+from netspectra.engine.probe_counts import ProbeCounts
+from netspectra.errors import BusError
 from netspectra.wire.codec import KIND_PACKET_BATCH, KIND_PACKET_INFO, REJECT_REASONS, decode_messages
-from netspectra.wire.subjects import batch_subject, count_subject, decode_probe_count
+from netspectra.wire.subjects import (
+    BadProbeCount,
+    ProbeCount,
+    batch_subject,
+    count_subject,
+    decode_probe_count,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +58,7 @@ class EngineRoleStats:
     batch_messages: int = 0
     packets: int = 0
     rejects: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
-    published_by_probe: dict[str, int] = field(default_factory=dict)
-    bad_count_messages: int = 0
+    counts: ProbeCounts = field(default_factory=ProbeCounts)  # the probes' count messages
     dropped: int = 0  # PacketInfo messages refused because pending_msgs_limit were already waiting
     dropped_batches: int = 0  # PacketBatch messages refused because pending_bytes_limit were waiting
 
@@ -58,17 +67,27 @@ class EngineRoleStats:
         return sum(self.rejects.values())
 
     @property
+    def arrived(self) -> int:
+        """Packets that arrived and went through the decoder (decoded or rejected)."""
+        return self.packets + self.rejected
+
+    @property
+    def published_by_probe(self) -> dict[str, int]:
+        return self.counts.by_probe
+
+    @property
     def published(self) -> int | None:
         """Packets our probes report having published (None when no probe reported, e.g. Go probes)."""
-        return sum(self.published_by_probe.values()) if self.published_by_probe else None
+        return self.counts.published
+
+    @property
+    def bad_count_messages(self) -> int:
+        return sum(self.counts.rejects.values())
 
     @property
     def gap(self) -> int | None:
-        """Published minus arrived (decoded or rejected); None when unknown."""
-        published = self.published
-        if published is None:
-            return None
-        return published - self.packets - self.rejected
+        """Published minus arrived since each probe's first count, never negative; None when unknown."""
+        return self.counts.gap
 
 
 class EngineRole:
@@ -90,6 +109,8 @@ class EngineRole:
         self._infos: list[bytes] = []
         self._batches: list[bytes] = []
         self._batch_bytes = 0
+        # count reports with their place in the stream: (len(_infos), len(_batches)) on arrival
+        self._cuts: list[tuple[int, int, ProbeCount]] = []
         self._ready = asyncio.Event()
         self._decoder: ThreadPoolExecutor | None = None  # one per serve(), so a restarted role decodes
 
@@ -113,22 +134,22 @@ class EngineRole:
         if self._batch_bytes >= self.batch_size * _BATCH_BYTES_PER_PACKET:
             self._ready.set()
 
-    def _on_count(self, message: Any) -> None:
+    def _on_count(self, payload: bytes) -> None:
         try:
-            report = decode_probe_count(message.data)
-        except WireError as error:
-            self.stats.bad_count_messages += 1
+            report = decode_probe_count(payload)
+        except BadProbeCount as error:
+            self.stats.counts.reject(error.reason)
             logger.debug("Ignored a bad probe count message: %s", error)
             return
-        self.stats.published_by_probe[report.probe] = report.packets
+        self._cuts.append((len(self._infos), len(self._batches), report))
 
     # --- batching --------------------------------------------------------------------------
 
-    def _take(self) -> tuple[list[bytes], list[bytes]]:
-        infos, batches = self._infos, self._batches
-        self._infos, self._batches, self._batch_bytes = [], [], 0
+    def _take(self) -> tuple[list[bytes], list[bytes], list[tuple[int, int, ProbeCount]]]:
+        infos, batches, cuts = self._infos, self._batches, self._cuts
+        self._infos, self._batches, self._batch_bytes, self._cuts = [], [], 0, []
         self._ready.clear()
-        return infos, batches
+        return infos, batches, cuts
 
     @staticmethod
     def _decode(infos: list[bytes], batches: list[bytes]) -> Any:
@@ -142,11 +163,24 @@ class EngineRole:
         return decode_messages(b"".join(messages), offsets, kinds)
 
     async def _flush(self) -> None:
-        infos, batches = self._take()
-        if not infos and not batches:
-            return
+        infos, batches, cuts = self._take()
         self.stats.messages += len(infos)
         self.stats.batch_messages += len(batches)
+        if not cuts:
+            await self._ingest(infos, batches)
+            return
+        # decode up to each count's cut, then compare the count with what had arrived by then
+        done_infos = done_batches = 0
+        for end_infos, end_batches, report in cuts:
+            if end_infos > done_infos or end_batches > done_batches:
+                await self._ingest(infos[done_infos:end_infos], batches[done_batches:end_batches])
+                done_infos, done_batches = end_infos, end_batches
+            self.stats.counts.record(report, self.stats.arrived)
+        await self._ingest(infos[done_infos:], batches[done_batches:])
+
+    async def _ingest(self, infos: list[bytes], batches: list[bytes]) -> None:
+        if not infos and not batches:
+            return
         assert self._decoder is not None, "_flush runs only inside serve()"
         result = await asyncio.get_running_loop().run_in_executor(self._decoder, self._decode, infos, batches)
         for reason, count in result.rejects.items():
@@ -179,7 +213,8 @@ class EngineRole:
             await self.bus.subscribe_payloads(
                 batch_subject(self.subject), self._on_batch, queue=queue, **limits
             ),
-            await self.bus.subscribe(count_subject(self.subject), self._on_count),
+            # straight from the parser like the packets, so a count keeps its place among them
+            await self.bus.subscribe_payloads(count_subject(self.subject), self._on_count),
         ]
         logger.info(
             "Engine subscribed to %s and %s in queue group %r",
@@ -228,24 +263,28 @@ class EngineRole:
         stats = self.stats
         bus = self.bus.stats
         gap = stats.gap
+        unseen = stats.counts.before_first_count
+        bad_counts = {reason: count for reason, count in stats.counts.rejects.items() if count}
         rejected = {reason: count for reason, count in stats.rejects.items() if count}
         dropped = bus.dropped + stats.dropped
         level = (
             logging.WARNING
-            if (final and (gap or dropped or stats.dropped_batches or rejected))
+            if (final and (gap or unseen or dropped or stats.dropped_batches or rejected or bad_counts))
             else logging.INFO
         )
         logger.log(
             level,
-            "%s: %d packets from %d messages + %d batch messages; rejected %s; bus dropped %d%s; "
-            "probes published %s; gap %s",
+            "%s: %d packets from %d messages + %d batch messages; rejected %s%s; bus dropped %d%s; "
+            "probes published %s; gap %s%s",
             "Engine role stopped" if final else "Engine role",
             stats.packets,
             stats.messages,
             stats.batch_messages,
             rejected or 0,
+            f"; refused count messages {bad_counts}" if bad_counts else "",
             dropped,
             f" (+{stats.dropped_batches} batch messages)" if stats.dropped_batches else "",
             "unknown" if stats.published is None else stats.published,
             "unknown (no probe count messages)" if gap is None else gap,
+            f" (+{unseen} published before this engine heard from their probe)" if unseen else "",
         )

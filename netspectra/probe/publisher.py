@@ -5,11 +5,13 @@
 * ``batch == N``: our extension, ``PacketBatch`` messages of up to N packets on
   ``<subject>.batch`` — far fewer messages for high rates; our engine accepts both at once.
 
-Every second, and when the probe stops, the publisher sends a count message (format in
-:mod:`netspectra.wire.subjects`: cumulative packets and messages handed to the bus) on
-``<subject>.count``, so engines can report any gap between what was published and what
-arrived. A publish the bus refuses (disconnected with a full reconnect buffer) is counted as
-lost here; it is never retried out of order.
+Before its first packet, every second, and when the probe stops, the publisher sends a count
+message (format in :mod:`netspectra.wire.subjects`: cumulative packets and messages handed to
+the bus) on ``<subject>.count``, so engines can report any gap between what was published and
+what arrived. The opening count (0 packets) tells an engine already listening that it has seen
+this probe from its start, so every later loss is owed (see :mod:`netspectra.engine.probe_counts`).
+A publish the bus refuses (disconnected with a full reconnect buffer) is counted as lost here;
+it is never retried out of order.
 """
 
 from __future__ import annotations
@@ -40,11 +42,15 @@ class Publisher:
         self.messages = 0
         self.failed_packets = 0
         self._last_count = 0.0
+        self._opened = False
         self._last_fail_log = 0.0
 
     async def publish(self, columns: PacketColumns) -> None:
         if not len(columns):
             return
+        if not self._opened:
+            self._opened = True
+            await self.send_count()
         encoded = encode_packets(columns)
         publish = self.bus.publish
         if self.batch > 0:

@@ -13,7 +13,9 @@ always present, as the Go probe sends them); the decoder accepts everything the 
 parser accepts (unknown fields of every wire type including groups, fields in any order,
 repeated sub-messages merged, scalars last-one-wins, wrong wire types kept as unknown) and
 rejects what it rejects. Messages the official parser would reject, and messages it accepts
-but that carry no usable five-tuple, are counted by reason and skipped.
+but that carry no usable five-tuple or values that cannot be true (a timestamp outside
+1970 .. 2106, nanos outside 0 .. 999,999,999, a wire length above 256 KiB), are counted by
+reason and skipped.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ REJECT_REASONS: tuple[str, ...] = (
     "bad_address",  # an address that is neither 4 nor 16 bytes
     "missing_address",  # no five_tuple, or an empty src/dst address
     "bad_value",  # a port above 65535 or a protocol above 255
+    "bad_timestamp",  # outside 1970-01-01T00:00:00Z .. 2106-02-07T06:28:15Z, or nanos not in 0..1e9-1
+    "bad_length",  # a wire length above MAX_PACKET_LENGTH
 )
 _TRUNCATED = 0
 _VARINT_TOO_LONG = 1
@@ -46,6 +50,8 @@ _TOO_DEEP = 3
 _BAD_ADDRESS = 4
 _MISSING_ADDRESS = 5
 _BAD_VALUE = 6
+_BAD_TIMESTAMP = 7
+_BAD_LENGTH = 8
 _N_REASONS = len(REJECT_REASONS)
 
 # message kinds a context on the decoder's stack can be
@@ -64,6 +70,16 @@ KIND_PACKET_BATCH = np.uint8(_K_BATCH)
 #: + 11 length + 2 frame bytes): every length prefix therefore fits in one varint byte.
 _MAX_FRAMED = 96
 _NANOS = 1_000_000_000
+
+#: The latest timestamp second a packet may carry: ClickHouse's ``DateTime`` is 32-bit seconds
+#: (2106-02-07T06:28:15Z), and the store must hold every time the engine counted. Anything
+#: before the epoch, or past this, is a forged or corrupt message, not a capture: without the
+#: bound, 253402300800 s (year 10000) wrapped the int64 nanoseconds to 1816 and 2**62 s to 1970.
+MAX_TIMESTAMP_SECONDS = 2**32 - 1
+#: The largest wire length accepted: libpcap's largest snapshot length (262144), above IPv4's
+#: 64 KiB and every jumbo frame (9 KiB) or GRO/TSO super-packet a capture shows. Without it a
+#: forged 2**64 - 1 wrapped the engine's byte counters.
+MAX_PACKET_LENGTH = 256 * 1024
 
 
 # --- encoder ---------------------------------------------------------------------------------
@@ -294,6 +310,10 @@ def _decode_kernel(  # type: ignore[no-untyped-def]
                         rejects[_BAD_ADDRESS] += 1
                     elif sport > 0xFFFF or dport > 0xFFFF or proto > 0xFF:
                         rejects[_BAD_VALUE] += 1
+                    elif seconds < 0 or seconds > MAX_TIMESTAMP_SECONDS or nanos < 0 or nanos >= _NANOS:
+                        rejects[_BAD_TIMESTAMP] += 1
+                    elif wire_len > np.uint64(MAX_PACKET_LENGTH):
+                        rejects[_BAD_LENGTH] += 1
                     else:
                         s = (np.int64(seconds) * _NANOS) + nanos
                         ts_ns[row] = s
@@ -517,6 +537,8 @@ __all__ = [
     "ADDRESS_WIDTH",
     "KIND_PACKET_BATCH",
     "KIND_PACKET_INFO",
+    "MAX_PACKET_LENGTH",
+    "MAX_TIMESTAMP_SECONDS",
     "REJECT_REASONS",
     "DecodeResult",
     "EncodedPackets",

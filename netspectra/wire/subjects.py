@@ -23,6 +23,11 @@ DEFAULT_SUBJECT = "gons.packets.raw"
 #: The queue group engines join, so several engines share one stream.
 DEFAULT_QUEUE_GROUP = "netspectra-engine"
 
+#: The largest count a probe may report: 2**53 - 1 is the largest integer every JSON reader
+#: (JavaScript's doubles included) holds exactly, and 28 years at 10 M packets/s. A count beyond
+#: it is forged or corrupt, and would otherwise make the engine's gap absurd.
+MAX_PROBE_COUNT = 2**53 - 1
+
 _BATCH_SUFFIX = ".batch"
 _COUNT_SUFFIX = ".count"
 
@@ -56,25 +61,57 @@ def encode_probe_count(count: ProbeCount) -> bytes:
     return json.dumps({"probe": count.probe, "packets": count.packets, "messages": count.messages}).encode()
 
 
-def decode_probe_count(data: bytes) -> ProbeCount:
-    """Parse a count message; raises :class:`WireError` naming what is wrong.
+class BadProbeCount(WireError):
+    """A count message that cannot be used; ``reason`` is the key the engine counts it under."""
 
-    Only exact types are accepted (``"12"`` or ``true`` as a count is an error, not a number):
-    the engine subtracts these from what arrived, so a wrong one would report a false gap.
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+#: Why a count message is refused, in the engine's stats order: ``malformed`` (not JSON, not an
+#: object, a missing field or a wrong type: a string, a bool, a float such as 1e308, inf or nan),
+#: ``out_of_range`` (negative, above :data:`MAX_PROBE_COUNT`, more messages than packets),
+#: ``decreasing`` (below what the same probe reported before: counts are cumulative).
+COUNT_REJECT_REASONS: tuple[str, ...] = ("malformed", "out_of_range", "decreasing")
+
+
+def decode_probe_count(data: bytes) -> ProbeCount:
+    """Parse a count message; raises :class:`BadProbeCount` naming what is wrong.
+
+    Only exact types are accepted (``"12"``, ``true`` or ``12.0`` as a count is an error, not a
+    number; JSON's ``1e308``, ``Infinity`` and ``NaN`` are floats): the engine subtracts these
+    from what arrived, so a wrong one would report a false gap. Whether a count goes backwards
+    is the reader's check (it needs the probe's earlier reports).
     """
     try:
         report = json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:
-        raise WireError(f"probe count message is not JSON: {error}") from error
+        raise BadProbeCount("malformed", f"probe count message is not JSON: {error}") from error
     if not isinstance(report, dict):
-        raise WireError(f"probe count message is a JSON {type(report).__name__}, not an object")
+        raise BadProbeCount(
+            "malformed", f"probe count message is a JSON {type(report).__name__}, not an object"
+        )
     probe = report.get("probe")
     if not isinstance(probe, str) or not probe:
-        raise WireError(f"probe count message: 'probe' must be a non-empty string, got {probe!r}")
+        raise BadProbeCount(
+            "malformed", f"probe count message: 'probe' must be a non-empty string, got {probe!r}"
+        )
     numbers: dict[str, int] = {}
     for name in ("packets", "messages"):
         value = report.get(name)
-        if type(value) is not int or value < 0:
-            raise WireError(f"probe count message: {name!r} must be an integer >= 0, got {value!r}")
+        if type(value) is not int:
+            raise BadProbeCount(
+                "malformed", f"probe count message: {name!r} must be an integer, got {value!r}"
+            )
+        if not 0 <= value <= MAX_PROBE_COUNT:
+            raise BadProbeCount(
+                "out_of_range", f"probe count message: {name!r} must be in 0..{MAX_PROBE_COUNT}, got {value}"
+            )
         numbers[name] = value
+    if numbers["messages"] > numbers["packets"]:  # every message the probe counts carries a packet
+        raise BadProbeCount(
+            "out_of_range",
+            f"probe count message: 'messages' ({numbers['messages']}) above 'packets' ({numbers['packets']})",
+        )
     return ProbeCount(probe, numbers["packets"], numbers["messages"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 
 import numpy as np
+import pytest
 from google.protobuf import message_factory
 from google.protobuf.internal.encoder import _VarintBytes  # the official varint writer
 from hypothesis import HealthCheck, given, settings
@@ -33,15 +34,21 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 
 ipv4 = st.binary(min_size=4, max_size=4)
 ipv6 = st.binary(min_size=16, max_size=16)
+#: Times and lengths a capture can carry (accepted) mixed with the whole int64/uint64 range
+#: (rejected as bad_timestamp / bad_length), so both outcomes are drawn often.
+timestamps_ns = st.one_of(
+    st.integers(0, (codec.MAX_TIMESTAMP_SECONDS + 1) * 10**9 - 1), st.integers(-(2**62), 2**62)
+)
+wire_lengths = st.one_of(st.integers(0, codec.MAX_PACKET_LENGTH + 1), st.integers(0, 2**64 - 1))
 packet_rows = st.tuples(
-    st.integers(-(2**62), 2**62),  # ts_ns
+    timestamps_ns,
     st.booleans(),  # ipv6?
     ipv6,
     ipv6,
     st.integers(0, 65535),
     st.integers(0, 65535),
     st.integers(0, 255),
-    st.integers(0, 2**64 - 1),
+    wire_lengths,
 )
 
 
@@ -99,12 +106,16 @@ def expected_row(message) -> tuple[str, tuple | None]:  # type: ignore[no-untype
         return "bad_address", None
     if tup.src_port > 65535 or tup.dst_port > 65535 or tup.protocol > 255:
         return "bad_value", None
+    seconds, nanos = message.timestamp.seconds, message.timestamp.nanos
+    if not (0 <= seconds <= codec.MAX_TIMESTAMP_SECONDS and 0 <= nanos < 10**9):
+        return "bad_timestamp", None
+    if message.length > codec.MAX_PACKET_LENGTH:
+        return "bad_length", None
 
     def text(raw: bytes) -> str:
         return str(ipaddress.ip_address(raw))
 
-    ts = message.timestamp.seconds * 10**9 + message.timestamp.nanos
-    ts = (ts + 2**63) % 2**64 - 2**63
+    ts = seconds * 10**9 + nanos
     version = 4 if len(tup.src_ip) == 4 and len(tup.dst_ip) == 4 else 6
     return "ok", (
         ts,
@@ -205,8 +216,10 @@ def info_bytes(draw: st.DrawFn) -> bytes:
         if choice >= 5:  # a complete message as the Go probe sends it
             parts.append(official_message(draw(packet_rows)).SerializeToString())
         elif choice == 0:
-            seconds = draw(st.integers(-(2**40), 2**40))
-            nanos = draw(st.integers(-(2**31), 2**31 - 1))
+            seconds = draw(
+                st.one_of(st.integers(0, codec.MAX_TIMESTAMP_SECONDS + 1), st.integers(-(2**40), 2**40))
+            )
+            nanos = draw(st.one_of(st.integers(0, 10**9), st.integers(-(2**31), 2**31 - 1)))
             ts = b""
             if draw(st.booleans()):
                 ts += tag(1, 0) + _VarintBytes(seconds & (2**64 - 1))
@@ -219,7 +232,7 @@ def info_bytes(draw: st.DrawFn) -> bytes:
             body = draw(tuple_parts())
             parts.append(tag(2, 2) + _VarintBytes(len(body)) + body)
         elif choice == 2:
-            parts.append(tag(3, 0) + _VarintBytes(draw(st.integers(0, 2**64 - 1))))
+            parts.append(tag(3, 0) + _VarintBytes(draw(wire_lengths)))
         elif choice == 3:
             parts.append(draw(unknown_field((1, 2, 3))))
         else:  # a known field with the wrong wire type is an unknown field for protobuf
@@ -238,11 +251,15 @@ def official_outcome(data: bytes) -> tuple[str, tuple | None]:
     return expected_row(message)
 
 
+#: Reasons the official parser accepts the message for, but we do not (each entry on its own).
+CONTENT_REASONS = ("missing_address", "bad_address", "bad_value", "bad_timestamp", "bad_length")
+
+
 def check_messages(messages: list[bytes]) -> None:
     result = codec.decode_packet_infos(messages)
     outcomes = [official_outcome(message) for message in messages]
     assert decoded_rows(result.columns) == [row for status, row in outcomes if status == "ok"]
-    for reason in ("missing_address", "bad_address", "bad_value"):
+    for reason in CONTENT_REASONS:
         assert result.rejects[reason] == sum(status == reason for status, _ in outcomes)
     structural = sum(result.rejects[r] for r in ("truncated", "varint_too_long", "bad_tag", "too_deep"))
     assert structural == sum(status == "rejected" for status, _ in outcomes)
@@ -289,7 +306,7 @@ def test_batch_decoder_matches_official_parser(entries: list[bytes], truncate: b
         return
     outcomes = [expected_row(message) for message in batch.packets]
     assert decoded_rows(result.columns) == [row for status, row in outcomes if status == "ok"]
-    for reason in ("missing_address", "bad_address", "bad_value"):
+    for reason in CONTENT_REASONS:
         assert result.rejects[reason] == sum(status == reason for status, _ in outcomes)
 
 
@@ -308,3 +325,48 @@ def test_mixed_info_and_batch_messages_in_one_run() -> None:
     assert [row[0] for row in decoded_rows(result.columns)] == [rows[0][0], rows[0][0], rows[1][0]]
     assert result.rejects["truncated"] == 1
     assert result.rejected == 1
+
+
+def info_with(seconds: int, nanos: int, length: int) -> bytes:
+    """An official PacketInfo carrying exactly these timestamp fields and length."""
+    message = official_message((0, False, bytes(range(16)), bytes(range(16, 32)), 1, 2, 6, 0))
+    message.timestamp.seconds, message.timestamp.nanos = seconds, nanos
+    message.length = length
+    return message.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos", "length", "reason"),
+    [
+        (253_402_300_800, 0, 60, "bad_timestamp"),  # year 10000: wrapped to 1816 before
+        (2**62, 0, 60, "bad_timestamp"),  # wrapped to 1970 before
+        (codec.MAX_TIMESTAMP_SECONDS + 1, 0, 60, "bad_timestamp"),  # past ClickHouse DateTime
+        (-1, 999_999_999, 60, "bad_timestamp"),  # before the epoch
+        (1_700_000_000, -1, 60, "bad_timestamp"),
+        (1_700_000_000, 10**9, 60, "bad_timestamp"),
+        (1_700_000_000, 0, 2**64 - 1, "bad_length"),  # wrapped the byte counters before
+        (1_700_000_000, 0, codec.MAX_PACKET_LENGTH + 1, "bad_length"),
+    ],
+)
+def test_values_that_cannot_be_true_are_rejected_by_reason(
+    seconds: int, nanos: int, length: int, reason: str
+) -> None:
+    good = info_with(1_700_000_000, 5, 60)
+    result = codec.decode_packet_infos([good, info_with(seconds, nanos, length), good])
+    assert len(result.columns) == 2
+    assert result.rejects == {r: int(r == reason) for r in codec.REJECT_REASONS}
+    batch = codec.decode_packet_batch(
+        b"".join(tag(1, 2) + _VarintBytes(len(m)) + m for m in (good, info_with(seconds, nanos, length)))
+    )
+    assert len(batch.columns) == 1 and batch.rejects[reason] == 1 and batch.rejected == 1
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    messages = [
+        info_with(0, 0, 0),
+        info_with(codec.MAX_TIMESTAMP_SECONDS, 999_999_999, codec.MAX_PACKET_LENGTH),
+    ]
+    result = codec.decode_packet_infos(messages)
+    assert result.rejected == 0
+    assert result.columns.ts_ns.tolist() == [0, codec.MAX_TIMESTAMP_SECONDS * 10**9 + 999_999_999]
+    assert result.columns.length.tolist() == [0, codec.MAX_PACKET_LENGTH]

@@ -14,6 +14,8 @@ from netspectra.probe.publisher import Publisher
 from netspectra.wire.subjects import (
     DEFAULT_QUEUE_GROUP,
     DEFAULT_SUBJECT,
+    MAX_PROBE_COUNT,
+    BadProbeCount,
     ProbeCount,
     batch_subject,
     count_subject,
@@ -42,26 +44,48 @@ def test_count_message_round_trips_and_is_the_documented_json() -> None:
     assert decode_probe_count(data) == count
 
 
-@pytest.mark.parametrize(
-    ("data", "named"),
-    [
-        (b"not json", "not JSON"),
-        (b"\xff\xfe", "not JSON"),
-        (b"[1, 2]", "list"),
-        (b'{"packets": 1, "messages": 1}', "'probe'"),
-        (b'{"probe": "", "packets": 1, "messages": 1}', "'probe'"),
-        (b'{"probe": 7, "packets": 1, "messages": 1}', "'probe'"),
-        (b'{"probe": "p", "messages": 1}', "'packets'"),
-        (b'{"probe": "p", "packets": "12", "messages": 1}', "'packets'"),
-        (b'{"probe": "p", "packets": true, "messages": 1}', "'packets'"),
-        (b'{"probe": "p", "packets": 1.5, "messages": 1}', "'packets'"),
-        (b'{"probe": "p", "packets": -1, "messages": 1}', "'packets'"),
-        (b'{"probe": "p", "packets": 1}', "'messages'"),
-    ],
-)
-def test_bad_count_messages_are_refused_naming_the_field(data: bytes, named: str) -> None:
-    with pytest.raises(WireError, match=named):
+#: Forged or corrupt count messages, the field their error names, and the reason it is counted under.
+BAD_COUNT_MESSAGES = [
+    (b"not json", "not JSON", "malformed"),
+    (b"\xff\xfe", "not JSON", "malformed"),
+    (b"[1, 2]", "list", "malformed"),
+    (b'{"packets": 1, "messages": 1}', "'probe'", "malformed"),
+    (b'{"probe": "", "packets": 1, "messages": 1}', "'probe'", "malformed"),
+    (b'{"probe": 7, "packets": 1, "messages": 1}', "'probe'", "malformed"),
+    (b'{"probe": "p", "messages": 1}', "'packets'", "malformed"),
+    (b'{"probe": "p", "packets": "12", "messages": 1}', "'packets'", "malformed"),
+    (b'{"probe": "p", "packets": true, "messages": 1}', "'packets'", "malformed"),
+    (b'{"probe": "p", "packets": 1.5, "messages": 1}', "'packets'", "malformed"),
+    (b'{"probe": "p", "packets": 1e308, "messages": 1}', "'packets'", "malformed"),
+    (b'{"probe": "p", "packets": 1e999, "messages": 1}', "'packets'", "malformed"),  # inf
+    (b'{"probe": "p", "packets": Infinity, "messages": 1}', "'packets'", "malformed"),
+    (b'{"probe": "p", "packets": NaN, "messages": 1}', "'packets'", "malformed"),
+    (b'{"probe": "p", "packets": 100, "messages": -Infinity}', "'messages'", "malformed"),
+    (b'{"probe": "p", "packets": ' + b"9" * 5000 + b', "messages": 1}', "not JSON", "malformed"),
+    (b'{"probe": "p", "packets": -1, "messages": 1}', "'packets'", "out_of_range"),
+    (b'{"probe": "p", "packets": 1, "messages": -1}', "'messages'", "out_of_range"),
+    (b'{"probe": "p", "packets": 1' + b"0" * 308 + b', "messages": 1}', "'packets'", "out_of_range"),
+    (
+        f'{{"probe": "p", "packets": {MAX_PROBE_COUNT + 1}, "messages": 1}}'.encode(),
+        "'packets'",
+        "out_of_range",
+    ),
+    (b'{"probe": "p", "packets": 5, "messages": 6}', "'messages'", "out_of_range"),
+    (b'{"probe": "p", "packets": 1}', "'messages'", "malformed"),
+]
+
+
+@pytest.mark.parametrize(("data", "named", "reason"), BAD_COUNT_MESSAGES)
+def test_bad_count_messages_are_refused_naming_the_field(data: bytes, named: str, reason: str) -> None:
+    with pytest.raises(BadProbeCount, match=named) as raised:
         decode_probe_count(data)
+    assert isinstance(raised.value, WireError)
+    assert raised.value.reason == reason
+
+
+def test_the_largest_count_is_accepted() -> None:
+    count = ProbeCount("p", MAX_PROBE_COUNT, MAX_PROBE_COUNT)
+    assert decode_probe_count(encode_probe_count(count)) == count
 
 
 async def test_engine_role_reads_what_the_publisher_sends_and_counts_bad_reports() -> None:
@@ -69,13 +93,15 @@ async def test_engine_role_reads_what_the_publisher_sends_and_counts_bad_reports
     bus = EmbeddedBus()
     settings = Settings()
     role = EngineRole(settings, bus, engine=None)
-    subscription = await bus.subscribe(count_subject(role.subject), role._on_count)
+    subscription = await bus.subscribe_payloads(count_subject(role.subject), role._on_count)
     publisher = Publisher(bus, settings.probe.subject, probe_id="probe-a")
     publisher.packets, publisher.messages = 41, 41
     await publisher.send_count()
     await bus.publish(count_subject(role.subject), b'{"probe": "probe-b", "packets": "9", "messages": 1}')
     await bus.flush()
     await subscription.drain()
+    await role._flush()  # counts are applied where they arrived among the packets: here, none
     assert role.stats.published_by_probe == {"probe-a": 41}
     assert role.stats.bad_count_messages == 1
+    assert role.stats.counts.rejects["malformed"] == 1
     await bus.close()
