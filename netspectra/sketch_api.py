@@ -19,7 +19,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
+from netspectra.engine.sketch.protocol import (
+    KeyMatrix,
+    SketchAlgorithm,
+    SketchBase,
+    SketchParams,
+    SketchState,
+    SketchStateError,
+    decode_state,
+    encode_state,
+    peek_algorithm,
+)
 from netspectra.errors import PluginError
 from netspectra.model.fields import KeyField
 from netspectra.model.keys import key_width
@@ -48,8 +58,13 @@ __all__ = [
     "SketchAlgorithm",
     "SketchBase",
     "SketchParams",
+    "SketchState",
+    "SketchStateError",
+    "decode_state",
+    "encode_state",
     "key_width",
     "murmur3_row",
     "murmur3_rows",
+    "peek_algorithm",
     "row_seeds",
 ]

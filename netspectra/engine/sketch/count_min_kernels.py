@@ -11,6 +11,7 @@ import numba as nb
 import numpy as np
 
 from netspectra.engine.sketch.intrinsics import prefetch_row
+from netspectra.engine.sketch.murmur3 import hash_words_into
 
 
 @nb.njit(inline="always", nogil=True)
@@ -33,8 +34,9 @@ def update_row(words, sizes, buckets, cells, variant, thresholds, state):  # typ
     """Apply every packet of a batch to one row; returns the row's new random state.
 
     ``buckets[i]`` is packet i's bucket in this row (from :func:`hash_buckets`); ``cells[b]``
-    is one bucket, laid out contiguously (48 bytes for 16-byte keys):
-    ``[byte-cell key words | byte counter | count-cell key words | packet counter]``.
+    is one bucket, laid out contiguously (64 bytes, one cache line, for 16-byte keys):
+    ``[byte-cell key words | byte counter | count-cell key words | packet counter |
+    linear packets | linear bytes]``.
     Rows are independent, so a row is one tight loop over the batch whose bucket state is
     half the sketch (stays in L2), and the bucket a few packets ahead is prefetched.
     """
@@ -43,12 +45,15 @@ def update_row(words, sizes, buckets, cells, variant, thresholds, state):  # typ
     size_at = nwords
     key_at = nwords + 1
     count_at = 2 * nwords + 1
+    linear_at = 2 * nwords + 2
     last = np.uint64(thresholds.shape[0] - 1)
     for i in range(n):
         if i + _PREFETCH_AHEAD < n:
             prefetch_row(cells, buckets[i + _PREFETCH_AHEAD])
         bucket = buckets[i]
         size = sizes[i]
+        cells[bucket, linear_at] += np.uint64(1)
+        cells[bucket, linear_at + 1] += size
         # --- byte cell ---
         held = cells[bucket, size_at]
         if held == 0:
@@ -121,27 +126,15 @@ def update_rows(words, sizes, buckets, cells, variant, thresholds, states):  # t
 
 
 @nb.njit(cache=True, nogil=True)
-def merge_cells(keys, values, other_keys, other_values, replace_with_larger):  # type: ignore[no-untyped-def]
-    """Fold other's cells into ours as if its resident had arrived as one weighted vote."""
-    width_k = keys.shape[2]
-    for r in range(values.shape[0]):
-        for b in range(values.shape[1]):
-            incoming = other_values[r, b]
-            if incoming == 0:
-                continue
-            held = values[r, b]
-            same = True
-            for j in range(width_k):
-                if keys[r, b, j] != other_keys[r, b, j]:
-                    same = False
-                    break
-            if held == 0 or same:
-                values[r, b] = held + incoming
-                for j in range(width_k):
-                    keys[r, b, j] = other_keys[r, b, j]
-            elif incoming > held:
-                values[r, b] = incoming if replace_with_larger else incoming - held
-                for j in range(width_k):
-                    keys[r, b, j] = other_keys[r, b, j]
-            else:
-                values[r, b] = held - incoming
+def linear_minimum(words, nbytes, seeds, linear, out):  # type: ignore[no-untyped-def]
+    """``out[i]``: the smallest linear counter over rows of key i's buckets (Count-Min's upper bound)."""
+    width = np.uint32(linear.shape[1])
+    buckets = np.empty(seeds.shape[0], np.uint32)
+    for i in range(words.shape[0]):
+        hash_words_into(words, i, nbytes, seeds, buckets)
+        best = linear[0, buckets[0] % width]
+        for r in range(1, seeds.shape[0]):
+            value = linear[r, buckets[r] % width]
+            if value < best:
+                best = value
+        out[i] = best

@@ -52,6 +52,9 @@ class CountMinParams(SketchParams):
     )
     b: float = Field(1.08, gt=1.0, le=2.0, description="decay base of the 'decay' variant")
     seed: int = Field(0, ge=0, description="derives the per-row hash seeds; equal seeds merge")
+    candidates: int = Field(
+        1024, ge=1, le=1 << 20, description="keys per kind kept in the mergeable state (top by count)"
+    )
     parallel_rows: bool = Field(
         False,
         description="one thread per row for large batches (same result; pays only when a core is idle)",
