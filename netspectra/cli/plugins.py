@@ -28,7 +28,7 @@ def list_plugins() -> None:
             table.add_row(info.name, info.distribution, info.version, "", f"[red]FAILED[/red]: {info.error}")
             continue
         params = "\n".join(f"{param.name}={param.default!r}" for param in info.params)
-        status = "ok" + (", mergeable" if info.mergeable else "")
+        status = "ok, " + ("mergeable" if info.mergeable else "not mergeable (one engine, no windows)")
         if info.summary:
             status += f"\n{info.summary}"
         table.add_row(info.name, info.distribution, info.version, params, status)

@@ -34,6 +34,7 @@ ENTRY_POINT_GROUP = "netspectra.sketches"
 BUILTIN_ALGORITHMS = {
     "count_min": "netspectra.engine.sketch.count_min:CountMin",
     "super_spread": "netspectra.engine.sketch.super_spread:SuperSpread",
+    "spread_sketch": "netspectra.engine.sketch.spread_sketch:SpreadSketch",
 }
 #: Each built-in's ``Params``, importable without the algorithm (see :func:`check_params`).
 BUILTIN_PARAMS = {
