@@ -55,11 +55,17 @@ class HeavyHitter:
 
 @dataclass(frozen=True, slots=True)
 class SketchResult:
-    """The heavy hitters of one sketch task, each kind sorted by value, descending."""
+    """The heavy hitters of one sketch task, each kind sorted by value, descending.
+
+    ``state`` is the task's mergeable state (``SketchAlgorithm.to_bytes``) when its algorithm
+    merges, so a store can keep it beside Go's hitter rows and a query can merge engines and
+    epochs; None for an algorithm that cannot merge.
+    """
 
     task: str
     algorithm: str
     hitters: tuple[HeavyHitter, ...]
+    state: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

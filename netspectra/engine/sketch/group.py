@@ -81,8 +81,11 @@ class SketchGroup:
         tasks: Sequence[SketchTaskConfig],
         *,
         available: PluginScan | None = None,
+        include_state: bool = True,
     ) -> None:
         points = available if available is not None else discover()
+        #: put each mergeable task's state into its SketchResult (off: hitters only, as Go writes)
+        self.include_state = include_state
         self.failed_tasks: dict[str, str] = {}
         self._failures = threading.Lock()  # tasks fail from the engine's kernel threads
         self._tasks: list[SketchTask] = []
@@ -162,14 +165,32 @@ class SketchGroup:
                 self.failed_tasks[task.name] = f"insert raised {type(error).__name__}: {error}"
 
     def snapshot(self, taken_at_ns: int, period_start_ns: int) -> Snapshot:
-        """Heavy hitters of every task (the sketches keep counting; nothing is reset)."""
+        """Heavy hitters of every task, and the state of each that merges (nothing is reset)."""
         results = tuple(
-            SketchResult(task=task.name, algorithm=task.algorithm, hitters=task.sketch.heavy_hitters())
+            SketchResult(
+                task=task.name,
+                algorithm=task.algorithm,
+                hitters=task.sketch.heavy_hitters(),
+                state=self._state_of(task),
+            )
             for task in self._tasks
         )
         return Snapshot(
             group=self.name, taken_at_ns=taken_at_ns, period_start_ns=period_start_ns, sketches=results
         )
+
+    def _state_of(self, task: SketchTask) -> bytes | None:
+        """The task's state bytes; None when it cannot merge or its ``to_bytes`` fails (logged:
+        the hitter rows are still written, only multi-engine answers lose this task)."""
+        if not getattr(task.sketch, "mergeable", False) or not self.include_state:
+            return None
+        try:
+            return bytes(task.sketch.to_bytes())
+        except Exception:  # third-party code: the snapshot must still be taken
+            logger.exception(
+                "Sketch task %r: its state could not be serialised; writing hitters only", task.name
+            )
+            return None
 
     def reset(self) -> None:
         for task in self._tasks:

@@ -147,3 +147,32 @@ def test_plugins_list_command_shows_builtins_and_failures(broken_plugins: None) 
         "broken-sketches",
     ):
         assert text in result.output
+
+
+def test_snapshot_carries_the_state_of_tasks_that_merge() -> None:
+    """Two engines' snapshot states merge into the answer one engine gives for both batches."""
+    tasks = [
+        {"name": "cm", "algorithm": "count_min", "flow_fields": ["SrcIP"], "width": 256, "depth": 2,
+         "count_thereshold": 4, "size_thereshold": 400},
+        {"name": "spread", "algorithm": "spread_sketch", "flow_fields": ["SrcIP"],
+         "element_fields": ["DstIP"], "width": 64, "count_thereshold": 1},
+        {"name": "go_spread", "skt_type": 1, "flow_fields": ["SrcIP"], "element_fields": ["DstIP"],
+         "width": 64, "depth": 2, "count_thereshold": 1},
+    ]  # fmt: skip
+    a, b = address_bytes("10.0.0.1"), address_bytes("10.0.0.2")
+    first, second = (
+        SketchGroup.from_config(settings_with(tasks)),
+        SketchGroup.from_config(settings_with(tasks)),
+    )
+    first.insert(batch_of([a, a, b], [100, 100, 60]))
+    second.insert(batch_of([a, a, a], [100, 100, 100]))
+    states = [{r.task: r for r in group.snapshot(1, 0).sketches} for group in (first, second)]
+    assert states[0]["go_spread"].state is None  # super_spread cannot merge: hitters only
+    merged = CountMin.from_bytes(states[0]["cm"].state or b"")
+    merged.merge(CountMin.from_bytes(states[1]["cm"].state or b""))
+    assert [(h.flow, h.value) for h in merged.heavy_hitters()] == [("10.0.0.1", 5), ("10.0.0.1", 500)]
+    # per engine, 10.0.0.1 (2 and 3 packets) is below the threshold of 4: only the merge finds it
+    assert not [h for h in states[0]["cm"].hitters if h.kind == HitterKind.COUNT]
+    assert states[0]["spread"].state is not None and states[0]["spread"].algorithm == "spread_sketch"
+    quiet = SketchGroup(settings_with(tasks).aggregator.sketch.tasks, include_state=False)
+    assert all(result.state is None for result in quiet.snapshot(1, 0).sketches)
