@@ -4,7 +4,8 @@
 
 Prints, for count_min at 2^13 x 2 (Go variant and the default decay variant): precision,
 recall, F1 and average relative error (ARE) of heavy hitters by packets and by bytes; for
-super_spread: recall, precision and mean relative error of planted spreaders; and single-thread
+super_spread and spread_sketch (the mergeable default): recall, precision and mean relative error
+of planted spreaders, and spread_sketch's speed as a ratio to super_spread's; and single-thread
 inserts/s of each kernel next to Apache DataSketches' count-min (called per item from Python, the
 only API its binding offers) on the same keys, as ratios. ``parallel_rows`` runs (one thread per
 row, identical results) are timed too; on a busy 2-core machine they vary the most.
@@ -22,6 +23,7 @@ import time
 import numpy as np
 
 from netspectra.engine.sketch.count_min import CountMin, CountMinParams
+from netspectra.engine.sketch.spread_sketch import SpreadSketch, SpreadSketchParams
 from netspectra.engine.sketch.super_spread import SuperSpread, SuperSpreadParams
 from netspectra.model.fields import FIELD_ORDER, KeyField
 from netspectra.model.snapshot import HitterKind
@@ -224,6 +226,30 @@ def main() -> None:
     assert np.array_equal(parallel.values, sketch.values), "parallel rows must give the serial result"
     rates["super_spread, 2 rows in parallel"] = flow_ids.shape[0] / seconds
     print(f"  rows in parallel (same counters): {flow_ids.shape[0] / seconds / 1e6:.1f} M/s")
+
+    print("\nspread_sketch 2^13 x 2, 512 bits x 8 levels (mergeable), same trace")
+    spread = SpreadSketch(
+        SpreadSketchParams(width=1 << 13, depth=2, count_thereshold=threshold, bits=512, levels=8),
+        flow_fields=(KeyField.DST_IP,),
+        element_fields=(KeyField.SRC_IP,),
+    )
+    spread.insert(flows[:16], peers[:16], zero[:16])
+    seconds = feed(spread, flows, peers, zero)
+    rates["spread_sketch"] = flow_ids.shape[0] / seconds
+    estimates = spread.query(flow_universe)[HitterKind.SPREAD].astype(np.int64)
+    found = {int(i) for i in np.flatnonzero(estimates >= threshold)}
+    errors = np.abs(estimates[planted_ids] - true_spread[planted_ids]) / true_spread[planted_ids]
+    print(
+        f"  recall {len(found & spreaders) / len(spreaders):.4f}  precision "
+        f"{len(found & spreaders) / max(len(found), 1):.4f}  mean relative error "
+        f"{errors.mean() * 100:.2f}% (max {errors.max() * 100:.1f}%)  "
+        f"{flow_ids.shape[0] / seconds / 1e6:.1f} M/s  memory {spread.memory_bytes / 2**20:.1f} MiB "
+        f"(super_spread {sketch.memory_bytes / 2**20:.1f} MiB)  "
+        f"state {len(spread.to_bytes()) / 2**20:.2f} MiB"
+    )
+    print(
+        f"  spread_sketch / super_spread update speed: x{rates['spread_sketch'] / rates['super_spread']:.2f}"
+    )
 
     baseline = rates["datasketches count_min (Python per-item calls)"]
     print("\nsingle-thread inserts/s (ratio to DataSketches count-min on the same 16-byte keys)")
