@@ -37,13 +37,14 @@ KERNEL_MODULES = (
     "netspectra.engine.sketch.murmur3",
     "netspectra.engine.sketch.count_min_kernels",
     "netspectra.engine.sketch.super_spread_kernels",
+    "netspectra.engine.sketch.spread_sketch_kernels",
     "netspectra.wire.codec",
     "netspectra.bus.nats",
     "netspectra.probe.persistence",
     "netspectra.storage.rows",
 )
 #: What ``analyze`` runs: the kernels checked before a file is read.
-ANALYZE_KERNEL_MODULES = KERNEL_MODULES[:6]
+ANALYZE_KERNEL_MODULES = KERNEL_MODULES[:7]
 
 
 def cached_kernels(modules: Iterable[str] = KERNEL_MODULES) -> Iterator[tuple[str, Any]]:
@@ -134,6 +135,15 @@ def _warmup_settings() -> Any:
                             "m": 16,
                             **small,
                         },
+                        {
+                            "name": "spread_merging",
+                            "algorithm": "spread_sketch",
+                            "flow_fields": ["DstIP"],
+                            "element_fields": ["SrcIP"],
+                            "bits": 64,
+                            "levels": 4,
+                            **small,
+                        },
                     ]
                 },
             }
@@ -161,6 +171,7 @@ def _count(batch: Any) -> None:
         task.sketch.query(build_keys(batch, task.flow_fields))
         if task.sketch.mergeable:
             task.sketch.merge(other.sketch)
+            task.sketch.heavy_hitters()  # a merged sketch reads its candidates' bounds
 
 
 def _parse_one_frame() -> None:

@@ -83,3 +83,19 @@ class SuperSpreadParams(SketchParams):
         False,
         description="one thread per row for large batches (same result; pays only when a core is idle)",
     )
+
+
+class SpreadSketchParams(SketchParams):
+    """Parameters of a ``spread_sketch`` task (``count_thereshold`` spelled as Go's tasks spell it)."""
+
+    width: int = Field(1 << 13, ge=1, le=1 << 24, description="buckets per row")
+    depth: int = Field(2, ge=1, le=16, description="rows")
+    count_thereshold: int = Field(
+        4096,
+        ge=1,
+        validation_alias=AliasChoices("count_thereshold", "count_threshold", "threshold"),
+        description="report flows with at least this many distinct elements",
+    )
+    bits: int = Field(512, ge=64, le=1 << 14, multiple_of=64, description="bits of each MRB level")
+    levels: int = Field(8, ge=2, le=32, description="MRB levels (range ~ bits*ln(bits)*2**(levels-1))")
+    seed: int = Field(0, ge=0, description="derives the hash seeds; equal seeds merge")

@@ -40,6 +40,7 @@ BUILTIN_ALGORITHMS = {
 BUILTIN_PARAMS = {
     "count_min": "netspectra.engine.sketch.params:CountMinParams",
     "super_spread": "netspectra.engine.sketch.params:SuperSpreadParams",
+    "spread_sketch": "netspectra.engine.sketch.params:SpreadSketchParams",
 }
 REGISTRY = PluginRegistry("sketch algorithm", ENTRY_POINT_GROUP, BUILTIN_ALGORITHMS)
 _REQUIRED_METHODS = ("insert", "query", "heavy_hitters", "reset", "merge")

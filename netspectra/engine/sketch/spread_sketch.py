@@ -24,8 +24,8 @@ the largest spread an MRB tells apart is about ``bits * ln(bits) * 2**(levels - 
 512 x 8; more saturates at that value). The defaults (512 x 8 bits + key + priority, 536 bytes a
 bucket) match the memory of Go's SuperSpread bucket (128 32-bit registers + key + counter).
 
-Every kernel of this algorithm lives in this module (numba's on-disk cache only notices edits of
-a function's own file; the murmur3 helpers it inlines are shared with the other sketches).
+The kernels live in :mod:`.spread_sketch_kernels` (imported when a sketch counts, so that
+``config check`` and ``plugins list`` do not import numba).
 """
 
 from __future__ import annotations
@@ -33,165 +33,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numba as nb
 import numpy as np
 import numpy.typing as npt
-from pydantic import AliasChoices, Field
 
-from netspectra.engine.sketch.intrinsics import clz32, prefetch_row
-from netspectra.engine.sketch.murmur3 import (
-    absorb_block,
-    as_words,
-    finish,
-    hash_buckets,
-    hash_words_into,
-    mix_block,
-    row_seeds,
-    word_block,
-)
+# numba-free: the kernels (spread_sketch_kernels, murmur3) are imported where a sketch uses them
+from netspectra.engine.sketch.params import SpreadSketchParams
 from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
 from netspectra.model.fields import KeyField
 from netspectra.model.snapshot import HeavyHitter, HitterKind
 
 _EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
-"""Priority of a bucket no pair has reached (every real priority is smaller or equal)."""
-_SETMAX = 0.875
-"""A level at most this full is accurate enough to be the MRB's base (linear counting load ~2)."""
-_PREFETCH_AHEAD = 8
-
-
-class SpreadSketchParams(SketchParams):
-    """Parameters of a ``spread_sketch`` task (``count_thereshold`` spelled as Go's tasks spell it)."""
-
-    width: int = Field(1 << 13, ge=1, le=1 << 24, description="buckets per row")
-    depth: int = Field(2, ge=1, le=16, description="rows")
-    count_thereshold: int = Field(
-        4096,
-        ge=1,
-        validation_alias=AliasChoices("count_thereshold", "count_threshold", "threshold"),
-        description="report flows with at least this many distinct elements",
-    )
-    bits: int = Field(512, ge=64, le=1 << 14, multiple_of=64, description="bits of each MRB level")
-    levels: int = Field(8, ge=2, le=32, description="MRB levels (range ~ bits*ln(bits)*2**(levels-1))")
-    seed: int = Field(0, ge=0, description="derives the hash seeds; equal seeds merge")
-
-
-@nb.njit(inline="always", nogil=True)
-def _popcount(word):  # type: ignore[no-untyped-def]
-    word = word - ((word >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    word = (word & np.uint64(0x3333333333333333)) + ((word >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    word = (word + (word >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return (word * np.uint64(0x0101010101010101)) >> np.uint64(56)
-
-
-@nb.njit(cache=True, nogil=True)
-def _update(flow_words, pair_words, pair_bytes, pair_seeds, buckets, cells, key_words, levels, level_words):  # type: ignore[no-untyped-def]
-    """Apply one batch; ``cells`` is ``(depth * width, stride)``, ``buckets[r, i]`` already offset by
-    ``r * width``. A bucket is ``[priority | key words | level 0 bitmap | level 1 | ...]``."""
-    n = flow_words.shape[0]
-    depth = buckets.shape[0]
-    nblocks = pair_bytes >> 2
-    rest = pair_bytes & 3
-    seed_a = np.uint32(pair_seeds[0])
-    seed_b = np.uint32(pair_seeds[1])
-    bits = np.uint32(level_words * 64)
-    top = np.uint32(levels - 1)
-    first_bitmap = 1 + key_words
-    for i in range(n):
-        if i + _PREFETCH_AHEAD < n:
-            for r in range(depth):
-                prefetch_row(cells, buckets[r, i + _PREFETCH_AHEAD])
-        h_a = seed_a
-        h_b = seed_b
-        for block in range(nblocks):
-            mixed = mix_block(word_block(pair_words, i, block))
-            h_a = absorb_block(h_a, mixed)
-            h_b = absorb_block(h_b, mixed)
-        if rest:
-            mixed = mix_block(word_block(pair_words, i, nblocks) & np.uint32((1 << (8 * rest)) - 1))
-            h_a ^= mixed
-            h_b ^= mixed
-        h_a = finish(h_a, pair_bytes)
-        h_b = finish(h_b, pair_bytes)
-        level = clz32(h_a)
-        if level > top:
-            level = top
-        bit = h_b % bits
-        word = first_bitmap + np.int64(level) * level_words + np.int64(bit >> np.uint32(6))
-        mask = np.uint64(1) << np.uint64(bit & np.uint32(63))
-        priority = (np.uint64(h_a) << np.uint64(32)) | np.uint64(h_b)
-        for r in range(depth):
-            b = buckets[r, i]
-            cells[b, word] |= mask
-            held = cells[b, 0]
-            if priority > held:
-                continue
-            replace = priority < held
-            if not replace:  # a tie (or the same flow): the larger key wins, whatever the order
-                for j in range(key_words):
-                    if flow_words[i, j] != cells[b, 1 + j]:
-                        replace = flow_words[i, j] > cells[b, 1 + j]
-                        break
-            if replace:
-                cells[b, 0] = priority
-                for j in range(key_words):
-                    cells[b, 1 + j] = flow_words[i, j]
-
-
-@nb.njit(inline="always", nogil=True)
-def _bucket_spread(cells, b, key_words, levels, level_words):  # type: ignore[no-untyped-def]
-    """The MRB estimate of bucket ``b`` (see the module docstring)."""
-    bits = level_words * 64
-    first_bitmap = 1 + key_words
-    base = levels - 1
-    for level in range(levels - 1):
-        ones = 0
-        for w in range(level_words):
-            ones += _popcount(cells[b, first_bitmap + level * level_words + w])
-        if ones <= _SETMAX * bits:
-            base = level
-            break
-    total = 0.0
-    for level in range(base, levels):
-        ones = 0
-        for w in range(level_words):
-            ones += _popcount(cells[b, first_bitmap + level * level_words + w])
-        zeros = bits - ones
-        total += bits * np.log(bits / max(zeros, 1))
-    return total * 2.0**base
-
-
-@nb.njit(cache=True, nogil=True)
-def _query(words, nbytes, seeds, width, cells, key_words, levels, level_words, out):  # type: ignore[no-untyped-def]
-    """``out[i]``: the smallest bucket estimate over key i's rows, rounded."""
-    buckets = np.empty(seeds.shape[0], np.uint32)
-    for i in range(words.shape[0]):
-        hash_words_into(words, i, nbytes, seeds, buckets)
-        best = np.inf
-        for r in range(seeds.shape[0]):
-            spread = _bucket_spread(cells, r * width + buckets[r] % width, key_words, levels, level_words)
-            if spread < best:
-                best = spread
-        out[i] = np.uint64(best + 0.5)
-
-
-@nb.njit(cache=True, nogil=True)
-def _merge(cells, other, key_words):  # type: ignore[no-untyped-def]
-    """OR of the bitmaps, smaller priority (with its key; larger key on a tie): the update's own rule."""
-    for b in range(cells.shape[0]):
-        for w in range(1 + key_words, cells.shape[1]):
-            cells[b, w] |= other[b, w]
-        held = cells[b, 0]
-        incoming = other[b, 0]
-        replace = incoming < held
-        if incoming == held:
-            for j in range(key_words):
-                if other[b, 1 + j] != cells[b, 1 + j]:
-                    replace = other[b, 1 + j] > cells[b, 1 + j]
-                    break
-        if replace:
-            for j in range(1 + key_words):
-                cells[b, j] = other[b, j]
+"""Priority of a bucket no pair has reached (spread_sketch_kernels.EMPTY, without numba)."""
 
 
 class SpreadSketch(SketchBase):
@@ -212,6 +64,8 @@ class SpreadSketch(SketchBase):
         super().__init__(params, flow_fields=flow_fields, element_fields=element_fields)
         assert isinstance(params, SpreadSketchParams)
         self.p: SpreadSketchParams = params
+        from netspectra.engine.sketch.murmur3 import row_seeds
+
         self.seeds = row_seeds(params.seed, params.depth)
         self.pair_seeds = row_seeds(params.seed ^ 0x5BD1E995, 2)
         self._level_words = params.bits // 64
@@ -222,6 +76,9 @@ class SpreadSketch(SketchBase):
 
     def insert(self, flow_keys: KeyMatrix, element_keys: KeyMatrix, sizes: npt.NDArray[np.uint64]) -> None:
         """Hash the flows (every row) and the pairs, then one pass over the batch; sizes are ignored."""
+        from netspectra.engine.sketch import spread_sketch_kernels as kernels
+        from netspectra.engine.sketch.murmur3 import as_words, hash_buckets
+
         n = flow_keys.shape[0]
         if n == 0:
             return
@@ -230,16 +87,19 @@ class SpreadSketch(SketchBase):
         buckets = np.empty((self.p.depth, n), np.uint32)
         hash_buckets(flow_words, flow_keys.shape[1], self.seeds, self.p.width, buckets)
         buckets += self._offsets
-        _update(
+        kernels.update(
             flow_words, as_words(pairs), pairs.shape[1], self.pair_seeds, buckets, self.cells,
             self.key_words, self.p.levels, self._level_words,
         )  # fmt: skip
 
     def query(self, flow_keys: KeyMatrix) -> dict[HitterKind, npt.NDArray[np.uint64]]:
         """Smallest MRB estimate over the flow's rows (an empty bucket estimates 0)."""
+        from netspectra.engine.sketch import spread_sketch_kernels as kernels
+        from netspectra.engine.sketch.murmur3 import as_words
+
         out = np.zeros(flow_keys.shape[0], np.uint64)
         if flow_keys.shape[0]:
-            _query(
+            kernels.query(
                 as_words(flow_keys), self.key_width, self.seeds, self.p.width, self.cells,
                 self.key_words, self.p.levels, self._level_words, out,
             )  # fmt: skip
@@ -262,9 +122,11 @@ class SpreadSketch(SketchBase):
 
     def merge(self, other: SketchAlgorithm) -> None:
         """Exact: the result is the sketch of both streams together (see the module docstring)."""
+        from netspectra.engine.sketch import spread_sketch_kernels as kernels
+
         self.check_mergeable(other)
         assert isinstance(other, SpreadSketch)
-        _merge(self.cells, other.cells, self.key_words)
+        kernels.merge(self.cells, other.cells, self.key_words)
 
     def state_arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {"cells": self.cells}
