@@ -231,7 +231,8 @@ def main() -> int:
     before = len(missing_kernels())
     seconds = warm_up()
     total = len(list(cached_kernels()))
-    print(f"netspectra warmup: {before} of {total} kernels compiled, the others cached ({seconds:.1f} s)")
+    cached = f", {total - before} already cached" if before < total else ""
+    print(f"netspectra warmup: {before} of {total} kernels compiled{cached} ({seconds:.1f} s)")
     return 0
 
 
