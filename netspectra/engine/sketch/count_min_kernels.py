@@ -11,17 +11,13 @@ import numba as nb
 import numpy as np
 
 from netspectra.engine.sketch.intrinsics import prefetch_row
-from netspectra.engine.sketch.murmur3 import hash_words_into
+from netspectra.engine.sketch.murmur3 import hash_words_into, splitmix64_next
 
 
 @nb.njit(inline="always", nogil=True)
 def _next_random(state):  # type: ignore[no-untyped-def]
-    """splitmix64 step: (new state, 32 random bits)."""
-    state = np.uint64(state + np.uint64(0x9E3779B97F4A7C15))
-    z = state
-    z = np.uint64((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9))
-    z = np.uint64((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB))
-    z = z ^ (z >> np.uint64(31))
+    """(new state, 32 random bits): the high half of one splitmix64 step."""
+    state, z = splitmix64_next(state)
     return state, z >> np.uint64(32)
 
 

@@ -96,6 +96,21 @@ def row_seeds(seed: int, count: int) -> npt.NDArray[np.uint32]:
 
 
 @nb.njit(inline="always", nogil=True)
+def splitmix64_next(state):  # type: ignore[no-untyped-def]
+    """One splitmix64 step: (new state, 64 random bits); the sketches' sampling draws.
+
+    Shared like the murmur3 blocks: inlined into each calling kernel, so it must not change
+    without clearing numba's cache (a cached caller does not see edits here).
+    """
+    state = np.uint64(state + np.uint64(0x9E3779B97F4A7C15))
+    z = state
+    z = np.uint64((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9))
+    z = np.uint64((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB))
+    z = z ^ (z >> np.uint64(31))
+    return state, z
+
+
+@nb.njit(inline="always", nogil=True)
 def mix_block(k1):  # type: ignore[no-untyped-def]
     """The seed-independent half of one MurmurHash3 block round (shared by every row's hash)."""
     k1 = np.uint32(k1 * _C1)

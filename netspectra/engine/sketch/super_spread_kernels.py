@@ -12,18 +12,7 @@ import numba as nb
 import numpy as np
 
 from netspectra.engine.sketch.intrinsics import clz32, prefetch_row
-from netspectra.engine.sketch.murmur3 import absorb_block, finish, mix_block, word_block
-
-
-@nb.njit(inline="always", nogil=True)
-def _next_random(state):  # type: ignore[no-untyped-def]
-    state = np.uint64(state + np.uint64(0x9E3779B97F4A7C15))
-    z = state
-    z = np.uint64((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9))
-    z = np.uint64((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB))
-    z = z ^ (z >> np.uint64(31))
-    return state, z
-
+from netspectra.engine.sketch.murmur3 import absorb_block, finish, mix_block, splitmix64_next, word_block
 
 _PREFETCH_AHEAD = 16
 """Packets between a register's prefetch and its test (the registers, 1 MB per row at 2^13 x 128,
@@ -117,7 +106,7 @@ def update_row(  # type: ignore[no-untyped-def]
             continue
         inverse = 1.0 / p
         votes = np.ceil(inverse)
-        state, draw = _next_random(state)
+        state, draw = splitmix64_next(state)
         if (draw >> np.uint64(11)) * (1.0 / 9007199254740992.0) >= inverse / votes:
             continue
         remaining = np.int64(votes)
@@ -137,7 +126,7 @@ def update_row(  # type: ignore[no-untyped-def]
                 values[bucket] = held + remaining
                 break
             position = np.uint64(held) if np.uint64(held) < last else last
-            state, draw = _next_random(state)
+            state, draw = splitmix64_next(state)
             if (draw >> np.uint64(32)) < thresholds[position]:
                 values[bucket] = held - 1
             remaining -= 1
