@@ -68,6 +68,13 @@ class AggregationRequest(betterproto2.Message):
 
     protocol: "int" = betterproto2.field(7, betterproto2.TYPE_UINT32)
 
+    start_time: "datetime.datetime | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
+    )
+    """
+    NetSpectra extension: the window's start; unset = since the period began (Go's meaning).
+    """
+
 
 default_message_pool.register_message("v1", "AggregationRequest", AggregationRequest)
 
@@ -180,6 +187,13 @@ class HeavyHittersRequest(betterproto2.Message):
     )
 
     limit: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+
+    start_time: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
+    )
+    """
+    NetSpectra extension: the window's start; unset = since the period began (Go's meaning).
+    """
 
 
 default_message_pool.register_message("v1", "HeavyHittersRequest", HeavyHittersRequest)
@@ -322,6 +336,13 @@ class TraceFlowRequest(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
     )
 
+    start_time: "datetime.datetime | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
+    )
+    """
+    NetSpectra extension: the window's start; unset = since the period began (Go's meaning).
+    """
+
 
 default_message_pool.register_message("v1", "TraceFlowRequest", TraceFlowRequest)
 
@@ -443,7 +464,7 @@ V1_TRAFFIC_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerialized
     b'\n\x10v1/traffic.proto\x12\x02v1\x1a\x1fgoogle/protobuf/timestamp.proto"\x8b\x01\n\tFiveTuple\x12\x15\n\x06src_ip\x18\x01 \x01(\x0cR\x05srcIp\x12\x15\n\x06dst_ip\x18\x02 \x01(\x0cR\x05dstIp\x12\x19\n\x08src_port\x18\x03 \x01(\rR\x07srcPort\x12\x19\n\x08dst_port\x18\x04 \x01(\rR\x07dstPort\x12\x1a\n\x08protocol\x18\x05 \x01(\rR\x08protocol"\x8c\x01\n\nPacketInfo\x128\n\ttimestamp\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\ttimestamp\x12,\n\nfive_tuple\x18\x02 \x01(\x0b2\r.v1.FiveTupleR\tfiveTuple\x12\x16\n\x06length\x18\x03 \x01(\x04R\x06length"7\n\x0bPacketBatch\x12(\n\x07packets\x18\x01 \x03(\x0b2\x0e.v1.PacketInfoR\x07packetsB\x1dZ\x1bGo2NetSpectra/api/gen/v1;v1b\x06proto3'
 )
 V1_QUERY_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x0ev1/query.proto\x12\x02v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xe8\x01\n\x12AggregationRequest\x125\n\x08end_time\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x1b\n\ttask_name\x18\x02 \x01(\tR\x08taskName\x12\x15\n\x06src_ip\x18\x03 \x01(\tR\x05srcIp\x12\x15\n\x06dst_ip\x18\x04 \x01(\tR\x05dstIp\x12\x19\n\x08src_port\x18\x05 \x01(\rR\x07srcPort\x12\x19\n\x08dst_port\x18\x06 \x01(\rR\x07dstPort\x12\x1a\n\x08protocol\x18\x07 \x01(\rR\x08protocol"\x8f\x01\n\x0bTaskSummary\x12\x1b\n\ttask_name\x18\x01 \x01(\tR\x08taskName\x12\x1f\n\x0btotal_bytes\x18\x02 \x01(\x04R\ntotalBytes\x12#\n\rtotal_packets\x18\x03 \x01(\x04R\x0ctotalPackets\x12\x1d\n\nflow_count\x18\x04 \x01(\x04R\tflowCount"I\n\x18QueryTotalCountsResponse\x12-\n\tsummaries\x18\x01 \x03(\x0b2\x0f.v1.TaskSummaryR\tsummaries"\xe4\x01\n\x10TraceFlowRequest\x12\x1b\n\ttask_name\x18\x01 \x01(\tR\x08taskName\x12?\n\tflow_keys\x18\x02 \x03(\x0b2".v1.TraceFlowRequest.FlowKeysEntryR\x08flowKeys\x125\n\x08end_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x1a;\n\rFlowKeysEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\xc9\x01\n\rFlowLifecycle\x129\n\nfirst_seen\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\tfirstSeen\x127\n\tlast_seen\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08lastSeen\x12#\n\rtotal_packets\x18\x03 \x01(\x04R\x0ctotalPackets\x12\x1f\n\x0btotal_bytes\x18\x04 \x01(\x04R\ntotalBytes"D\n\x11TraceFlowResponse\x12/\n\tlifecycle\x18\x01 \x01(\x0b2\x11.v1.FlowLifecycleR\tlifecycle"\x14\n\x12HealthCheckRequest"-\n\x13HealthCheckResponse\x12\x16\n\x06status\x18\x01 \x01(\tR\x06status"\x14\n\x12SearchTasksRequest"S\n\x13SearchTasksResponse\x12\x1d\n\ntask_names\x18\x01 \x03(\tR\ttaskNames\x12\x1d\n\ntask_kinds\x18\x02 \x03(\tR\ttaskKinds"\x93\x01\n\x13HeavyHittersRequest\x12\x1b\n\ttask_name\x18\x01 \x01(\tR\x08taskName\x12\x12\n\x04type\x18\x02 \x01(\x05R\x04type\x125\n\x08end_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x14\n\x05limit\x18\x04 \x01(\x05R\x05limit"7\n\x0bHeavyHitter\x12\x12\n\x04flow\x18\x01 \x01(\tR\x04flow\x12\x14\n\x05value\x18\x02 \x01(\x04R\x05value"A\n\x14HeavyHittersResponse\x12)\n\x07hitters\x18\x01 \x03(\x0b2\x0f.v1.HeavyHitterR\x07hitters2\xd8\x02\n\x0cQueryService\x12>\n\x0bHealthCheck\x12\x16.v1.HealthCheckRequest\x1a\x17.v1.HealthCheckResponse\x12>\n\x0bSearchTasks\x12\x16.v1.SearchTasksRequest\x1a\x17.v1.SearchTasksResponse\x12F\n\x0eAggregateFlows\x12\x16.v1.AggregationRequest\x1a\x1c.v1.QueryTotalCountsResponse\x128\n\tTraceFlow\x12\x14.v1.TraceFlowRequest\x1a\x15.v1.TraceFlowResponse\x12F\n\x11QueryHeavyHitters\x12\x17.v1.HeavyHittersRequest\x1a\x18.v1.HeavyHittersResponseB\x1dZ\x1bGo2NetSpectra/api/gen/v1;v1b\x06proto3'
+    b'\n\x0ev1/query.proto\x12\x02v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xa3\x02\n\x12AggregationRequest\x125\n\x08end_time\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x1b\n\ttask_name\x18\x02 \x01(\tR\x08taskName\x12\x15\n\x06src_ip\x18\x03 \x01(\tR\x05srcIp\x12\x15\n\x06dst_ip\x18\x04 \x01(\tR\x05dstIp\x12\x19\n\x08src_port\x18\x05 \x01(\rR\x07srcPort\x12\x19\n\x08dst_port\x18\x06 \x01(\rR\x07dstPort\x12\x1a\n\x08protocol\x18\x07 \x01(\rR\x08protocol\x129\n\nstart_time\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime"\x8f\x01\n\x0bTaskSummary\x12\x1b\n\ttask_name\x18\x01 \x01(\tR\x08taskName\x12\x1f\n\x0btotal_bytes\x18\x02 \x01(\x04R\ntotalBytes\x12#\n\rtotal_packets\x18\x03 \x01(\x04R\x0ctotalPackets\x12\x1d\n\nflow_count\x18\x04 \x01(\x04R\tflowCount"I\n\x18QueryTotalCountsResponse\x12-\n\tsummaries\x18\x01 \x03(\x0b2\x0f.v1.TaskSummaryR\tsummaries"\x9f\x02\n\x10TraceFlowRequest\x12\x1b\n\ttask_name\x18\x01 \x01(\tR\x08taskName\x12?\n\tflow_keys\x18\x02 \x03(\x0b2".v1.TraceFlowRequest.FlowKeysEntryR\x08flowKeys\x125\n\x08end_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x129\n\nstart_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x1a;\n\rFlowKeysEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\xc9\x01\n\rFlowLifecycle\x129\n\nfirst_seen\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\tfirstSeen\x127\n\tlast_seen\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08lastSeen\x12#\n\rtotal_packets\x18\x03 \x01(\x04R\x0ctotalPackets\x12\x1f\n\x0btotal_bytes\x18\x04 \x01(\x04R\ntotalBytes"D\n\x11TraceFlowResponse\x12/\n\tlifecycle\x18\x01 \x01(\x0b2\x11.v1.FlowLifecycleR\tlifecycle"\x14\n\x12HealthCheckRequest"-\n\x13HealthCheckResponse\x12\x16\n\x06status\x18\x01 \x01(\tR\x06status"\x14\n\x12SearchTasksRequest"S\n\x13SearchTasksResponse\x12\x1d\n\ntask_names\x18\x01 \x03(\tR\ttaskNames\x12\x1d\n\ntask_kinds\x18\x02 \x03(\tR\ttaskKinds"\xce\x01\n\x13HeavyHittersRequest\x12\x1b\n\ttask_name\x18\x01 \x01(\tR\x08taskName\x12\x12\n\x04type\x18\x02 \x01(\x05R\x04type\x125\n\x08end_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x14\n\x05limit\x18\x04 \x01(\x05R\x05limit\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime"7\n\x0bHeavyHitter\x12\x12\n\x04flow\x18\x01 \x01(\tR\x04flow\x12\x14\n\x05value\x18\x02 \x01(\x04R\x05value"A\n\x14HeavyHittersResponse\x12)\n\x07hitters\x18\x01 \x03(\x0b2\x0f.v1.HeavyHitterR\x07hitters2\xd8\x02\n\x0cQueryService\x12>\n\x0bHealthCheck\x12\x16.v1.HealthCheckRequest\x1a\x17.v1.HealthCheckResponse\x12>\n\x0bSearchTasks\x12\x16.v1.SearchTasksRequest\x1a\x17.v1.SearchTasksResponse\x12F\n\x0eAggregateFlows\x12\x16.v1.AggregationRequest\x1a\x1c.v1.QueryTotalCountsResponse\x128\n\tTraceFlow\x12\x14.v1.TraceFlowRequest\x1a\x15.v1.TraceFlowResponse\x12F\n\x11QueryHeavyHitters\x12\x17.v1.HeavyHittersRequest\x1a\x18.v1.HeavyHittersResponseB\x1dZ\x1bGo2NetSpectra/api/gen/v1;v1b\x06proto3'
 )
 
 
