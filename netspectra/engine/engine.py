@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -41,6 +42,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from netspectra.config.durations import format_duration
 from netspectra.config.models import WriterConfig
@@ -135,6 +137,7 @@ class Engine:
         self._stop = asyncio.Event()
         self._started = False
         self._closed = False
+        self._progress: Mapping[str, Any] | None = None  # see ingest()
         self._period_start_ns = clock()
         self._period_end_ns = self._period_start_ns + self._period_ns
         self._next_stats_ns = self._period_start_ns + self._stats_interval_ns
@@ -244,13 +247,37 @@ class Engine:
 
     # --- data path -------------------------------------------------------------------------
 
-    async def ingest(self, batch: PacketColumns) -> None:
-        """Count one batch in every task of every group (in the worker thread)."""
-        if not len(batch):
-            return
-        await self._in_worker(self.ingest_sync, batch)
+    async def ingest(self, batch: PacketColumns, progress: Mapping[str, Any] | None = None) -> None:
+        """Count one batch in every task of every group (in the worker thread).
 
-    def ingest_sync(self, batch: PacketColumns) -> None:
+        ``progress`` (the engine role's probe accounting after this batch) rides on every later
+        snapshot until the next one, so a restart knows what its stored snapshots hold.
+        """
+        if not len(batch):
+            if progress is not None:
+                await self._in_worker(self._note_progress, progress)
+            return
+        await self._in_worker(self.ingest_sync, batch, progress)
+
+    def _note_progress(self, progress: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._progress = progress
+
+    def resumed_progress(self) -> Mapping[str, Any] | None:
+        """The progress an earlier run's writers stored last, to continue the accounting from.
+
+        Each writer that keeps one (the store writers) reports the latest snapshot it accepted;
+        with several, the one with the fewest arrivals, so the gap is exact for that writer's
+        store and an upper bound for the others. None when no writer holds one.
+        """
+        found = []
+        for slot in self._slots:
+            resumed = getattr(slot.writer, "resumed_progress", None)
+            if isinstance(resumed, Mapping) and isinstance(resumed.get("arrived"), int):
+                found.append(resumed)
+        return min(found, key=lambda progress: int(progress["arrived"])) if found else None
+
+    def ingest_sync(self, batch: PacketColumns, progress: Mapping[str, Any] | None = None) -> None:
         """Count one batch (the offline runner calls this directly); serialised with everything else.
 
         With more than one kernel thread this returns once the batch is queued on the lanes; the
@@ -272,6 +299,8 @@ class Engine:
                 else:
                     jobs.append((name, _bind_insert(group, batch)))
             self._run_jobs(jobs)
+            if progress is not None:
+                self._progress = progress
             self.stats.packets += len(batch)
             self.stats.bytes += int(batch.length.sum())
             self.stats.batches += 1
@@ -337,9 +366,12 @@ class Engine:
             self._wait_for_lanes()
             for name in names:
                 try:
-                    snapshots[name] = self._groups[name].snapshot(
+                    snapshot = self._groups[name].snapshot(
                         taken_at_ns=now, period_start_ns=self._period_start_ns
                     )
+                    if self._progress is not None and isinstance(snapshot, Snapshot):
+                        snapshot = dataclasses.replace(snapshot, progress=self._progress)
+                    snapshots[name] = snapshot
                 except Exception:  # one broken group must not cost the others their snapshots
                     logger.exception("Group %r failed to take a snapshot; its writers get none now", name)
             if reset:

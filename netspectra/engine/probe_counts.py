@@ -28,13 +28,27 @@ With several probes the cuts of one probe do not cover the others' packets publi
 their own last count, so between counts the sum can run below zero: the gap is clamped at 0
 (a lower bound until every probe's final count, exact from then on). With several engines in a
 queue group each engine's gap is an upper bound (it receives only its share).
+
+**Across restarts the gap continues.** Every snapshot carries :meth:`ProbeCounts.progress` (the
+tallies and the packets arrived when it was taken); a store writer keeps the progress of the
+last snapshot it accepted durably, and a restarted engine resumes from it
+(:meth:`ProbeCounts.resumed`): the arrivals of the previous run that its stored snapshots hold
+become this run's starting point, and a probe it knew keeps its baseline. So what the previous
+run counted after its last stored snapshot, and what was published while no engine listened,
+are owed and show in the gap: after a restart, every stored total equals the packets published
+minus the gap (minus the rejected ones), exactly for one probe. The jump at a resumed probe's
+first count is logged as the restart's loss (:attr:`ProbeCounts.restart_losses`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from netspectra.wire.subjects import COUNT_REJECT_REASONS, ProbeCount
+
+#: Version of :meth:`ProbeCounts.progress`; a progress of another version is not resumed.
+PROGRESS_VERSION = 1
 
 
 @dataclass(slots=True)
@@ -52,12 +66,58 @@ class ProbeCounts:
         self.rejects: dict[str, int] = dict.fromkeys(COUNT_REJECT_REASONS, 0)
         self._arrived_at_first: int | None = None  # arrivals before the first count ever seen
         self._arrived_at_cut = 0  # arrivals up to the latest accepted count's cut
+        #: Arrivals of earlier runs held by their stored snapshots (0 unless resumed): every
+        #: ``arrived`` this run passes in is counted on top of them.
+        self.arrived_before = 0
+        self._resumed_unseen: set[str] = set()  # resumed probes not heard from in this run yet
+        #: Per resumed probe: packets lost across the restart (the gap's jump at its first count).
+        self.restart_losses: dict[str, int] = {}
+        self._new_restart_loss: tuple[str, int] | None = None
+
+    def progress(self, arrived: int) -> dict[str, Any]:
+        """What a snapshot taken after ``arrived`` packets of this run carries (JSON-able)."""
+        return {
+            "version": PROGRESS_VERSION,
+            "arrived": self.arrived_before + arrived,
+            "arrived_at_first": self._arrived_at_first,
+            "arrived_at_cut": self._arrived_at_cut,
+            "probes": {name: [t.baseline, t.packets, t.messages] for name, t in self._probes.items()},
+        }
+
+    @classmethod
+    def resumed(cls, progress: dict[str, Any]) -> ProbeCounts:
+        """Continue from the progress of the last snapshot an earlier run stored.
+
+        Raises ValueError when ``progress`` is not one this version wrote (the caller starts
+        afresh and says so).
+        """
+        counts = cls()
+        try:
+            if progress.get("version") != PROGRESS_VERSION:
+                raise ValueError(f"progress version {progress.get('version')!r}")
+            arrived = _count(progress["arrived"])
+            first = progress["arrived_at_first"]
+            counts._arrived_at_first = None if first is None else _count(first)
+            counts._arrived_at_cut = _count(progress["arrived_at_cut"])
+            for name, (baseline, packets, messages) in dict(progress["probes"]).items():
+                counts._probes[str(name)] = _ProbeTally(_count(baseline), _count(packets), _count(messages))
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"malformed progress: {error!r}") from None
+        if counts._arrived_at_first is not None and not (
+            counts._arrived_at_first <= counts._arrived_at_cut <= arrived
+        ):
+            raise ValueError("progress arrivals out of order")
+        counts.arrived_before = arrived
+        counts._resumed_unseen = set(counts._probes)
+        return counts
 
     def reject(self, reason: str) -> None:
         self.rejects[reason] += 1
 
     def record(self, report: ProbeCount, arrived: int) -> bool:
         """Accept ``report``, read after ``arrived`` packets had arrived; False (and counted) if refused."""
+        arrived += self.arrived_before
+        before = self.gap or 0
         tally = self._probes.get(report.probe)
         if tally is None:
             self._probes[report.probe] = _ProbeTally(report.packets, report.packets, report.messages)
@@ -69,7 +129,17 @@ class ProbeCounts:
         else:
             tally.packets, tally.messages = report.packets, report.messages
         self._arrived_at_cut = arrived
+        if report.probe in self._resumed_unseen:
+            self._resumed_unseen.discard(report.probe)
+            lost = max(0, (self.gap or 0) - before)
+            self.restart_losses[report.probe] = lost
+            self._new_restart_loss = (report.probe, lost)
         return True
+
+    def take_restart_loss(self) -> tuple[str, int] | None:
+        """(probe, packets) when the last :meth:`record` was a resumed probe's first count, once."""
+        found, self._new_restart_loss = self._new_restart_loss, None
+        return found
 
     @property
     def by_probe(self) -> dict[str, int]:
@@ -99,3 +169,9 @@ class ProbeCounts:
             return None
         owed = sum(tally.packets - tally.baseline for tally in self._probes.values())
         return max(0, owed - (self._arrived_at_cut - self._arrived_at_first))
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise TypeError(f"not a count: {value!r}")
+    return value

@@ -35,6 +35,7 @@ from netspectra.bus.base import Bus, Subscription
 from netspectra.config.models import Settings
 from netspectra.engine.probe_counts import ProbeCounts
 from netspectra.errors import BusError
+from netspectra.model.packets import PacketColumns
 from netspectra.wire.codec import KIND_PACKET_BATCH, KIND_PACKET_INFO, REJECT_REASONS, decode_messages
 from netspectra.wire.subjects import (
     BadProbeCount,
@@ -113,6 +114,7 @@ class EngineRole:
         self._cuts: list[tuple[int, int, ProbeCount]] = []
         self._ready = asyncio.Event()
         self._decoder: ThreadPoolExecutor | None = None  # one per serve(), so a restarted role decodes
+        self._resume_checked = False
 
     # --- bus sinks (run once per message, straight from the NATS parser: keep them to an append) --
 
@@ -171,12 +173,23 @@ class EngineRole:
             return
         # decode up to each count's cut, then compare the count with what had arrived by then
         done_infos = done_batches = 0
+        counts = self.stats.counts
         for end_infos, end_batches, report in cuts:
             if end_infos > done_infos or end_batches > done_batches:
                 await self._ingest(infos[done_infos:end_infos], batches[done_batches:end_batches])
                 done_infos, done_batches = end_infos, end_batches
-            self.stats.counts.record(report, self.stats.arrived)
-        await self._ingest(infos[done_infos:], batches[done_batches:])
+            counts.record(report, self.stats.arrived)
+            restart_loss = counts.take_restart_loss()
+            if restart_loss is not None:
+                self._log_restart_loss(*restart_loss)
+        if done_infos == len(infos) and done_batches == len(batches):
+            # nothing after the last count: its accounting still has to reach the snapshots
+            await self.engine.ingest(PacketColumns.empty(), progress=self._progress())
+        else:
+            await self._ingest(infos[done_infos:], batches[done_batches:])
+
+    def _progress(self) -> dict[str, Any]:
+        return self.stats.counts.progress(self.stats.arrived)
 
     async def _ingest(self, infos: list[bytes], batches: list[bytes]) -> None:
         if not infos and not batches:
@@ -188,7 +201,43 @@ class EngineRole:
         if result.rejected:
             logger.debug("Skipped %d malformed messages: %s", result.rejected, result.rejects)
         self.stats.packets += len(result.columns)
-        await self.engine.ingest(result.columns)
+        await self.engine.ingest(result.columns, progress=self._progress())
+
+    def _resume(self) -> None:
+        """Continue the probes' accounting from the last snapshot an earlier run stored (once)."""
+        if self._resume_checked:
+            return
+        self._resume_checked = True
+        resumed_progress = getattr(self.engine, "resumed_progress", None)
+        progress = resumed_progress() if resumed_progress is not None else None
+        if progress is None:
+            return
+        try:
+            self.stats.counts = ProbeCounts.resumed(dict(progress))
+        except ValueError as error:
+            logger.warning(
+                "Engine role: the accounting an earlier run stored cannot be resumed (%s); the gap "
+                "counts afresh from each probe's next count",
+                error,
+            )
+            return
+        counts = self.stats.counts
+        logger.info(
+            "Engine role: resuming from the last snapshot an earlier run stored (%d packets had "
+            "arrived; probes %s); what reached no store since then counts in the gap",
+            counts.arrived_before,
+            counts.by_probe or "none",
+        )
+
+    def _log_restart_loss(self, probe: str, lost: int) -> None:
+        logger.log(
+            logging.WARNING if lost else logging.INFO,
+            "Engine role: probe %s: %d packets lost across the restart (counted by the earlier run "
+            "after its last stored snapshot, or published while no engine listened); gap now %s",
+            probe,
+            lost,
+            self.stats.gap,
+        )
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -203,6 +252,7 @@ class EngineRole:
         """
         await self.bus.connect()
         await self.engine.start()
+        self._resume()
         queue = self.queue_group
         limits = {
             "pending_msgs_limit": self.pending_msgs_limit,

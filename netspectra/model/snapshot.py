@@ -7,8 +7,10 @@ the engine's live tables.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -77,3 +79,6 @@ class Snapshot:
     period_start_ns: int
     flows: tuple[FlowTable, ...] = field(default_factory=tuple)
     sketches: tuple[SketchResult, ...] = field(default_factory=tuple)
+    #: What the bus had delivered when it was taken (the engine role's probe accounting, JSON-able;
+    #: None outside ``run``): a store writer keeps the latest it accepted so a restart resumes it.
+    progress: Mapping[str, Any] | None = None

@@ -72,6 +72,8 @@ class SnapshotRows:
     flows: dict[str, Any] = field(default_factory=dict)
     hitters: dict[str, Any] = field(default_factory=dict)
     flows_written: bool = False
+    #: The snapshot's :attr:`Snapshot.progress` (absent from files spooled by older versions).
+    progress: dict[str, Any] | None = None
 
     @property
     def flow_count(self) -> int:

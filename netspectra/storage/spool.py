@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import pickle
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 _SUFFIX = ".snapshot"
 _LOCK = ".lock"
 _HOLDER = ".holder"
+#: The progress of the newest snapshot this spool accepted durably (see :meth:`SnapshotSpool.put`).
+_PROGRESS = ".progress"
 #: At most one ERROR line per failure kind this often (the hot path must not flood the log).
 _LOG_EVERY_S = 60.0
 
@@ -95,6 +98,8 @@ class SnapshotSpool:
         self._lock_fd: int | None = None
         self.holder = ""
         self._dropped: SnapshotRows | None = None
+        #: The progress of the newest snapshot an earlier run left accepted here (None if none).
+        self.resumed_progress: dict[str, Any] | None = None
         self._open()
 
     def _open(self) -> None:
@@ -134,6 +139,28 @@ class SnapshotSpool:
             self._next = max(self._next, sequence + 1)
         if self._entries:
             logger.info("Spool %s: %d snapshots left by a previous run", directory, len(self._entries))
+        self.resumed_progress = self._load_progress()
+
+    def _load_progress(self) -> dict[str, Any] | None:
+        """The progress of the newest snapshot accepted here: the progress file, or the newest file.
+
+        :meth:`put` renames the snapshot's file into place before it writes the progress file, so
+        a crash between the two leaves the newer progress inside the newest snapshot file; the
+        file with more arrivals wins.
+        """
+        found: list[dict[str, Any]] = []
+        with contextlib.suppress(OSError, ValueError):
+            loaded = json.loads((self.directory / _PROGRESS).read_text())
+            if isinstance(loaded, dict):
+                found.append(loaded)
+        if self._entries:
+            newest = self._path(self._entries[-1].sequence)
+            with contextlib.suppress(Exception):  # unreadable: the drain sets it aside and says so
+                progress = getattr(pickle.loads(newest.read_bytes()), "progress", None)
+                if isinstance(progress, dict):
+                    found.append(progress)
+        found = [progress for progress in found if isinstance(progress.get("arrived"), int)]
+        return max(found, key=lambda progress: int(progress["arrived"])) if found else None
 
     def _holder_id(self) -> str:
         """This directory's id, made once and kept in it: the engine-id lease names its holder by it."""
@@ -205,6 +232,14 @@ class SnapshotSpool:
         self.directory.mkdir(parents=True, exist_ok=True)
         _write_durably(self._path(sequence), pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
 
+    def _accept(self, sequence: int, rows: SnapshotRows) -> None:
+        self._dump(sequence, rows)
+        progress = getattr(rows, "progress", None)
+        if progress is not None:
+            # after the snapshot's own file: a restart reads whichever of the two is newer
+            with contextlib.suppress(OSError):
+                _write_durably(self.directory / _PROGRESS, json.dumps(progress).encode())
+
     async def put(self, rows: SnapshotRows) -> SnapshotRows | None:
         """Queue ``rows``, written to disk durably before returning.
 
@@ -216,7 +251,7 @@ class SnapshotSpool:
         """
         sequence, self._next = self._next, self._next + 1
         try:
-            await asyncio.to_thread(self._dump, sequence, rows)
+            await asyncio.to_thread(self._accept, sequence, rows)
         except OSError:
             self._entries.append(_Entry(sequence, rows, durable=False))
             self._dropped = self._drop_oldest_memory_only()
@@ -375,6 +410,14 @@ class QueuedWriter:
         self._failing_since: float | None = None
 
     @property
+    def resumed_progress(self) -> dict[str, Any] | None:
+        """The progress of the last snapshot an earlier run of this engine id accepted here.
+
+        The engine role resumes its probe accounting from it (:mod:`netspectra.engine.probe_counts`).
+        """
+        return self._spool.resumed_progress
+
+    @property
     def queued(self) -> int:
         """Snapshots accepted but not yet in the store."""
         return len(self._spool)
@@ -400,6 +443,8 @@ class QueuedWriter:
         if self._closed:
             raise StorageError(f"{self._label}: write after close")
         rows = await asyncio.to_thread(snapshot_rows, snapshot, self._stored_engine_id)
+        if snapshot.progress is not None:
+            rows.progress = dict(snapshot.progress)
         try:
             await self._spool.put(rows)
         except OSError as error:

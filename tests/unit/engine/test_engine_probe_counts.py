@@ -24,9 +24,11 @@ from tests.unit.engine.engine_helpers import random_batch
 class CountingEngine:
     def __init__(self) -> None:
         self.packets = 0
+        self.progress: object = None
 
-    async def ingest(self, columns: PacketColumns) -> None:
+    async def ingest(self, columns: PacketColumns, progress: object = None) -> None:
         self.packets += len(columns)
+        self.progress = progress
 
 
 @pytest.fixture
@@ -154,3 +156,52 @@ def test_gap_of_several_probes_is_never_negative() -> None:
     counts.record(ProbeCount("b", 310, 310), arrived=400)  # 10 of b's lost
     assert counts.gap == 10
     assert counts.by_probe == {"a": 100, "b": 310}
+
+
+def test_a_resumed_accounting_continues_the_gap_across_a_restart() -> None:
+    """Truth: one probe's stream split at a restart; what neither run holds is exactly the gap."""
+    first = ProbeCounts()
+    first.record(ProbeCount("p", 0, 0), arrived=0)
+    first.record(ProbeCount("p", 1000, 1000), arrived=1000)
+    stored = first.progress(arrived=1200)  # the last snapshot stored: 1200 packets had arrived
+    # the first run counted 300 more after it and died; 500 were published while nobody listened
+    second = ProbeCounts.resumed(stored)
+    assert second.gap == 0 and second.by_probe == {"p": 1000}
+    second.record(ProbeCount("p", 2000, 2000), arrived=0)  # first count the new run sees
+    assert second.take_restart_loss() == ("p", 800) and second.take_restart_loss() is None
+    second.record(ProbeCount("p", 2600, 2600), arrived=600)  # the new run receives everything now
+    assert second.gap == 800 == 2600 - (1200 + 600)  # published minus what the two runs' stores hold
+    assert second.take_restart_loss() is None
+    assert ProbeCounts.resumed(second.progress(arrived=600)).gap == 800
+
+
+@pytest.mark.parametrize(
+    "progress",
+    [
+        {},
+        {"version": 99, "arrived": 1, "arrived_at_first": 0, "arrived_at_cut": 0, "probes": {}},
+        {"version": 1, "arrived": -1, "arrived_at_first": 0, "arrived_at_cut": 0, "probes": {}},
+        {"version": 1, "arrived": 5, "arrived_at_first": 0, "arrived_at_cut": 9, "probes": {}},
+        {
+            "version": 1,
+            "arrived": 5,
+            "arrived_at_first": 0,
+            "arrived_at_cut": 0,
+            "probes": {"p": [0.5, 1, 2]},
+        },
+        {"version": 1, "arrived": 5, "arrived_at_first": 0, "arrived_at_cut": 0, "probes": {"p": [1]}},
+    ],
+)
+def test_a_progress_that_cannot_be_true_is_not_resumed(progress: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        ProbeCounts.resumed(progress)
+
+
+async def test_every_ingest_carries_the_accounting_after_it(role: EngineRole) -> None:
+    role._on_count(count(0))
+    feed(role, infos(100, 3))
+    role._on_count(count(100))
+    await role._flush()
+    engine = role.engine
+    assert engine.progress == role.stats.counts.progress(100)
+    assert engine.progress["probes"] == {"p": [0, 100, 100]}  # the count after the last packet too

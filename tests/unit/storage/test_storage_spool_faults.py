@@ -157,3 +157,22 @@ async def test_a_spool_that_cannot_write_keeps_memory_bounded_and_says_so(
     await queued.close()
     assert any("LOST" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
     assert list((tmp_path / "q").glob("*.tmp")) == []
+
+
+async def test_the_progress_of_the_newest_accepted_snapshot_survives_a_restart(tmp_path: Path) -> None:
+    spool = SnapshotSpool(tmp_path, 4, owner="e1")
+    for arrived in (10, 20):
+        await spool.put(SnapshotRows("exact", arrived, progress={"arrived": arrived}))
+    spool.close()
+    assert SnapshotSpool(tmp_path, 4, owner="e1").resumed_progress == {"arrived": 20}
+
+
+async def test_a_crash_between_snapshot_file_and_progress_file_resumes_from_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = SnapshotSpool(tmp_path, 4, owner="e1")
+    await spool.put(SnapshotRows("exact", 1, progress={"arrived": 10}))
+    monkeypatch.setattr(spool, "_accept", spool._dump)  # the progress file is never written
+    await spool.put(SnapshotRows("exact", 2, progress={"arrived": 30}))
+    spool.close()
+    assert SnapshotSpool(tmp_path, 4, owner="e1").resumed_progress == {"arrived": 30}
