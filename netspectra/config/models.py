@@ -145,6 +145,9 @@ class ClickHouseOptions(Model):
 
 class EmbeddedStoreOptions(Model):
     path: str = "netspectra-data"
+    #: Snapshots kept in memory besides the spool (``<path>.spool``, on the same disk as the
+    #: store: when that disk is full they are the only copy, and the oldest beyond this is dropped).
+    max_queued_snapshots: int = Field(64, ge=1)
 
 
 WriterType = Literal["file", "gob", "text", "clickhouse", "embedded"]

@@ -133,7 +133,7 @@ class EmbeddedWriter(QueuedWriter):
         spool_dir = Path(backend.path).parent / (Path(backend.path).name + ".spool") / group
         return cls(
             backend,
-            SnapshotSpool(spool_dir, 64),
+            SnapshotSpool(spool_dir, options.max_queued_snapshots),
             engine_id=context.engine_id,
             incarnation=context.incarnation,
             group=group,

@@ -35,7 +35,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from netspectra.errors import EngineIdInUseError, StorageAuthError, StorageError
+from netspectra.errors import EngineIdInUseError, StorageAuthError, StorageError, StorageRefusedError
 from netspectra.model.snapshot import Snapshot
 from netspectra.model.writer import WriterStats
 from netspectra.storage import sql
@@ -328,6 +328,11 @@ class SnapshotSpool:
         return written
 
 
+def _disk_full(error: BaseException) -> bool:
+    text = str(error)
+    return any(sign in text for sign in ("NOT_ENOUGH_SPACE", "No space left", "not enough space"))
+
+
 def _write_durably(path: Path, data: bytes) -> None:
     """``data`` in ``path`` whole or not at all, surviving a crash: fsync'd temporary, rename, dir fsync.
 
@@ -608,6 +613,17 @@ class QueuedWriter:
             logger.error("%s: the store refused our credentials (%s); %s", self._label, error, at_risk)
         elif isinstance(error, EngineIdInUseError):
             logger.error("%s: refusing to write: %s; %s", self._label, error, at_risk)
+        elif isinstance(error, StorageRefusedError):
+            # it answered and said no (its disk full, read-only, a schema it cannot take): waiting
+            # a few seconds will not cure it, so say so at once
+            logger.error(
+                "%s: the store refused the snapshot%s (%s); %s; %d failed attempts, still retrying",
+                self._label,
+                " (its disk is full)" if _disk_full(error) else "",
+                error,
+                at_risk,
+                self.failures,
+            )
         elif first:
             logger.warning("%s: cannot write snapshot (%s); %s; retrying", self._label, error, at_risk)
         else:

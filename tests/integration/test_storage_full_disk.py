@@ -1,12 +1,15 @@
-"""Loud when it cannot keep its promise: a spool on a full disk, a store that refuses credentials.
+"""Loud when it cannot keep its promise: a spool on a full disk, the embedded store on a full disk,
+a store that refuses credentials.
 
 The spool sits on a real 1 MiB tmpfs filled to the last byte (skipped with the reason where
 mounting is not permitted); the engine is a real process, the store a real clickhouse-server.
+The embedded store is real chdb with its data directory and its spool on a filled 48 MiB tmpfs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import subprocess
 from collections.abc import Iterator
@@ -14,11 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from netspectra.config.models import ClickHouseOptions
+from netspectra.config.models import ClickHouseOptions, WriterConfig
 from netspectra.errors import StorageAuthError
+from netspectra.model.snapshot import Snapshot
 from netspectra.storage.clickhouse import ClickHouseBackend
+from netspectra.storage.context import StorageContext
+from netspectra.storage.embedded import EmbeddedWriter
+from netspectra.storage.query import FlowFilter, QueryStore
+from netspectra.storage.registry import build_writer
 from tests.fixtures.clickhouse import ClickHouseServer
 from tests.fixtures.nats import NatsServer
+from tests.integration.api_truth import EXACT_TASKS, T0, flow_table, make_packets
 from tests.integration.durability_helpers import (
     engine_config,
     every_task,
@@ -30,24 +39,36 @@ from tests.integration.durability_helpers import (
 )
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs with no byte free."""
-    mount = tmp_path / "tiny"
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
     mount.mkdir()
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True, text=True
     )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or result.returncode})")
     try:
-        with contextlib.suppress(OSError), open(mount / "filler", "wb") as filler:
-            while True:
-                filler.write(b"\0" * 65536)
-                filler.flush()
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> None:
+    """Write ``disk/filler`` until not one more byte fits."""
+    with contextlib.suppress(OSError), open(disk / "filler", "ab") as filler:
+        for chunk in (65536, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    filler.write(b"\0" * chunk)
+                    filler.flush()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs with no byte free."""
+    with tmpfs(tmp_path / "tiny", "1m") as mount:
+        fill(mount)
+        yield mount
 
 
 async def test_a_full_spool_disk_is_an_error_counted_as_failed_and_nothing_stops(
@@ -105,3 +126,74 @@ async def test_refused_credentials_are_reported_as_such(
             await backend.select("SELECT 1")
     finally:
         await backend.close()
+
+
+def cumulative_snapshots(count: int) -> list[tuple[Snapshot, int]]:
+    """``count`` snapshots of one period, each holding more packets than the last: (snapshot, packets)."""
+    packets = sorted(make_packets(count=3000), key=lambda packet: packet.ts_ns)
+    out = []
+    for i in range(count):
+        subset = packets[: 1000 + 400 * i]
+        tables = tuple(flow_table(task, fields, subset) for task, fields in EXACT_TASKS.items())
+        out.append((Snapshot("exact", (T0 + i) * 10**9, (T0 - 100) * 10**9, flows=tables), len(subset)))
+    return out
+
+
+async def test_the_embedded_store_on_a_full_disk_is_an_error_counted_as_failed_with_memory_bounded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="netspectra.storage")
+    with tmpfs(tmp_path / "disk", "48m") as disk:
+        config = WriterConfig.model_validate(
+            {
+                "type": "embedded",
+                "snapshot_interval": 1,
+                "embedded": {"path": str(disk / "store"), "max_queued_snapshots": 2},
+            }
+        )
+        context = StorageContext(engine_id="e1", incarnation="only")
+        writer = build_writer(config, "exact", context)
+        assert isinstance(writer, EmbeddedWriter)
+        writer.backoff_initial = writer.backoff_max = 0.05
+        store = QueryStore(context.embedded_session(str(disk / "store")), description="test")
+
+        async def totals() -> dict[str, int]:
+            return {total.task: total.total_packets for total in await store.aggregate_flows(FlowFilter())}
+
+        try:
+            snapshots = cumulative_snapshots(6)
+            await writer.start()
+            await writer.write(snapshots[0][0])
+            await writer.flush(60)
+            assert await totals() == dict.fromkeys(EXACT_TASKS, snapshots[0][1])
+            fill(disk)
+            for snapshot, _ in snapshots[1:]:
+                failures = writer.stats.failed
+                await writer.write(snapshot)  # never raises: the engine keeps counting
+
+                async def tried(before: int = failures) -> bool:
+                    return writer.stats.failed > before + 1  # the spool's failure and an insert's
+
+                await wait_until(tried, "an insert attempted on the full disk")
+            stats = writer.stats
+            # stored only what the store took; every failed attempt counted; memory bounded at 2
+            assert stats.stored == 1 and stats.failed >= 10, stats
+            assert stats.memory_only == 2 and stats.queued == 2 and stats.dropped == 3, stats
+            errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+            refused = [m for m in errors if "refused the snapshot (its disk is full)" in m]
+            assert refused and "in memory only: lost if the process stops" in refused[0], errors
+            assert any("dropped the oldest snapshot kept only in memory" in m for m in errors), errors
+            assert any("cannot write the snapshot to the spool" in m for m in errors), errors
+            assert not [
+                r for r in caplog.records if r.levelno == logging.WARNING and "retrying" in r.getMessage()
+            ]
+            # the query side still answers what is stored, never an empty answer
+            assert await totals() == dict.fromkeys(EXACT_TASKS, snapshots[0][1])
+            # room again: what memory kept reaches the store, the newest snapshot is the answer
+            (disk / "filler").unlink()
+            await writer.flush(60)
+            assert writer.stats.stored == 3 and writer.stats.memory_only == 0
+            assert await totals() == dict.fromkeys(EXACT_TASKS, snapshots[-1][1])
+        finally:
+            await writer.close()
+            await context.close()
