@@ -277,6 +277,14 @@ class Engine:
                 found.append(resumed)
         return min(found, key=lambda progress: int(progress["arrived"])) if found else None
 
+    def writer_fault(self) -> BaseException | None:
+        """An error a writer raised that must stop the engine (another engine took its engine id)."""
+        for slot in self._slots:
+            fault = getattr(slot.writer, "fault", None)
+            if isinstance(fault, BaseException):
+                return fault
+        return None
+
     def ingest_sync(self, batch: PacketColumns, progress: Mapping[str, Any] | None = None) -> None:
         """Count one batch (the offline runner calls this directly); serialised with everything else.
 

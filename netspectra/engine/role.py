@@ -275,6 +275,7 @@ class EngineRole:
         next_stats = time.monotonic() + self.stats_interval
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netspectra-decode")
         stop_wait = asyncio.ensure_future(stop.wait())
+        faulted = False
         # Claimed while counting already runs: EngineIdInUseError ends the role (nothing stored).
         writers_ready = asyncio.ensure_future(self.engine.start_writers())
         try:
@@ -284,6 +285,10 @@ class EngineRole:
             while not stop.is_set():
                 if writers_ready.done():
                     writers_ready.result()
+                fault = self.engine.writer_fault() if hasattr(self.engine, "writer_fault") else None
+                if fault is not None:
+                    faulted = True  # its writers keep what they hold in their spools: close them
+                    raise fault
                 ready_wait = asyncio.ensure_future(self._ready.wait())
                 await asyncio.wait(
                     {ready_wait, stop_wait}, timeout=self.flush_interval, return_when="FIRST_COMPLETED"
@@ -303,7 +308,7 @@ class EngineRole:
                 await self._flush()
             finally:
                 try:
-                    if stop.is_set():  # on a crash the engine stays open for the restart
+                    if stop.is_set() or faulted:  # on a crash the engine stays open for the restart
                         await self.engine.close()
                 finally:
                     self._decoder.shutdown(wait=True)

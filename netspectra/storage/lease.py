@@ -13,6 +13,14 @@ one takes over at once.
 ClickHouse has no transactions, so two writers starting in the same instant could both see no
 holder; each re-reads after writing its heartbeat and stops if any other live claimant shows up
 then. In that race both may stop (and be started again), but two never both keep writing.
+
+**A lease can lapse.** While the store is away (or this process is stopped, or cut off) no
+heartbeat lands, and after :data:`LEASE_TIMEOUT_S` another engine may claim the id. So a holder
+whose last heartbeat that landed is that old (by our monotonic clock) no longer counts as holding:
+before its next insert or heartbeat it claims again, and if another incarnation took over
+meanwhile that claim raises EngineIdInUseError with :attr:`EngineLease.lost` set: the writer
+stops writing and the process stops with that error (its snapshots stay in its spool), rather
+than two engines writing under one id.
 """
 
 from __future__ import annotations
@@ -67,6 +75,10 @@ class EngineLease:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.claimed = False
+        #: We held this lease and another incarnation took it while our heartbeats did not land.
+        self.lost = False
+        self._was_claimed = False
+        self._last_landed = 0.0  # time.monotonic() of our last heartbeat the store took
         self._skew = 0  # store clock minus ours, in seconds
 
     async def _rows(self) -> tuple[int, list[LeaseRow]]:
@@ -98,12 +110,34 @@ class EngineLease:
             f"engine.engine_id, or, if that engine is gone, start again in {wait} s"
         )
 
+    @property
+    def held(self) -> bool:
+        """Claimed, and our last heartbeat landed recently enough that nobody else can have claimed."""
+        return self.claimed and time.monotonic() - self._last_landed < LEASE_TIMEOUT_S
+
+    async def ensure_held(self) -> None:
+        """Claim again if the lease may have lapsed (see the module docstring); raises as :meth:`claim`."""
+        if not self.held:
+            self.claimed = False
+            await self.claim()
+
     async def claim(self) -> None:
         """Take the lease or raise EngineIdInUseError naming the live holder; StorageError if unreachable."""
         now, rows = await self._rows()
         self._skew = now - int(time.time())
         for other in self._live_others(now, rows):
             if other.holder != self.holder:
+                if self._was_claimed:
+                    self.lost = True
+                    logger.error(
+                        "Engine id %r (%s): our lease lapsed while no heartbeat reached the store and "
+                        "incarnation %s (pid %d on %s) took it; this engine stops writing",
+                        self.engine_id,
+                        self.writer,
+                        other.incarnation,
+                        other.pid,
+                        other.host,
+                    )
                 raise self._refuse(now, other)
             logger.info(
                 "Engine id %r (%s): incarnation %s used this spool and is gone (pid %d on %s); taking over",
@@ -120,6 +154,7 @@ class EngineLease:
                 await self._beat(released=True)
                 raise self._refuse(now, rival)
         self.claimed = True
+        self._was_claimed = True
         logger.info(
             "Engine id %r writes %s to %s as incarnation %s",
             self.engine_id,
@@ -130,6 +165,7 @@ class EngineLease:
 
     async def renew(self) -> None:
         if self.claimed:
+            await self.ensure_held()
             await self._beat(released=False)
 
     async def release(self) -> None:
@@ -148,6 +184,9 @@ class EngineLease:
             "Heartbeat": [int(time.time()) + self._skew],
             "Released": [int(released)],
         }
+        sent = time.monotonic()
         await self._backend.insert(
             "engine_leases", {name: as_arrow(name, column) for name, column in values.items()}
         )
+        if not released:
+            self._last_landed = sent

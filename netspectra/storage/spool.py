@@ -413,6 +413,9 @@ class QueuedWriter:
         self._last_error_log = -_LOG_EVERY_S
         self._last_spool_log = -_LOG_EVERY_S
         self._failing_since: float | None = None
+        #: Set when another incarnation took our engine-id lease: nothing is written any more, and
+        #: the engine role stops the process with this error (see :mod:`netspectra.storage.lease`).
+        self.fault: EngineIdInUseError | None = None
 
     @property
     def resumed_progress(self) -> dict[str, Any] | None:
@@ -506,8 +509,8 @@ class QueuedWriter:
         if not self._schema_ready:
             await ensure_schema(self._backend)
             self._schema_ready = True
-        if self._lease is not None and not self._lease.claimed:
-            await self._lease.claim()
+        if self._lease is not None:
+            await self._lease.ensure_held()  # a lease that lapsed in an outage is claimed again
 
     async def _beat_loop(self) -> None:
         assert self._lease is not None
@@ -518,17 +521,25 @@ class QueuedWriter:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the drain reports outages; a missed beat is only a debug line
+                if isinstance(error, EngineIdInUseError) and self._lease.lost:
+                    self.fault = error
+                    return
                 logger.debug("%s: lease heartbeat failed (%s)", self._label, error)
 
     def _start(self) -> None:
+        if self.fault is not None:
+            return  # another engine writes under our id now: nothing more goes to the store
         self._idle.clear()
         self._wakeup.set()
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain(), name=f"drain {self._label}")
 
     async def flush(self, timeout: float | None = None) -> None:
-        """Wait until every accepted snapshot is in the store (raises TimeoutError after ``timeout``)."""
-        if not len(self._spool):
+        """Wait until every accepted snapshot is in the store (raises TimeoutError after ``timeout``).
+
+        Returns at once when the writer has a :attr:`fault`: nothing will be written any more.
+        """
+        if not len(self._spool) or self.fault is not None:
             return
         self._start()
         await asyncio.wait_for(self._idle.wait(), timeout)
@@ -662,6 +673,9 @@ class QueuedWriter:
                 self.failures += 1
                 self._schema_ready = False
                 self._report_insert_failure(error)
+                if isinstance(error, EngineIdInUseError) and self._lease is not None and self._lease.lost:
+                    self.fault = error  # the engine role stops the process with it
+                    return
                 if isinstance(error, StorageAuthError | EngineIdInUseError):
                     await asyncio.sleep(self.refused_retry)  # a fault to fix, not an outage to wait out
                 else:

@@ -9,8 +9,12 @@ stored total must equal everything published.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 from pathlib import Path
 
+from netspectra.storage.lease import LEASE_TIMEOUT_S
 from tests.fixtures.clickhouse import ClickHouseServer
 from tests.fixtures.nats import NatsServer
 from tests.integration.durability_helpers import (
@@ -90,3 +94,68 @@ async def test_a_second_live_engine_under_the_same_id_is_refused(
         assert first.stop() == 0, first.tail()
     finally:
         first.kill()
+
+
+async def test_an_engine_whose_lease_lapsed_and_was_taken_stops_instead_of_writing_beside_the_new_holder(
+    nats_server: NatsServer, clickhouse_server: ClickHouseServer, clickhouse_database: str, tmp_path: Path
+) -> None:
+    """Engine A goes silent (SIGSTOP: as a partition or a long outage looks to the store) past the
+    lease timeout; engine B takes the id; A comes back and must stop, loudly, without one insert."""
+    store = query_store(clickhouse_server, clickhouse_database)
+    silent = start_engine(
+        tmp_path,
+        "engine-a",
+        engine_config(nats_server.url, clickhouse_server, clickhouse_database, tmp_path / "a"),
+    )
+    taker: NetspectraProcess | None = None
+    try:
+        before = publish_trace(tmp_path, "probe-a", nats_server.url, 10_000, seed=71)
+
+        async def first_stored() -> bool:
+            return await stored_packets(store) == every_task(before)
+
+        await wait_until(first_stored, "the first trace stored", on_timeout=silent.tail)
+        claimed = silent.wait_for_message("as incarnation")
+        incarnation = re.search(r"as incarnation (\S+)", claimed)
+        assert incarnation is not None, claimed
+        os.kill(silent.process.pid, signal.SIGSTOP)
+
+        async def lapsed() -> bool:  # in the store's own clock, as the taker judges it
+            age = clickhouse_server.query(
+                f"SELECT toUInt32(now()) - toUInt32(max(Heartbeat)) FROM {clickhouse_database}.engine_leases "
+                f"WHERE Incarnation = '{incarnation[1]}' FORMAT TSV"
+            )
+            return int(age.strip() or 0) >= LEASE_TIMEOUT_S
+
+        await wait_until(lapsed, "engine A's lease lapsed", timeout=120)
+        taker = start_engine(
+            tmp_path,
+            "engine-b",
+            engine_config(nats_server.url, clickhouse_server, clickhouse_database, tmp_path / "b"),
+        )
+        taker.wait_for_message("as incarnation")
+        rows_of_a = (
+            f"SELECT count() FROM {clickhouse_database}.flow_metrics WHERE EngineId LIKE '%@{incarnation[1]}'"
+        )
+        rows_before = clickhouse_server.query(rows_of_a)
+        os.kill(silent.process.pid, signal.SIGCONT)
+        assert silent.process.wait(60) == 1, silent.tail()
+        refusal = silent.wait_for_message("lease lapsed")
+        assert "took it" in refusal and "stops writing" in refusal, refusal
+        assert any("already writes" in m for m in silent.messages()), silent.tail()
+        # not one row of A's after B took over; B goes on counting alone
+        assert clickhouse_server.query(rows_of_a) == rows_before
+        after = publish_trace(tmp_path, "probe-b", nats_server.url, 8_000, seed=73)
+
+        async def both_stored() -> bool:
+            return await stored_packets(store) == every_task(before + after)
+
+        await wait_until(both_stored, "the second trace stored by B", on_timeout=taker.tail)
+        assert taker.stop() == 0, taker.tail()
+    finally:
+        if silent.process.poll() is None:
+            os.kill(silent.process.pid, signal.SIGCONT)
+        silent.kill()
+        if taker is not None:
+            taker.kill()
+        await store.backend.close()
