@@ -495,6 +495,8 @@ class QueuedWriter:
             await self._ready()
         except EngineIdInUseError:
             raise
+        except StorageAuthError as error:  # reachable, and it said no: not an outage to wait out
+            self._report_insert_failure(error)
         except StorageError as error:
             logger.warning(
                 "%s: store not reachable at start (%s); the engine id is checked at first contact",

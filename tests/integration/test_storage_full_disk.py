@@ -25,6 +25,7 @@ from netspectra.storage.context import StorageContext
 from netspectra.storage.embedded import EmbeddedWriter
 from netspectra.storage.query import FlowFilter, QueryStore
 from netspectra.storage.registry import build_writer
+from netspectra.storage.spool import QueuedWriter
 from tests.fixtures.clickhouse import ClickHouseServer
 from tests.fixtures.nats import NatsServer
 from tests.integration.api_truth import EXACT_TASKS, T0, flow_table, make_packets
@@ -197,3 +198,51 @@ async def test_the_embedded_store_on_a_full_disk_is_an_error_counted_as_failed_w
         finally:
             await writer.close()
             await context.close()
+
+
+async def test_a_writer_whose_credentials_are_refused_says_so_at_once_not_as_an_outage(
+    clickhouse_server: ClickHouseServer,
+    clickhouse_database: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="netspectra.storage")
+    config = WriterConfig.model_validate(
+        {
+            "type": "clickhouse",
+            "snapshot_interval": 1,
+            "clickhouse": {
+                "host": clickhouse_server.host,
+                "port": clickhouse_server.tcp_port,
+                "database": clickhouse_database,
+                "password": "nope",
+                "queue_dir": str(tmp_path / "spool"),
+            },
+        }
+    )
+    context = StorageContext(engine_id="e1", incarnation="only")
+    writer = build_writer(config, "exact", context)
+    assert isinstance(writer, QueuedWriter)
+    writer.close_grace = 1.0
+    try:
+        await writer.start()
+        snapshot, _ = cumulative_snapshots(1)[0]
+        await writer.write(snapshot)
+
+        async def attempted() -> bool:
+            return writer.stats.failed >= 1
+
+        await wait_until(attempted, "an insert attempted")
+        assert writer.stats.stored == 0 and writer.stats.queued == 1
+        records = [r for r in caplog.records if r.name.startswith("netspectra.storage")]
+        refused = [r for r in records if "refused our credentials" in r.getMessage()]
+        assert refused and all(r.levelno == logging.ERROR for r in refused), [r.getMessage() for r in records]
+        assert "clickhouse.username/password" in refused[0].getMessage()
+        outage_words = ("not reachable", "unreachable", "retrying")
+        assert not [r.getMessage() for r in records if any(w in r.getMessage() for w in outage_words)]
+    finally:
+        await writer.close()
+        await context.close()
+    assert (
+        len(list((tmp_path / "spool").rglob("*.snapshot"))) == 1
+    )  # kept for a start with the right password
