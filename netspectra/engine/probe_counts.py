@@ -36,8 +36,10 @@ last snapshot it accepted durably, and a restarted engine resumes from it
 become this run's starting point, and a probe it knew keeps its baseline. So what the previous
 run counted after its last stored snapshot, and what was published while no engine listened,
 are owed and show in the gap: after a restart, every stored total equals the packets published
-minus the gap (minus the rejected ones), exactly for one probe. The jump at a resumed probe's
-first count is logged as the restart's loss (:attr:`ProbeCounts.restart_losses`).
+minus the gap (minus the rejected ones), exactly for one probe that reports again after the
+restart (a probe that sent its last count to the killed run owes what it sent after the stored
+snapshot's count, unseen: its gap stays a lower bound). The jump at a resumed probe's first
+count is logged as the restart's loss (:attr:`ProbeCounts.restart_losses`).
 """
 
 from __future__ import annotations
