@@ -33,7 +33,7 @@ from netspectra.synth.traffic import FlowTruth, GroundTruth, TrafficSpec, exact_
 from netspectra.wire.generated import v1
 from tests.fixtures.clickhouse import ClickHouseServer
 from tests.fixtures.nats import NatsServer
-from tests.integration.durability_helpers import clickhouse_section, engine_config, start_engine
+from tests.integration.durability_helpers import clickhouse_section, engine_config, start_engine, wait_until
 from tests.integration.pipeline_helpers import TASKS, NetspectraProcess, pipeline_config
 
 NS = 1_000_000_000
@@ -220,3 +220,43 @@ async def test_two_sites_merge_to_the_answer_of_one_engine_over_the_whole_trace(
             process.kill()
     async with api_stub(clickhouse_server, clickhouse_database, tmp_path) as stub:
         await assert_answers_equal_truth(stub, truth)
+
+
+async def test_a_restarted_engine_counts_each_flow_once_across_its_incarnations(
+    nats_server: NatsServer, clickhouse_server: ClickHouseServer, clickhouse_database: str, tmp_path: Path
+) -> None:
+    """The same trace before and after a SIGKILL and restart: packets add up, every flow counts once."""
+    trace = tmp_path / "trace.pcap"
+    truth = write_trace(trace, TrafficSpec(packets=12_000, flows=200, seed=37))
+    config = engine_config(nats_server.url, clickhouse_server, clickhouse_database, tmp_path / "spool")
+    flows = {task: len(exact_truth(truth, [KeyField(n) for n in names])) for task, names in TASKS.items()}
+    async with api_stub(clickhouse_server, clickhouse_database, tmp_path) as stub:
+
+        async def stored() -> dict[str, tuple[int, int]]:
+            answer = await stub.aggregate_flows(v1.AggregationRequest())
+            return {s.task_name: (s.total_packets, s.flow_count) for s in answer.summaries}
+
+        async def reaches(expected: dict[str, tuple[int, int]]) -> None:
+            async def equal() -> bool:
+                return await stored() == expected
+
+            await wait_until(equal, f"stored totals {expected}", timeout=120)
+
+        first = start_engine(tmp_path, "engine-first", config)
+        try:
+            replay(tmp_path, "probe-before", nats_server.url, trace, len(truth.packets))
+            await reaches({task: (len(truth.packets), flows[task]) for task in TASKS})
+            first.kill()  # SIGKILL after everything was stored: a new incarnation continues
+        finally:
+            first.kill()
+        second = start_engine(tmp_path, "engine-second", config)
+        try:
+            replay(tmp_path, "probe-after", nats_server.url, trace, len(truth.packets))
+            await reaches({task: (2 * len(truth.packets), flows[task]) for task in TASKS})
+            assert second.stop(60) == 0, second.tail()
+        finally:
+            second.kill()
+        engines = clickhouse_server.query(
+            f"SELECT DISTINCT EngineId FROM {clickhouse_database}.flow_metrics FORMAT TSV"
+        ).split()
+        assert len(engines) == 2 and {e.partition("@")[0] for e in engines} == {"e1"}, engines
