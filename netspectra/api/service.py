@@ -126,6 +126,7 @@ class QueryService(v1.QueryServiceBase):
             query = FlowFilter(
                 task=check_task_name(message.task_name) or None,
                 end=epoch_seconds(message.end_time),
+                start=epoch_seconds(message.start_time, "start_time"),
                 src_ip=parse_address(message.src_ip, "src_ip") if message.src_ip else None,
                 dst_ip=parse_address(message.dst_ip, "dst_ip") if message.dst_ip else None,
                 src_port=parse_number(message.src_port, "src_port", 65_535) or None,
@@ -153,7 +154,12 @@ class QueryService(v1.QueryServiceBase):
                 raise QueryError("task_name is required")
             check_task_name(message.task_name)
             keys = parse_flow_keys(dict(message.flow_keys))
-            trace = await self.store.trace_flow(message.task_name, keys, epoch_seconds(message.end_time))
+            trace = await self.store.trace_flow(
+                message.task_name,
+                keys,
+                epoch_seconds(message.end_time),
+                epoch_seconds(message.start_time, "start_time"),
+            )
             if trace is None:
                 await self._known(message.task_name)
                 raise GRPCError(

@@ -2,13 +2,14 @@
 
 Modes: aggregate, trace, heavyhitters, superspreaders (heavy hitters of type 2), tasks, health.
 Flags as in Go's scripts/query/v2: --addr, --task, --key "SrcIP=1.2.3.4,DstPort=443", --type,
---limit, --end; plus --json, --token, --tls/--ca for a secured API. Errors print the gRPC
-status and message and exit 1 (2 for bad flags).
+--limit, --end; plus a window (--since 15m, or --from T and --to T; --to is Go's --end), --json,
+--token, --tls/--ca for a secured API. Errors print the gRPC status and message and exit 1 (2
+for bad flags).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ def parse_keys(text: str) -> dict[str, str]:
     return keys
 
 
-def parse_end(text: str | None) -> datetime | None:
+def parse_time(text: str | None, flag: str = "--end") -> datetime | None:
     """RFC 3339 / ISO time (UTC if no zone) or epoch seconds; None = no bound."""
     if not text:
         return None
@@ -50,9 +51,41 @@ def parse_end(text: str | None) -> datetime | None:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise typer.BadParameter(
-            f"{text!r} is not an RFC 3339 time or epoch seconds", param_hint="--end"
+            f"{text!r} is not an RFC 3339 time (2026-01-31T12:00:00Z) or epoch seconds", param_hint=flag
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_window(
+    since: str | None, start: str | None, to: str | None, end: str | None, now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """(start, end) of the asked window from --since / --from / --to / --end; None = unbounded.
+
+    ``--since D`` starts the window D before ``now``; ``--end`` is Go's name of ``--to``. Without
+    a start the answer is Go's: everything counted since the period began.
+    """
+    from netspectra.config.durations import parse_duration
+
+    if since and start:
+        raise typer.BadParameter("give --since or --from, not both", param_hint="--since")
+    if to and end:
+        raise typer.BadParameter("--to and --end are the same bound; give one", param_hint="--to")
+    upper = parse_time(to, "--to") if to else parse_time(end, "--end")
+    lower = parse_time(start, "--from")
+    if since:
+        try:
+            seconds = parse_duration(since)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--since") from None
+        if seconds < 1:
+            raise typer.BadParameter(f"{since!r} is under one second; e.g. 15m, 2h", param_hint="--since")
+        lower = now - timedelta(seconds=seconds)
+    if lower is not None and upper is not None and lower > upper:
+        hint = "--since" if since else "--from"
+        raise typer.BadParameter(
+            f"the window starts ({lower.isoformat()}) after it ends ({upper.isoformat()})", param_hint=hint
+        )
+    return lower, upper
 
 
 def _split_addr(addr: str) -> tuple[str, int]:
@@ -69,7 +102,7 @@ async def _call(
     key: str,
     kind: int,
     limit: int,
-    end: datetime | None,
+    window: tuple[datetime | None, datetime | None],
     token: str | None,
     tls: ssl.SSLContext | None,
 ) -> Any:
@@ -77,6 +110,7 @@ async def _call(
 
     from netspectra.wire.generated import v1
 
+    start, end = window
     host, port = _split_addr(addr)
     metadata = {"authorization": f"Bearer {token}"} if token else None
     channel = Channel(host, port, ssl=tls)
@@ -87,14 +121,18 @@ async def _call(
         if mode is Mode.TASKS:
             return await stub.search_tasks(v1.SearchTasksRequest())
         if mode is Mode.AGGREGATE:
-            return await stub.aggregate_flows(v1.AggregationRequest(task_name=task, end_time=end))
+            return await stub.aggregate_flows(
+                v1.AggregationRequest(task_name=task, end_time=end, start_time=start)
+            )
         if mode is Mode.TRACE:
             return await stub.trace_flow(
-                v1.TraceFlowRequest(task_name=task, flow_keys=parse_keys(key), end_time=end)
+                v1.TraceFlowRequest(task_name=task, flow_keys=parse_keys(key), end_time=end, start_time=start)
             )
         hitter_type = 2 if mode is Mode.SUPERSPREADERS else kind
         return await stub.query_heavy_hitters(
-            v1.HeavyHittersRequest(task_name=task, type=hitter_type, limit=limit, end_time=end)
+            v1.HeavyHittersRequest(
+                task_name=task, type=hitter_type, limit=limit, end_time=end, start_time=start
+            )
         )
     finally:
         channel.close()
@@ -140,6 +178,13 @@ def query(
     kind: int = typer.Option(0, "--type", help="Heavy-hitter type: 0 count, 1 bytes, 2 spread."),
     limit: int = typer.Option(10, "--limit", help="Heavy hitters to return (max 10000)."),
     end: str | None = typer.Option(None, "--end", help="Only data up to this time (RFC 3339 or epoch s)."),
+    since: str | None = typer.Option(
+        None, "--since", help="Window: the last DURATION (15m, 2h, 1h30m) up to now or --to."
+    ),
+    start: str | None = typer.Option(
+        None, "--from", help="Window start (RFC 3339 or epoch s); unset = since the period began."
+    ),
+    to: str | None = typer.Option(None, "--to", help="Window end, as --end (RFC 3339 or epoch s)."),
     as_json: bool = typer.Option(False, "--json", help="Print the response as JSON."),
     token: str | None = typer.Option(None, "--token", envvar="NETSPECTRA_API_TOKEN", help="Bearer token."),
     use_tls: bool = typer.Option(False, "--tls", help="Connect with TLS."),
@@ -162,9 +207,10 @@ def query(
     if use_tls or ca:
         tls = ssl.create_default_context(cafile=ca)
         tls.set_alpn_protocols(["h2"])
+    window = parse_window(since, start, to, end, datetime.now(UTC))
     console = Console()
     try:
-        response = asyncio.run(_call(mode, addr, task, key, kind, limit, parse_end(end), token, tls))
+        response = asyncio.run(_call(mode, addr, task, key, kind, limit, window, token, tls))
     except GRPCError as error:
         Console(stderr=True).print(f"[red]{error.status.name}[/red]: {error.message}")
         raise typer.Exit(1) from None

@@ -77,6 +77,7 @@ class FlowFilter:
 
     task: str | None = None
     end: int | None = None  # epoch seconds, inclusive
+    start: int | None = None  # epoch seconds, exclusive: rows stamped at start are its baseline
     src_ip: str | None = None
     dst_ip: str | None = None
     src_port: int | None = None
@@ -99,6 +100,12 @@ class FlowTrace:
     packets: int
     bytes: int
     flows: int
+
+
+def check_window(start: int | None, end: int | None) -> None:
+    """QueryError when a window ends before it starts (an empty window is allowed: it is empty)."""
+    if start is not None and end is not None and start > end:
+        raise QueryError(f"start_time ({start} s) is after end_time ({end} s); a window needs start <= end")
 
 
 def _needs_history(latest: Any, collided: Any, end: int | None) -> bool:
@@ -140,12 +147,15 @@ class QueryStore:
         raise UnknownTaskError(f"unknown task {task[:128]!r}; list tasks with SearchTasks")
 
     async def aggregate_flows(self, query: FlowFilter) -> list[TaskTotals]:
-        """Per task: the latest row (≤ end) of every matching flow, summed.
+        """Per task: packets and bytes summed over every flow and engine, and the distinct flows.
 
+        Without a start: the latest row (≤ end) of every flow and EngineId, summed (Go's meaning).
         Answered from flow_latest (~one row per flow) unless that table cannot: a matching flow's
-        newest row is later than ``end``, or two flows share a FlowKey. Then from flow_metrics,
-        the same two-stage query over every snapshot's row.
+        newest row is later than ``end``, or two flows share a hash. Then from flow_metrics, the
+        same query over every snapshot's row. With a start: what was counted in (start, end], from
+        flow_metrics (see sql's "windows" and docs/storage-and-api.md).
         """
+        check_window(query.start, query.end)
         params: dict[str, Any] = {}
         for name, value in (
             ("task", query.task),
@@ -158,6 +168,10 @@ class QueryStore:
         ):
             if value is not None:
                 params[name] = value
+        if query.start is not None:
+            text = sql.WINDOW_AGGREGATE_FLOWS.replace("{where}", sql.flow_where(list(params)))
+            rows = await self._select(text, {**params, "start": query.start})
+            return [TaskTotals(str(t), int(b), int(p), int(f)) for t, b, p, f in rows]
         latest_params = {name: value for name, value in params.items() if name != "end"}
         text = sql.LATEST_AGGREGATE_FLOWS.replace("{where}", sql.flow_where(list(latest_params)))
         rows = await self._select(text, latest_params)
@@ -173,25 +187,36 @@ class QueryStore:
         ]
 
     async def trace_flow(
-        self, task: str, keys: Mapping[KeyField, str | int], end: int | None
+        self, task: str, keys: Mapping[KeyField, str | int], end: int | None, start: int | None = None
     ) -> FlowTrace | None:
-        """First/last seen and totals of the flow(s) matching ``keys`` (latest row of each); None if none.
+        """First/last seen and totals of the flow(s) matching ``keys``; None if none.
 
-        From flow_latest when it can answer, else from flow_metrics (as :meth:`aggregate_flows`).
+        Without a start: the latest row (≤ end) of each flow and EngineId, from flow_latest when it
+        can answer, else from flow_metrics (as :meth:`aggregate_flows`). With a start: what was
+        counted in (start, end]; first seen is the first packet if the flow began in the window,
+        else the window's start (it was already active; snapshots do not record when it sent next).
         """
+        check_window(start, end)
         params: dict[str, Any] = {"task": task}
         for field in FIELD_ORDER:
             if field in keys:
                 params[field.value] = keys[field]
-        text = sql.LATEST_TRACE_FLOW.replace("{where}", sql.flow_where(list(params)))
-        rows = await self._select(text, params)
-        count, first, last, packets, total_bytes, latest, collided = rows[0] if rows else (0,) * 7
-        if _needs_history(latest, collided, end):
+        if start is not None:
             if end is not None:
                 params["end"] = end
-            text = sql.TRACE_FLOW.replace("{where}", sql.flow_where(list(params)))
-            rows = await self._select(text, params)
+            text = sql.WINDOW_TRACE_FLOW.replace("{where}", sql.flow_where(list(params)))
+            rows = await self._select(text, {**params, "start": start})
             count, first, last, packets, total_bytes = rows[0] if rows else (0, 0, 0, 0, 0)
+        else:
+            text = sql.LATEST_TRACE_FLOW.replace("{where}", sql.flow_where(list(params)))
+            rows = await self._select(text, params)
+            count, first, last, packets, total_bytes, latest, collided = rows[0] if rows else (0,) * 7
+            if _needs_history(latest, collided, end):
+                if end is not None:
+                    params["end"] = end
+                text = sql.TRACE_FLOW.replace("{where}", sql.flow_where(list(params)))
+                rows = await self._select(text, params)
+                count, first, last, packets, total_bytes = rows[0] if rows else (0, 0, 0, 0, 0)
         if int(count) == 0:
             return None
         return FlowTrace(int(first), int(last), int(packets), int(total_bytes), int(count))
@@ -207,9 +232,22 @@ class QueryStore:
         return [(str(flow), int(value)) for flow, value in await self._select(text, params)]
 
     async def task_series(self, task: str, start: int, end: int) -> list[tuple[int, int, int]]:
-        """(snapshot second, packets, bytes) of ``task`` at each snapshot in [start, end]."""
-        rows = await self._select(sql.TASK_SERIES, {"task": task, "start": start, "end": end})
-        return [(int(at), int(packets), int(total_bytes)) for at, packets, total_bytes in rows]
+        """(snapshot second, packets, bytes) of ``task``: at each snapshot second in (start, end]
+        where anything was counted, the total counted since ``start`` by every engine.
+
+        The window answer of :meth:`aggregate_flows` for (start, t] at each t, so a panel's line
+        neither depends on how many engines counted nor on which flows a snapshot wrote.
+        """
+        check_window(start, end)
+        params = {"task": task, "end": end}
+        text = sql.WINDOW_TASK_INCREMENTS.replace("{where}", sql.flow_where(list(params)))
+        series: list[tuple[int, int, int]] = []
+        packets = total_bytes = 0
+        for at, added_packets, added_bytes in await self._select(text, {**params, "start": start}):
+            packets += int(added_packets)
+            total_bytes += int(added_bytes)
+            series.append((int(at), packets, total_bytes))
+        return series
 
     async def close(self) -> None:
         """The backend is shared through the StorageContext, which closes it."""

@@ -69,6 +69,12 @@ _FLOW_IDENTITY = (
     "TaskName, EngineId, isNull(SrcIP), ifNull(SrcIP, ''), isNull(DstIP), ifNull(DstIP, ''),"
     " ifNull(toInt32(SrcPort), -1), ifNull(toInt32(DstPort), -1), ifNull(toInt16(Protocol), -1)"
 )
+#: The flow itself, whoever counted it: ``_FLOW_IDENTITY`` without EngineId. A flow seen by two
+#: engines of a queue group, or by two incarnations of one engine, is ONE flow of ``flow_count``.
+_FLOW_ONLY = (
+    "TaskName, isNull(SrcIP), ifNull(SrcIP, ''), isNull(DstIP), ifNull(DstIP, ''),"
+    " ifNull(toInt32(SrcPort), -1), ifNull(toInt32(DstPort), -1), ifNull(toInt16(Protocol), -1)"
+)
 # Constant text (no request value in it).
 LATEST_SELECT = (
     f"SELECT TaskName, cityHash64({_FLOW_IDENTITY}) AS FlowKey, sipHash64({_FLOW_IDENTITY}) AS FlowCheck,"  # noqa: S608
@@ -162,42 +168,110 @@ def flow_where(present: Sequence[str]) -> str:
     return "WHERE 1 = 1" + "".join(FLOW_FILTERS[name] for name in present)
 
 
+# Three stages: per flow and EngineId the latest row; per flow (EngineId dropped) the sum, so a
+# flow counted by several engines or incarnations adds its packets but is one flow; per task.
+_FLOW_COLUMNS = "TaskName, SrcIP, DstIP, SrcPort, DstPort, Protocol"
 AGGREGATE_FLOWS = (
-    "SELECT TaskName, sum(LatestBytes), sum(LatestPackets), count() FROM ("
-    " SELECT TaskName, argMax(ByteCount, Timestamp) AS LatestBytes,"
-    " argMax(PacketCount, Timestamp) AS LatestPackets"
-    " FROM flow_metrics {where} GROUP BY TaskName, EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol)"
+    "SELECT TaskName, sum(FlowBytes), sum(FlowPackets), count() FROM ("  # noqa: S608
+    f" SELECT TaskName, sum(LatestBytes) AS FlowBytes, sum(LatestPackets) AS FlowPackets FROM ("
+    "  SELECT TaskName, SrcIP, DstIP, SrcPort, DstPort, Protocol,"
+    "  argMax(ByteCount, Timestamp) AS LatestBytes, argMax(PacketCount, Timestamp) AS LatestPackets"
+    f"  FROM flow_metrics {{where}} GROUP BY {_FLOW_COLUMNS}, EngineId)"
+    f" GROUP BY {_FLOW_COLUMNS})"
     " GROUP BY TaskName ORDER BY TaskName"
 )
 
 # The same answers from flow_latest (a few rows per flow instead of one per snapshot). The end
 # time is NOT a filter here: flow_latest holds only each flow's newest row, so these answer
 # "latest row ≤ end" only when no matching flow's newest row is later than end. Latest (the
-# newest timestamp seen) and Collided (two flows sharing a FlowKey) tell QueryStore when to
-# answer from flow_metrics instead.
+# newest timestamp seen) and Collided (two flows sharing a FlowKey, or a FlowId: the hash of the
+# flow without EngineId) tell QueryStore when to answer from flow_metrics instead.
+_LATEST_PER_ENGINE = (
+    f"SELECT any(TaskName) AS Task, any(cityHash64({_FLOW_ONLY})) AS FlowId,"  # noqa: S608
+    f" any(sipHash64({_FLOW_ONLY})) AS IdCheck,"
+    " argMax(ByteCount, Timestamp) AS LatestBytes, argMax(PacketCount, Timestamp) AS LatestPackets,"
+    " argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
+    " max(Timestamp) AS Latest, max(FlowCheck) != min(FlowCheck) AS Collided"
+    " FROM flow_latest {where} GROUP BY FlowKey"
+)
+_LATEST_PER_FLOW = (
+    "SELECT any(Task) AS Task, sum(LatestBytes) AS Bytes, sum(LatestPackets) AS Packets,"  # noqa: S608
+    " min(First) AS First, max(Last) AS Last, max(Latest) AS Latest,"
+    " max(Collided) OR max(IdCheck) != min(IdCheck) AS Collided"
+    f" FROM ({_LATEST_PER_ENGINE}) GROUP BY FlowId"
+)
 LATEST_AGGREGATE_FLOWS = (
-    "SELECT Task, sum(LatestBytes), sum(LatestPackets), count(), toUInt32(max(Latest)), max(Collided) FROM ("
-    " SELECT any(TaskName) AS Task, argMax(ByteCount, Timestamp) AS LatestBytes,"
-    " argMax(PacketCount, Timestamp) AS LatestPackets, max(Timestamp) AS Latest,"
-    " max(FlowCheck) != min(FlowCheck) AS Collided"
-    " FROM flow_latest {where} GROUP BY FlowKey)"
-    " GROUP BY Task ORDER BY Task"
+    "SELECT Task, sum(Bytes), sum(Packets), count(), toUInt32(max(Latest)), max(Collided)"  # noqa: S608
+    f" FROM ({_LATEST_PER_FLOW}) GROUP BY Task ORDER BY Task"
 )
 
 LATEST_TRACE_FLOW = (
-    "SELECT count(), toUInt32(min(First)), toUInt32(max(Last)), sum(Packets), sum(Bytes),"
-    " toUInt32(max(Latest)), max(Collided) FROM ("
-    " SELECT argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
-    " argMax(PacketCount, Timestamp) AS Packets, argMax(ByteCount, Timestamp) AS Bytes,"
-    " max(Timestamp) AS Latest, max(FlowCheck) != min(FlowCheck) AS Collided"
-    " FROM flow_latest {where} GROUP BY FlowKey)"
+    "SELECT count(), toUInt32(min(First)), toUInt32(max(Last)), sum(Packets), sum(Bytes),"  # noqa: S608
+    f" toUInt32(max(Latest)), max(Collided) FROM ({_LATEST_PER_FLOW})"
 )
 
 TRACE_FLOW = (
-    "SELECT count(), toUInt32(min(First)), toUInt32(max(Last)), sum(Packets), sum(Bytes) FROM ("
-    " SELECT argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
-    " argMax(PacketCount, Timestamp) AS Packets, argMax(ByteCount, Timestamp) AS Bytes"
-    " FROM flow_metrics {where} GROUP BY EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol)"
+    "SELECT count(), toUInt32(min(First)), toUInt32(max(Last)), sum(Packets), sum(Bytes) FROM ("  # noqa: S608
+    " SELECT min(First) AS First, max(Last) AS Last, sum(LatestPackets) AS Packets,"
+    " sum(LatestBytes) AS Bytes FROM ("
+    f"  SELECT {_FLOW_COLUMNS},"
+    "  argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
+    "  argMax(PacketCount, Timestamp) AS LatestPackets, argMax(ByteCount, Timestamp) AS LatestBytes"
+    f"  FROM flow_metrics {{where}} GROUP BY {_FLOW_COLUMNS}, EngineId)"
+    f" GROUP BY {_FLOW_COLUMNS})"
+)
+
+# --- windows: what was counted in (start, end] -------------------------------------------------
+# Rows are cumulative within a period, per flow and EngineId (one engine incarnation). Each row's
+# increment is its counters minus the previous row's of the same flow and EngineId, unless the
+# row starts a new period: its first packet (StartTime) is later than the previous row's last
+# packet (EndTime), or a counter went down; then the increment is the whole row. A window's
+# traffic is the sum of the increments of the rows stamped in (start, end]: with no reset that is
+# the difference of the cumulative rows at the two ends, and a reset inside the window costs
+# nothing. Only "the latest row ≤ t per flow" is relied on: a flow absent from a snapshot (not
+# written because unchanged) simply has no row, and the next row's increment covers the gap.
+# Tuple R[i]: (Timestamp, PacketCount, ByteCount, StartTime, EndTime), sorted by Timestamp.
+_WINDOW_PER_ENGINE = (
+    "SELECT TaskName, SrcIP, DstIP, SrcPort, DstPort, Protocol,"
+    " arraySort(r -> r.1, groupArray((toUInt32(Timestamp), PacketCount, ByteCount,"
+    " toUInt32(StartTime), toUInt32(EndTime)))) AS R,"
+    " arrayEnumerate(R) AS I,"
+    " arrayMap(i -> i > 1 AND R[i].4 <= R[i - 1].5 AND R[i].2 >= R[i - 1].2 AND R[i].3 >= R[i - 1].3,"
+    " I) AS Continues,"
+    " arrayMap(i -> if(Continues[i], toUInt64(R[i].2 - R[i - 1].2), R[i].2), I) AS AddedPackets,"
+    " arrayMap(i -> if(Continues[i], toUInt64(R[i].3 - R[i - 1].3), R[i].3), I) AS AddedBytes,"
+    " arrayMap(i -> R[i].1 > {start:UInt32} AND AddedPackets[i] > 0, I) AS Counted,"
+    " arraySum(arrayMap(i -> if(Counted[i], AddedPackets[i], 0), I)) AS Packets,"
+    " arraySum(arrayMap(i -> if(Counted[i], AddedBytes[i], 0), I)) AS Bytes,"
+    " arrayFirstIndex(c -> c, Counted) AS FirstCounted,"
+    " arrayReduce('max', arrayMap(i -> if(Counted[i], R[i].5, 0), I)) AS Last,"
+    # a flow already counting when the window began: its first packet in the window is not
+    # recorded, so first seen is the window's start (never after its last packet in the window)
+    " if(Continues[FirstCounted], least({start:UInt32}, Last), R[FirstCounted].4) AS First"
+    " FROM flow_metrics {where} GROUP BY TaskName, EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol"
+    " HAVING Packets > 0"
+)
+_WINDOW_PER_FLOW = (
+    "SELECT TaskName, sum(Bytes) AS FlowBytes, sum(Packets) AS FlowPackets,"  # noqa: S608
+    " min(First) AS FlowFirst, max(Last) AS FlowLast"
+    f" FROM ({_WINDOW_PER_ENGINE}) GROUP BY {_FLOW_COLUMNS}"
+)
+WINDOW_AGGREGATE_FLOWS = (
+    "SELECT TaskName, sum(FlowBytes), sum(FlowPackets), count()"  # noqa: S608
+    f" FROM ({_WINDOW_PER_FLOW}) GROUP BY TaskName ORDER BY TaskName"
+)
+WINDOW_TRACE_FLOW = (
+    "SELECT count(), toUInt32(min(FlowFirst)), toUInt32(max(FlowLast)), sum(FlowPackets), sum(FlowBytes)"  # noqa: S608
+    f" FROM ({_WINDOW_PER_FLOW})"
+)
+#: The Grafana series: per snapshot second in (start, end], what every engine counted then.
+WINDOW_TASK_INCREMENTS = (
+    "SELECT Rows.1 AS At, sum(P), sum(B) FROM ("  # noqa: S608
+    " SELECT arrayFilter((r, c) -> c, R, Counted) AS Rows,"
+    " arrayFilter((p, c) -> c, AddedPackets, Counted) AS P,"
+    " arrayFilter((b, c) -> c, AddedBytes, Counted) AS B"
+    f" FROM ({_WINDOW_PER_ENGINE})) ARRAY JOIN Rows, P, B"
+    " GROUP BY At ORDER BY At"
 )
 
 _HITTERS = (
@@ -218,12 +292,6 @@ def heavy_hitters_sql(*, spread: bool, bounded: bool) -> str:
 TASKS = (
     "SELECT TaskName, 'exact' FROM flow_metrics GROUP BY TaskName"
     " UNION ALL SELECT TaskName, 'sketch' FROM heavy_hitters GROUP BY TaskName"
-)
-
-TASK_SERIES = (
-    "SELECT toUInt32(Timestamp) AS At, sum(PacketCount), sum(ByteCount) FROM flow_metrics"
-    " WHERE TaskName = {task:String} AND Timestamp >= toDateTime({start:UInt32})"
-    " AND Timestamp <= toDateTime({end:UInt32}) GROUP BY At ORDER BY At"
 )
 
 PING = "SELECT 1"

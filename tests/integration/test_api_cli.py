@@ -12,9 +12,11 @@ import shutil
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -25,7 +27,7 @@ from netspectra.config.models import Settings
 from netspectra.model.snapshot import HitterKind
 from netspectra.storage.context import StorageContext
 from netspectra.storage.registry import build_writer
-from tests.integration.api_truth import EXACT_TASKS, T0, flows_of, hitters_truth, make_packets, snapshots
+from tests.integration.api_truth import EXACT_TASKS, T0, T1, flows_of, hitters_truth, make_packets, snapshots
 
 PACKETS = make_packets(seed=11, count=800)
 TOKEN = "s3cret-token"
@@ -135,6 +137,58 @@ async def test_cli_modes_answer_the_truth(secured_api: tuple[int, Path, int]) ->
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr
     denied = await asyncio.to_thread(cli, port, cert, "tasks", token="wrong")
     assert denied.returncode == 1 and "UNAUTHENTICATED" in denied.stderr
+
+
+async def test_cli_windows_answer_the_truth_of_the_window(secured_api: tuple[int, Path, int]) -> None:
+    """The snapshots are at T0 (the first half) and T1 (everything): (T0, T1] is the second half."""
+    port, cert, _ = secured_api
+    second = [p for p in PACKETS if p.ts_ns >= T0 * 10**9]
+    window = await asyncio.to_thread(cli, port, cert, "aggregate", "--from", str(T0), "--to", str(T1))
+    assert window.returncode == 0, window.stderr
+    got = {
+        s["task_name"]: (int(s["total_packets"]), int(s["total_bytes"]), int(s["flow_count"]))
+        for s in json.loads(window.stdout)["summaries"]
+    }
+    assert got == {
+        task: (len(second), sum(p.length for p in second), len(flows_of(second, fields)))
+        for task, fields in EXACT_TASKS.items()
+    }
+    # --since reaching back before the first snapshot: everything
+    since = f"{int(time.time()) - (T0 - 200)}s"
+    everything = await asyncio.to_thread(
+        cli, port, cert, "aggregate", "--task", "per_src_ip", "--since", since
+    )
+    assert everything.returncode == 0, everything.stderr
+    summary = json.loads(everything.stdout)["summaries"][0]
+    assert int(summary["total_packets"]) == len(PACKETS)
+
+    late = second[0]
+    key = f"SrcIP={late.src},DstIP={late.dst},SrcPort={late.sport},DstPort={late.dport},Protocol={late.proto}"
+    trace = await asyncio.to_thread(
+        cli, port, cert, "trace", "--task", "five_tuple", "--key", key, "--from", str(T0), "--end", str(T1)
+    )
+    assert trace.returncode == 0, trace.stderr
+    packets, total_bytes, first_ns, last_ns = flows_of(second, EXACT_TASKS["five_tuple"])[
+        (late.src, late.dst, late.sport, late.dport, late.proto)
+    ]
+    life = json.loads(trace.stdout)["lifecycle"]
+    assert (int(life["total_packets"]), int(life["total_bytes"])) == (packets, total_bytes)
+    began_before = (late.src, late.dst, late.sport, late.dport, late.proto) in flows_of(
+        [p for p in PACKETS if p.ts_ns < T0 * 10**9], EXACT_TASKS["five_tuple"]
+    )
+    first = T0 if began_before else first_ns // 10**9  # already active at the start: the start
+    seen = (life["first_seen"][:19], life["last_seen"][:19])
+    assert seen == tuple(datetime.fromtimestamp(t, UTC).isoformat()[:19] for t in (first, last_ns // 10**9))
+
+    for args, message in (
+        (("--since", "15x"), "is not a duration"),
+        (("--since", "1h", "--from", str(T0)), "give --since or --from, not both"),
+        (("--from", str(T1), "--to", str(T0)), "the window starts"),
+        (("--to", str(T1), "--end", str(T1)), "the same bound"),
+        (("--from", "yesterday"), "is not an RFC 3339 time"),
+    ):
+        bad = await asyncio.to_thread(cli, port, cert, "aggregate", *args)
+        assert bad.returncode == 2 and message in " ".join(bad.stderr.split()), (args, bad.stderr)
 
 
 async def test_token_and_tls_with_grpcio(secured_api: tuple[int, Path, int], official_protos) -> None:

@@ -355,6 +355,30 @@ async def test_grafana_http_endpoints(api: Api) -> None:
             ],
         },
     ]
+    # the panel's range is the window: from T0 on, only what was counted after the T0 snapshot
+    later = {
+        "range": {"from": T0 * 1000, "to": "2023-11-14T23:00:00Z"},
+        "targets": [{"target": "five_tuple"}],
+    }
+    second = [p for p in PACKETS if p.ts_ns >= T0 * 10**9]
+    assert (await asyncio.to_thread(fetch, "/query", later)) == (
+        200,
+        [
+            {"target": "five_tuple packets", "datapoints": [[len(second), T1 * 1000]]},
+            {"target": "five_tuple bytes", "datapoints": [[sum(p.length for p in second), T1 * 1000]]},
+        ],
+    )
+    before = {
+        "range": {"from": "2023-11-14T20:00:00Z", "to": "2023-11-14T21:00:00Z"},
+        "targets": later["targets"],
+    }
+    assert (await asyncio.to_thread(fetch, "/query", before)) == (
+        200,
+        [
+            {"target": "five_tuple packets", "datapoints": []},
+            {"target": "five_tuple bytes", "datapoints": []},
+        ],
+    )
     only_bytes = {**query, "targets": [{"target": "per_src_ip", "payload": {"metric": "bytes"}}]}
     assert (await asyncio.to_thread(fetch, "/query", only_bytes)) == (200, series[1:])
     assert (await asyncio.to_thread(fetch, "/query", {"range": "x"}))[0] == 400

@@ -144,14 +144,22 @@ def latest_rows(rows: list[Row], end: int | None, keep: Mapping[str, Any]) -> li
     return list(best.values())
 
 
+def distinct_flows(rows: list[Row]) -> int:
+    """Flows counted once however many engines (EngineId) counted them."""
+    return len({tuple(row[name] for name in IDENTITY if name != "EngineId") for row in rows})
+
+
 def totals_truth(rows: list[Row], end: int | None = None, **keep: Any) -> list[TaskTotals]:
     per_task: dict[str, list[int]] = {}
-    for row in latest_rows(rows, end, keep):
-        entry = per_task.setdefault(row["TaskName"], [0, 0, 0])
+    chosen = latest_rows(rows, end, keep)
+    for row in chosen:
+        entry = per_task.setdefault(row["TaskName"], [0, 0])
         entry[0] += row["ByteCount"]
         entry[1] += row["PacketCount"]
-        entry[2] += 1
-    return [TaskTotals(task, *entry) for task, entry in sorted(per_task.items())]
+    return [
+        TaskTotals(task, *entry, distinct_flows([row for row in chosen if row["TaskName"] == task]))
+        for task, entry in sorted(per_task.items())
+    ]
 
 
 async def load(backend: SqlBackend, batches: list[list[Row]]) -> list[Row]:
@@ -192,9 +200,10 @@ async def test_aggregate_flows_from_flow_latest_equal_brute_force(backend: Recor
         expected = totals_truth(rows, query.end, **keep)
         assert await store.aggregate_flows(query) == expected, query
         assert backend.tables_read() == path, query
-    # the period reset left flows behind whose latest row is from period 1: they still count
+    # the period reset left flows behind whose latest row is from period 1: they still count, and
+    # each flow counts once though both engines counted it
     everything = totals_truth(rows)
-    assert {t.task: t.flow_count for t in everything} == {"five": 2 * 61, "src": 2 * 21}
+    assert {t.task: t.flow_count for t in everything} == {"five": 61, "src": 21}
 
 
 async def test_trace_flow_from_flow_latest_equal_brute_force(backend: RecordingBackend) -> None:
@@ -219,7 +228,7 @@ async def test_trace_flow_from_flow_latest_equal_brute_force(backend: RecordingB
         trace = await store.trace_flow("five", keys, end)
         assert trace is not None
         assert (trace.flows, trace.first_seen, trace.last_seen, trace.packets, trace.bytes) == (
-            len(chosen),
+            distinct_flows(chosen),
             min(r["StartTime"] for r in chosen),
             max(r["EndTime"] for r in chosen),
             sum(r["PacketCount"] for r in chosen),
@@ -246,7 +255,7 @@ async def test_a_flow_key_collision_falls_back_to_flow_metrics(backend: Recordin
     trace = await store.trace_flow("five", {KeyField.DST_IP: "192.168.1.0"}, None)
     chosen = latest_rows(rows, None, {"TaskName": "five", "DstIP": "192.168.1.0"})
     assert trace is not None and (trace.flows, trace.bytes) == (
-        len(chosen),
+        distinct_flows(chosen),
         sum(r["ByteCount"] for r in chosen),
     )
     assert backend.tables_read() == ["latest", "metrics"]
