@@ -168,6 +168,9 @@ class ClickHouseOptions(Model):
     pool_size: int = Field(4, ge=1)
     queue_dir: str = "spool"
     max_queued_snapshots: int = Field(64, ge=1)
+    #: A cluster of the servers' ``remote_servers``: the tables become local tables per shard with
+    #: Distributed tables in front (storage/cluster.py); None = one server, Go's tables as they are.
+    cluster: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 class EmbeddedStoreOptions(Model):
