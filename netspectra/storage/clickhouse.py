@@ -63,7 +63,8 @@ class ClickHouseBackend:
         self.location = _location(options)
         # a Distributed insert is queued on the server and sent later unless it is synchronous
         settings = {"insert_distributed_sync": 1} if options.cluster else {}
-        self._nodes: list[ClickHouseBackend] | None = None  # the cluster's other nodes, found once
+        self._nodes: list[ClickHouseBackend] | None = None  # the cluster's nodes, found once
+        self._nodes_lock = asyncio.Lock()
         self._pool = Pool(
             minsize=0,
             maxsize=options.pool_size,
@@ -137,10 +138,17 @@ class ClickHouseBackend:
                 await node._run(statement.sql, None)
 
     async def _cluster_nodes(self) -> list[ClickHouseBackend]:
-        """Every node of the cluster (this server's own pool for itself), found once."""
-        if self._nodes is not None:
+        """Every node of the cluster (this server's own pool for itself), found once.
+
+        Under a lock: the writers of a process share this backend and create the schema at the
+        same time, and pools opened twice would leave one set unclosed.
+        """
+        async with self._nodes_lock:
+            if self._nodes is None:
+                self._nodes = await self._find_nodes(self.options.cluster or "")
             return self._nodes
-        cluster = self.options.cluster or ""
+
+    async def _find_nodes(self, cluster: str) -> list[ClickHouseBackend]:
         rows = await self.select(CLUSTER_NODES, {"cluster": cluster})
         if not rows:
             known = [name for (name,) in await self.select(CLUSTER_NAMES)]
@@ -153,14 +161,10 @@ class ClickHouseBackend:
             if int(is_local) and port == self.options.port:
                 nodes.append(self)
             else:
-                nodes.append(
-                    ClickHouseBackend(
-                        self.options.model_copy(update={"host": host, "port": int(port), "cluster": None})
-                    )
-                )
+                update = {"host": host, "port": int(port), "cluster": None}
+                nodes.append(ClickHouseBackend(self.options.model_copy(update=update)))
         if self not in nodes:  # the configured server is not one of the shards: it only routes
             nodes.insert(0, self)
-        self._nodes = nodes
         logger.info(
             "ClickHouse cluster %s: %d nodes (%s)",
             cluster,
@@ -170,10 +174,11 @@ class ClickHouseBackend:
         return nodes
 
     async def close(self) -> None:
-        for node in self._nodes or []:
+        async with self._nodes_lock:
+            nodes, self._nodes = self._nodes or [], None
+        for node in nodes:
             if node is not self:
                 await node.close()
-        self._nodes = None
         if self._started:
             self._started = False
             await self._pool.shutdown()

@@ -44,7 +44,7 @@ _CREATE_TABLE = re.compile(
     r"^CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)\s*\((.*)\)\s*ENGINE\s*=\s*(\w+)",
     re.DOTALL | re.IGNORECASE,
 )
-_HAS_ENGINE_ID = re.compile(r"[(,]\s*EngineId\s", re.IGNORECASE)
+_HAS_ENGINE_ID = re.compile(r"(?:^|,)\s*EngineId\s", re.IGNORECASE)
 _DDL = re.compile(r"^\s*(CREATE|ALTER|OPTIMIZE|DROP|RENAME|TRUNCATE)\b", re.IGNORECASE)
 _OPTIMIZE_OR_ALTER = re.compile(r"^\s*(OPTIMIZE|ALTER)\s+TABLE\s+(\w+)\b", re.IGNORECASE)
 _CREATE_VIEW = re.compile(r"^\s*CREATE\s+MATERIALIZED\s+VIEW\b", re.IGNORECASE)
