@@ -22,10 +22,13 @@ import pytest
 from grpclib.client import Channel
 
 from netspectra.api.role import ApiRole
-from netspectra.config.models import Settings
+from netspectra.config.models import ClickHouseOptions, Settings
+from netspectra.errors import StorageRefusedError
 from netspectra.model.snapshot import HitterKind
+from netspectra.storage.clickhouse import ClickHouseBackend
 from netspectra.storage.context import StorageContext
 from netspectra.storage.registry import build_writer
+from netspectra.storage.sql import ensure_schema
 from netspectra.wire.generated import v1
 from tests.fixtures.clickhouse import ClickHouseCluster, ClickHouseServer
 from tests.integration.api_truth import (
@@ -270,3 +273,21 @@ async def test_rows_are_spread_over_both_shards_and_a_flow_lives_on_one(
     assert all(metrics_flows) and not metrics_flows[0] & metrics_flows[1]  # no flow has rows on both shards
     # flow_latest is filled on the shard the flow's rows landed on (the view reads the local table)
     assert latest_flows == metrics_flows
+
+
+async def test_a_cluster_the_server_does_not_know_is_refused_by_name(
+    clickhouse_cluster: ClickHouseCluster, cluster_database: str
+) -> None:
+    server = clickhouse_cluster.servers[0]
+    options = ClickHouseOptions(
+        host=server.host, port=server.tcp_port, database=cluster_database, cluster="nope"
+    )
+    backend = ClickHouseBackend(options)
+    try:
+        with pytest.raises(StorageRefusedError, match="no cluster 'nope' in its remote_servers") as caught:
+            await ensure_schema(backend)
+        assert ClickHouseCluster.name in str(caught.value)  # the clusters it does have are listed
+    finally:
+        await backend.close()
+    tables = server.query(f"SELECT count() FROM system.tables WHERE database = '{cluster_database}'")
+    assert tables.strip() == "0"  # nothing half-made
