@@ -130,7 +130,7 @@ class ClickHouseBackend:
         if not cluster:
             await self._run(sql, None)
             return
-        for statement in cluster_statements(sql, cluster, sharded_tables()):
+        for statement in cluster_statements(sql, cluster, self.options.database, sharded_tables()):
             if not statement.every_node:
                 await self._run(statement.sql, None)
                 continue

@@ -78,8 +78,13 @@ def _rename(sql: str, name: str, start: int, end: int) -> str:
     return sql[:start] + name + LOCAL_SUFFIX + sql[end:]
 
 
-def cluster_statements(sql: str, cluster: str, tables: dict[str, str]) -> list[ClusterStatement]:
+def cluster_statements(
+    sql: str, cluster: str, database: str, tables: dict[str, str]
+) -> list[ClusterStatement]:
     """``sql`` as it runs on ``cluster`` whose sharded tables are ``tables`` (see the module doc).
+
+    The Distributed tables name ``database`` literally: ``currentDatabase()`` would be evaluated
+    again when a server re-attaches the table at its start, in whatever database that is.
 
     - ``CREATE TABLE T (...) ENGINE = *MergeTree`` → the same as ``T_local``, then
       ``CREATE TABLE T AS T_local ENGINE = Distributed(...)``, both on every node;
@@ -96,7 +101,7 @@ def cluster_statements(sql: str, cluster: str, tables: dict[str, str]) -> list[C
         local_name = quote_string(name + LOCAL_SUFFIX)
         distributed = (
             f"CREATE TABLE IF NOT EXISTS {name} AS {name}{LOCAL_SUFFIX} ENGINE = Distributed("
-            f"{quote_string(cluster)}, currentDatabase(), {local_name}, {tables[name]})"
+            f"{quote_string(cluster)}, {quote_string(database)}, {local_name}, {tables[name]})"
         )
         return [
             ClusterStatement(_rename(text, name, create.start(1), create.end(1)), every_node=True),

@@ -12,6 +12,7 @@ from netspectra.storage import sql
 from netspectra.storage.cluster import LOCAL_SUFFIX, cluster_statements, sharded_tables
 
 CLUSTER = "shards"
+DATABASE = "netspectra"
 
 
 def _create(
@@ -39,15 +40,15 @@ def test_a_table_added_to_the_schema_gets_the_cluster_form_for_free() -> None:
     statements.append("CREATE TABLE IF NOT EXISTS marker (Done UInt8) ENGINE = TinyLog")
     tables = sharded_tables(statements)
     assert tables == {"sketch_states": "cityHash64(EngineId)", "no_engine": "rand()"}
-    local, distributed = cluster_statements(statements[0], CLUSTER, tables)
+    local, distributed = cluster_statements(statements[0], CLUSTER, DATABASE, tables)
     assert local.every_node and distributed.every_node
     assert local.sql == statements[0].replace("sketch_states", "sketch_states" + LOCAL_SUFFIX)
     assert distributed.sql == (
         "CREATE TABLE IF NOT EXISTS sketch_states AS sketch_states_local ENGINE = "
-        "Distributed('shards', currentDatabase(), 'sketch_states_local', cityHash64(EngineId))"
+        "Distributed('shards', 'netspectra', 'sketch_states_local', cityHash64(EngineId))"
     )
     # a non-MergeTree table stays one plain table on each node
-    assert [(s.sql, s.every_node) for s in cluster_statements(statements[2], CLUSTER, tables)] == [
+    assert [(s.sql, s.every_node) for s in cluster_statements(statements[2], CLUSTER, DATABASE, tables)] == [
         (statements[2], True)
     ]
 
@@ -56,17 +57,16 @@ def test_the_schema_statements_become_local_plus_distributed_pairs() -> None:
     tables = sharded_tables()
     for statement in sql.schema_statements():
         name = re.search(r"EXISTS (\w+)", statement).group(1)  # type: ignore[union-attr]
-        local, distributed = cluster_statements(statement, CLUSTER, tables)
+        local, distributed = cluster_statements(statement, CLUSTER, DATABASE, tables)
         assert local.sql.startswith(f"CREATE TABLE IF NOT EXISTS {name}_local (")
         assert local.sql.split("(", 1)[1] == statement.split("(", 1)[1]  # columns, engine, keys untouched
         assert (
-            f"ENGINE = Distributed('shards', currentDatabase(), '{name}_local', {tables[name]})"
-            in distributed.sql
+            f"ENGINE = Distributed('shards', 'netspectra', '{name}_local', {tables[name]})" in distributed.sql
         )
 
 
 def test_the_view_reads_and_fills_the_local_tables() -> None:
-    (view,) = cluster_statements(sql.LATEST_VIEW, CLUSTER, sharded_tables())
+    (view,) = cluster_statements(sql.LATEST_VIEW, CLUSTER, DATABASE, sharded_tables())
     assert view.every_node
     assert " TO flow_latest_local AS SELECT " in view.sql
     assert view.sql.endswith(" FROM flow_metrics_local")
@@ -75,16 +75,16 @@ def test_the_view_reads_and_fills_the_local_tables() -> None:
 
 def test_optimize_alter_and_inserts() -> None:
     tables = sharded_tables()
-    assert [(s.sql, s.every_node) for s in cluster_statements(sql.LATEST_COMPACT, CLUSTER, tables)] == [
-        ("OPTIMIZE TABLE flow_latest_local", True)
-    ]
+    assert [
+        (s.sql, s.every_node) for s in cluster_statements(sql.LATEST_COMPACT, CLUSTER, DATABASE, tables)
+    ] == [("OPTIMIZE TABLE flow_latest_local", True)]
     alter = sql.ADD_ENGINE_ID["flow_metrics"]
-    assert [s.sql for s in cluster_statements(alter, CLUSTER, tables)] == [
+    assert [s.sql for s in cluster_statements(alter, CLUSTER, DATABASE, tables)] == [
         alter.replace("flow_metrics", "flow_metrics_local"),
         alter,
     ]
     # the back-fill reads and writes the Distributed tables, once, from the server it runs on
-    (backfill,) = cluster_statements(sql.LATEST_BACKFILL, CLUSTER, tables)
+    (backfill,) = cluster_statements(sql.LATEST_BACKFILL, CLUSTER, DATABASE, tables)
     assert (backfill.sql, backfill.every_node) == (sql.LATEST_BACKFILL, False)
 
 
