@@ -183,8 +183,10 @@ class NatsBus:
         reconnect_wait_s: float = 0.5,
         connect_timeout_s: float = 2.0,
         initial_attempts: int = 2,
+        randomize: bool = True,
     ) -> None:
         self.url = url
+        self.servers = [part.strip() for part in url.split(",") if part.strip()]
         self.name = name
         self.stats = BusStats()
         self._options = connect_options(auth or NatsAuth())
@@ -196,10 +198,22 @@ class NatsBus:
         self._last_drop_log = 0.0
         self._last_error: Exception | None = None
         self._initial_attempts = initial_attempts
+        # nats-py shuffles the servers of a cluster (and those it learns from them) so clients
+        # spread over the nodes; tests turn it off to know which node a client is on
+        self._randomize = randomize
+        self._node: str | None = None  # the server connected to last (named when it goes away)
 
     @property
     def shown_url(self) -> str:
         return redact_url(self.url)
+
+    @property
+    def connected_url(self) -> str | None:
+        """The server this client is connected to now (one node of a cluster), without user-info."""
+        client = self._client
+        if client is None or client.connected_url is None or not client.is_connected:
+            return None
+        return redact_url(str(client.connected_url.geturl()))
 
     @property
     def client(self) -> Client:
@@ -213,11 +227,11 @@ class NatsBus:
                 return
             if self._closed:
                 raise BusError("the NATS bus is closed")
-            servers = [part.strip() for part in self.url.split(",") if part.strip()]
             client = DirectClient() if DIRECT_DELIVERY else Client()
             try:
                 await client.connect(
-                    servers=servers,
+                    servers=self.servers,
+                    dont_randomize=not self._randomize,
                     name=self.name,
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnect,
@@ -242,7 +256,11 @@ class NatsBus:
                     "(use 'embedded' to run probe and engine in one process without a server)."
                 ) from error
             self._client.options["max_reconnect_attempts"] = -1
-            logger.info("Connected to NATS at %s", self.shown_url)
+            self._node = self.connected_url
+            if len(self.servers) > 1:
+                logger.info("Connected to NATS at %s (of %s)", self.connected_url, self.shown_url)
+            else:
+                logger.info("Connected to NATS at %s", self.shown_url)
 
     async def _on_error(self, error: Exception) -> None:
         if isinstance(error, nats.errors.SlowConsumerError):
@@ -266,13 +284,17 @@ class NatsBus:
         if self._closed:
             return
         self.stats.disconnects += 1
-        logger.warning("Disconnected from NATS at %s; reconnecting", self.shown_url)
+        if len(self.servers) > 1:
+            logger.warning(
+                "Disconnected from NATS at %s; failing over to the others of %s", self._node, self.shown_url
+            )
+        else:
+            logger.warning("Disconnected from NATS at %s; reconnecting", self.shown_url)
 
     async def _on_reconnect(self) -> None:
         self.stats.reconnects += 1
-        client = self._client
-        where = redact_url(str(client.connected_url.geturl())) if client and client.connected_url else "?"
-        logger.info("Reconnected to NATS at %s", where)
+        self._node = self.connected_url
+        logger.info("Reconnected to NATS at %s", self._node or "?")
 
     async def _on_closed(self) -> None:
         logger.info("NATS connection to %s closed", self.shown_url)

@@ -44,6 +44,27 @@ def redact_url(url: str) -> str:
     return ",".join(shown)
 
 
+def join_server_urls(value: Any) -> Any:
+    """A YAML list of NATS servers → the comma-separated text Go's ``nats.Connect`` takes.
+
+    ``nats_url`` stays one string everywhere (Go's spelling, ``"nats://a:4222,nats://b:4222"``,
+    loads unchanged); a list is the same thing written the YAML way. Empty entries and
+    ``embedded`` among real servers are refused by name.
+    """
+    if isinstance(value, (list, tuple)):
+        if not value or not all(isinstance(item, str) for item in value):
+            raise ValueError("a list of NATS servers must hold one or more URL strings")
+        value = ",".join(item.strip() for item in value)
+    if isinstance(value, str) and "," in value:
+        parts = [part.strip() for part in value.split(",")]
+        if not all(parts):
+            raise ValueError(f"{redact_url(value)!r} has an empty server between commas")
+        if EMBEDDED_BUS in parts:
+            raise ValueError(f"{EMBEDDED_BUS!r} is the in-process bus; it cannot be one server of a list")
+        value = ",".join(parts)
+    return value
+
+
 class Model(BaseModel):
     """Base of every config model: immutable, unknown keys rejected so typos are caught."""
 
@@ -80,6 +101,8 @@ class PersistenceConfig(Model):
 class ProbeConfig(Model):
     """Where packets come from and where the probe publishes them."""
 
+    #: One NATS server, or several servers of one cluster (comma-separated as in Go, or a YAML
+    #: list): the clients fail over among them and learn the cluster's other nodes from it.
     nats_url: str = EMBEDDED_BUS
     subject: str = DEFAULT_SUBJECT
     source: Literal["afpacket", "dumpcap", "pyshark", "file"] = "afpacket"
@@ -95,6 +118,8 @@ class ProbeConfig(Model):
     speed: float | None = Field(None, gt=0, description="replay at this multiple of capture time")
     auth: NatsAuth = NatsAuth()
     persistence: PersistenceConfig = PersistenceConfig()
+
+    _servers = field_validator("nats_url", mode="before")(join_server_urls)
 
     @model_validator(mode="after")
     def _one_pace(self) -> ProbeConfig:
@@ -122,6 +147,8 @@ class EngineConfig(Model):
     )
     auth: NatsAuth | None = None
 
+    _servers = field_validator("nats_url", mode="before")(join_server_urls)
+
 
 # --- writers ---------------------------------------------------------------------------------
 
@@ -141,6 +168,9 @@ class ClickHouseOptions(Model):
     pool_size: int = Field(4, ge=1)
     queue_dir: str = "spool"
     max_queued_snapshots: int = Field(64, ge=1)
+    #: A cluster of the servers' ``remote_servers``: the tables become local tables per shard with
+    #: Distributed tables in front (storage/cluster.py); None = one server, Go's tables as they are.
+    cluster: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 class EmbeddedStoreOptions(Model):

@@ -4,6 +4,12 @@ asynch quirks handled here, all measured against 18.16: time-zone-aware datetime
 formatted without conversion, so every time travels as epoch seconds (``toDateTime({x:UInt32})``
 in SQL; also ~7x faster to insert); after a server-side error the next query on the same
 connection fails once, so a connection that raised is closed and the pool opens a fresh one.
+
+With ``clickhouse.cluster`` the backend speaks to a cluster of shards (:mod:`netspectra.storage.cluster`):
+DDL runs on every node of the cluster, found in ``system.clusters`` of the configured server, each
+over a pool of its own with the same credentials; inserts and queries go through the configured
+server's Distributed tables, inserts synchronously (``insert_distributed_sync``) so an insert that
+returned is on its shards, as the writers' exactly-once check and the next query expect.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from asynch.errors import NetworkError, ServerException, SocketTimeoutError
 from netspectra.config.models import ClickHouseOptions, WriterConfig
 from netspectra.errors import StorageAuthError, StorageError, StorageRefusedError
 from netspectra.storage.asynch_internals import execute_columnar
+from netspectra.storage.cluster import cluster_statements, sharded_tables
 from netspectra.storage.context import StorageContext
 from netspectra.storage.rows import as_list
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
@@ -34,6 +41,12 @@ QUERY_TIMEOUT = 60.0
 #: Server error codes meaning "these credentials are refused": UNKNOWN_USER, WRONG_PASSWORD,
 #: REQUIRED_PASSWORD, IP_ADDRESS_NOT_ALLOWED (18.16), AUTHENTICATION_FAILED (later servers).
 AUTH_ERROR_CODES = frozenset({192, 193, 194, 195, 516})
+#: The nodes of a cluster, as the configured server knows them (its ``remote_servers``).
+CLUSTER_NODES = (
+    "SELECT host_name, toUInt16(port), max(is_local) FROM system.clusters WHERE cluster = {cluster:String}"
+    " GROUP BY host_name, port ORDER BY host_name, port"
+)
+CLUSTER_NAMES = "SELECT DISTINCT cluster FROM system.clusters ORDER BY cluster"
 
 
 def _location(options: ClickHouseOptions) -> str:
@@ -48,6 +61,10 @@ class ClickHouseBackend:
             logger.info("clickhouse.cloud is a Go setting (HTTP); we use the native protocol")
         self.options = options
         self.location = _location(options)
+        # a Distributed insert is queued on the server and sent later unless it is synchronous
+        settings = {"insert_distributed_sync": 1} if options.cluster else {}
+        self._nodes: list[ClickHouseBackend] | None = None  # the cluster's nodes, found once
+        self._nodes_lock = asyncio.Lock()
         self._pool = Pool(
             minsize=0,
             maxsize=options.pool_size,
@@ -58,6 +75,7 @@ class ClickHouseBackend:
             password=options.password.get_secret_value(),
             secure=options.secure,
             connect_timeout=CONNECT_TIMEOUT,
+            settings=settings,
         )
         self._started = False
         self._lock = asyncio.Lock()
@@ -108,9 +126,59 @@ class ClickHouseBackend:
         await self._run(sql, [as_list(columns[name]) for name in names], columnar=True)
 
     async def execute(self, sql: str) -> None:
-        await self._run(sql, None)
+        cluster = self.options.cluster
+        if not cluster:
+            await self._run(sql, None)
+            return
+        for statement in cluster_statements(sql, cluster, self.options.database, sharded_tables()):
+            if not statement.every_node:
+                await self._run(statement.sql, None)
+                continue
+            for node in await self._cluster_nodes():
+                await node._run(statement.sql, None)
+
+    async def _cluster_nodes(self) -> list[ClickHouseBackend]:
+        """Every node of the cluster (this server's own pool for itself), found once.
+
+        Under a lock: the writers of a process share this backend and create the schema at the
+        same time, and pools opened twice would leave one set unclosed.
+        """
+        async with self._nodes_lock:
+            if self._nodes is None:
+                self._nodes = await self._find_nodes(self.options.cluster or "")
+            return self._nodes
+
+    async def _find_nodes(self, cluster: str) -> list[ClickHouseBackend]:
+        rows = await self.select(CLUSTER_NODES, {"cluster": cluster})
+        if not rows:
+            known = [name for (name,) in await self.select(CLUSTER_NAMES)]
+            raise StorageRefusedError(
+                f"ClickHouse at {self.location} has no cluster {cluster!r} in its remote_servers "
+                f"(clickhouse.cluster); it has: {', '.join(known) or 'none'}"
+            )
+        nodes: list[ClickHouseBackend] = []
+        for host, port, is_local in rows:
+            if int(is_local) and port == self.options.port:
+                nodes.append(self)
+            else:
+                update = {"host": host, "port": int(port), "cluster": None}
+                nodes.append(ClickHouseBackend(self.options.model_copy(update=update)))
+        if self not in nodes:  # the configured server is not one of the shards: it only routes
+            nodes.insert(0, self)
+        logger.info(
+            "ClickHouse cluster %s: %d nodes (%s)",
+            cluster,
+            len(nodes),
+            ", ".join(node.location for node in nodes),
+        )
+        return nodes
 
     async def close(self) -> None:
+        async with self._nodes_lock:
+            nodes, self._nodes = self._nodes or [], None
+        for node in nodes:
+            if node is not self:
+                await node.close()
         if self._started:
             self._started = False
             await self._pool.shutdown()

@@ -75,6 +75,9 @@ _FLOW_ONLY = (
     "TaskName, isNull(SrcIP), ifNull(SrcIP, ''), isNull(DstIP), ifNull(DstIP, ''),"
     " ifNull(toInt32(SrcPort), -1), ifNull(toInt32(DstPort), -1), ifNull(toInt16(Protocol), -1)"
 )
+#: Also flow_metrics' sharding key on a ClickHouse cluster (storage/cluster.py): a flow's rows and
+#: its flow_latest rows (FlowKey is the same hash) then share a shard.
+FLOW_IDENTITY = _FLOW_IDENTITY
 # Constant text (no request value in it).
 LATEST_SELECT = (
     f"SELECT TaskName, cityHash64({_FLOW_IDENTITY}) AS FlowKey, sipHash64({_FLOW_IDENTITY}) AS FlowCheck,"  # noqa: S608
