@@ -57,15 +57,21 @@ class HeavyHitter:
 class SketchResult:
     """The heavy hitters of one sketch task, each kind sorted by value, descending.
 
-    ``state`` is the task's mergeable state (``SketchAlgorithm.to_bytes``) when its algorithm
-    merges, so a store can keep it beside Go's hitter rows and a query can merge engines and
-    epochs; None for an algorithm that cannot merge.
+    ``hitters`` are cumulative since the period began (what Go writes). ``state`` is the task's
+    mergeable state (``SketchAlgorithm.to_bytes``) of ONE epoch only, what was counted since the
+    group's previous snapshot (``epoch_start_ns``, or the period's start) until this one: a store
+    keeps it beside Go's hitter rows and a query merges the epochs of its window, of every
+    engine. None for an algorithm that cannot merge (or whose ``to_bytes`` failed). ``epoch``
+    numbers the group's snapshots since the engine started, so two epochs ending in the same
+    second stay apart.
     """
 
     task: str
     algorithm: str
     hitters: tuple[HeavyHitter, ...]
     state: bytes | None = None
+    epoch: int = 0
+    epoch_start_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)

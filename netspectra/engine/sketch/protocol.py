@@ -348,7 +348,11 @@ class SketchBase:
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> Self:
-        state = decode_state(data)
+        return cls.from_state(decode_state(data))
+
+    @classmethod
+    def from_state(cls, state: SketchState) -> Self:
+        """A sketch holding an already decoded state (a query keeps decoded epochs in a cache)."""
         name = cls.algorithm_name()
         if state.algorithm != name:
             raise SketchStateError(f"sketch state was written by {state.algorithm!r}, not {name!r}")
