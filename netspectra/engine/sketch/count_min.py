@@ -61,6 +61,8 @@ from netspectra.engine.sketch.protocol import (
     SketchParams,
     SketchState,
     SketchStateError,
+    sorted_unique_rows,
+    unique_rows,
 )
 from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH, run_rows
 from netspectra.model.fields import KeyField
@@ -110,8 +112,7 @@ class Candidates:
         keys = np.concatenate((self.keys, other.keys))
         if keys.shape[0] == 0:
             return Candidates(keys, self.lower, self.missing, self.floor + other.floor)
-        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        unique, inverse = unique_rows(keys)
         mine, theirs = inverse[: self.keys.shape[0]], inverse[self.keys.shape[0] :]
         lower = np.zeros(unique.shape[0], np.uint64)
         missing = np.zeros(unique.shape[0], np.uint64)
@@ -126,28 +127,6 @@ class Candidates:
         missing[~in_theirs] += np.uint64(other.floor)
         missing[~in_mine] += np.uint64(self.floor)
         return Candidates(unique, lower, missing, self.floor + other.floor).top(limit)
-
-
-def _sorted_unique_rows(
-    keys: npt.NDArray[np.uint8],
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """(order, starts, group of each sorted row) of byte rows, in byte order, as ``np.unique`` sorts.
-
-    ``np.unique(axis=0)`` sorts rows as a void dtype, ~15 ms for 2 k rows; big-endian uint64 words
-    sorted with lexsort give the same order ~50x faster.
-    """
-    n, width = keys.shape
-    words = -(-width // 8) or 1
-    padded = np.zeros((n, words * 8), np.uint8)
-    padded[:, :width] = keys
-    columns = padded.view(">u8").astype(np.uint64)
-    order = np.lexsort(tuple(columns[:, j] for j in reversed(range(words))))
-    ordered = columns[order]
-    changed = np.ones(n, bool)
-    if n > 1:
-        changed[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
-    starts = np.flatnonzero(changed)
-    return order, starts, np.cumsum(changed) - 1
 
 
 def merge_candidates(summaries: Sequence[Candidates], limit: int) -> Candidates:
@@ -165,7 +144,7 @@ def merge_candidates(summaries: Sequence[Candidates], limit: int) -> Candidates:
     floors = np.concatenate(
         [np.full(summary.keys.shape[0], summary.floor, np.uint64) for summary in summaries]
     )
-    order, starts, _ = _sorted_unique_rows(keys)
+    order, starts, _ = sorted_unique_rows(keys)
     merged_lower = np.add.reduceat(lower[order], starts)
     present_floors = np.add.reduceat(floors[order], starts)
     merged_missing = np.add.reduceat(missing[order], starts) + (np.uint64(total_floor) - present_floors)
@@ -207,6 +186,8 @@ class CountMin(SketchBase):
         self.linear_bytes = self.cells[:, :, 2 * words + 3]
         #: what this sketch took in by merging or reading state (None: it only counted itself)
         self._carried: dict[HitterKind, Candidates] | None = None
+        #: candidates() of each kind since the last change (a snapshot asks for them 3 times)
+        self._summaries: dict[HitterKind, Candidates] = {}
         self._variant = _VARIANT_CODE[params.variant]
         self._thresholds = decay_thresholds(params.b)
         # one splitmix64 stream per row: rows never share randomness, so running them in
@@ -220,6 +201,7 @@ class CountMin(SketchBase):
 
         if flow_keys.shape[0] == 0:
             return
+        self._summaries.clear()
         words = as_words(flow_keys)
         buckets = np.empty((self.p.depth, words.shape[0]), np.uint32)
         hash_buckets(words, self.key_width, self.seeds, self.p.width, buckets)
@@ -292,6 +274,7 @@ class CountMin(SketchBase):
     def reset(self) -> None:
         self.cells.fill(0)
         self._carried = None
+        self._summaries.clear()
 
     def merge(self, other: SketchAlgorithm) -> None:
         """Linear counters add exactly; candidate summaries merge (see the module docstring).
@@ -309,6 +292,7 @@ class CountMin(SketchBase):
         self.linear_bytes += other.linear_bytes
         self.cells[:, :, : 2 * self.key_words + 2] = 0
         self._carried = merged
+        self._summaries.clear()
 
     @classmethod
     def merge_states(
@@ -333,6 +317,7 @@ class CountMin(SketchBase):
             total += linear
         sketch.linear_counts[...] = total[0]
         sketch.linear_bytes[...] = total[1]
+        sketch._summaries.clear()
         sketch._carried = {
             kind: merge_candidates(
                 [
@@ -358,22 +343,60 @@ class CountMin(SketchBase):
 
     def candidates(self, kind: HitterKind) -> Candidates:
         """This sketch's summary of ``kind``: what it carries merged with its own residents."""
+        known = self._summaries.get(kind)
+        if known is None:
+            known = self._summaries[kind] = self._summary(kind)
+        return known
+
+    def _summary(self, kind: HitterKind) -> Candidates:
         keys, values = (
             (self.count_keys, self.counts) if kind == HitterKind.COUNT else (self.size_keys, self.byte_counts)
         )
         flat = values.reshape(-1)
+        limit = self.p.candidates
         picked = np.flatnonzero(flat)
-        width = self.key_width
-        if picked.size:
-            resident = keys.reshape(-1, keys.shape[-1])[picked].view(np.uint8)[:, :width]
-            unique, inverse = np.unique(resident, axis=0, return_inverse=True)
-            best = np.zeros(unique.shape[0], np.uint64)
-            np.maximum.at(best, inverse.reshape(-1), flat[picked])
-            own = Candidates(unique, best, np.zeros_like(best), 0).top(self.p.candidates)
-        else:
-            own = Candidates.empty(width)
+        own = self._residents(keys, flat, self._largest_cells(flat, picked, limit), limit)
+        if own is None:  # the largest cells hold too few flows to fill the list: read every cell
+            own = self._residents(keys, flat, picked, limit)
+        assert own is not None
         carried = self._carried.get(kind) if self._carried is not None else None
         return own if carried is None else carried.merged(own, self.p.candidates)
+
+    def _largest_cells(
+        self, flat: npt.NDArray[np.uint64], picked: npt.NDArray[np.intp], limit: int
+    ) -> npt.NDArray[np.intp]:
+        """The non-empty cells holding at least the ``limit * depth``-th largest value (ties kept).
+
+        A flow sits in at most ``depth`` cells, so when these cells hold more than ``limit``
+        flows, the ``limit`` largest flows and the largest value dropped (the floor) are the ones
+        reading every cell gives; only those few thousand keys are then sorted, not every cell.
+        """
+        enough = limit * self.p.depth
+        if picked.size <= enough:
+            return picked
+        values = flat[picked]
+        cut = np.partition(values, picked.size - enough)[picked.size - enough]
+        return picked[values >= cut]
+
+    def _residents(
+        self,
+        keys: npt.NDArray[np.uint64],
+        flat: npt.NDArray[np.uint64],
+        cells: npt.NDArray[np.intp],
+        limit: int,
+    ) -> Candidates | None:
+        """The summary of the residents of ``cells``; None when ``cells`` is a part of the non-empty
+        cells that holds ``limit`` flows or fewer (then the part cannot tell the floor)."""
+        if cells.size == 0:
+            return Candidates.empty(self.key_width)
+        resident = keys.reshape(-1, keys.shape[-1])[cells].view(np.uint8)[:, : self.key_width]
+        unique, inverse = unique_rows(resident)
+        partial = cells.size < np.count_nonzero(flat)
+        if partial and unique.shape[0] <= limit:
+            return None
+        best = np.zeros(unique.shape[0], np.uint64)
+        np.maximum.at(best, inverse, flat[cells])
+        return Candidates(unique, best, np.zeros_like(best), 0).top(limit)
 
     def upper_bounds(self, flow_keys: KeyMatrix, kind: HitterKind) -> npt.NDArray[np.uint64]:
         """Count-Min's estimate from the linear counters: never below the true count."""
@@ -413,6 +436,7 @@ class CountMin(SketchBase):
         return arrays
 
     def load_state_arrays(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        self._summaries.clear()
         self.cells.fill(0)
         self.linear_counts[...] = arrays["linear"][0]
         self.linear_bytes[...] = arrays["linear"][1]
