@@ -333,5 +333,5 @@ def state_rows(snapshot: Snapshot, engine_id: str = "") -> dict[str, pa.Array]:
         columns["EpochStart"].append(result.epoch_start_ns // _NS)
         columns["Timestamp"].append(snapshot.taken_at_ns // _NS)
         columns["Algorithm"].append(result.algorithm)
-        columns["State"].append(result.state or b"")
+        columns["State"].append(result.state_bytes() or b"")
     return {name: as_arrow(name, values) for name, values in columns.items()}

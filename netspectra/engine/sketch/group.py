@@ -4,19 +4,21 @@ A task whose plugin cannot be imported, fails the protocol check, rejects its pa
 raises while counting is logged at ERROR (task, plugin, distribution, reason), recorded in
 :attr:`SketchGroup.failed_tasks` and skipped: the other tasks keep running.
 
-Epochs (``include_state``, the default). A store answers windows ("the heavy hitters between
-10:00 and 10:15") by merging the states of the epochs inside the window, so each snapshot must
-carry what was counted since the previous one, not since the period began. A mergeable task
-therefore keeps two sketches: ``sketch`` counts the current epoch, ``period`` holds the epochs
-before it, merged. A snapshot writes ``sketch``'s state (the epoch), merges it into ``period``,
-reads the hitters from ``period`` (cumulative, as Go writes them) and resets ``sketch``. Counting
-costs the same (one sketch per packet); a snapshot costs one serialisation, one merge and one
-reset, all under the engine's lock (measured in bench/sketch_state.py: ~10 ms for the default
-tasks). The first epoch of a period is not merged: ``sketch`` simply becomes ``period``, so a run
-with a single snapshot (``analyze``) reports exactly what the sketch counted. spread_sketch merges
-bit for bit, so its hitters are the same as without epochs; count_min's merged hitters come from
-its candidate summaries (see count_min.py). An algorithm that cannot merge counts the whole
-period in one sketch, as before.
+Epochs (``include_state``, the default). A store answers windows ("the heavy hitters between 10:00
+and 10:15") by merging the states of the epochs inside the window, so each snapshot must carry what
+was counted since the previous one, not since the period began. A mergeable task therefore keeps two
+sketches: ``sketch`` counts the current epoch, ``period`` holds the epochs before it, merged. A
+snapshot writes ``sketch``'s state (the epoch), merges it into ``period``, reads the hitters from
+``period`` (cumulative, as Go writes them) and hands the epoch's sketch over detached (a fresh one
+counts the next epoch). Counting costs the same (one sketch per packet); under the engine's lock a
+snapshot costs one merge and the hitter scan, and the serialisation (zlib over megabytes, the costly
+part) happens in the writer's thread when it reads the state
+(:class:`~netspectra.model.snapshot.DeferredState`; measured in bench/sketch_state.py). The first
+epoch of a period is not merged: ``sketch`` simply becomes ``period``, so a run with a single
+snapshot (``analyze``) reports exactly what the sketch counted. spread_sketch merges bit for bit, so
+its hitters are the same as without epochs; count_min's merged hitters come from its candidate
+summaries (see count_min.py). An algorithm that cannot merge counts the whole period in one sketch,
+as before.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from netspectra.engine.sketch.registry import discover, distribution_of, load_al
 from netspectra.errors import PluginError
 from netspectra.model.fields import KeyField
 from netspectra.model.packets import PacketColumns
-from netspectra.model.snapshot import HeavyHitter, SketchResult, Snapshot
+from netspectra.model.snapshot import DeferredState, HeavyHitter, SketchResult, Snapshot
 from netspectra.plugins import PluginScan
 
 logger = logging.getLogger(__name__)
@@ -204,10 +206,16 @@ class SketchGroup:
         results: list[SketchResult] = []
         for task in list(self._tasks):
             try:
+                deferred: DeferredState | None = None
+                state: bytes | None = None
                 if self.include_state and task.keeps_epochs:
-                    hitters, state = self._close_epoch(task)
+                    hitters, made = self._close_epoch(task)
+                    if isinstance(made, DeferredState):
+                        deferred = made
+                    else:
+                        state = made
                 else:
-                    hitters, state = task.sketch.heavy_hitters(), None
+                    hitters = task.sketch.heavy_hitters()
             except Exception as error:  # third-party merge/reset/heavy_hitters code
                 logger.exception("Sketch task %r failed while taking a snapshot; disabling it", task.name)
                 with self._failures:
@@ -223,6 +231,7 @@ class SketchGroup:
                     state=state,
                     epoch=self._epoch,
                     epoch_start_ns=epoch_start,
+                    deferred_state=deferred,
                 )
             )
         self._epoch += 1
@@ -231,27 +240,29 @@ class SketchGroup:
             group=self.name, taken_at_ns=taken_at_ns, period_start_ns=period_start_ns, sketches=tuple(results)
         )
 
-    def _close_epoch(self, task: SketchTask) -> tuple[tuple[HeavyHitter, ...], bytes | None]:
-        """The epoch's state, then the period's hitters; the task's ``sketch`` starts the next epoch."""
-        state = self._state_of(task)
-        if task.period is None:
-            hitters = task.sketch.heavy_hitters()
-            task.period, task.sketch = task.sketch, task.fresh_sketch()
-        else:
-            task.period.merge(task.sketch)
-            hitters = task.period.heavy_hitters()
-            task.sketch.reset()
-        return hitters, state
+    def _close_epoch(self, task: SketchTask) -> tuple[tuple[HeavyHitter, ...], bytes | DeferredState | None]:
+        """The period's hitters and the closing epoch's state; a fresh ``sketch`` starts the next one.
 
-    def _state_of(self, task: SketchTask) -> bytes | None:
-        """The task's state bytes; None when its ``to_bytes`` fails (logged: the hitter rows are
+        The epoch's sketch leaves the task, so it is serialised later, off the engine's lock, by
+        the writer that reads the state (a period's first epoch becomes ``period`` and changes
+        with the next merge: it is serialised now, once per period).
+        """
+        epoch = task.sketch
+        task.sketch = task.fresh_sketch()
+        if task.period is None:
+            task.period = epoch
+            return epoch.heavy_hitters(), self._state_of(task.name, epoch)
+        task.period.merge(epoch)
+        return task.period.heavy_hitters(), DeferredState(partial(self._state_of, task.name, epoch))
+
+    @staticmethod
+    def _state_of(task: str, sketch: SketchAlgorithm) -> bytes | None:
+        """``sketch``'s state bytes; None when its ``to_bytes`` fails (logged: the hitter rows are
         still written; multi-engine and windowed answers of this task are refused, naming why)."""
         try:
-            return bytes(task.sketch.to_bytes())
+            return bytes(sketch.to_bytes())
         except Exception:  # third-party code: the snapshot must still be taken
-            logger.exception(
-                "Sketch task %r: its state could not be serialised; writing hitters only", task.name
-            )
+            logger.exception("Sketch task %r: its state could not be serialised; writing hitters only", task)
             return None
 
     def reset(self) -> None:

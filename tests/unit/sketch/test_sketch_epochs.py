@@ -83,12 +83,12 @@ def test_an_epoch_state_holds_only_that_epoch(batches) -> None:  # type: ignore[
     for batch in batches[1:]:
         alone.insert(batch.src_ip, batch.dst_ip, batch.length)
     window = merge_states(
-        "spread", SpreadSketch, [labelled(f"e{i}", states[i]["spread"].state or b"") for i in (1, 2)]
+        "spread", SpreadSketch, [labelled(f"e{i}", states[i]["spread"].state_bytes() or b"") for i in (1, 2)]
     )
     assert isinstance(window, SpreadSketch)
     assert np.array_equal(window.cells, alone.cells)
     # count_min: the linear counters of the window are exactly those of its batches
-    cm = [decode_state(states[i]["cm"].state or b"") for i in range(3)]
+    cm = [decode_state(states[i]["cm"].state_bytes() or b"") for i in range(3)]
     params = CountMinParams.model_validate(cm[0].params)
     only = CountMin(params, flow_fields=(KeyField.SRC_IP,))
     for batch in batches[1:]:
