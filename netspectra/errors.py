@@ -45,6 +45,14 @@ class UnknownTaskError(QueryError):
     """A query names a task the store has never seen."""
 
 
+class MergeRefusedError(NetSpectraError):
+    """A sketch answer needs states that cannot be merged: an algorithm that cannot merge, asked
+    for several engines or a window, or stored states that disagree (widths, seeds, fields).
+
+    Not the request's fault and not an outage: the api answers FAILED_PRECONDITION with the message.
+    """
+
+
 class PermanentError(NetSpectraError):
     """A fault that a restart cannot cure (a port taken, a file missing): the process stops instead.
 

@@ -19,6 +19,7 @@ from grpclib.const import Status
 
 from netspectra.api.guard import check_task_name, log_storage_error
 from netspectra.errors import (
+    MergeRefusedError,
     QueryError,
     StorageAuthError,
     StorageError,
@@ -46,6 +47,8 @@ def status_for(error: Exception) -> tuple[Status, str]:
         return Status.NOT_FOUND, str(error)
     if isinstance(error, QueryError):
         return Status.INVALID_ARGUMENT, str(error)
+    if isinstance(error, MergeRefusedError):
+        return Status.FAILED_PRECONDITION, str(error)
     if isinstance(error, StorageRefusedError):
         return Status.INTERNAL, "internal error: the store rejected a query; see the server log"
     if isinstance(error, StorageAuthError):
@@ -189,7 +192,11 @@ class QueryService(v1.QueryServiceBase):
                 )
             limit = message.limit or DEFAULT_HITTER_LIMIT
             hitters = await self.store.heavy_hitters(
-                message.task_name, HitterKind(message.type), limit, epoch_seconds(message.end_time)
+                message.task_name,
+                HitterKind(message.type),
+                limit,
+                epoch_seconds(message.end_time),
+                epoch_seconds(message.start_time, "start_time"),
             )
             if not hitters:
                 await self._known(message.task_name)

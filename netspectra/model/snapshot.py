@@ -7,7 +7,8 @@ the engine's live tables.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -55,19 +56,57 @@ class HeavyHitter:
     kind: HitterKind
 
 
+class DeferredState:
+    """State bytes made on first use, once, by whichever thread asks first (a writer's thread).
+
+    Serialising a sketch (zlib over megabytes) is the costly part of a snapshot; the engine takes
+    snapshots under its counting lock, so the epoch's sketch is handed over detached and turned
+    into bytes later, off the lock. ``make`` returns None when the sketch cannot be serialised.
+    """
+
+    __slots__ = ("_done", "_lock", "_make", "_value")
+
+    def __init__(self, make: Callable[[], bytes | None]) -> None:
+        self._make: Callable[[], bytes | None] | None = make
+        self._value: bytes | None = None
+        self._done = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bytes | None:
+        with self._lock:
+            if not self._done:
+                assert self._make is not None
+                self._value, self._make, self._done = self._make(), None, True
+            return self._value
+
+
 @dataclass(frozen=True, slots=True)
 class SketchResult:
     """The heavy hitters of one sketch task, each kind sorted by value, descending.
 
-    ``state`` is the task's mergeable state (``SketchAlgorithm.to_bytes``) when its algorithm
-    merges, so a store can keep it beside Go's hitter rows and a query can merge engines and
-    epochs; None for an algorithm that cannot merge.
+    ``hitters`` are cumulative since the period began (what Go writes). ``state`` is the task's
+    mergeable state (``SketchAlgorithm.to_bytes``) of ONE epoch only, what was counted since the
+    group's previous snapshot (``epoch_start_ns``, or the period's start) until this one: a store
+    keeps it beside Go's hitter rows and a query merges the epochs of its window, of every
+    engine. None for an algorithm that cannot merge (or whose ``to_bytes`` failed). ``epoch``
+    numbers the group's snapshots since the engine started, so two epochs ending in the same
+    second stay apart.
     """
 
     task: str
     algorithm: str
     hitters: tuple[HeavyHitter, ...]
     state: bytes | None = None
+    epoch: int = 0
+    epoch_start_ns: int = 0
+    #: the state when it is made off the engine's lock (read it with :meth:`state_bytes`)
+    deferred_state: DeferredState | None = field(default=None, compare=False, repr=False)
+
+    def state_bytes(self) -> bytes | None:
+        """``state``, or the deferred state's bytes (made on the first call)."""
+        if self.state is not None or self.deferred_state is None:
+            return self.state
+        return self.deferred_state()
 
 
 @dataclass(frozen=True, slots=True)

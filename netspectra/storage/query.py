@@ -19,6 +19,7 @@ from netspectra.model.fields import FIELD_ORDER, KeyField
 from netspectra.model.snapshot import HitterKind
 from netspectra.storage import sql
 from netspectra.storage.sql import SqlBackend
+from netspectra.storage.states import SketchStateReader
 
 DEFAULT_HITTER_LIMIT = 10
 MAX_HITTER_LIMIT = 10_000
@@ -120,6 +121,8 @@ class QueryStore:
         self.backend = backend
         self.description = description
         self._schema_ready = False
+        #: the sketch-state reader (merges engines and epochs; keeps decoded states)
+        self.states = SketchStateReader(self._select)
 
     async def _select(self, text: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         if not self._schema_ready:
@@ -222,9 +225,27 @@ class QueryStore:
         return FlowTrace(int(first), int(last), int(packets), int(total_bytes), int(count))
 
     async def heavy_hitters(
+        self, task: str, kind: HitterKind, limit: int, end: int | None, start: int | None = None
+    ) -> list[tuple[str, int]]:
+        """The ``limit`` largest hitters of ``task``, from the merged states of every engine and of
+        every epoch in the window (Timestamp in (start, end]); see :mod:`netspectra.storage.states`.
+
+        Without ``start``: each engine's current period (Go's meaning). Tasks with no stored states
+        (Go2NetSpectra's rows) and a non-mergeable algorithm on one engine are answered from the
+        heavy_hitters rows, as before; a non-mergeable one over several engines or a window raises
+        :class:`MergeRefusedError` naming why.
+        """
+        if start is not None and end is not None and start >= end:
+            raise QueryError(f"start_time ({start}) must be before end_time ({end})")
+        answer = await self.states.heavy_hitters(task, kind, limit, end, start)
+        if answer is not None:
+            return answer
+        return await self._hitter_rows(task, kind, limit, end)
+
+    async def _hitter_rows(
         self, task: str, kind: HitterKind, limit: int, end: int | None
     ) -> list[tuple[str, int]]:
-        """Latest value of every reported flow of ``task``, largest first, at most ``limit``."""
+        """Go's rows: latest value of every reported flow per engine, summed (spread: max)."""
         params: dict[str, Any] = {"task": task, "type": int(kind), "limit": limit}
         if end is not None:
             params["end"] = end

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from netspectra.model.fields import KeyField
 from netspectra.model.snapshot import FlowTable, Snapshot
-from netspectra.storage.sql import FLOW_COLUMNS, HITTER_COLUMNS
+from netspectra.storage.sql import FLOW_COLUMNS, HITTER_COLUMNS, STATE_COLUMNS
 
 _NS = 1_000_000_000
 
@@ -52,6 +52,12 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "Pid": pa.uint32(),
     "Heartbeat": pa.uint32(),
     "Released": pa.uint8(),
+    # sketch_states
+    "PeriodStart": pa.uint32(),
+    "Epoch": pa.uint64(),
+    "EpochStart": pa.uint32(),
+    "Algorithm": pa.string(),
+    "State": pa.binary(),
 }
 
 #: Longest text of one address: eight 4-digit groups and seven colons.
@@ -74,6 +80,8 @@ class SnapshotRows:
     flows_written: bool = False
     #: The snapshot's :attr:`Snapshot.progress` (absent from files spooled by older versions).
     progress: dict[str, Any] | None = None
+    #: sketch_states rows (absent from snapshots spooled by older versions: read with getattr)
+    states: dict[str, Any] = field(default_factory=dict)
 
     @property
     def flow_count(self) -> int:
@@ -85,7 +93,7 @@ class SnapshotRows:
 
 
 logger = logging.getLogger(__name__)
-_DATETIME_COLUMNS = frozenset({"Timestamp", "StartTime", "EndTime"})
+_DATETIME_COLUMNS = frozenset({"Timestamp", "StartTime", "EndTime", "PeriodStart", "EpochStart"})
 _DATETIME_MAX = 2**32 - 1
 
 
@@ -121,12 +129,22 @@ def _strings(values: Sequence[str | None]) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), len(encoded), buffers)
 
 
+def _binaries(values: Sequence[bytes]) -> pa.Array:
+    """Binary column from Python bytes (sketch states), built from buffers like :func:`_strings`."""
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum([len(item) for item in values], out=offsets[1:])
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))]
+    return pa.Array.from_buffers(pa.large_binary(), len(values), buffers).cast(pa.binary())
+
+
 def as_arrow(name: str, values: pa.Array | Sequence[Any]) -> pa.Array:
     """Column ``name`` as a pyarrow array of its schema type (lists from old spool files too)."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if isinstance(values, pa.Array):
         return values
+    if COLUMN_TYPES[name] == pa.binary():
+        return _binaries(values)
     if COLUMN_TYPES[name] == pa.string():
         return _strings(values)
     valid = np.array([value is not None for value in values], bool)
@@ -301,4 +319,21 @@ def snapshot_rows(snapshot: Snapshot, engine_id: str = "") -> SnapshotRows:
             hitters["Type"].append(int(hitter.kind))
             hitters["EngineId"].append(engine_id)
     hitter_columns = {name: as_arrow(name, values) for name, values in hitters.items()}
-    return SnapshotRows(snapshot.group, snapshot.taken_at_ns, flows, hitter_columns)
+    rows = SnapshotRows(snapshot.group, snapshot.taken_at_ns, flows, hitter_columns)
+    rows.states = state_rows(snapshot, engine_id)
+    return rows
+
+
+def state_rows(snapshot: Snapshot, engine_id: str = "") -> dict[str, pa.Array]:
+    """One sketch_states row per sketch task of ``snapshot`` (empty State: cannot merge)."""
+    columns: dict[str, list[Any]] = {name: [] for name in STATE_COLUMNS}
+    for result in snapshot.sketches:
+        columns["TaskName"].append(result.task)
+        columns["EngineId"].append(engine_id)
+        columns["PeriodStart"].append(snapshot.period_start_ns // _NS)
+        columns["Epoch"].append(result.epoch)
+        columns["EpochStart"].append(result.epoch_start_ns // _NS)
+        columns["Timestamp"].append(snapshot.taken_at_ns // _NS)
+        columns["Algorithm"].append(result.algorithm)
+        columns["State"].append(result.state_bytes() or b"")
+    return {name: as_arrow(name, values) for name, values in columns.items()}

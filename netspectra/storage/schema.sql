@@ -75,3 +75,25 @@ CREATE TABLE IF NOT EXISTS engine_leases (
     Released    UInt8
 ) ENGINE = ReplacingMergeTree(Heartbeat)
 ORDER BY (EngineId, Writer, Incarnation);
+
+-- NetSpectra's own: the mergeable state of every sketch task, one row per (task, engine
+-- incarnation, epoch), written by the sketch writers beside Go's heavy_hitters rows (which stay
+-- as Go writes them). An epoch is what one engine counted between two snapshots of its sketch
+-- group (EpochStart < packets <= Timestamp), so a window merges the epochs whose Timestamp lies
+-- in it, of every engine (see docs/storage-and-api.md, "Sketch state"). State is the bytes of
+-- SketchAlgorithm.to_bytes (versioned, CRC32-checked, parameters and seeds inside); empty when
+-- the task's Algorithm cannot merge, so a query can say why it refuses a multi-engine or
+-- windowed answer. Epoch (a per-process counter) keeps two epochs ending in the same second
+-- apart; a row inserted twice (a retried insert) has the same key and is read once.
+CREATE TABLE IF NOT EXISTS sketch_states (
+    TaskName    String,
+    EngineId    String,
+    PeriodStart DateTime,
+    Epoch       UInt64,
+    EpochStart  DateTime,
+    Timestamp   DateTime,
+    Algorithm   String,
+    State       String
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(Timestamp)
+ORDER BY (TaskName, EngineId, PeriodStart, Epoch);

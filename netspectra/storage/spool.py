@@ -560,6 +560,10 @@ class QueuedWriter:
             maybe_stored and await self._already_stored(sql.STORED_HITTER_ROWS, rows.hitters)
         ):
             await self._backend.insert("heavy_hitters", rows.hitters)
+        # after the hitters: a retry repeats at most these rows, which the readers take once
+        states = getattr(rows, "states", None)  # absent from snapshots spooled by older versions
+        if states and len(states.get("TaskName", ())):
+            await self._backend.insert("sketch_states", states)
 
     async def _already_stored(self, query: str, columns: dict[str, Any]) -> bool:
         """True when the store holds this snapshot's rows of its first task (see sql.STORED_FLOW_ROWS).

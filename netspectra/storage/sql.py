@@ -42,10 +42,21 @@ LEASE_COLUMNS: tuple[str, ...] = (
     "Heartbeat",
     "Released",
 )
+STATE_COLUMNS: tuple[str, ...] = (
+    "TaskName",
+    "EngineId",
+    "PeriodStart",
+    "Epoch",
+    "EpochStart",
+    "Timestamp",
+    "Algorithm",
+    "State",
+)
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "flow_metrics": FLOW_COLUMNS,
     "heavy_hitters": HITTER_COLUMNS,
     "engine_leases": LEASE_COLUMNS,
+    "sketch_states": STATE_COLUMNS,
 }
 
 #: Added to a table created by Go2NetSpectra (which lacks it); the text is a constant.
@@ -292,9 +303,38 @@ def heavy_hitters_sql(*, spread: bool, bounded: bool) -> str:
     return _HITTERS.format(combine="max" if spread else "sum", end=_HITTERS_END if bounded else "")
 
 
+# --- sketch states (sketch_states in schema.sql; see storage/query.py) --------------------------
+# One row per (engine, period, epoch), whatever duplicates a retried insert left (any(): equal
+# rows). The State itself travels as hex: both backends return text, and chdb's JSON output
+# would mangle raw bytes. StateHash lets the query store keep decoded states across queries.
+_STATES = (
+    "SELECT EngineId, toUInt32(PeriodStart), Epoch, toUInt32(any(Timestamp)), any(Algorithm),"
+    " any(length(State)), any(cityHash64(State)){state} FROM sketch_states"
+    " WHERE TaskName = {{task:String}}{end}{start}"
+    " GROUP BY EngineId, PeriodStart, Epoch ORDER BY EngineId, PeriodStart, Epoch"
+)
+_STATES_END = " AND Timestamp <= toDateTime({end:UInt32})"
+_STATES_START = " AND Timestamp > toDateTime({start:UInt32})"
+
+
+def sketch_states_sql(*, with_state: bool, bounded: bool, windowed: bool) -> str:
+    """The epochs of one task (Timestamp in (start, end]); ``with_state`` adds hex(State)."""
+    return _STATES.format(
+        state=", any(hex(State))" if with_state else "",
+        end=_STATES_END if bounded else "",
+        start=_STATES_START if windowed else "",
+    )
+
+
+#: Does the task have Go-style hitter rows at all (a windowed query of a task without states)?
+HITTER_ROWS_OF_TASK = "SELECT count() FROM heavy_hitters WHERE TaskName = {task:String}"
+HITTER_ENGINES_OF_TASK = "SELECT uniqExact(EngineId) FROM heavy_hitters WHERE TaskName = {task:String}"
+HITTER_ENGINES_OF_TASK_BOUNDED = HITTER_ENGINES_OF_TASK + _HITTERS_END
+
 TASKS = (
     "SELECT TaskName, 'exact' FROM flow_metrics GROUP BY TaskName"
     " UNION ALL SELECT TaskName, 'sketch' FROM heavy_hitters GROUP BY TaskName"
+    " UNION ALL SELECT TaskName, 'sketch' FROM sketch_states GROUP BY TaskName"
 )
 
 PING = "SELECT 1"

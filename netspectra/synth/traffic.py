@@ -60,6 +60,9 @@ class TrafficSpec:
     arp_fraction: float = 0.01
     spreaders: int = 0
     spreader_fanout: int = 0
+    #: number of the first planted spreader (198.18.k.1): traces of several time slices plant
+    #: different (or overlapping) spreaders, and the same sources 100.64.x.y hear each one
+    spreader_base: int = 0
     start_ns: int = 1_700_000_000_000_000_000
     duration_s: float = 60.0
     format: Literal["pcap", "pcapng"] = "pcap"
@@ -71,6 +74,11 @@ class TrafficSpec:
     def __post_init__(self) -> None:
         if self.packets < 0 or self.flows < 1:
             raise ValueError(f"need packets >= 0 and flows >= 1 (got {self.packets}, {self.flows})")
+        if self.spreader_base < 0 or self.spreader_base + self.spreaders > 238 * 256:
+            raise ValueError(
+                f"spreader_base + spreaders must be 0..{238 * 256} (198.18.0.1 .. 198.255.255.1); "
+                f"got {self.spreader_base} + {self.spreaders}"
+            )
         if self.spreaders * self.spreader_fanout > self.packets:
             raise ValueError(
                 f"spreaders x fanout = {self.spreaders * self.spreader_fanout} exceeds packets={self.packets}"
@@ -175,7 +183,8 @@ def _draw(spec: TrafficSpec) -> _Rows:
     # Planted super-spreaders: spreader k (198.18.k.1) hears from fanout distinct 100.64.x.y sources.
     spreaders: list[bytes] = []
     if planted:
-        k = np.repeat(np.arange(spec.spreaders), spec.spreader_fanout)
+        first = spec.spreader_base
+        k = np.repeat(np.arange(first, first + spec.spreaders), spec.spreader_fanout)
         j = np.tile(np.arange(spec.spreader_fanout), spec.spreaders)
         rows = slice(regular, n)
         dst[rows, :12] = np.frombuffer(IPV4_MAPPED_PREFIX, np.uint8)
@@ -189,7 +198,8 @@ def _draw(spec: TrafficSpec) -> _Rows:
         src[rows, 14] = (j >> 8) & 0xFF
         src[rows, 15] = j & 0xFF
         spreaders = [
-            IPV4_MAPPED_PREFIX + bytes([198, 18 + (s >> 8), s & 0xFF, 1]) for s in range(spec.spreaders)
+            IPV4_MAPPED_PREFIX + bytes([198, 18 + (s >> 8), s & 0xFF, 1])
+            for s in range(spec.spreader_base, spec.spreader_base + spec.spreaders)
         ]
     order = rng.permutation(n)
     v6, src, dst, proto, sport, dport = (

@@ -3,6 +3,22 @@
 A task whose plugin cannot be imported, fails the protocol check, rejects its parameters or
 raises while counting is logged at ERROR (task, plugin, distribution, reason), recorded in
 :attr:`SketchGroup.failed_tasks` and skipped: the other tasks keep running.
+
+Epochs (``include_state``, the default). A store answers windows ("the heavy hitters between 10:00
+and 10:15") by merging the states of the epochs inside the window, so each snapshot must carry what
+was counted since the previous one, not since the period began. A mergeable task therefore keeps two
+sketches: ``sketch`` counts the current epoch, ``period`` holds the epochs before it, merged. A
+snapshot writes ``sketch``'s state (the epoch), merges it into ``period``, reads the hitters from
+``period`` (cumulative, as Go writes them) and hands the epoch's sketch over detached (a fresh one
+counts the next epoch). Counting costs the same (one sketch per packet); under the engine's lock a
+snapshot costs one merge and the hitter scan, and the serialisation (zlib over megabytes, the costly
+part) happens in the writer's thread when it reads the state
+(:class:`~netspectra.model.snapshot.DeferredState`; measured in bench/sketch_state.py). The first
+epoch of a period is not merged: ``sketch`` simply becomes ``period``, so a run with a single
+snapshot (``analyze``) reports exactly what the sketch counted. spread_sketch merges bit for bit, so
+its hitters are the same as without epochs; count_min's merged hitters come from its candidate
+summaries (see count_min.py). An algorithm that cannot merge counts the whole period in one sketch,
+as before.
 """
 
 from __future__ import annotations
@@ -17,12 +33,13 @@ import numpy as np
 import numpy.typing as npt
 
 from netspectra.config.models import Settings, SketchTaskConfig
+from netspectra.engine.sketch.params import SketchParams
 from netspectra.engine.sketch.protocol import SketchAlgorithm
 from netspectra.engine.sketch.registry import discover, distribution_of, load_algorithm, validate_params
 from netspectra.errors import PluginError
 from netspectra.model.fields import KeyField
 from netspectra.model.packets import PacketColumns
-from netspectra.model.snapshot import SketchResult, Snapshot
+from netspectra.model.snapshot import DeferredState, HeavyHitter, SketchResult, Snapshot
 from netspectra.plugins import PluginScan
 
 logger = logging.getLogger(__name__)
@@ -69,6 +86,19 @@ class SketchTask:
     flow_fields: tuple[KeyField, ...]
     element_fields: tuple[KeyField, ...]
     sketch: SketchAlgorithm
+    params: SketchParams | None = None
+    #: the period's epochs before the current one, merged (None: first epoch, or no epochs kept)
+    period: SketchAlgorithm | None = None
+
+    @property
+    def keeps_epochs(self) -> bool:
+        return bool(getattr(self.sketch, "mergeable", False)) and self.params is not None
+
+    def fresh_sketch(self) -> SketchAlgorithm:
+        """An empty sketch with this task's parameters (and so its seeds)."""
+        assert self.params is not None
+        fields = {"flow_fields": self.flow_fields, "element_fields": self.element_fields}
+        return type(self.sketch)(self.params, **fields)
 
 
 class SketchGroup:
@@ -89,6 +119,9 @@ class SketchGroup:
         self.failed_tasks: dict[str, str] = {}
         self._failures = threading.Lock()  # tasks fail from the engine's kernel threads
         self._tasks: list[SketchTask] = []
+        #: snapshots taken since the engine started (each one closes an epoch) and the last one's time
+        self._epoch = 0
+        self._epoch_start_ns = 0
         for config in tasks:
             try:
                 self._tasks.append(self._build(config, points))
@@ -102,7 +135,9 @@ class SketchGroup:
         algorithm = load_algorithm(config.algorithm, points)
         params = validate_params(algorithm, config.params, config.name)
         sketch = algorithm(params, flow_fields=config.flow_fields, element_fields=config.element_fields)
-        return SketchTask(config.name, config.algorithm, config.flow_fields, config.element_fields, sketch)
+        return SketchTask(
+            config.name, config.algorithm, config.flow_fields, config.element_fields, sketch, params
+        )
 
     def _fail(self, task: str, plugin: str, points: PluginScan, reason: str) -> None:
         point = points.get(plugin)
@@ -165,38 +200,80 @@ class SketchGroup:
                 self.failed_tasks[task.name] = f"insert raised {type(error).__name__}: {error}"
 
     def snapshot(self, taken_at_ns: int, period_start_ns: int) -> Snapshot:
-        """Heavy hitters of every task, and the state of each that merges (nothing is reset)."""
-        results = tuple(
-            SketchResult(
-                task=task.name,
-                algorithm=task.algorithm,
-                hitters=task.sketch.heavy_hitters(),
-                state=self._state_of(task),
+        """Cumulative heavy hitters of every task and, for each that merges, the state of the epoch
+        this snapshot closes (see the module docstring)."""
+        epoch_start = max(self._epoch_start_ns, period_start_ns)
+        results: list[SketchResult] = []
+        for task in list(self._tasks):
+            try:
+                deferred: DeferredState | None = None
+                state: bytes | None = None
+                if self.include_state and task.keeps_epochs:
+                    hitters, made = self._close_epoch(task)
+                    if isinstance(made, DeferredState):
+                        deferred = made
+                    else:
+                        state = made
+                else:
+                    hitters = task.sketch.heavy_hitters()
+            except Exception as error:  # third-party merge/reset/heavy_hitters code
+                logger.exception("Sketch task %r failed while taking a snapshot; disabling it", task.name)
+                with self._failures:
+                    if task in self._tasks:
+                        self._tasks.remove(task)
+                    self.failed_tasks[task.name] = f"snapshot raised {type(error).__name__}: {error}"
+                continue
+            results.append(
+                SketchResult(
+                    task=task.name,
+                    algorithm=task.algorithm,
+                    hitters=hitters,
+                    state=state,
+                    epoch=self._epoch,
+                    epoch_start_ns=epoch_start,
+                    deferred_state=deferred,
+                )
             )
-            for task in self._tasks
-        )
+        self._epoch += 1
+        self._epoch_start_ns = taken_at_ns
         return Snapshot(
-            group=self.name, taken_at_ns=taken_at_ns, period_start_ns=period_start_ns, sketches=results
+            group=self.name, taken_at_ns=taken_at_ns, period_start_ns=period_start_ns, sketches=tuple(results)
         )
 
-    def _state_of(self, task: SketchTask) -> bytes | None:
-        """The task's state bytes; None when it cannot merge or its ``to_bytes`` fails (logged:
-        the hitter rows are still written, only multi-engine answers lose this task)."""
-        if not getattr(task.sketch, "mergeable", False) or not self.include_state:
-            return None
+    def _close_epoch(self, task: SketchTask) -> tuple[tuple[HeavyHitter, ...], bytes | DeferredState | None]:
+        """The period's hitters and the closing epoch's state; a fresh ``sketch`` starts the next one.
+
+        The epoch's sketch leaves the task, so it is serialised later, off the engine's lock, by
+        the writer that reads the state (a period's first epoch becomes ``period`` and changes
+        with the next merge: it is serialised now, once per period).
+        """
+        epoch = task.sketch
+        task.sketch = task.fresh_sketch()
+        if task.period is None:
+            task.period = epoch
+            return epoch.heavy_hitters(), self._state_of(task.name, epoch)
+        task.period.merge(epoch)
+        return task.period.heavy_hitters(), DeferredState(partial(self._state_of, task.name, epoch))
+
+    @staticmethod
+    def _state_of(task: str, sketch: SketchAlgorithm) -> bytes | None:
+        """``sketch``'s state bytes; None when its ``to_bytes`` fails (logged: the hitter rows are
+        still written; multi-engine and windowed answers of this task are refused, naming why)."""
         try:
-            return bytes(task.sketch.to_bytes())
+            return bytes(sketch.to_bytes())
         except Exception:  # third-party code: the snapshot must still be taken
-            logger.exception(
-                "Sketch task %r: its state could not be serialised; writing hitters only", task.name
-            )
+            logger.exception("Sketch task %r: its state could not be serialised; writing hitters only", task)
             return None
 
     def reset(self) -> None:
         for task in self._tasks:
             task.sketch.reset()
+            task.period = None
 
     @property
     def nbytes(self) -> int:
         """Memory held by all sketches (for the stats line)."""
-        return sum(int(task.sketch.memory_bytes) for task in self._tasks)
+        return sum(
+            int(task.sketch.memory_bytes) + (int(task.period.memory_bytes) if task.period is not None else 0)
+            for task in self._tasks
+        )

@@ -38,7 +38,13 @@ import numpy.typing as npt
 
 # numba-free: the kernels (spread_sketch_kernels, murmur3) are imported where a sketch uses them
 from netspectra.engine.sketch.params import SpreadSketchParams
-from netspectra.engine.sketch.protocol import KeyMatrix, SketchAlgorithm, SketchBase, SketchParams
+from netspectra.engine.sketch.protocol import (
+    KeyMatrix,
+    SketchAlgorithm,
+    SketchBase,
+    SketchParams,
+    unique_rows,
+)
 from netspectra.model.fields import KeyField
 from netspectra.model.snapshot import HeavyHitter, HitterKind
 
@@ -111,7 +117,7 @@ class SpreadSketch(SketchBase):
         if not held.any():
             return ()
         keys = self.cells[held, 1 : 1 + self.key_words].copy().view(np.uint8)[:, : self.key_width]
-        unique = np.unique(keys, axis=0)
+        unique = unique_rows(keys)[0]  # np.unique(axis=0)'s order, ~50x faster
         spreads = self.query(unique)[HitterKind.SPREAD]
         picked = spreads >= self.p.count_thereshold
         return tuple(self.hitters_from(unique[picked], spreads[picked], HitterKind.SPREAD))

@@ -1,0 +1,216 @@
+"""Heavy hitters from stored sketch states: every engine's epochs in a window, merged, then read.
+
+Engines in one queue group each count part of every flow; a flow above the threshold overall
+can be below it at every engine, so the hitter rows each engine writes (Go's ``heavy_hitters``)
+cannot be combined into the right answer. Every snapshot therefore also stores each sketch
+task's state of one epoch (``sketch_states``; see schema.sql): this module reads the epochs a
+query covers, merges them (:mod:`netspectra.engine.sketch.merging`) and reads the hitters from
+the merged sketch, so the answer is the one a single engine would give, for any window.
+
+Which epochs: an epoch holds the packets an engine counted in (EpochStart, Timestamp]. A window
+(start, end] takes the epochs whose Timestamp lies in it, of every engine and period; without
+``start``, each engine's latest period up to ``end`` (Go's "since the period began").
+
+What is refused or skipped:
+
+* a task whose algorithm cannot merge (its rows have an empty State): one engine without a
+  window is answered from the hitter rows, as before; several engines or a window raise
+  :class:`MergeRefusedError` naming the algorithm and the reason (FAILED_PRECONDITION);
+* states that disagree (widths, seeds, fields): :class:`MergeRefusedError` naming the task, the
+  two states and each difference;
+* a state that does not decode (truncated, CRC32 mismatch): skipped, counted in
+  :attr:`SketchStateReader.corrupt_states` and logged once; the answer merges the others.
+
+Stored epochs never change, so their decoded states are kept (an LRU bounded in bytes): a
+repeated or sliding query reads only the rows' keys and the epochs it has not seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from netspectra.engine.sketch.merging import LabelledState, labelled, merge_states, top_hitters
+from netspectra.engine.sketch.protocol import SketchStateError
+from netspectra.engine.sketch.registry import load_algorithm
+from netspectra.errors import MergeRefusedError, PluginError
+from netspectra.model.snapshot import HitterKind
+from netspectra.storage import sql
+
+logger = logging.getLogger(__name__)
+
+Select = Callable[[str, Mapping[str, Any] | None], Awaitable[list[tuple[Any, ...]]]]
+
+#: Decoded states kept across queries (4 engines x 24 epochs of a 32768 x 2 count_min: ~110 MB).
+DEFAULT_CACHE_BYTES = 256 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class EpochRow:
+    """One stored epoch of one engine (its key, without the state bytes)."""
+
+    engine: str
+    period_start: int
+    epoch: int
+    timestamp: int
+    algorithm: str
+    size: int
+    digest: int
+
+    @property
+    def label(self) -> str:
+        return f"engine {self.engine!r} epoch {self.epoch} (period {self.period_start}, at {self.timestamp})"
+
+
+def _base_engine(engine: str) -> str:
+    """The configured engine id of a stored EngineId (``id@incarnation``): restarts are one engine."""
+    return engine.rpartition("@")[0] if "@" in engine else engine
+
+
+class SketchStateReader:
+    """Reads, caches and merges one store's sketch states; see the module docstring."""
+
+    def __init__(self, select: Select, *, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self._select = select
+        self._cache: OrderedDict[tuple[str, str, int, int, int], LabelledState | None] = OrderedDict()
+        self._cache_bytes = cache_bytes
+        self._cached_bytes = 0
+        #: stored states that did not decode (each counted once)
+        self.corrupt_states = 0
+
+    async def epochs(self, task: str, end: int | None, start: int | None) -> list[EpochRow]:
+        """The epochs of ``task`` a query covers (see the module docstring), state bytes not read."""
+        params: dict[str, Any] = {"task": task}
+        if end is not None:
+            params["end"] = end
+        if start is not None:
+            params["start"] = start
+        text = sql.sketch_states_sql(with_state=False, bounded=end is not None, windowed=start is not None)
+        rows = [
+            EpochRow(str(e), int(p), int(n), int(t), str(a), int(size), int(digest))
+            for e, p, n, t, a, size, digest in await self._select(text, params)
+        ]
+        if start is None:  # each engine's latest period only
+            latest: dict[str, int] = {}
+            for row in rows:
+                latest[row.engine] = max(latest.get(row.engine, 0), row.period_start)
+            rows = [row for row in rows if row.period_start == latest[row.engine]]
+        return rows
+
+    async def heavy_hitters(
+        self, task: str, kind: HitterKind, limit: int, end: int | None, start: int | None
+    ) -> list[tuple[str, int]] | None:
+        """Hitters from merged states; None when the hitter rows answer instead (no states stored,
+        or one engine of an algorithm that cannot merge, without a window)."""
+        rows = await self.epochs(task, end, start)
+        if not rows:
+            if start is None:
+                return None
+            found = await self._select(sql.HITTER_ROWS_OF_TASK, {"task": task})
+            if found and int(found[0][0]):
+                raise MergeRefusedError(
+                    f"task {task!r} has no sketch states in the store (its rows come from "
+                    "Go2NetSpectra or an older NetSpectra), and a windowed answer merges states; "
+                    "ask without start_time"
+                )
+            return []
+        unmergeable = [row for row in rows if row.size == 0]
+        if unmergeable:
+            engines = sorted({_base_engine(row.engine) for row in rows})
+            if start is None and len(engines) <= 1:
+                return None
+            listed = ", ".join(engines[:4])
+            scope = "a time window" if start is not None else f"{len(engines)} engines ({listed})"
+            raise MergeRefusedError(
+                f"task {task!r} uses {unmergeable[0].algorithm!r}, whose state cannot be merged (or "
+                f"was not written: {unmergeable[0].label}); an answer over {scope} merges states. "
+                "Ask without start_time with one engine counting, or give the task a mergeable "
+                "algorithm (netspectra plugins list shows which merge)"
+            )
+        states = await self._states(task, rows, end, start)
+        if not states:
+            return []
+        try:
+            algorithm = load_algorithm(rows[0].algorithm)
+        except PluginError as error:
+            raise MergeRefusedError(f"task {task!r}: cannot read its states: {error}") from error
+        try:
+            sketch = await asyncio.to_thread(merge_states, task, algorithm, states, [kind])
+            hitters = await asyncio.to_thread(top_hitters, sketch, kind, limit)
+        except PluginError as error:  # the states disagree (widths, seeds, fields)
+            raise MergeRefusedError(str(error)) from error
+        return [(hitter.flow, hitter.value) for hitter in hitters]
+
+    async def _states(
+        self, task: str, rows: Sequence[EpochRow], end: int | None, start: int | None
+    ) -> list[LabelledState]:
+        keys = [(task, row.engine, row.period_start, row.epoch, row.digest) for row in rows]
+        found: dict[tuple[str, str, int, int, int], LabelledState | None] = {}
+        for key in keys:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                found[key] = self._cache[key]
+        if len(found) < len(keys):
+            for key, state in await self._fetch(task, rows, end, start, set(found)):
+                found[key] = state
+                self._remember(key, state)
+        return [state for key in keys if (state := found.get(key)) is not None]
+
+    async def _fetch(
+        self, task: str, rows: Sequence[EpochRow], end: int | None, start: int | None, known: set[Any]
+    ) -> list[tuple[tuple[str, str, int, int, int], LabelledState | None]]:
+        """Read the window's state bytes (one query) and decode those not in ``known``."""
+        params: dict[str, Any] = {"task": task}
+        if end is not None:
+            params["end"] = end
+        if start is not None:
+            params["start"] = start
+        text = sql.sketch_states_sql(with_state=True, bounded=end is not None, windowed=start is not None)
+        wanted = {(row.engine, row.period_start, row.epoch, row.digest): row for row in rows}
+        fetched = await self._select(text, params)
+        return await asyncio.to_thread(self._decode_all, task, fetched, wanted, known)
+
+    def _decode_all(
+        self,
+        task: str,
+        fetched: Sequence[tuple[Any, ...]],
+        wanted: Mapping[tuple[str, int, int, int], EpochRow],
+        known: set[Any],
+    ) -> list[tuple[tuple[str, str, int, int, int], LabelledState | None]]:
+        out: list[tuple[tuple[str, str, int, int, int], LabelledState | None]] = []
+        for engine, period, epoch, _at, _algorithm, _size, digest, text in fetched:
+            row = wanted.get((str(engine), int(period), int(epoch), int(digest)))
+            key = (task, str(engine), int(period), int(epoch), int(digest))
+            if row is None or key in known:
+                continue
+            try:
+                out.append((key, labelled(row.label, bytes.fromhex(str(text)))))
+            except (SketchStateError, ValueError) as error:
+                self.corrupt_states += 1
+                logger.warning(
+                    "Sketch task %r: the stored state of %s is unreadable and skipped (%s); %d such "
+                    "state(s) so far",
+                    task,
+                    row.label,
+                    error,
+                    self.corrupt_states,
+                )
+                out.append((key, None))
+        return out
+
+    def _remember(self, key: tuple[str, str, int, int, int], state: LabelledState | None) -> None:
+        self._cache[key] = state
+        self._cached_bytes += _footprint(state)
+        while self._cached_bytes > self._cache_bytes and len(self._cache) > 1:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= _footprint(dropped)
+
+
+def _footprint(state: LabelledState | None) -> int:
+    if state is None:
+        return 64
+    return len(state.raw) + sum(array.nbytes for array in state.state.arrays.values())
