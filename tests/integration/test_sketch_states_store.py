@@ -84,6 +84,15 @@ def backend_for(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Sq
         server: ClickHouseServer = request.getfixturevalue("clickhouse_server")
         database = request.getfixturevalue("clickhouse_database")
         return ClickHouseBackend(ClickHouseOptions(host=server.host, port=server.tcp_port, database=database))
+    if kind == "clickhouse-cluster":  # two shards: tables local per shard, Distributed in front
+        from netspectra.storage.clickhouse import ClickHouseBackend
+
+        cluster = request.getfixturevalue("clickhouse_cluster")
+        first, database = cluster.servers[0], request.getfixturevalue("cluster_database")
+        options = ClickHouseOptions(
+            host=first.host, port=first.tcp_port, database=database, cluster=cluster.name
+        )
+        return ClickHouseBackend(options)
     return EmbeddedBackend(str(tmp_path / "store"))
 
 
@@ -118,7 +127,7 @@ def run_engines(epochs: Epochs, tasks: list[dict[str, Any]], engines: int, seed:
     return out
 
 
-@pytest.fixture(params=["clickhouse", "embedded"])
+@pytest.fixture(params=["clickhouse", "clickhouse-cluster", "embedded"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path, epochs: Epochs) -> AsyncIterator[Store]:
     backend = backend_for(request.param, tmp_path, request)
     tasks = [{"name": "cm", **CM}, {"name": "spread", **SPREAD}, {"name": "go_spread", **GO_SPREAD}]
