@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from grpclib import GRPCError
 from grpclib.client import Channel
+from grpclib.const import Status
 
 from netspectra.api.role import ApiRole
 from netspectra.config.models import ClickHouseOptions, Settings
@@ -101,6 +103,8 @@ class Answers:
     aggregate: dict[str, tuple[int, int, int]]
     aggregate_at_t0: dict[str, tuple[int, int, int]]
     aggregate_filtered: dict[str, tuple[int, int, int]]
+    aggregate_window: dict[str, tuple[int, int, int]]  # after T0 (its rows the baseline) up to T1
+    window_traces: list[tuple[int, int, datetime, datetime]]
     traces: list[tuple[int, int, datetime, datetime]]
     hitters: dict[tuple[str, int], list[tuple[str, int]]]
     hitters_at_t0: dict[tuple[str, int], list[tuple[str, int]]]
@@ -116,11 +120,18 @@ async def ask(stub: v1.QueryServiceStub) -> Answers:
 
     source = PACKETS[0].src
     filtered = v1.AggregationRequest(task_name="five_tuple", src_ip=source, protocol=6)
-    traces = []
+    traces, window_traces = [], []
     for key in TRACED:
         keys = {f.value: str(v) for f, v in zip(EXACT_TASKS["five_tuple"], key, strict=True)}
-        life = (await stub.trace_flow(v1.TraceFlowRequest(task_name="five_tuple", flow_keys=keys))).lifecycle
-        traces.append((life.total_packets, life.total_bytes, life.first_seen, life.last_seen))
+        for start, found in ((None, traces), (ts(T0), window_traces)):
+            request = v1.TraceFlowRequest(task_name="five_tuple", flow_keys=keys, start_time=start)
+            try:
+                life = (await stub.trace_flow(request)).lifecycle
+            except GRPCError as error:  # no packet of the flow in the window
+                assert error.status is Status.NOT_FOUND and start is not None, error
+                found.append((0, 0, ts(0), ts(0)))
+                continue
+            found.append((life.total_packets, life.total_bytes, life.first_seen, life.last_seen))
     hitters, hitters_at_t0 = {}, {}
     for kind in HitterKind:
         task = "ss_dst" if kind is HitterKind.SPREAD else "cm_src"
@@ -137,6 +148,8 @@ async def ask(stub: v1.QueryServiceStub) -> Answers:
         aggregate=totals(await stub.aggregate_flows(v1.AggregationRequest())),
         aggregate_at_t0=totals(await stub.aggregate_flows(v1.AggregationRequest(end_time=ts(T0)))),
         aggregate_filtered=totals(await stub.aggregate_flows(filtered)),
+        aggregate_window=totals(await stub.aggregate_flows(v1.AggregationRequest(start_time=ts(T0)))),
+        window_traces=window_traces,
         traces=traces,
         hitters=hitters,
         hitters_at_t0=hitters_at_t0,
@@ -212,6 +225,11 @@ async def test_the_cluster_answers_what_one_server_answers_and_the_truth(
     assert await answers_of(on_cluster) == single
 
     # and the answers are the truth: e2's traffic adds to e1's as it does on one server
+    # (a window after T0 holds the packets after the first snapshot, both engines')
+    late = [p for p in PACKETS + OTHER if p.ts_ns >= T0 * 10**9]
+    assert late and {task: totals[:2] for task, totals in clustered.aggregate_window.items()} == {
+        task: (sum(p.length for p in late), len(late)) for task in EXACT_TASKS
+    }
     both = PACKETS + OTHER
     for task, fields in EXACT_TASKS.items():
         total_bytes, packets, _ = clustered.aggregate[task]
