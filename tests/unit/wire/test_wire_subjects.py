@@ -92,7 +92,12 @@ async def test_engine_role_reads_what_the_publisher_sends_and_counts_bad_reports
     """The probe's real count message reaches the engine's stats; a malformed one is counted, not used."""
     bus = EmbeddedBus()
     settings = Settings()
-    role = EngineRole(settings, bus, engine=None)
+
+    class Engine:  # takes the accounting that rides on every snapshot, counts nothing
+        async def ingest(self, columns: object, progress: object = None) -> None:
+            self.progress = progress
+
+    role = EngineRole(settings, bus, engine=Engine())
     subscription = await bus.subscribe_payloads(count_subject(role.subject), role._on_count)
     publisher = Publisher(bus, settings.probe.subject, probe_id="probe-a")
     publisher.packets, publisher.messages = 41, 41
