@@ -207,8 +207,20 @@ def _flow_decoders() -> None:
     record = struct.pack("!II", 1, len(raw)) + raw
     sample = struct.pack("!IIIIIIII", 0, 0, 1, 1, 0, 0, 0, 1) + record
     sflow = struct.pack("!II4sIIII", 5, 1, bytes(4), 0, 0, 0, 1) + struct.pack("!II", 1, len(sample)) + sample
-    NetFlowDecoder().decode(DatagramBatch.from_datagrams([(v5, "127.0.0.1", 0), (v9, "127.0.0.1", 0)]))
+    exports = DatagramBatch.from_datagrams([(v5, "127.0.0.1", 0), (v9, "127.0.0.1", 0)])
+    flows = NetFlowDecoder().decode(exports)
     SFlowDecoder().decode(DatagramBatch.from_datagrams([(sflow, "127.0.0.1", 0)]))
+    # the exact tables' weighted entry points (hashed and direct)
+    from netspectra.config.models import ExactTaskConfig
+    from netspectra.engine.exact.group import ExactGroup
+    from netspectra.model.fields import FIELD_ORDER, KeyField
+
+    tasks = [
+        ExactTaskConfig(name="five_tuple", key_fields=list(FIELD_ORDER)),
+        ExactTaskConfig(name="protocol", key_fields=[KeyField.PROTOCOL]),
+    ]
+    for _label, job in ExactGroup(tasks).insert_flow_jobs(flows):
+        job()
 
 
 def _exact_rehash(batch: Any) -> None:
