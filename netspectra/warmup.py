@@ -44,6 +44,7 @@ KERNEL_MODULES = (
     "netspectra.storage.rows",
     "netspectra.capture.flows.netflow_kernels",
     "netspectra.capture.flows.sflow",
+    "netspectra.wire.flow_codec",
 )
 #: What ``analyze`` runs: the kernels checked before a file is read.
 ANALYZE_KERNEL_MODULES = KERNEL_MODULES[:7]
@@ -221,6 +222,9 @@ def _flow_decoders() -> None:
     ]
     for _label, job in ExactGroup(tasks).insert_flow_jobs(flows):
         job()
+    from netspectra.wire.flow_codec import decode_flow_batch, encode_flow_batch
+
+    decode_flow_batch(encode_flow_batch(flows))
 
 
 def _exact_rehash(batch: Any) -> None:
