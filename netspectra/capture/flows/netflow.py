@@ -71,11 +71,11 @@ class Template:
     ids: tuple[int, ...]
     lengths: tuple[int, ...]
     options: bool = False
+    #: bytes of a record with every variable-length field empty (1 byte each); computed once
+    min_length: int = field(init=False, compare=False)
 
-    @property
-    def min_length(self) -> int:
-        """Bytes of a record with every variable-length field empty (1 byte each)."""
-        return sum(1 if length == _VARIABLE else length for length in self.lengths)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "min_length", sum(1 if n == _VARIABLE else n for n in self.lengths))
 
 
 @dataclass(slots=True)
@@ -279,9 +279,11 @@ class NetFlowDecoder:
         job_records = np.zeros(len(jobs), np.int64)
         if jobs:
             parts.append(self._run_jobs(merged, jobs, job_records))
+        records_per_job = job_records.tolist()
         for key, seq, count, job_ids in sequences:
             if count is not None:
-                count += int(job_records[job_ids].sum()) if job_ids else 0
+                for j in job_ids:
+                    count += records_per_job[j]
             self._advance(key, seq, count)
         if self._dirty:
             self.save()
@@ -630,13 +632,14 @@ class NetFlowDecoder:
         job_default = np.ones(len(jobs), np.uint64)
         job_override = np.zeros(len(jobs), np.uint64)
         per_sampler: list[int] = []
-        for j, job in enumerate(jobs):
-            rates = self.rates.get((job.exporter, 9 if job.flags & FLAG_V9 else 10, job.domain))
-            if rates:
-                job_default[j] = rates.get(-1, 1)
-                if len(rates) > (1 if -1 in rates else 0):
-                    per_sampler.append(j)
-            job_override[j] = self._override(job.exporter)
+        if self.rates or self._overrides:
+            for j, job in enumerate(jobs):
+                rates = self.rates.get((job.exporter, 9 if job.flags & FLAG_V9 else 10, job.domain))
+                if rates:
+                    job_default[j] = rates.get(-1, 1)
+                    if len(rates) > (1 if -1 in rates else 0):
+                        per_sampler.append(j)
+                job_override[j] = self._override(job.exporter)
         missing = rate == 0
         rate[missing] = job_default[row_job[missing]]
         for j in per_sampler:
