@@ -222,6 +222,10 @@ def _flow_decoders() -> None:
     ]
     for _label, job in ExactGroup(tasks).insert_flow_jobs(flows):
         job()
+    from netspectra.engine.sketch.count_min import CountMin, CountMinParams
+
+    sketch = CountMin(CountMinParams(width=64, depth=2), flow_fields=(KeyField.SRC_IP,))
+    sketch.insert_weighted(flows.src_ip, flows.src_ip, flows.bytes, flows.packets)
     from netspectra.wire.flow_codec import decode_flow_batch, encode_flow_batch
 
     decode_flow_batch(encode_flow_batch(flows))
