@@ -9,6 +9,7 @@ address outside the allow-list is refused and counted, and changes nothing.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 from pathlib import Path
 
@@ -26,7 +27,10 @@ from tests.fixtures.nats import NatsServer
 from tests.integration.pipeline_helpers import start_engine_role, wait_for
 from tests.integration.test_flow_corpus import CORPUS, _netflow_inputs
 
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="needs ../shared/corpus/flows")
+pytestmark = pytest.mark.skipif(
+    not CORPUS.is_dir() or shutil.which("tshark") is None or shutil.which("mergecap") is None,
+    reason="needs ../shared/corpus/flows, tshark and mergecap",
+)
 
 
 def _free_udp_port() -> int:
