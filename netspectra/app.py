@@ -96,18 +96,22 @@ async def analyze_capture(
     *,
     progress: ProgressCallback | None = None,
     batch_size: int = 65536,
+    flows: bool = False,
 ) -> AnalysisResult:
     """``netspectra analyze``: ``path`` through the engine ``run`` builds; writers get the final snapshot.
 
     Cancelling it (Ctrl-C) returns what was counted with ``interrupted`` set (see
     :func:`netspectra.analysis.analyze_file`). Raises CaptureError when the file cannot be opened
-    and ConfigError when the settings name an unknown group or writer.
+    and ConfigError when the settings name an unknown group or writer. ``flows``: the file is a
+    capture of NetFlow/IPFIX/sFlow export datagrams, whose records are counted with their weights.
     """
-    from netspectra.analysis import analyze_file
+    from netspectra.analysis import analyze_file, analyze_flow_file
 
     storage = build_storage(settings, engine_id=settings.engine.engine_id or "analyze")
     try:
         engine = build_engine(settings, storage)
+        if flows:
+            return await analyze_flow_file(path, engine)
         return await analyze_file(path, engine, progress=progress, batch_size=batch_size)
     finally:
         await storage.close()

@@ -42,6 +42,9 @@ KERNEL_MODULES = (
     "netspectra.bus.nats",
     "netspectra.probe.persistence",
     "netspectra.storage.rows",
+    "netspectra.capture.flows.netflow_kernels",
+    "netspectra.capture.flows.sflow",
+    "netspectra.wire.flow_codec",
 )
 #: What ``analyze`` runs: the kernels checked before a file is read.
 ANALYZE_KERNEL_MODULES = KERNEL_MODULES[:7]
@@ -80,6 +83,7 @@ def warm_up() -> float:
     _parse_one_frame()
     _exact_rehash(batches[0])
     _wire_and_outputs(batches[0])
+    _flow_decoders()
     return time.perf_counter() - started
 
 
@@ -183,6 +187,48 @@ def _parse_one_frame() -> None:
 
     frame = np.zeros(64, np.uint8)
     parse_frame(frame, 0, 64, 64, 1, 0, 0, *PacketColumns.empty(1).arrays())
+
+
+def _flow_decoders() -> None:
+    """NetFlow v5, a v9 template and its data, and an sFlow flow sample (its header: parse_frames)."""
+    import struct
+
+    from netspectra.capture.flows.datagrams import DatagramBatch
+    from netspectra.capture.flows.netflow import NetFlowDecoder
+    from netspectra.capture.flows.sflow import SFlowDecoder
+
+    v5 = struct.pack("!HHIIIIBBH", 5, 1, 0, 0, 0, 0, 0, 0, 0) + bytes(48)
+    fields = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (2, 4), (1, 4)]
+    template = struct.pack("!HH", 256, len(fields)) + b"".join(struct.pack("!HH", *f) for f in fields)
+    data = bytes(21)
+    sets = struct.pack("!HH", 0, 4 + len(template)) + template + struct.pack("!HH", 256, 4 + len(data)) + data
+    v9 = struct.pack("!HHIIII", 9, 2, 0, 0, 0, 0) + sets
+    frame = bytes(12) + b"\x08\x00" + bytes([0x45]) + bytes(19)
+    raw = struct.pack("!IIII", 1, len(frame), 0, len(frame)) + frame
+    record = struct.pack("!II", 1, len(raw)) + raw
+    sample = struct.pack("!IIIIIIII", 0, 0, 1, 1, 0, 0, 0, 1) + record
+    sflow = struct.pack("!II4sIIII", 5, 1, bytes(4), 0, 0, 0, 1) + struct.pack("!II", 1, len(sample)) + sample
+    exports = DatagramBatch.from_datagrams([(v5, "127.0.0.1", 0), (v9, "127.0.0.1", 0)])
+    flows = NetFlowDecoder().decode(exports)
+    SFlowDecoder().decode(DatagramBatch.from_datagrams([(sflow, "127.0.0.1", 0)]))
+    # the exact tables' weighted entry points (hashed and direct)
+    from netspectra.config.models import ExactTaskConfig
+    from netspectra.engine.exact.group import ExactGroup
+    from netspectra.model.fields import FIELD_ORDER, KeyField
+
+    tasks = [
+        ExactTaskConfig(name="five_tuple", key_fields=list(FIELD_ORDER)),
+        ExactTaskConfig(name="protocol", key_fields=[KeyField.PROTOCOL]),
+    ]
+    for _label, job in ExactGroup(tasks).insert_flow_jobs(flows):
+        job()
+    from netspectra.engine.sketch.count_min import CountMin, CountMinParams
+
+    sketch = CountMin(CountMinParams(width=64, depth=2), flow_fields=(KeyField.SRC_IP,))
+    sketch.insert_weighted(flows.src_ip, flows.src_ip, flows.bytes, flows.packets)
+    from netspectra.wire.flow_codec import decode_flow_batch, encode_flow_batch
+
+    decode_flow_batch(encode_flow_batch(flows))
 
 
 def _exact_rehash(batch: Any) -> None:

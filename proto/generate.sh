@@ -23,4 +23,4 @@ mkdir -p "$out"
 "$PYTHON" -m grpc_tools.protoc -I "$here" \
   --python_betterproto2_out="$out" \
   --python_betterproto2_opt=client_generation=async,server_generation=async,google_protobuf_descriptors \
-  "$here"/v1/traffic.proto "$here"/v1/query.proto >/dev/null
+  "$here"/v1/traffic.proto "$here"/v1/query.proto "$here"/v1/flow.proto >/dev/null

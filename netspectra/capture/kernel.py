@@ -332,6 +332,29 @@ def parse_frame(  # type: ignore[no-untyped-def]
     return OK
 
 
+@njit(cache=True, nogil=True)
+def parse_frames(  # type: ignore[no-untyped-def]
+    buf, offsets, caplens, linktypes, src_col, dst_col, sport_col, dport_col, proto_col, ver_col, status
+):
+    """Decode frame ``i`` at ``buf[offsets[i]:offsets[i] + caplens[i]]`` into row ``i``, for every i.
+
+    For frames that arrive inside other records (sFlow's sampled packet headers): rows are not
+    compacted, ``status[i]`` says whether row ``i`` was written (OK) or why not. It lives here, not
+    beside its caller, for the numba cache rule above: a copy of decode_frame compiled into another
+    module's cached kernel would not notice an edit of this file.
+    """
+    src_w = src_col.view(np.uint64)
+    dst_w = dst_col.view(np.uint64)
+    for i in range(offsets.shape[0]):
+        st, version, l3, proto, sport, dport = decode_frame(buf, offsets[i], caplens[i], linktypes[i])
+        status[i] = st
+        if st != OK:
+            continue
+        src_w[i, 0], src_w[i, 1], dst_w[i, 0], dst_w[i, 1] = _address_words(buf, l3, version)
+        sport_col[i], dport_col[i], proto_col[i] = sport, dport, proto
+        ver_col[i] = version
+
+
 # -- container walkers ------------------------------------------------------------------------
 # They live in this module because numba's on-disk cache only notices edits to a function's own
 # file: a walker in another module would keep running a stale inlined copy of decode_frame.

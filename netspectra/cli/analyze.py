@@ -47,7 +47,9 @@ def _configure_logging(settings: Settings, console: Console) -> None:
     )
 
 
-def _run(path: Path, settings: Settings, console: Console, show_progress: bool) -> AnalysisResult:
+def _run(
+    path: Path, settings: Settings, console: Console, show_progress: bool, flows: bool = False
+) -> AnalysisResult:
     import asyncio  # here, not at the top: every command's --help imports this module
 
     from rich.progress import (
@@ -63,7 +65,7 @@ def _run(path: Path, settings: Settings, console: Console, show_progress: bool) 
     from netspectra.app import analyze_capture
 
     if not show_progress:
-        return asyncio.run(analyze_capture(path, settings))
+        return asyncio.run(analyze_capture(path, settings, flows=flows))
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -133,6 +135,11 @@ def analyze(
     ),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
     top: int = typer.Option(10, "--top", min=0, help="Flows shown per task."),
+    flows: bool = typer.Option(
+        False,
+        "--flows",
+        help="FILE holds NetFlow v5/v9, IPFIX or sFlow export datagrams: count their records.",
+    ),
 ) -> None:
     """Count every flow of FILE with the configured tasks, write the final snapshot, print a summary."""
     from rich.console import Console
@@ -161,7 +168,9 @@ def analyze(
     _configure_logging(settings, err_console)
     _compile_kernels_if_needed(err_console)
     try:
-        result = _run(file, settings, out_console, show_progress=out_console.is_terminal)
+        result = _run(
+            file, settings, out_console, show_progress=out_console.is_terminal and not flows, flows=flows
+        )
     except CaptureError as error:
         err_console.print(f"Cannot analyze {file}: {error}", markup=False, highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -98,6 +98,40 @@ class PersistenceConfig(Model):
     channel_buffer_size: int = Field(10_000, ge=1)
 
 
+#: Where a flow collector listens when ``probe.listen`` is not set: loopback only, so a probe
+#: started without thought never opens a collector to the network (set "0.0.0.0:2055" for that).
+DEFAULT_LISTEN = {"netflow": "127.0.0.1:2055", "sflow": "127.0.0.1:6343"}
+
+
+def _listen_address(value: str) -> str:
+    """``host:port``, ``:port`` (every IPv4 address) or ``[v6]:port``; the port 1..65535."""
+    _host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65_535:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. '0.0.0.0:2055', ':6343', '[::]:2055')")
+    return value
+
+
+class FlowExportConfig(Model):
+    """NetFlow/IPFIX/sFlow collection (``probe.source: netflow`` or ``sflow``); see docs/flow-export.md."""
+
+    allow: list[str] | None = Field(None, description="exporter addresses accepted (None: every exporter)")
+    sampling_overrides: dict[str, int] = Field(
+        default_factory=dict, description="exporter address -> sampling rate used instead of what it says"
+    )
+    pending_ttl: Duration = 60.0
+    max_pending: int = Field(4096, ge=0)
+    template_path: str | None = Field(None, description="file the templates are kept in across restarts")
+    batch_datagrams: int = Field(1024, ge=1, description="datagrams decoded per kernel run at most")
+
+    @field_validator("sampling_overrides")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = [address for address, rate in value.items() if rate < 1]
+        if bad:
+            raise ValueError(f"a sampling rate is at least 1 (got {', '.join(bad)})")
+        return value
+
+
 class ProbeConfig(Model):
     """Where packets come from and where the probe publishes them."""
 
@@ -105,7 +139,9 @@ class ProbeConfig(Model):
     #: list): the clients fail over among them and learn the cluster's other nodes from it.
     nats_url: str = EMBEDDED_BUS
     subject: str = DEFAULT_SUBJECT
-    source: Literal["afpacket", "dumpcap", "pyshark", "file"] = "afpacket"
+    source: Literal["afpacket", "dumpcap", "pyshark", "file", "netflow", "sflow"] = "afpacket"
+    listen: list[str] = Field(default_factory=list, description="UDP addresses of a netflow/sflow collector")
+    flows: FlowExportConfig = FlowExportConfig()
     iface: str | None = None
     pcap: str | None = None
     bpf_filter: str = ""
@@ -120,6 +156,21 @@ class ProbeConfig(Model):
     persistence: PersistenceConfig = PersistenceConfig()
 
     _servers = field_validator("nats_url", mode="before")(join_server_urls)
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _listen_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_addresses(cls, value: list[str]) -> list[str]:
+        return [_listen_address(address) for address in value]
+
+    @property
+    def listen_addresses(self) -> list[str]:
+        """``listen``, or the source's loopback default."""
+        return self.listen or ([DEFAULT_LISTEN[self.source]] if self.source in DEFAULT_LISTEN else [])
 
     @model_validator(mode="after")
     def _one_pace(self) -> ProbeConfig:

@@ -346,7 +346,7 @@ def _check_probe(settings: Settings, *, launching: bool, roles: frozenset[str]) 
         return  # what follows depends on the roles and flags of one `run`
     if probe.source == "file" and not probe.pcap:
         yield ("probe", "pcap"), "probe.source is 'file' but no capture is given: pass --pcap FILE", ()
-    if probe.source != "file" and not probe.iface:
+    if probe.source not in ("file", "netflow", "sflow") and not probe.iface:
         yield (
             ("probe", "iface"),
             f"probe.source is {probe.source!r} but no interface is given: pass --iface IF "

@@ -48,6 +48,7 @@ from netspectra.config.durations import format_duration
 from netspectra.config.models import WriterConfig
 from netspectra.engine.lanes import InsertJob, KernelLanes
 from netspectra.engine.protocols import AggregatorGroup
+from netspectra.model.flows import FlowColumns
 from netspectra.model.packets import PacketColumns
 from netspectra.model.snapshot import Snapshot
 from netspectra.model.writer import SnapshotWriter, WriterStats
@@ -312,6 +313,41 @@ class Engine:
             self.stats.packets += len(batch)
             self.stats.bytes += int(batch.length.sum())
             self.stats.batches += 1
+
+    def ingest_flows_sync(self, flows: FlowColumns) -> None:
+        """Count a batch of flow records (NetFlow/IPFIX/sFlow): each carries its packets and bytes.
+
+        A group with ``insert_flow_jobs(flows)`` (exact) adds the weights; any other group sees one
+        packet per record (``flows.as_packets()``, length = the record's bytes), which is right
+        for tasks that count each element once (spread sketches). ``stats.packets`` and
+        ``stats.bytes`` add the records' (renormalised) packets and bytes.
+        """
+        if self._closed:
+            raise RuntimeError("Engine.ingest_flows_sync called after close()")
+        if not len(flows):
+            return
+        as_packets = flows.as_packets()
+        with self._lock:
+            jobs: list[InsertJob] = []
+            for name, group in self._groups.items():
+                weighted = getattr(group, "insert_flow_jobs", None)
+                if weighted is not None:
+                    jobs.extend(weighted(flows))
+                    continue
+                split = getattr(group, "insert_jobs", None)
+                if split is not None:
+                    jobs.extend(split(as_packets))
+                else:
+                    jobs.append((name, _bind_insert(group, as_packets)))
+            self._run_jobs(jobs)
+            self.stats.packets += int(flows.packets.sum())
+            self.stats.bytes += int(flows.bytes.sum())
+            self.stats.batches += 1
+
+    async def ingest_flows(self, flows: FlowColumns) -> None:
+        """Count a batch of flow records in the worker thread."""
+        if len(flows):
+            await self._in_worker(self.ingest_flows_sync, flows)
 
     def _run_jobs(self, jobs: list[InsertJob]) -> None:
         """Serially here with one kernel thread; else queue on the lanes after raising any earlier error."""

@@ -43,6 +43,7 @@ from netspectra.wire.subjects import (
     batch_subject,
     count_subject,
     decode_probe_count,
+    flows_subject,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class EngineRoleStats:
     counts: ProbeCounts = field(default_factory=ProbeCounts)  # the probes' count messages
     dropped: int = 0  # PacketInfo messages refused because pending_msgs_limit were already waiting
     dropped_batches: int = 0  # PacketBatch messages refused because pending_bytes_limit were waiting
+    flow_messages: int = 0  # FlowRecordBatch messages (flow-export records; not packets, no gap)
+    flow_records: int = 0
+    flow_rejects: dict[str, int] = field(default_factory=dict)
 
     @property
     def rejected(self) -> int:
@@ -110,6 +114,7 @@ class EngineRole:
         self._infos: list[bytes] = []
         self._batches: list[bytes] = []
         self._batch_bytes = 0
+        self._flows: list[bytes] = []  # FlowRecordBatch messages (flow-export records)
         # count reports with their place in the stream: (len(_infos), len(_batches)) on arrival
         self._cuts: list[tuple[int, int, ProbeCount]] = []
         self._ready = asyncio.Event()
@@ -135,6 +140,12 @@ class EngineRole:
         self._batch_bytes += len(payload)
         if self._batch_bytes >= self.batch_size * _BATCH_BYTES_PER_PACKET:
             self._ready.set()
+
+    def _on_flows(self, payload: bytes) -> None:
+        if len(self._flows) >= self.pending_msgs_limit:
+            self.stats.dropped_batches += 1
+            return
+        self._flows.append(payload)
 
     def _on_count(self, payload: bytes) -> None:
         try:
@@ -165,6 +176,8 @@ class EngineRole:
         return decode_messages(b"".join(messages), offsets, kinds)
 
     async def _flush(self) -> None:
+        if self._flows:
+            await self._ingest_flows()
         infos, batches, cuts = self._take()
         self.stats.messages += len(infos)
         self.stats.batch_messages += len(batches)
@@ -239,6 +252,31 @@ class EngineRole:
             self.stats.gap,
         )
 
+    async def _ingest_flows(self) -> None:
+        """Decode the FlowRecordBatch messages that arrived and count them with their weights."""
+        from netspectra.model.flows import FlowColumns
+        from netspectra.wire.flow_codec import REJECT_REASONS as FLOW_REJECTS
+        from netspectra.wire.flow_codec import decode_flow_batch
+
+        messages, self._flows = self._flows, []
+        assert self._decoder is not None, "_flush runs only inside serve()"
+
+        def decode() -> tuple[FlowColumns, list[int]]:
+            parts, refused = [], [0] * len(FLOW_REJECTS)
+            for message in messages:
+                columns, counts = decode_flow_batch(message)
+                parts.append(columns)
+                refused = [a + int(b) for a, b in zip(refused, counts, strict=True)]
+            return FlowColumns.concat(parts), refused
+
+        flows, refused = await asyncio.get_running_loop().run_in_executor(self._decoder, decode)
+        for reason, count in zip(FLOW_REJECTS, refused, strict=True):
+            if count:
+                self.stats.flow_rejects[reason] = self.stats.flow_rejects.get(reason, 0) + count
+        self.stats.flow_messages += len(messages)
+        self.stats.flow_records += len(flows)
+        await self.engine.ingest_flows(flows)
+
     # --- lifecycle -------------------------------------------------------------------------
 
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -265,6 +303,9 @@ class EngineRole:
             ),
             # straight from the parser like the packets, so a count keeps its place among them
             await self.bus.subscribe_payloads(count_subject(self.subject), self._on_count),
+            await self.bus.subscribe_payloads(
+                flows_subject(self.subject), self._on_flows, queue=queue, **limits
+            ),
         ]
         logger.info(
             "Engine subscribed to %s and %s in queue group %r",

@@ -15,8 +15,10 @@ from typing import Any
 from netspectra.bus.base import Bus
 from netspectra.config.models import Settings
 from netspectra.errors import BusError
+from netspectra.model.flows import FlowColumns
 from netspectra.probe.publisher import Publisher
 from netspectra.probe.sources import PacketSource, open_source
+from netspectra.wire.subjects import flows_subject
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,9 @@ class ProbeRole:
         self.persistence: Any = None
         self.source: PacketSource | None = None
         self.stats_interval = float(settings.engine.stats_interval)
+        self.flow_messages = 0
+        self.flow_records = 0
+        self.flow_records_failed = 0
 
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Publish until ``stop`` or the end of a replayed file; ``ready`` is set once the source is open."""
@@ -63,6 +68,9 @@ class ProbeRole:
                 if batch is None:
                     logger.info("Probe source %s ended", source.name)
                     break
+                if isinstance(batch, FlowColumns):  # a flow collector: records, on their own subject
+                    await self._publish_flows(batch)
+                    continue
                 if self.persistence is not None:
                     self.persistence.offer(batch)
                 await self.publisher.publish(batch)
@@ -79,6 +87,21 @@ class ProbeRole:
                 await asyncio.get_running_loop().run_in_executor(None, self.persistence.close)
             self.log_stats(final=True)
 
+    async def _publish_flows(self, flows: FlowColumns) -> None:
+        """One FlowRecordBatch per batch on ``<subject>.flows``; a refused publish is counted, not raised."""
+        from netspectra.wire.flow_codec import encode_flow_batch
+
+        try:
+            await self.bus.publish(flows_subject(self.config.subject), encode_flow_batch(flows))
+        except BusError:
+            self.flow_records_failed += len(flows)
+            logger.warning(
+                "The bus refused %d flow records (%d so far)", len(flows), self.flow_records_failed
+            )
+            return
+        self.flow_messages += 1
+        self.flow_records += len(flows)
+
     def log_stats(self, *, final: bool = False) -> None:
         publisher = self.publisher
         source_stats = self.source.stats() if self.source is not None else {}
@@ -88,6 +111,11 @@ class ProbeRole:
         unheard = self.bus.stats.no_subscriber
         if unheard:
             extra += f"; {unheard} bus messages had no subscriber"
+        if self.flow_messages or self.flow_records_failed:
+            extra += (
+                f"; flow records {self.flow_records} in {self.flow_messages} messages"
+                f" ({self.flow_records_failed} refused by the bus)"
+            )
         logger.log(
             logging.WARNING if final and (publisher.failed_packets or unheard) else logging.INFO,
             "%s: published %d packets in %d messages; lost %d (bus refused); source %s%s",

@@ -5,7 +5,9 @@ One base subject ``S`` (``probe.subject``, Go's ``gons.packets.raw`` by default)
 * ``S``: one Go-compatible ``PacketInfo`` per message, consumed in the engines' queue group;
 * ``S.batch``: our ``PacketBatch`` extension, same queue group;
 * ``S.count``: each probe's cumulative published counts, outside any queue group so every
-  engine sees every report and can tell what was lost on the way.
+  engine sees every report and can tell what was lost on the way;
+* ``S.flows``: our ``FlowRecordBatch`` extension (proto/v1/flow.proto): records collected from
+  NetFlow/IPFIX/sFlow exporters, same queue group.
 
 The probe writes these, the engine role and ``netspectra tail`` read them: keeping the names
 and the count format here means a change cannot reach one side only.
@@ -30,6 +32,7 @@ MAX_PROBE_COUNT = 2**53 - 1
 
 _BATCH_SUFFIX = ".batch"
 _COUNT_SUFFIX = ".count"
+_FLOWS_SUFFIX = ".flows"
 
 
 def batch_subject(subject: str) -> str:
@@ -40,6 +43,16 @@ def batch_subject(subject: str) -> str:
 def count_subject(subject: str) -> str:
     """Where probes publishing on ``subject`` report their counts."""
     return subject + _COUNT_SUFFIX
+
+
+def flows_subject(subject: str) -> str:
+    """Where ``FlowRecordBatch`` messages (flow-export records) for ``subject`` travel."""
+    return subject + _FLOWS_SUFFIX
+
+
+def is_flows_subject(subject: str) -> bool:
+    """True for a subject carrying ``FlowRecordBatch`` messages."""
+    return subject.endswith(_FLOWS_SUFFIX)
 
 
 def is_batch_subject(subject: str) -> bool:

@@ -11,6 +11,7 @@ from netspectra.model.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from netspectra.engine.exact.table import DirectTable, FlowHashTable
+    from netspectra.model.flows import FlowColumns
     from netspectra.model.packets import PacketColumns
 
 
@@ -66,6 +67,25 @@ class ExactGroup:
             batch.length,
         )
         return [(f"exact.{table.task}", partial(table.insert, *columns)) for table in self._tables]
+
+    def insert_flow_jobs(self, flows: FlowColumns) -> list[tuple[str, Callable[[], None]]]:
+        """One job per task for a batch of flow records: each adds its packets and bytes."""
+        if not len(flows) or not self._tables:
+            return []
+        from netspectra.engine.exact.table import address_words, insert_weighted
+
+        columns = (
+            address_words(flows.src_ip),
+            address_words(flows.dst_ip),
+            flows.src_port,
+            flows.dst_port,
+            flows.protocol,
+            flows.first_ns,
+            flows.last_ns,
+            flows.packets,
+            flows.bytes,
+        )
+        return [(f"exact.{table.task}", partial(insert_weighted, table, *columns)) for table in self._tables]
 
     def snapshot(self, taken_at_ns: int, period_start_ns: int) -> Snapshot:
         """Copies of every task's flows; the live tables are untouched."""

@@ -430,3 +430,150 @@ def make_table(task: str, key_fields: Sequence[KeyField]) -> FlowHashTable | Dir
     if len(key_fields) == 1 and key_fields[0] in _DIRECT_SIZE:
         return DirectTable(task, key_fields[0])
     return FlowHashTable(task, key_fields)
+
+
+# --- weighted entry points (flow records: N packets, B bytes between first and last seen) ------
+# Added beside the packet kernels, not folded into them: the packet path keeps its measured loop.
+
+
+@nb.njit(cache=True, nogil=True)
+def _insert_weighted_kernel(  # type: ignore[no-untyped-def]
+    index,
+    entries,
+    count,
+    fmask,
+    width,
+    src,
+    dst,
+    sport,
+    dport,
+    proto,
+    first,
+    last,
+    packets,
+    nbytes,
+    hashes,
+    start,
+):
+    """Like :func:`_insert_kernel`, but record i adds ``packets[i]`` and ``nbytes[i]``, seen first..last."""
+    n = count[0]
+    records = first.shape[0]
+    mask = np.uint64(index.shape[0] - 1)
+    limit_index = index.shape[0] // 2
+    limit_rows = entries.shape[0]
+    key = np.zeros(5, np.uint64)
+    has_small = (fmask & (_SRC_PORT | _DST_PORT | _PROTOCOL)) != 0
+    for i in range(start, records):
+        w = 0
+        if fmask & _SRC_IP:
+            key[w] = src[i, 0]
+            key[w + 1] = src[i, 1]
+            w += 2
+        if fmask & _DST_IP:
+            key[w] = dst[i, 0]
+            key[w + 1] = dst[i, 1]
+            w += 2
+        if has_small:
+            small = np.uint64(0)
+            if fmask & _SRC_PORT:
+                small |= np.uint64(sport[i])
+            if fmask & _DST_PORT:
+                small |= np.uint64(dport[i]) << _S16
+            if fmask & _PROTOCOL:
+                small |= np.uint64(proto[i]) << _S32
+            key[w] = small
+        h = hashes[i]
+        tag = (h >> _S32) << _S32
+        pos = h & mask
+        while True:
+            slot = index[pos]
+            if slot == 0:
+                if n >= limit_rows or n + 1 > limit_index:
+                    count[0] = n
+                    return i
+                for j in range(width):
+                    entries[n, j] = key[j]
+                entries[n, width] = packets[i]
+                entries[n, width + 1] = nbytes[i]
+                entries[n, width + 2] = np.uint64(first[i])
+                entries[n, width + 3] = np.uint64(last[i])
+                n += 1
+                index[pos] = tag | np.uint64(n)
+                break
+            if (slot & ~_LOW32) == tag:
+                row = np.int64(slot & _LOW32) - 1
+                same = True
+                for j in range(width):
+                    if entries[row, j] != key[j]:
+                        same = False
+                        break
+                if same:
+                    entries[row, width] += packets[i]
+                    entries[row, width + 1] += nbytes[i]
+                    if first[i] < np.int64(entries[row, width + 2]):
+                        entries[row, width + 2] = np.uint64(first[i])
+                    if last[i] > np.int64(entries[row, width + 3]):
+                        entries[row, width + 3] = np.uint64(last[i])
+                    break
+            pos = (pos + _ONE) & mask
+    count[0] = n
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _direct_weighted_kernel(counters, which, sport, dport, proto, first, last, packets, nbytes):  # type: ignore[no-untyped-def]
+    """Like :func:`_direct_kernel`, with each record's packets, bytes, first and last seen."""
+    for i in range(first.shape[0]):
+        if which == _SRC_PORT:
+            key = np.int64(sport[i])
+        elif which == _DST_PORT:
+            key = np.int64(dport[i])
+        else:
+            key = np.int64(proto[i])
+        if (
+            counters[key, 0] == 0
+            and counters[key, 1] == 0
+            and counters[key, 2] == 0
+            and counters[key, 3] == 0
+        ):
+            counters[key, 2] = np.uint64(first[i])
+            counters[key, 3] = np.uint64(last[i])
+        else:
+            if first[i] < np.int64(counters[key, 2]):
+                counters[key, 2] = np.uint64(first[i])
+            if last[i] > np.int64(counters[key, 3]):
+                counters[key, 3] = np.uint64(last[i])
+        counters[key, 0] += packets[i]
+        counters[key, 1] += nbytes[i]
+
+
+def insert_weighted(
+    table: FlowHashTable | DirectTable,
+    src_words: npt.NDArray[np.uint64],
+    dst_words: npt.NDArray[np.uint64],
+    src_port: npt.NDArray[np.uint16],
+    dst_port: npt.NDArray[np.uint16],
+    protocol: npt.NDArray[np.uint8],
+    first_ns: npt.NDArray[np.int64],
+    last_ns: npt.NDArray[np.int64],
+    packets: npt.NDArray[np.uint64],
+    nbytes: npt.NDArray[np.uint64],
+) -> None:
+    """Count flow records into ``table``: each adds its packets and bytes (growing as needed)."""
+    if isinstance(table, DirectTable):
+        _direct_weighted_kernel(
+            table._counters, table._which, src_port, dst_port, protocol, first_ns, last_ns, packets, nbytes
+        )
+        return
+    records = first_ns.shape[0]
+    hashes = np.empty(records, np.uint64)
+    _hash_kernel(table._mask, table._width, src_words, dst_words, src_port, dst_port, protocol, hashes)
+    start = 0
+    while True:
+        start = _insert_weighted_kernel(
+            table._index, table._entries, table._count, table._mask, table._width, src_words, dst_words,
+            src_port, dst_port, protocol, first_ns, last_ns, packets, nbytes, hashes, start,
+        )  # fmt: skip
+        if start < 0:
+            return
+        table._grow()

@@ -218,6 +218,30 @@ class CountMin(SketchBase):
         else:
             kernels.update_rows(words, sizes, buckets, self.cells, self._variant, self._thresholds, states)
 
+    def insert_weighted(
+        self,
+        flow_keys: KeyMatrix,
+        element_keys: KeyMatrix,
+        sizes: npt.NDArray[np.uint64],
+        weights: npt.NDArray[np.uint64],
+    ) -> None:
+        """Flow records: key i adds ``weights[i]`` packets and ``sizes[i]`` bytes (rows in this thread)."""
+        from netspectra.engine.sketch import count_min_kernels as kernels
+        from netspectra.engine.sketch.murmur3 import as_words, hash_buckets
+
+        if flow_keys.shape[0] == 0:
+            return
+        words = as_words(flow_keys)
+        buckets = np.empty((self.p.depth, words.shape[0]), np.uint32)
+        hash_buckets(words, self.key_width, self.seeds, self.p.width, buckets)
+        sizes = np.ascontiguousarray(sizes, dtype=np.uint64)
+        weights = np.ascontiguousarray(weights, dtype=np.uint64)
+        for r in range(self.p.depth):
+            self._random_states[r] = kernels.update_row_weighted(
+                words, sizes, weights, buckets[r], self.cells[r], self._variant, self._thresholds,
+                self._random_states[r],
+            )  # fmt: skip
+
     def query(self, flow_keys: KeyMatrix) -> dict[HitterKind, npt.NDArray[np.uint64]]:
         """Max over rows of the cells that hold this flow (0 when none does), as in Go's Query.
 

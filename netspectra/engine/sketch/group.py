@@ -38,6 +38,7 @@ from netspectra.engine.sketch.protocol import SketchAlgorithm
 from netspectra.engine.sketch.registry import discover, distribution_of, load_algorithm, validate_params
 from netspectra.errors import PluginError
 from netspectra.model.fields import KeyField
+from netspectra.model.flows import FlowColumns
 from netspectra.model.packets import PacketColumns
 from netspectra.model.snapshot import DeferredState, HeavyHitter, SketchResult, Snapshot
 from netspectra.plugins import PluginScan
@@ -189,8 +190,31 @@ class SketchGroup:
             (f"sketch.{task.name}", partial(self._insert_task, task, keys, sizes)) for task in self._tasks
         ]
 
-    def _insert_task(self, task: SketchTask, keys: _BatchKeys, sizes: npt.NDArray[np.uint64]) -> None:
+    def insert_flow_jobs(self, flows: FlowColumns) -> list[tuple[str, Callable[[], None]]]:
+        """Flow records: a sketch with ``insert_weighted`` (count_min) adds each record's packets and
+        bytes; any other (spread sketches: a distinct element counts once) sees each record once."""
+        if not len(flows) or not self._tasks:
+            return []
+        keys = _BatchKeys(flows.as_packets())
+        sizes = np.ascontiguousarray(flows.bytes, dtype=np.uint64)
+        weights = np.ascontiguousarray(flows.packets, dtype=np.uint64)
+        return [
+            (f"sketch.{task.name}", partial(self._insert_task, task, keys, sizes, weights))
+            for task in self._tasks
+        ]
+
+    def _insert_task(
+        self,
+        task: SketchTask,
+        keys: _BatchKeys,
+        sizes: npt.NDArray[np.uint64],
+        weights: npt.NDArray[np.uint64] | None = None,
+    ) -> None:
         try:
+            weighted = getattr(task.sketch, "insert_weighted", None) if weights is not None else None
+            if weighted is not None:
+                weighted(keys.get(task.flow_fields), keys.get(task.element_fields), sizes, weights)
+                return
             task.sketch.insert(keys.get(task.flow_fields), keys.get(task.element_fields), sizes)
         except Exception as error:  # third-party kernels must not stop the other tasks
             logger.exception("Sketch task %r failed while counting; disabling it", task.name)

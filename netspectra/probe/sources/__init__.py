@@ -1,4 +1,5 @@
-"""Where the probe's packets come from: live interfaces (AF_PACKET ring, dumpcap, pyshark) or a file.
+"""Where the probe's packets come from: live interfaces (AF_PACKET ring, dumpcap, pyshark), a file,
+or flow exporters (NetFlow/IPFIX/sFlow collectors, whose batches are FlowColumns).
 
 Every source is an async iterator of :class:`~netspectra.model.packets.PacketColumns` batches with a
 ``stats()`` dict (packets, and the drops the capture layer reports) and ``close()``.
@@ -32,6 +33,10 @@ def open_source(config: ProbeConfig) -> PacketSource:
         from netspectra.probe.sources.file import FileReplaySource
 
         return FileReplaySource(config.pcap, rate=config.rate, speed=config.speed)
+    if config.source in ("netflow", "sflow"):
+        from netspectra.probe.sources.flow_export import FlowExportSource
+
+        return FlowExportSource(config)  # type: ignore[return-value]  # yields FlowColumns
     if not config.iface:
         raise CaptureError(f"probe.source is {config.source!r} but no interface is set: pass --iface IF")
     if config.source == "afpacket":

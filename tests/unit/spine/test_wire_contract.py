@@ -137,9 +137,35 @@ def _cases(traffic, query):
     ]
 
 
-def test_every_message_encodes_to_the_official_bytes_and_back(official):
+def _flow_cases(flow, traffic):
+    """proto/v1/flow.proto (our flow-export extension)."""
+    record = dict(
+        packets=2**40,
+        bytes=3,
+        first_seen_ns=1_700_000_000 * 10**9,
+        last_seen_ns=5,
+        exporter=b"\xc0\x00\x02\x01",
+    )
+    more = dict(sampling_rate=2048, raw_packets=1, raw_bytes=2)
+    ours_tuple = v1.FiveTuple(src_ip=b"\x0a\x00\x00\x01", dst_ip=bytes(range(16)), src_port=443, protocol=6)
+    theirs_tuple = traffic.FiveTuple(
+        src_ip=b"\x0a\x00\x00\x01", dst_ip=bytes(range(16)), src_port=443, protocol=6
+    )
+    return [
+        (
+            v1.FlowRecord(five_tuple=ours_tuple, **record, **more),
+            flow.FlowRecord(five_tuple=theirs_tuple, **record, **more),
+        ),
+        (
+            v1.FlowRecordBatch(records=[v1.FlowRecord(**record), v1.FlowRecord()]),
+            flow.FlowRecordBatch(records=[flow.FlowRecord(**record), flow.FlowRecord()]),
+        ),
+    ]
+
+
+def test_every_message_encodes_to_the_official_bytes_and_back(official, official_protos):
     traffic, query = official
-    cases = _cases(traffic, query)
+    cases = _cases(traffic, query) + _flow_cases(official_protos.flow_pb2, traffic)
     covered = {type(ours).__name__ for ours, _ in cases}
     nested = {"TraceFlowRequest", "FlowLifecycle", "TaskSummary", "HeavyHitter"}
     assert covered | nested >= set(v1.__all__) - {"QueryServiceBase", "QueryServiceStub"}
