@@ -226,6 +226,8 @@ def _probe_metrics(probe: Any) -> Iterator[Metric]:
 
 
 def _bus_metrics(buses: list[tuple[str, Any]]) -> Iterator[Metric]:
+    if not buses:
+        return
     families = {
         "dropped": _counter(
             "netspectra_bus_slow_consumer_dropped_messages_total",

@@ -36,7 +36,7 @@ from grpclib.const import Status
 from netspectra.api.guard import bearer_token_matches, check_task_name
 from netspectra.api.http import GrafanaHandler, HttpError, RawBody, parse_json
 from netspectra.api.service import QueryService
-from netspectra.errors import QueryError
+from netspectra.errors import QueryError, UnknownTaskError
 from netspectra.storage.query import DEFAULT_HITTER_LIMIT, FlowFilter, QueryStore, parse_address, parse_number
 from netspectra.wire.generated import v1
 
@@ -211,6 +211,8 @@ class ConsoleHandler(GrafanaHandler):
             return 200, await action(request), [("Cache-Control", "no-store")]
         except GRPCError as error:
             raise HttpError(HTTP_STATUS.get(error.status, 500), str(error.message)) from None
+        except UnknownTaskError as error:
+            raise HttpError(404, str(error)) from None
         except QueryError as error:
             raise HttpError(400, str(error)) from None
         finally:

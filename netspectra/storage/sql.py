@@ -346,7 +346,7 @@ _TOP_FLOWS = (
     " argMax(PacketCount, Timestamp) AS P1, argMax(ByteCount, Timestamp) AS B1,"
     " argMaxIf(PacketCount, Timestamp, Timestamp < toDateTime({{start:UInt32}})) AS P0,"
     " argMaxIf(ByteCount, Timestamp, Timestamp < toDateTime({{start:UInt32}})) AS B0,"
-    " if(P1 >= P0, P1 - P0, P1) AS P, if(B1 >= B0, B1 - B0, B1) AS B,"
+    " if(P1 >= P0, toUInt64(P1 - P0), P1) AS P, if(B1 >= B0, toUInt64(B1 - B0), B1) AS B,"
     " argMax(StartTime, Timestamp) AS F, argMax(EndTime, Timestamp) AS L"
     " FROM flow_metrics {{where}} GROUP BY EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol)"
     " WHERE P > 0"
