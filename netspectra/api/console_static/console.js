@@ -121,6 +121,8 @@ async function loadTraffic() {
   const width = Math.max(400, $("traffic-panel").clientWidth - 40);
   const make = (title, values, label, format, into) => new uPlot({
     title, width, height: 180,
+    // one point (two snapshots) still gets a readable axis: a minute either side
+    scales: { x: { time: true, range: (u, min, max) => (min === max ? [min - 60, max + 60] : [min, max]) } },
     series: [{}, { label, stroke: "#2a6fdb", value: (u, v) => (v === null ? "–" : format(v)) }],
     axes: [{}, { values: (u, ticks) => ticks.map(format), size: 90 }],
   }, [times, values], $(into));
