@@ -22,6 +22,7 @@ console's own page calls with its own origin, which is allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import time
 from collections.abc import Callable, Mapping
@@ -181,11 +182,18 @@ class ConsoleHandler(GrafanaHandler):
             raise HttpError(401, "missing or wrong bearer token", [("WWW-Authenticate", "Bearer")])
 
     def _check_console_origin(self, headers: dict[str, str]) -> None:
-        """Our own page (Origin = this host) or an allowed origin; other pages are refused."""
+        """Our own page or an allowed origin; other pages are refused.
+
+        "Our own page" is an Origin equal to the Host the browser addressed, and only for an IP
+        address or ``localhost``: under a DNS name a page could rebind that name to this host
+        (DNS rebinding) and read flows through the user's browser. A console served under a
+        name is listed in ``api.cors_origins``.
+        """
         origin = headers.get("origin")
         if origin is None or origin.lower() in self.cors_origins:
             return
-        if origin.partition("://")[2].lower() == headers.get("host", "").lower():
+        host = headers.get("host", "").lower()
+        if origin.partition("://")[2].lower() == host and _is_address(host):
             return
         raise HttpError(
             403, f"origin {origin[:128]!r} is not allowed; list it in api.cors_origins to serve it"
@@ -346,6 +354,19 @@ class ConsoleHandler(GrafanaHandler):
             "packets": life.total_packets,
             "bytes": life.total_bytes,
         }
+
+
+def _is_address(host: str) -> bool:
+    """True for ``127.0.0.1:8080``, ``[::1]:8080``, ``localhost:8080``; False for any other name."""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _epoch(stamp: Any) -> float:

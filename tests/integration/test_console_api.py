@@ -150,6 +150,10 @@ async def test_bad_requests_get_the_grpc_sides_answers(served: Console) -> None:
     assert status == 403
     status, answer = await asyncio.to_thread(post, "status", {}, Origin=served.url)
     assert status == 200
+    # a name rebound to this host (DNS rebinding) is not "our own page": only listed origins are
+    rebound = f"evil.example:{served.role.http_port}"
+    status, answer = await asyncio.to_thread(post, "status", {}, Origin=f"http://{rebound}", Host=rebound)
+    assert status == 403
     # Grafana's routes keep their meaning: GET / without text/html is the health answer
     status, headers, body = await asyncio.to_thread(served.get, "/", Accept="application/json")
     assert status == 200 and body == b'{"status": "ok"}'
