@@ -118,11 +118,13 @@ async function loadTraffic() {
   if (!answer.rates.length) { setEmpty("traffic-empty", "one snapshot in this window: a rate needs two"); return; }
   setEmpty("traffic-empty", "");
   const times = answer.rates.map((r) => r.time);
+  const lo = times[0] - (times.length > 1 ? 0 : 60);
+  const hi = times[times.length - 1] + (times.length > 1 ? 0 : 60);
   const width = Math.max(400, $("traffic-panel").clientWidth - 40);
   const make = (title, values, label, format, into) => new uPlot({
     title, width, height: 180,
-    // one point (two snapshots) still gets a readable axis: a minute either side
-    scales: { x: { time: true, range: (u, min, max) => (min === max ? [min - 60, max + 60] : [min, max]) } },
+    // the window's own span; one point (two snapshots) still gets a readable axis, a minute either side
+    scales: { x: { time: true, auto: false, range: () => [lo, hi] } },
     series: [{}, { label, stroke: "#2a6fdb", value: (u, v) => (v === null ? "–" : format(v)) }],
     axes: [{}, { values: (u, ticks) => ticks.map(format), size: 90 }],
   }, [times, values], $(into));
