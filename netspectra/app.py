@@ -29,6 +29,7 @@ from netspectra.supervisor import RestartPolicy, Role, Supervisor
 if TYPE_CHECKING:  # the engine (numba kernels) is imported only by a process that builds one
     from netspectra.analysis import AnalysisResult, ProgressCallback
     from netspectra.engine.engine import Engine
+    from netspectra.telemetry import MetricsServer, Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +62,17 @@ def build_storage(
 
 
 def build_engine(
-    settings: Settings, storage: StorageContext, *, clock: Callable[[], int] = time.time_ns
+    settings: Settings,
+    storage: StorageContext,
+    *,
+    clock: Callable[[], int] = time.time_ns,
+    telemetry: Telemetry | None = None,
 ) -> Engine:
     """Groups from ``aggregator.types``, and each group's enabled writers from its config section.
 
     Writers are built by the storage registry over ``storage``'s shared handles; the engine only
-    ever sees the :class:`~netspectra.model.writer.SnapshotWriter` protocol.
+    ever sees the :class:`~netspectra.model.writer.SnapshotWriter` protocol. With ``telemetry``
+    each writer is wrapped to time its writes (``netspectra_snapshot_write_seconds``).
     """
     from netspectra.engine.engine import Engine
     from netspectra.engine.groups import build_groups
@@ -80,6 +86,11 @@ def build_engine(
         writers[name] = [
             (config, build_writer(config, name, storage)) for config in configs if config.enabled
         ]
+        if telemetry is not None:
+            writers[name] = [
+                (config, telemetry.timed_writer(name, f"{name}.writers[{position}] ({config.type})", writer))
+                for position, (config, writer) in enumerate(writers[name])
+            ]
     return Engine(
         groups,
         writers,
@@ -128,6 +139,8 @@ class Application:
         self.context = build_storage(settings, incarnation=new_incarnation())
         self.buses: list[Any] = []
         self.built: dict[str, Role] = {}
+        self.telemetry: Telemetry | None = None
+        self.metrics_server: MetricsServer | None = None
 
     def _open_buses(self) -> tuple[Any, Any]:
         """The probe's and the engine's bus: one shared object when they point at the same server.
@@ -155,6 +168,9 @@ class Application:
     def build(self) -> list[tuple[str, Role]]:
         """Construct every role (no I/O yet); raises ConfigError on settings that cannot work."""
         check_role_settings(self.settings, self.roles)
+        from netspectra.telemetry import Telemetry
+
+        self.telemetry = telemetry = Telemetry(lambda: self.built)
         built: list[tuple[str, Role]] = []
         probe_bus, engine_bus = self._open_buses()
         if "probe" in self.roles:
@@ -164,12 +180,13 @@ class Application:
         if "engine" in self.roles:
             from netspectra.engine.role import EngineRole
 
-            engine = build_engine(self.settings, self.context)
-            built.append(("engine", EngineRole(self.settings, engine_bus, engine)))
+            engine = build_engine(self.settings, self.context, telemetry=telemetry)
+            role = EngineRole(self.settings, engine_bus, engine, observe_batch=telemetry.observe_batch)
+            built.append(("engine", role))
         if "api" in self.roles:
             from netspectra.api.role import ApiRole
 
-            built.append(("api", ApiRole(self.settings, self.context)))
+            built.append(("api", ApiRole(self.settings, self.context, telemetry=telemetry)))
         self.built = dict(built)
         return built
 
@@ -179,11 +196,41 @@ class Application:
         logger.info("Starting roles: %s", ", ".join(name for name, _ in roles))
         supervisor = Supervisor(roles, policy=policy, grace_s=self.grace_s)
         try:
+            await self.serve_metrics()
             return await supervisor.run(stop)
         finally:
             await self.close()
 
+    async def serve_metrics(self) -> None:
+        """``GET /metrics`` on ``metrics.listen_addr`` unless the api serves it (or it is empty).
+
+        A port already taken (a second process on one host with the default) is a WARNING, not
+        a failure: the self-metrics are not the traffic, and the process must not stop counting.
+        """
+        address = self.settings.metrics.listen_addr
+        if "api" in self.roles or not address or self.telemetry is None:
+            return
+        from netspectra.config.models import parse_listen_address
+        from netspectra.telemetry import MetricsServer
+
+        host, port = parse_listen_address(address)
+        server = MetricsServer(self.telemetry)
+        try:
+            await server.start(host, port)
+        except OSError as error:
+            logger.warning(
+                "Not serving /metrics: cannot listen on %s (metrics.listen_addr): %s",
+                address,
+                error.strerror or error,
+            )
+            return
+        self.metrics_server = server
+        logger.info("Serving Prometheus metrics on http://%s:%d/metrics", host or "*", server.port)
+
     async def close(self) -> None:
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
+            self.metrics_server = None
         for bus in self.buses:
             await bus.close()
         self.buses.clear()

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -68,6 +69,14 @@ _REASONS = {
 ROUTES = {"/": "GET", "/search": "POST", "/query": "POST", "/metrics": "POST"}
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
 Headers = list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class RawBody:
+    """A payload sent as these bytes with this Content-Type (the console's files, /metrics), not JSON."""
+
+    content_type: str
+    data: bytes
 
 
 class HttpError(Exception):
@@ -332,10 +341,16 @@ class HttpServer:
         keep_alive: bool,
         headers: Headers | None = None,
     ) -> None:
-        body = b"" if payload is None else json.dumps(payload).encode()
+        if isinstance(payload, RawBody):
+            body, content_type = payload.data, payload.content_type
+        else:
+            body, content_type = (
+                (b"" if payload is None else json.dumps(payload).encode()),
+                "application/json",
+            )
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}"]
         if payload is not None:
-            lines.append("Content-Type: application/json")
+            lines.append(f"Content-Type: {content_type}")
         lines += [f"Content-Length: {len(body)}", f"Connection: {'keep-alive' if keep_alive else 'close'}"]
         lines += [f"{name}: {value}" for name, value in headers or ()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)

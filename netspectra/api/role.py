@@ -8,10 +8,10 @@ import ipaddress
 import logging
 from typing import Any
 
+from netspectra.api.console import console_handler, console_service
 from netspectra.api.grpc_server import build_server, tls_context
 from netspectra.api.grpclib_internals import listening_port
-from netspectra.api.http import GrafanaHandler, HttpServer
-from netspectra.api.service import QueryService
+from netspectra.api.http import HttpServer
 from netspectra.config.models import Settings
 from netspectra.errors import ConfigError
 from netspectra.storage.context import StorageContext
@@ -71,13 +71,15 @@ def configured_tasks(settings: Settings) -> dict[str, str]:
 class ApiRole:
     """Serves gRPC on api.grpc_listen_addr and HTTP on api.http_listen_addr; ports 0 pick free ports."""
 
-    def __init__(self, settings: Settings, context: StorageContext) -> None:
+    def __init__(self, settings: Settings, context: StorageContext, *, telemetry: Any = None) -> None:
         store_config = settings.query_store()
         if store_config is None:
             raise ConfigError(
                 "api: no store to read; set api.store or enable a 'clickhouse' or 'embedded' writer"
             )
         self.settings = settings
+        #: The process's netspectra.telemetry.Telemetry: GET /metrics and query latency (None: neither).
+        self.telemetry = telemetry
         self.store = open_query_store(store_config, context)
         self.grpc_port = 0
         self.http_port = 0
@@ -95,16 +97,15 @@ class ApiRole:
             tls = tls_context(api.tls_cert, api.tls_key)
             http_tls = tls_context(api.tls_cert, api.tls_key, alpn=None)
         tasks = configured_tasks(self.settings)
+        service = console_service(self.store, tasks, self.telemetry)
         server = build_server(
-            [QueryService(self.store, tasks)],
+            [service],
             auth_token=token,
             max_message_bytes=api.max_message_bytes,
             max_concurrent_per_client=api.max_concurrent_per_client,
             handshake_timeout=api.handshake_timeout,
         )
-        handler = GrafanaHandler(
-            self.store, tasks, token, cors_origins=api.cors_origins, max_targets=api.max_query_targets
-        )
+        handler = console_handler(self.settings, self.store, tasks, token, service, self.telemetry)
         http = HttpServer(handler, max_concurrent_per_client=api.max_concurrent_per_client)
         for what, host in (("gRPC", grpc_host), ("HTTP", http_host)):
             for risk in exposure_risks(host, token=token is not None, tls=tls is not None):

@@ -441,6 +441,20 @@ class ApiConfig(Model):
         return self
 
 
+class MetricsConfig(Model):
+    """Prometheus self-metrics of a process without the api role (the api serves /metrics itself)."""
+
+    #: Where a probe- or engine-only process serves ``GET /metrics``; empty = not served.
+    listen_addr: str = "127.0.0.1:9464"
+
+    @field_validator("listen_addr")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        if value:
+            parse_listen_address(value)
+        return value
+
+
 class LoggingConfig(Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -458,6 +472,7 @@ class Settings(Model):
     engine: EngineConfig = EngineConfig()
     aggregator: AggregatorConfig = AggregatorConfig()
     api: ApiConfig = ApiConfig()
+    metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @property

@@ -153,6 +153,11 @@ class Engine:
     def period_start_ns(self) -> int:
         return self._period_start_ns
 
+    @property
+    def writer_slots(self) -> tuple[_WriterSlot, ...]:
+        """Each writer with the engine's tally of it (written, failed, skipped), for /metrics."""
+        return tuple(self._slots)
+
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self, *, schedule: bool = True) -> None:

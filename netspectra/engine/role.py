@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,8 +99,17 @@ class EngineRoleStats:
 class EngineRole:
     """Subscribes, gathers, decodes and ingests; on stop drains, ingests the rest, closes the engine."""
 
-    def __init__(self, settings: Settings, bus: Bus, engine: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        engine: Any,
+        *,
+        observe_batch: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.settings = settings
+        #: (stage, seconds) of each batch's decode and count kernels, for /metrics; once per batch.
+        self.observe_batch = observe_batch
         self.bus = bus
         self.engine = engine
         self.subject = settings.bus_subject
@@ -208,13 +218,18 @@ class EngineRole:
         if not infos and not batches:
             return
         assert self._decoder is not None, "_flush runs only inside serve()"
+        began = time.perf_counter()
         result = await asyncio.get_running_loop().run_in_executor(self._decoder, self._decode, infos, batches)
+        decoded = time.perf_counter()
         for reason, count in result.rejects.items():
             self.stats.rejects[reason] += count
         if result.rejected:
             logger.debug("Skipped %d malformed messages: %s", result.rejected, result.rejects)
         self.stats.packets += len(result.columns)
         await self.engine.ingest(result.columns, progress=self._progress())
+        if self.observe_batch is not None:
+            self.observe_batch("decode", decoded - began)
+            self.observe_batch("count", time.perf_counter() - decoded)
 
     def _resume(self) -> None:
         """Continue the probes' accounting from the last snapshot an earlier run stored (once)."""

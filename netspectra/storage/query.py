@@ -109,6 +109,21 @@ def check_window(start: int | None, end: int | None) -> None:
         raise QueryError(f"start_time ({start} s) is after end_time ({end} s); a window needs start <= end")
 
 
+@dataclass(frozen=True, slots=True)
+class TopFlow:
+    """One flow of a top-talkers answer; None for a key field the task does not key on."""
+
+    src_ip: str | None
+    dst_ip: str | None
+    src_port: int | None
+    dst_port: int | None
+    protocol: int | None
+    packets: int
+    bytes: int
+    first_seen: int  # epoch seconds
+    last_seen: int
+
+
 def _needs_history(latest: Any, collided: Any, end: int | None) -> bool:
     """True when flow_latest cannot give the answer: a newest row after ``end`` or a FlowKey collision."""
     return bool(int(collided)) or (end is not None and int(latest) > end)
@@ -269,6 +284,52 @@ class QueryStore:
             total_bytes += int(added_bytes)
             series.append((int(at), packets, total_bytes))
         return series
+
+    async def top_flows(
+        self, query: FlowFilter, *, start: int | None, limit: int, by: str = "packets"
+    ) -> list[TopFlow]:
+        """The ``limit`` largest flows of ``query.task`` (required), by packets or bytes.
+
+        Without a start: each flow's latest row ≤ end (what :meth:`aggregate_flows` sums). With a
+        start: what each flow counted in (start, end], by the same increments as the window answer
+        of :meth:`aggregate_flows`. Flows with nothing counted are left out; from flow_metrics.
+        """
+        check_window(start, query.end)
+        if query.task is None:
+            raise QueryError("top flows need a task")
+        if by not in ("packets", "bytes"):
+            raise QueryError(f"order by {by[:32]!r}: 'packets' or 'bytes'")
+        params: dict[str, Any] = {"start": start or 0, "limit": limit}
+        for name, value in (
+            ("task", query.task),
+            ("end", query.end),
+            ("SrcIP", query.src_ip),
+            ("DstIP", query.dst_ip),
+            ("SrcPort", query.src_port),
+            ("DstPort", query.dst_port),
+            ("Protocol", query.protocol),
+        ):
+            if value is not None:
+                params[name] = value
+        present = [name for name in params if name not in ("start", "limit")]
+        queries = sql.TOP_FLOWS_BY if start is None else sql.TOP_WINDOW_FLOWS_BY
+        text = queries[by.capitalize()].replace("{where}", sql.flow_where(present))
+        return [
+            TopFlow(
+                None if src is None else str(src),
+                None if dst is None else str(dst),
+                None if sport is None else int(sport),
+                None if dport is None else int(dport),
+                None if proto is None else int(proto),
+                int(packets),
+                int(total_bytes),
+                int(first),
+                int(last),
+            )
+            for src, dst, sport, dport, proto, packets, total_bytes, first, last in await self._select(
+                text, params
+            )
+        ]
 
     async def close(self) -> None:
         """The backend is shared through the StorageContext, which closes it."""

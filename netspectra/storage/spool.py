@@ -410,6 +410,8 @@ class QueuedWriter:
         #: Snapshots the spool could not write (kept in memory only), and ones dropped for memory.
         self.spool_failures = 0
         self.dropped = 0
+        #: Rows (flows and hitters) inserted into the store, for /metrics.
+        self.rows_inserted = 0
         self._last_error_log = -_LOG_EVERY_S
         self._last_spool_log = -_LOG_EVERY_S
         self._failing_since: float | None = None
@@ -555,15 +557,18 @@ class QueuedWriter:
             and not (maybe_stored and await self._already_stored(sql.STORED_FLOW_ROWS, rows.flows))
         ):
             await self._backend.insert("flow_metrics", rows.flows)
+            self.rows_inserted += rows.flow_count
         rows.flows_written = True  # a retry after a failed hitter insert must not repeat flows
         if rows.hitter_count and not (
             maybe_stored and await self._already_stored(sql.STORED_HITTER_ROWS, rows.hitters)
         ):
             await self._backend.insert("heavy_hitters", rows.hitters)
+            self.rows_inserted += rows.hitter_count
         # after the hitters: a retry repeats at most these rows, which the readers take once
         states = getattr(rows, "states", None)  # absent from snapshots spooled by older versions
         if states and len(states.get("TaskName", ())):
             await self._backend.insert("sketch_states", states)
+            self.rows_inserted += len(states["TaskName"])
 
     async def _already_stored(self, query: str, columns: dict[str, Any]) -> bool:
         """True when the store holds this snapshot's rows of its first task (see sql.STORED_FLOW_ROWS).

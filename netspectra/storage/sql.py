@@ -337,6 +337,37 @@ TASKS = (
     " UNION ALL SELECT TaskName, 'sketch' FROM sketch_states GROUP BY TaskName"
 )
 
+# The console's top talkers of one exact task: each flow's latest row ≤ end, minus its latest row
+# before start (a counter that went down was reset by a period: the later value is the window's).
+_TOP_FLOWS = (
+    "SELECT SrcIP, DstIP, SrcPort, DstPort, Protocol, sum(P) AS Packets, sum(B) AS Bytes,"
+    " toUInt32(min(F)), toUInt32(max(L)) FROM ("
+    " SELECT EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol,"
+    " argMax(PacketCount, Timestamp) AS P1, argMax(ByteCount, Timestamp) AS B1,"
+    " argMaxIf(PacketCount, Timestamp, Timestamp < toDateTime({{start:UInt32}})) AS P0,"
+    " argMaxIf(ByteCount, Timestamp, Timestamp < toDateTime({{start:UInt32}})) AS B0,"
+    " if(P1 >= P0, toUInt64(P1 - P0), P1) AS P, if(B1 >= B0, toUInt64(B1 - B0), B1) AS B,"
+    " argMax(StartTime, Timestamp) AS F, argMax(EndTime, Timestamp) AS L"
+    " FROM flow_metrics {{where}} GROUP BY EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol)"
+    " WHERE P > 0"
+    " GROUP BY SrcIP, DstIP, SrcPort, DstPort, Protocol"
+    " ORDER BY {order} DESC, SrcIP, DstIP, SrcPort, DstPort, Protocol LIMIT {{limit:UInt32}}"
+)
+TOP_FLOWS_BY = {order: _TOP_FLOWS.format(order=order) for order in ("Packets", "Bytes")}
+
+
+def _top_window(order: str) -> str:
+    """Top talkers of a window (start, end]: each flow's increments there, as WINDOW_AGGREGATE_FLOWS."""
+    return (
+        "SELECT SrcIP, DstIP, SrcPort, DstPort, Protocol, sum(Packets) AS P, sum(Bytes) AS B,"  # noqa: S608
+        f" toUInt32(min(First)), toUInt32(max(Last)) FROM ({_WINDOW_PER_ENGINE})"
+        " GROUP BY SrcIP, DstIP, SrcPort, DstPort, Protocol"
+        f" ORDER BY {order} DESC, SrcIP, DstIP, SrcPort, DstPort, Protocol LIMIT {{limit:UInt32}}"
+    )
+
+
+TOP_WINDOW_FLOWS_BY = {"Packets": _top_window("P"), "Bytes": _top_window("B")}
+
 PING = "SELECT 1"
 
 # --- engine-id leases (engine_leases in schema.sql; see storage/lease.py) ---------------------
