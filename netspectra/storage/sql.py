@@ -244,24 +244,30 @@ TRACE_FLOW = (
 # the difference of the cumulative rows at the two ends, and a reset inside the window costs
 # nothing. Only "the latest row ≤ t per flow" is relied on: a flow absent from a snapshot (not
 # written because unchanged) simply has no row, and the next row's increment covers the gap.
-# Tuple R[i]: (Timestamp, PacketCount, ByteCount, StartTime, EndTime), sorted by Timestamp.
+# R: the (Timestamp, PacketCount, ByteCount, StartTime, EndTime) rows, sorted by Timestamp.
 _WINDOW_PER_ENGINE = (
     "SELECT TaskName, SrcIP, DstIP, SrcPort, DstPort, Protocol,"
     " arraySort(r -> r.1, groupArray((toUInt32(Timestamp), PacketCount, ByteCount,"
     " toUInt32(StartTime), toUInt32(EndTime)))) AS R,"
-    " arrayEnumerate(R) AS I,"
-    " arrayMap(i -> i > 1 AND R[i].4 <= R[i - 1].5 AND R[i].2 >= R[i - 1].2 AND R[i].3 >= R[i - 1].3,"
-    " I) AS Continues,"
-    " arrayMap(i -> if(Continues[i], toUInt64(R[i].2 - R[i - 1].2), R[i].2), I) AS AddedPackets,"
-    " arrayMap(i -> if(Continues[i], toUInt64(R[i].3 - R[i - 1].3), R[i].3), I) AS AddedBytes,"
-    " arrayMap(i -> R[i].1 > {start:UInt32} AND AddedPackets[i] > 0, I) AS Counted,"
-    " arraySum(arrayMap(i -> if(Counted[i], AddedPackets[i], 0), I)) AS Packets,"
-    " arraySum(arrayMap(i -> if(Counted[i], AddedBytes[i], 0), I)) AS Bytes,"
+    # one array per column, and each shifted by one (the previous row): every lambda below reads
+    # only its own arguments, as a lambda reading a whole array copies it for every element
+    " arrayMap(r -> r.1, R) AS Stamps, arrayMap(r -> r.2, R) AS P, arrayMap(r -> r.3, R) AS B,"
+    " arrayMap(r -> r.4, R) AS Firsts, arrayMap(r -> r.5, R) AS Lasts,"
+    " arrayPushFront(arrayPopBack(P), toUInt64(0)) AS PrevP,"
+    " arrayPushFront(arrayPopBack(B), toUInt64(0)) AS PrevB,"
+    " arrayPushFront(arrayPopBack(Lasts), toUInt32(0)) AS PrevLasts,"
+    " arrayMap((i, f, pl, p, pp, b, pb) -> i > 1 AND f <= pl AND p >= pp AND b >= pb,"
+    " arrayEnumerate(R), Firsts, PrevLasts, P, PrevP, B, PrevB) AS Continues,"
+    " arrayMap((c, p, pp) -> if(c, toUInt64(p - pp), p), Continues, P, PrevP) AS AddedPackets,"
+    " arrayMap((c, b, pb) -> if(c, toUInt64(b - pb), b), Continues, B, PrevB) AS AddedBytes,"
+    " arrayMap((t, a) -> t > {start:UInt32} AND a > 0, Stamps, AddedPackets) AS Counted,"
+    " arraySum(arrayMap((c, a) -> if(c, a, 0), Counted, AddedPackets)) AS Packets,"
+    " arraySum(arrayMap((c, a) -> if(c, a, 0), Counted, AddedBytes)) AS Bytes,"
     " arrayFirstIndex(c -> c, Counted) AS FirstCounted,"
-    " arrayReduce('max', arrayMap(i -> if(Counted[i], R[i].5, 0), I)) AS Last,"
+    " arrayReduce('max', arrayMap((c, l) -> if(c, l, 0), Counted, Lasts)) AS Last,"
     # a flow already counting when the window began: its first packet in the window is not
     # recorded, so first seen is the window's start (never after its last packet in the window)
-    " if(Continues[FirstCounted], least({start:UInt32}, Last), R[FirstCounted].4) AS First"
+    " if(Continues[FirstCounted], least({start:UInt32}, Last), Firsts[FirstCounted]) AS First"
     " FROM flow_metrics {where} GROUP BY TaskName, EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol"
     " HAVING Packets > 0"
 )
@@ -280,11 +286,11 @@ WINDOW_TRACE_FLOW = (
 )
 #: The Grafana series: per snapshot second in (start, end], what every engine counted then.
 WINDOW_TASK_INCREMENTS = (
-    "SELECT Rows.1 AS At, sum(P), sum(B) FROM ("  # noqa: S608
-    " SELECT arrayFilter((r, c) -> c, R, Counted) AS Rows,"
-    " arrayFilter((p, c) -> c, AddedPackets, Counted) AS P,"
-    " arrayFilter((b, c) -> c, AddedBytes, Counted) AS B"
-    f" FROM ({_WINDOW_PER_ENGINE})) ARRAY JOIN Rows, P, B"
+    "SELECT Rows AS At, sum(AddedP), sum(AddedB) FROM ("  # noqa: S608
+    " SELECT arrayFilter((t, c) -> c, Stamps, Counted) AS Rows,"
+    " arrayFilter((p, c) -> c, AddedPackets, Counted) AS AddedP,"
+    " arrayFilter((b, c) -> c, AddedBytes, Counted) AS AddedB"
+    f" FROM ({_WINDOW_PER_ENGINE})) ARRAY JOIN Rows, AddedP, AddedB"
     " GROUP BY At ORDER BY At"
 )
 
