@@ -15,8 +15,9 @@ store merges them away (seconds). So every query is timed twice: right after the
 pending, the worst case) and after ``--settle`` seconds (the steady state between snapshots).
 The flow_latest size is printed with each round. "AggregateFlows end<newest" asks for a past end
 time, which flow_latest cannot answer: it reads flow_metrics (the unchanged two-stage query).
-The ClickHouse server is started from tests/fixtures/clickhouse.py on free ports. ``--smoke``:
-20 000 rows, 1 000 hitters per snapshot, 5 requests, no settling: seconds (CI).
+"AggregateFlows window" sets start_time (half the snapshots): the window's per-row increments
+over flow_metrics. The ClickHouse server is started from tests/fixtures/clickhouse.py on free
+ports. ``--smoke``: 20 000 rows, 1 000 hitters per snapshot, 5 requests, no settling: seconds (CI).
 """
 
 from __future__ import annotations
@@ -161,6 +162,10 @@ async def run_backend(
         }
         calls["AggregateFlows end<newest"] = lambda: stub.aggregate_flows(
             v1.AggregationRequest(end_time=datetime.fromtimestamp(T0 + 60 * (SNAPSHOTS - 2), UTC))
+        )
+        # a window over the last half of the snapshots (start_time set: reads flow_metrics' increments)
+        calls["AggregateFlows window"] = lambda: stub.aggregate_flows(
+            v1.AggregationRequest(start_time=datetime.fromtimestamp(T0 + 60 * (SNAPSHOTS // 2), UTC))
         )
         for label, wait in (("just loaded", 0.0), (f"after {settle:g} s", settle)):
             await asyncio.sleep(wait)

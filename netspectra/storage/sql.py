@@ -80,12 +80,6 @@ _FLOW_IDENTITY = (
     "TaskName, EngineId, isNull(SrcIP), ifNull(SrcIP, ''), isNull(DstIP), ifNull(DstIP, ''),"
     " ifNull(toInt32(SrcPort), -1), ifNull(toInt32(DstPort), -1), ifNull(toInt16(Protocol), -1)"
 )
-#: The flow itself, whoever counted it: ``_FLOW_IDENTITY`` without EngineId. A flow seen by two
-#: engines of a queue group, or by two incarnations of one engine, is ONE flow of ``flow_count``.
-_FLOW_ONLY = (
-    "TaskName, isNull(SrcIP), ifNull(SrcIP, ''), isNull(DstIP), ifNull(DstIP, ''),"
-    " ifNull(toInt32(SrcPort), -1), ifNull(toInt32(DstPort), -1), ifNull(toInt16(Protocol), -1)"
-)
 #: Also flow_metrics' sharding key on a ClickHouse cluster (storage/cluster.py): a flow's rows and
 #: its flow_latest rows (FlowKey is the same hash) then share a shard.
 FLOW_IDENTITY = _FLOW_IDENTITY
@@ -182,57 +176,59 @@ def flow_where(present: Sequence[str]) -> str:
     return "WHERE 1 = 1" + "".join(FLOW_FILTERS[name] for name in present)
 
 
-# Three stages: per flow and EngineId the latest row; per flow (EngineId dropped) the sum, so a
-# flow counted by several engines or incarnations adds its packets but is one flow; per task.
+# Per flow and EngineId the latest row, then per task the sums and the number of distinct flows:
+# uniqExact over the key columns (EngineId left out), so a flow counted by several engines or
+# incarnations adds its packets but is one flow. (uniqExact of several arguments keeps 128-bit
+# SipHashes: exact unless two of the task's flows collide in 128 bits.) Within a task a field is
+# NULL in every row or in none, so ifNull only makes NULLs countable.
+_DISTINCT_FLOWS = (
+    "uniqExact(ifNull({s}, ''), ifNull({d}, ''), ifNull(toInt32({sp}), -1), ifNull(toInt32({dp}), -1),"
+    " ifNull(toInt16({pr}), -1))"
+)
 _FLOW_COLUMNS = "TaskName, SrcIP, DstIP, SrcPort, DstPort, Protocol"
 AGGREGATE_FLOWS = (
-    "SELECT TaskName, sum(FlowBytes), sum(FlowPackets), count() FROM ("  # noqa: S608
-    f" SELECT TaskName, sum(LatestBytes) AS FlowBytes, sum(LatestPackets) AS FlowPackets FROM ("
-    "  SELECT TaskName, SrcIP, DstIP, SrcPort, DstPort, Protocol,"
-    "  argMax(ByteCount, Timestamp) AS LatestBytes, argMax(PacketCount, Timestamp) AS LatestPackets"
-    f"  FROM flow_metrics {{where}} GROUP BY {_FLOW_COLUMNS}, EngineId)"
-    f" GROUP BY {_FLOW_COLUMNS})"
+    "SELECT TaskName, sum(LatestBytes), sum(LatestPackets),"  # noqa: S608
+    f" {_DISTINCT_FLOWS.format(s='SrcIP', d='DstIP', sp='SrcPort', dp='DstPort', pr='Protocol')} FROM ("
+    f" SELECT {_FLOW_COLUMNS},"
+    " argMax(ByteCount, Timestamp) AS LatestBytes, argMax(PacketCount, Timestamp) AS LatestPackets"
+    f" FROM flow_metrics {{where}} GROUP BY {_FLOW_COLUMNS}, EngineId)"
     " GROUP BY TaskName ORDER BY TaskName"
 )
 
 # The same answers from flow_latest (a few rows per flow instead of one per snapshot). The end
 # time is NOT a filter here: flow_latest holds only each flow's newest row, so these answer
 # "latest row ≤ end" only when no matching flow's newest row is later than end. Latest (the
-# newest timestamp seen) and Collided (two flows sharing a FlowKey, or a FlowId: the hash of the
-# flow without EngineId) tell QueryStore when to answer from flow_metrics instead.
+# newest timestamp seen) and Collided (two flows sharing a FlowKey) tell QueryStore when to
+# answer from flow_metrics instead.
 _LATEST_PER_ENGINE = (
-    f"SELECT any(TaskName) AS Task, any(cityHash64({_FLOW_ONLY})) AS FlowId,"  # noqa: S608
-    f" any(sipHash64({_FLOW_ONLY})) AS IdCheck,"
-    " argMax(ByteCount, Timestamp) AS LatestBytes, argMax(PacketCount, Timestamp) AS LatestPackets,"
-    " argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
+    "SELECT any(TaskName) AS Task, any(SrcIP) AS S, any(DstIP) AS D, any(SrcPort) AS SP,"
+    " any(DstPort) AS DP, any(Protocol) AS PR,"
+    " argMax(ByteCount, Timestamp) AS LatestBytes, argMax(PacketCount, Timestamp) AS LatestPackets,{more}"
     " max(Timestamp) AS Latest, max(FlowCheck) != min(FlowCheck) AS Collided"
-    " FROM flow_latest {where} GROUP BY FlowKey"
+    " FROM flow_latest {{where}} GROUP BY FlowKey"
 )
-_LATEST_PER_FLOW = (
-    "SELECT any(Task) AS Task, sum(LatestBytes) AS Bytes, sum(LatestPackets) AS Packets,"  # noqa: S608
-    " min(First) AS First, max(Last) AS Last, max(Latest) AS Latest,"
-    " max(Collided) OR max(IdCheck) != min(IdCheck) AS Collided"
-    f" FROM ({_LATEST_PER_ENGINE}) GROUP BY FlowId"
-)
+_LATEST_DISTINCT = _DISTINCT_FLOWS.format(s="S", d="D", sp="SP", dp="DP", pr="PR")
 LATEST_AGGREGATE_FLOWS = (
-    "SELECT Task, sum(Bytes), sum(Packets), count(), toUInt32(max(Latest)), max(Collided)"  # noqa: S608
-    f" FROM ({_LATEST_PER_FLOW}) GROUP BY Task ORDER BY Task"
+    f"SELECT Task, sum(LatestBytes), sum(LatestPackets), {_LATEST_DISTINCT},"  # noqa: S608
+    f" toUInt32(max(Latest)), max(Collided) FROM ({_LATEST_PER_ENGINE.format(more='')})"
+    " GROUP BY Task ORDER BY Task"
 )
 
+_LATEST_SEEN = " argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
 LATEST_TRACE_FLOW = (
-    "SELECT count(), toUInt32(min(First)), toUInt32(max(Last)), sum(Packets), sum(Bytes),"  # noqa: S608
-    f" toUInt32(max(Latest)), max(Collided) FROM ({_LATEST_PER_FLOW})"
+    f"SELECT {_LATEST_DISTINCT}, toUInt32(min(First)), toUInt32(max(Last)), sum(LatestPackets),"  # noqa: S608
+    " sum(LatestBytes), toUInt32(max(Latest)), max(Collided)"
+    f" FROM ({_LATEST_PER_ENGINE.format(more=_LATEST_SEEN)})"
 )
 
 TRACE_FLOW = (
-    "SELECT count(), toUInt32(min(First)), toUInt32(max(Last)), sum(Packets), sum(Bytes) FROM ("  # noqa: S608
-    " SELECT min(First) AS First, max(Last) AS Last, sum(LatestPackets) AS Packets,"
-    " sum(LatestBytes) AS Bytes FROM ("
-    f"  SELECT {_FLOW_COLUMNS},"
-    "  argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
-    "  argMax(PacketCount, Timestamp) AS LatestPackets, argMax(ByteCount, Timestamp) AS LatestBytes"
-    f"  FROM flow_metrics {{where}} GROUP BY {_FLOW_COLUMNS}, EngineId)"
-    f" GROUP BY {_FLOW_COLUMNS})"
+    "SELECT "  # noqa: S608
+    f"{_DISTINCT_FLOWS.format(s='SrcIP', d='DstIP', sp='SrcPort', dp='DstPort', pr='Protocol')},"
+    " toUInt32(min(First)), toUInt32(max(Last)), sum(LatestPackets), sum(LatestBytes) FROM ("
+    f" SELECT {_FLOW_COLUMNS},"
+    " argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
+    " argMax(PacketCount, Timestamp) AS LatestPackets, argMax(ByteCount, Timestamp) AS LatestBytes"
+    f" FROM flow_metrics {{where}} GROUP BY {_FLOW_COLUMNS}, EngineId)"
 )
 
 # --- windows: what was counted in (start, end] -------------------------------------------------
@@ -244,47 +240,49 @@ TRACE_FLOW = (
 # the difference of the cumulative rows at the two ends, and a reset inside the window costs
 # nothing. Only "the latest row ≤ t per flow" is relied on: a flow absent from a snapshot (not
 # written because unchanged) simply has no row, and the next row's increment covers the gap.
-# Tuple R[i]: (Timestamp, PacketCount, ByteCount, StartTime, EndTime), sorted by Timestamp.
+# R: the (Timestamp, PacketCount, ByteCount, StartTime, EndTime) rows, sorted by Timestamp.
 _WINDOW_PER_ENGINE = (
     "SELECT TaskName, SrcIP, DstIP, SrcPort, DstPort, Protocol,"
     " arraySort(r -> r.1, groupArray((toUInt32(Timestamp), PacketCount, ByteCount,"
     " toUInt32(StartTime), toUInt32(EndTime)))) AS R,"
-    " arrayEnumerate(R) AS I,"
-    " arrayMap(i -> i > 1 AND R[i].4 <= R[i - 1].5 AND R[i].2 >= R[i - 1].2 AND R[i].3 >= R[i - 1].3,"
-    " I) AS Continues,"
-    " arrayMap(i -> if(Continues[i], toUInt64(R[i].2 - R[i - 1].2), R[i].2), I) AS AddedPackets,"
-    " arrayMap(i -> if(Continues[i], toUInt64(R[i].3 - R[i - 1].3), R[i].3), I) AS AddedBytes,"
-    " arrayMap(i -> R[i].1 > {start:UInt32} AND AddedPackets[i] > 0, I) AS Counted,"
-    " arraySum(arrayMap(i -> if(Counted[i], AddedPackets[i], 0), I)) AS Packets,"
-    " arraySum(arrayMap(i -> if(Counted[i], AddedBytes[i], 0), I)) AS Bytes,"
+    # one array per column, and each shifted by one (the previous row): every lambda below reads
+    # only its own arguments, as a lambda reading a whole array copies it for every element
+    " arrayMap(r -> r.1, R) AS Stamps, arrayMap(r -> r.2, R) AS P, arrayMap(r -> r.3, R) AS B,"
+    " arrayMap(r -> r.4, R) AS Firsts, arrayMap(r -> r.5, R) AS Lasts,"
+    " arrayPushFront(arrayPopBack(P), toUInt64(0)) AS PrevP,"
+    " arrayPushFront(arrayPopBack(B), toUInt64(0)) AS PrevB,"
+    " arrayPushFront(arrayPopBack(Lasts), toUInt32(0)) AS PrevLasts,"
+    " arrayMap((i, f, pl, p, pp, b, pb) -> i > 1 AND f <= pl AND p >= pp AND b >= pb,"
+    " arrayEnumerate(R), Firsts, PrevLasts, P, PrevP, B, PrevB) AS Continues,"
+    " arrayMap((c, p, pp) -> if(c, toUInt64(p - pp), p), Continues, P, PrevP) AS AddedPackets,"
+    " arrayMap((c, b, pb) -> if(c, toUInt64(b - pb), b), Continues, B, PrevB) AS AddedBytes,"
+    " arrayMap((t, a) -> t > {start:UInt32} AND a > 0, Stamps, AddedPackets) AS Counted,"
+    " arraySum(arrayMap((c, a) -> if(c, a, 0), Counted, AddedPackets)) AS Packets,"
+    " arraySum(arrayMap((c, a) -> if(c, a, 0), Counted, AddedBytes)) AS Bytes,"
     " arrayFirstIndex(c -> c, Counted) AS FirstCounted,"
-    " arrayReduce('max', arrayMap(i -> if(Counted[i], R[i].5, 0), I)) AS Last,"
+    " arrayReduce('max', arrayMap((c, l) -> if(c, l, 0), Counted, Lasts)) AS Last,"
     # a flow already counting when the window began: its first packet in the window is not
     # recorded, so first seen is the window's start (never after its last packet in the window)
-    " if(Continues[FirstCounted], least({start:UInt32}, Last), R[FirstCounted].4) AS First"
+    " if(Continues[FirstCounted], least({start:UInt32}, Last), Firsts[FirstCounted]) AS First"
     " FROM flow_metrics {where} GROUP BY TaskName, EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol"
     " HAVING Packets > 0"
 )
-_WINDOW_PER_FLOW = (
-    "SELECT TaskName, sum(Bytes) AS FlowBytes, sum(Packets) AS FlowPackets,"  # noqa: S608
-    " min(First) AS FlowFirst, max(Last) AS FlowLast"
-    f" FROM ({_WINDOW_PER_ENGINE}) GROUP BY {_FLOW_COLUMNS}"
-)
+_WINDOW_DISTINCT = _DISTINCT_FLOWS.format(s="SrcIP", d="DstIP", sp="SrcPort", dp="DstPort", pr="Protocol")
 WINDOW_AGGREGATE_FLOWS = (
-    "SELECT TaskName, sum(FlowBytes), sum(FlowPackets), count()"  # noqa: S608
-    f" FROM ({_WINDOW_PER_FLOW}) GROUP BY TaskName ORDER BY TaskName"
+    f"SELECT TaskName, sum(Bytes), sum(Packets), {_WINDOW_DISTINCT}"  # noqa: S608
+    f" FROM ({_WINDOW_PER_ENGINE}) GROUP BY TaskName ORDER BY TaskName"
 )
 WINDOW_TRACE_FLOW = (
-    "SELECT count(), toUInt32(min(FlowFirst)), toUInt32(max(FlowLast)), sum(FlowPackets), sum(FlowBytes)"  # noqa: S608
-    f" FROM ({_WINDOW_PER_FLOW})"
+    f"SELECT {_WINDOW_DISTINCT}, toUInt32(min(First)), toUInt32(max(Last)), sum(Packets), sum(Bytes)"  # noqa: S608
+    f" FROM ({_WINDOW_PER_ENGINE})"
 )
 #: The Grafana series: per snapshot second in (start, end], what every engine counted then.
 WINDOW_TASK_INCREMENTS = (
-    "SELECT Rows.1 AS At, sum(P), sum(B) FROM ("  # noqa: S608
-    " SELECT arrayFilter((r, c) -> c, R, Counted) AS Rows,"
-    " arrayFilter((p, c) -> c, AddedPackets, Counted) AS P,"
-    " arrayFilter((b, c) -> c, AddedBytes, Counted) AS B"
-    f" FROM ({_WINDOW_PER_ENGINE})) ARRAY JOIN Rows, P, B"
+    "SELECT Rows AS At, sum(AddedP), sum(AddedB) FROM ("  # noqa: S608
+    " SELECT arrayFilter((t, c) -> c, Stamps, Counted) AS Rows,"
+    " arrayFilter((p, c) -> c, AddedPackets, Counted) AS AddedP,"
+    " arrayFilter((b, c) -> c, AddedBytes, Counted) AS AddedB"
+    f" FROM ({_WINDOW_PER_ENGINE})) ARRAY JOIN Rows, AddedP, AddedB"
     " GROUP BY At ORDER BY At"
 )
 
