@@ -8,6 +8,8 @@ import ipaddress
 import logging
 from typing import Any
 
+from netspectra.alerting.alerter import Alerter
+from netspectra.api import alerts as alert_view
 from netspectra.api.grpc_server import build_server, tls_context
 from netspectra.api.grpclib_internals import listening_port
 from netspectra.api.http import GrafanaHandler, HttpServer
@@ -71,7 +73,9 @@ def configured_tasks(settings: Settings) -> dict[str, str]:
 class ApiRole:
     """Serves gRPC on api.grpc_listen_addr and HTTP on api.http_listen_addr; ports 0 pick free ports."""
 
-    def __init__(self, settings: Settings, context: StorageContext) -> None:
+    def __init__(
+        self, settings: Settings, context: StorageContext, *, alerter: Alerter | None = None
+    ) -> None:
         store_config = settings.query_store()
         if store_config is None:
             raise ConfigError(
@@ -79,6 +83,12 @@ class ApiRole:
             )
         self.settings = settings
         self.store = open_query_store(store_config, context)
+        #: the alerter of this process, else the state file of one elsewhere on this host (if enabled)
+        self.alerts: alert_view.AlertSource | None = None
+        if alerter is not None:
+            self.alerts = alerter.alerts
+        elif settings.alerter.enabled:
+            self.alerts = alert_view.file_source(settings.alerter.state_dir)
         self.grpc_port = 0
         self.http_port = 0
         self.ready = asyncio.Event()
@@ -96,14 +106,19 @@ class ApiRole:
             http_tls = tls_context(api.tls_cert, api.tls_key, alpn=None)
         tasks = configured_tasks(self.settings)
         server = build_server(
-            [QueryService(self.store, tasks)],
+            [QueryService(self.store, tasks, self.alerts)],
             auth_token=token,
             max_message_bytes=api.max_message_bytes,
             max_concurrent_per_client=api.max_concurrent_per_client,
             handshake_timeout=api.handshake_timeout,
         )
         handler = GrafanaHandler(
-            self.store, tasks, token, cors_origins=api.cors_origins, max_targets=api.max_query_targets
+            self.store,
+            tasks,
+            token,
+            cors_origins=api.cors_origins,
+            max_targets=api.max_query_targets,
+            alerts=self.alerts,
         )
         http = HttpServer(handler, max_concurrent_per_client=api.max_concurrent_per_client)
         for what, host in (("gRPC", grpc_host), ("HTTP", http_host)):

@@ -270,5 +270,23 @@ class QueryStore:
             series.append((int(at), packets, total_bytes))
         return series
 
+    async def flow_counters(
+        self, task: str, *, by: str = "packets", limit: int = 10_000
+    ) -> list[tuple[dict[str, str], int, int]]:
+        """(the flow's key fields as text, packets, bytes) of ``task``'s largest flows by ``by``,
+        each flow's latest value summed over engines (the alerter's per-flow rules read this)."""
+        order = {"packets": "P", "bytes": "B"}[by]
+        text = sql.FLOW_COUNTERS.format(order=order)
+        rows = await self._select(text, {"task": task, "limit": limit})
+        flows = []
+        for *fields, packets, total_bytes in rows:
+            keys = {
+                field.value: str(value)
+                for field, value in zip(FIELD_ORDER, fields, strict=True)
+                if value is not None
+            }
+            flows.append((keys, int(packets), int(total_bytes)))
+        return flows
+
     async def close(self) -> None:
         """The backend is shared through the StorageContext, which closes it."""

@@ -337,6 +337,16 @@ TASKS = (
     " UNION ALL SELECT TaskName, 'sketch' FROM sketch_states GROUP BY TaskName"
 )
 
+#: Every flow of a task, its latest row per engine summed (the merged view), largest first; for the
+#: alerter's per-flow rules. ``{order}`` is one of the two constant column names.
+FLOW_COUNTERS = (
+    "SELECT S, D, SP, DP, PR, sum(Packets) AS P, sum(Bytes) AS B FROM ("
+    " SELECT any(SrcIP) AS S, any(DstIP) AS D, any(SrcPort) AS SP, any(DstPort) AS DP, any(Protocol) AS PR,"
+    " argMax(PacketCount, Timestamp) AS Packets, argMax(ByteCount, Timestamp) AS Bytes"
+    " FROM flow_latest WHERE TaskName = {{task:String}} GROUP BY FlowKey, EngineId)"
+    " GROUP BY S, D, SP, DP, PR ORDER BY {order} DESC LIMIT {{limit:UInt32}}"
+)
+
 PING = "SELECT 1"
 
 # --- engine-id leases (engine_leases in schema.sql; see storage/lease.py) ---------------------
