@@ -8,7 +8,9 @@ The rules of the machine, per (rule, key) at each check:
   that stays quiet; it is notified when the cooldown has passed and it still fires);
 * firing and a notification older than ``repeat_interval``: notified again (same alert id);
 * the condition no longer holds (or the series is gone): pending alerts vanish silently, firing
-  ones **resolve**, with a resolved notification when their firing was notified;
+  ones **resolve**, with a resolved notification when their firing was notified (the cooldown
+  counts from that notified resolve, so a condition flapping for hours is notified once per
+  cooldown, not once per flap);
 * a check that could not read the store changes nothing (an outage resolves nothing).
 
 The book is saved (atomically, with the undelivered notifications) after every check, so a restart
@@ -151,9 +153,9 @@ class AlertBook:
             if seen is not None:
                 alert.value = seen.value
             alert.status, alert.resolved_at = "resolved", now
-            self.resolved_at[fingerprint] = now
             self._remember(alert)
-            if alert.notified:
+            if alert.notified:  # the cooldown counts from the last resolve a receiver saw
+                self.resolved_at[fingerprint] = now
                 notes.append(self._note(alert, "resolved", now))
         return notes
 
