@@ -122,7 +122,21 @@ def build_alerter(settings: Settings, storage: StorageContext, **options: Any) -
         from netspectra.alerting.email import EmailChannel
 
         channels.append(EmailChannel(smtp))  # Go mails every alert when smtp: is set
-    reader = StoreReader(open_query_store(store_config, storage), limit=config.max_flows_per_rule)
+    intervals = {
+        name: max(
+            (w.snapshot_interval for w in getattr(settings.aggregator, name).writers if w.enabled),
+            default=60.0,
+        )
+        for name in ("exact", "sketch")
+    }
+    reader = StoreReader(
+        open_query_store(store_config, storage),
+        limit=config.max_flows_per_rule,
+        # an engine is gone when its newest snapshot is 3 intervals old; a hitter, 1.5
+        engine_staleness=3 * intervals["exact"] + config.check_interval,
+        hitter_freshness=1.5 * intervals["sketch"],
+        clock=options.get("clock", time.time),
+    )
     return Alerter(config, reader, channels, **options)
 
 

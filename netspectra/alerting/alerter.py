@@ -34,7 +34,7 @@ _VERSION = 1
 
 
 class Reader(Protocol):
-    async def read(self, rule: AlertRuleConfig) -> list[Reading]: ...
+    async def read(self, rule: AlertRuleConfig, now: float | None = None) -> list[Reading]: ...
 
 
 def load_state(state_dir: str | Path) -> dict[str, Any]:
@@ -147,7 +147,7 @@ class Alerter:
         made: list[Notification] = []
         for rule in self.config.rules:
             try:
-                readings = await self.reader.read(rule)
+                readings = await self.reader.read(rule, now)
             except StorageError as error:
                 logger.warning("Alert rule %r not checked: the store cannot answer (%s)", rule.name, error)
                 continue

@@ -4,7 +4,10 @@ A rate (``window: 1m``) is the growth of the cumulative value between the newest
 newest one at least ``window`` older, divided by the seconds between them; while the history is
 shorter than the window, the oldest sample stands in (a rate needs two samples). A value that
 fell (the period reset, an engine restarted under a new incarnation) counts from zero, as
-Prometheus treats a counter reset. Series not seen for ``2 x window`` (or 10 checks) are forgotten.
+Prometheus treats a counter reset. A series that appears between two checks of its rule (a new
+flow, a hitter reported for the first time) had zero at the previous check, so a flood that starts
+between two checks has a rate at the first one. Series not seen for ``2 x window`` (or 10 checks)
+are forgotten.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class Evaluator:
     def __init__(self, check_interval: float) -> None:
         self.check_interval = check_interval
         self._series: dict[tuple[str, str], _Series] = {}
+        #: rule → when it was last evaluated
+        self._checked: dict[str, float] = {}
 
     def evaluate(
         self,
@@ -43,8 +48,14 @@ class Evaluator:
         """One observation per series that has a value now. ``firing``: keys whose alert is active
         (their values do not teach the baseline)."""
         observations = []
+        previous = self._checked.get(rule.name)
+        self._checked[rule.name] = now
         for reading in readings:
-            series = self._series.setdefault((rule.name, reading.key), _Series())
+            series = self._series.get((rule.name, reading.key))
+            if series is None:
+                series = self._series[(rule.name, reading.key)] = _Series()
+                if rule.window is not None and previous is not None and previous < now:
+                    series.samples.append((previous, 0.0))
             series.seen = now
             value = self._value(rule, series, reading.value, now)
             if value is None:
@@ -93,7 +104,7 @@ class Evaluator:
 
     def to_json(self) -> dict[str, Any]:
         """Baselines and rate samples, so a restart neither forgets the normal nor the window."""
-        return {
+        series = {
             f"{rule}\x1f{key}": {
                 "samples": list(series.samples),
                 "baseline": series.baseline.to_json() if series.baseline else None,
@@ -101,9 +112,13 @@ class Evaluator:
             }
             for (rule, key), series in self._series.items()
         }
+        return {"series": series, "checked": dict(self._checked)}
 
     def restore(self, data: dict[str, Any], rules: dict[str, AlertRuleConfig]) -> None:
-        for name, item in data.items():
+        self._checked = {
+            name: float(at) for name, at in dict(data.get("checked", {})).items() if name in rules
+        }
+        for name, item in dict(data.get("series", {})).items():
             rule_name, _, key = name.partition("\x1f")
             rule = rules.get(rule_name)
             if rule is None:

@@ -2,18 +2,21 @@
 
 The query layer's answers already merge every engine's rows (counts and sizes add up, a spread
 is the largest estimate), so the alerter sees one network whichever engine counted a packet.
-Every value is the period's cumulative figure, as Go's alerter reads the engine's snapshot; rates
-are made from successive readings by :mod:`.evaluation`.
+Every value is the running period's cumulative figure, as Go's alerter reads the engine's
+snapshot: each engine's newest snapshot in the store (``QueryStore.current_*``), so what a period
+reset or a restart dropped is not read. Rates are made from successive readings by
+:mod:`.evaluation`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from netspectra.config.models import AlertRuleConfig
 from netspectra.model.snapshot import HitterKind
-from netspectra.storage.query import FlowFilter, QueryStore
+from netspectra.storage.query import QueryStore
 
 _HITTER_KINDS = {
     "heavy_hitter_count": HitterKind.COUNT,
@@ -32,35 +35,56 @@ class Reading:
 
 
 class StoreReader:
-    """Reads rule metrics through :class:`QueryStore`'s public queries; ``limit`` caps per-flow reads."""
+    """Reads rule metrics through :class:`QueryStore`'s public queries.
 
-    def __init__(self, store: QueryStore, *, limit: int = 100, flow_scan: int = 10_000) -> None:
+    ``limit`` caps what a per-flow rule reads (largest first; ``flow_scan`` with a window, as a
+    flow's rate may be high while its total is not yet); ``engine_staleness`` drops an engine whose
+    newest snapshot is older (it stopped); ``hitter_freshness`` is how far back a hitter counts
+    as still reported (a little over the sketch writers' snapshot interval).
+    """
+
+    def __init__(
+        self,
+        store: QueryStore,
+        *,
+        limit: int = 100,
+        flow_scan: int = 10_000,
+        engine_staleness: float = 180.0,
+        hitter_freshness: float = 90.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.limit = limit
         self.flow_scan = flow_scan
+        self.engine_staleness = engine_staleness
+        self.hitter_freshness = hitter_freshness
+        self.clock = clock
 
-    async def read(self, rule: AlertRuleConfig) -> list[Reading]:
+    async def read(self, rule: AlertRuleConfig, now: float | None = None) -> list[Reading]:
         """Raises StorageError when the store cannot answer (the check is then skipped, not resolved)."""
+        now = self.clock() if now is None else now
         metric = rule.metric
+        since = max(0, int(now - self.engine_staleness))
         if metric in ("total_packets", "total_bytes", "total_flows"):
-            totals = await self.store.aggregate_flows(FlowFilter(task=rule.task_name))
-            found = next((t for t in totals if t.task == rule.task_name), None)
-            value = 0
-            if found is not None:
-                value = {
-                    "total_packets": found.total_packets,
-                    "total_bytes": found.total_bytes,
-                    "total_flows": found.flow_count,
-                }[metric]
+            totals = await self.store.current_totals(rule.task_name, since=since)
+            value = {
+                "total_packets": totals.total_packets,
+                "total_bytes": totals.total_bytes,
+                "total_flows": totals.flow_count,
+            }[metric]
             return [Reading("", float(value))]
         if metric in _HITTER_KINDS:
-            # With a window the rate of any hitter matters, so read more than the largest few.
             limit = self.flow_scan if rule.window is not None else self.limit
-            hitters = await self.store.heavy_hitters(rule.task_name, _HITTER_KINDS[metric], limit, None)
+            hitters = await self.store.current_hitters(
+                rule.task_name,
+                _HITTER_KINDS[metric],
+                limit=limit,
+                since=max(0, int(now - self.hitter_freshness)),
+            )
             return [Reading(flow, float(value), (("flow", flow),)) for flow, value in hitters]
         by = "packets" if metric == "flow_packets" else "bytes"
         limit = self.flow_scan if rule.window is not None else self.limit
-        flows = await self.store.flow_counters(rule.task_name, by=by, limit=limit)
+        flows = await self.store.current_flows(rule.task_name, by=by, limit=limit, since=since)
         readings = []
         for keys, packets, size in flows:
             key = flow_key(keys)

@@ -17,7 +17,7 @@ class ScriptedReader:
         self.values: dict[str, dict[str, float]] = {}
         self.down = False
 
-    async def read(self, rule: AlertRuleConfig) -> list[Reading]:
+    async def read(self, rule: AlertRuleConfig, now: float | None = None) -> list[Reading]:
         if self.down:
             from netspectra.errors import StorageError
 
