@@ -145,6 +145,7 @@ class Alerter:
         self.load()
         now = self.clock() if now is None else now
         made: list[Notification] = []
+        routed: list[tuple[list[Notification], AlertRuleConfig]] = []
         for rule in self.config.rules:
             try:
                 readings = await self.reader.read(rule, now)
@@ -153,9 +154,11 @@ class Alerter:
                 continue
             observations = self.evaluator.evaluate(rule, readings, now, self.book.firing_keys(rule.name))
             notes = self.book.update(rule, observations, now)
-            self._route(notes, rule)
+            routed.append((notes, rule))
             made.extend(notes)
         self.checks += 1
+        for notes, rule in routed:  # after the whole check: a channel takes one check as one batch
+            self._route(notes, rule)
         self.save()
         for note in made:
             logger.info(

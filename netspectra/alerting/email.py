@@ -1,9 +1,10 @@
 """The ``smtp:`` channel: one HTML mail per batch, as Go2NetSpectra mails one summary per check.
 
-Sent with aiosmtplib (asyncio, maintained, STARTTLS and implicit TLS): ``security: starttls``
-upgrades a plain connection (port 587) and refuses to send without TLS; ``tls`` connects with
-TLS (port 465); ``none`` sends in clear (a relay on localhost). The password comes from the file's
-``${SMTP_PASSWORD}`` or ``NETSPECTRA_SMTP_PASSWORD``.
+Sent with aiosmtplib (asyncio, maintained, STARTTLS and implicit TLS). Unset ``security`` does
+what Go's net/smtp does: STARTTLS when the server offers it (implicit TLS on port 465);
+``starttls`` refuses to send without it; ``tls`` connects with TLS; ``none`` sends in clear (a
+relay on localhost). ``tls_ca`` adds a CA to trust (a private relay's certificate). The password
+comes from the file's ``${SMTP_PASSWORD}`` or ``NETSPECTRA_SMTP_PASSWORD``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class EmailChannel:
     ) -> None:
         self.name = name
         self.config = config
+        if tls_context is None and config.tls_ca:
+            tls_context = ssl.create_default_context(cafile=config.tls_ca)
         self.tls_context = tls_context
 
     async def send(self, notes: Sequence[Notification]) -> None:
@@ -85,7 +88,7 @@ class EmailChannel:
                 username=config.username or None,
                 password=password if config.username else None,
                 use_tls=config.mode == "tls",
-                start_tls=config.mode == "starttls",
+                start_tls={"starttls": True, "opportunistic": None}.get(config.mode, False),
                 tls_context=self.tls_context,
                 timeout=config.timeout,
             )

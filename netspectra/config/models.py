@@ -491,7 +491,9 @@ class AlerterConfig(Model):
 
 
 class SmtpConfig(Model):
-    """Go's ``smtp:`` section. ``security``: ``starttls`` (default; ``tls`` when port is 465) or ``none``."""
+    """Go's ``smtp:`` section. ``security``: unset = STARTTLS when the server offers it (as Go's
+    net/smtp does; implicit TLS on port 465), ``starttls`` (required), ``tls`` or ``none``;
+    ``tls_ca`` (ours) a CA file to trust besides the system's."""
 
     host: str = ""
     port: int = Field(587, ge=1, le=65_535)
@@ -500,6 +502,7 @@ class SmtpConfig(Model):
     sender: str = Field("", validation_alias=AliasChoices("from", "sender"))
     to: tuple[str, ...] = ()
     security: Literal["starttls", "tls", "none"] | None = None
+    tls_ca: str | None = None
     timeout: Duration = 30.0
 
     @field_validator("to", mode="before")
@@ -511,7 +514,8 @@ class SmtpConfig(Model):
 
     @property
     def mode(self) -> str:
-        return self.security or ("tls" if self.port == 465 else "starttls")
+        """``tls``, ``starttls``, ``none`` or ``opportunistic`` (STARTTLS if offered)."""
+        return self.security or ("tls" if self.port == 465 else "opportunistic")
 
 
 class AiConfig(BaseModel):
