@@ -6,7 +6,10 @@ history does not move it. Either is learned only from values that did not deviat
 must not become the new normal), after ``warmup`` checks. A deviation is ``value > bound_high``
 (baseline x factor) or ``value < bound_low`` (baseline / factor): "traffic stopped" is a rate
 falling under baseline / factor. A baseline under ``floor`` counts as ``floor``, so a near-idle
-series does not fire on one packet.
+series does not fire on one packet. A value outside the band (above baseline x factor or under
+baseline / factor) in the direction the rule does not watch (a surge, for a "traffic stopped"
+rule) still teaches an EWMA, at a tenth of its weight: a flood does not make the normal level
+look like an outage once it ends, while a lasting change of level is learned after a while.
 """
 
 from __future__ import annotations
@@ -60,8 +63,13 @@ class Baseline:
         return False, high if direction != "below" else low
 
     def learn(self, value: float, now: float) -> None:
+        expected = self.expected(now)
+        outside = False
+        if expected is not None:
+            base = max(expected, self.config.floor)
+            outside = not base / self.config.factor <= value <= base * self.config.factor
         if self.config.method == "ewma":
-            alpha = self.config.alpha
+            alpha = self.config.alpha / 10 if outside else self.config.alpha
             self.ewma = value if self.learned == 0 else alpha * value + (1 - alpha) * self.ewma
         else:
             slot = self.slots.setdefault(self._slot(now), deque(maxlen=self.config.seasons))
