@@ -493,6 +493,10 @@ def _check_api(settings: Settings, *, launching: bool) -> Iterator[_Finding]:
         message = _tls_pair_problem(api.tls_cert, api.tls_key)
         if message:
             yield ("api", "tls_cert"), message, ()
+    if settings.alerter.enabled:  # the alerter runs beside the api and keeps its state here
+        message = _directory_problem(settings.alerter.state_dir)
+        if message:
+            yield ("alerter", "state_dir"), message, ()
     if settings.query_store() is None:
         if launching:  # a file for probe-only hosts has no store, and needs none
             yield (
