@@ -92,6 +92,8 @@ class Alerter:
         self.state_dir = Path(config.state_dir)
         self.checks = 0
         self._loaded = False
+        #: channel → when its firing alerts were last re-sent
+        self._refreshed: dict[str, float] = {}
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -159,6 +161,7 @@ class Alerter:
         self.checks += 1
         for notes, rule in routed:  # after the whole check: a channel takes one check as one batch
             self._route(notes, rule)
+        self._refresh(made, now)
         self.save()
         for note in made:
             logger.info(
@@ -178,6 +181,23 @@ class Alerter:
         for name, outbox in self.outboxes.items():
             if wanted is None or name in wanted:
                 outbox.put(notes)
+
+    def _refresh(self, made: list[Notification], now: float) -> None:
+        """Re-send the firing alerts to channels that want it (Alertmanager: see its channel)."""
+        just_sent = {note.alert_id for note in made}
+        rules = {rule.name: rule for rule in self.config.rules}
+        for name, outbox in self.outboxes.items():
+            every = getattr(outbox.channel, "refresh", None)
+            if every is None or now - self._refreshed.get(name, float("-inf")) < every:
+                continue
+            self._refreshed[name] = now
+            notes = []
+            for alert in self.book.active.values():
+                rule = rules.get(alert.rule)
+                wanted = rule is not None and (not rule.channels or name in rule.channels)
+                if alert.status == "firing" and alert.notified and wanted and alert.id not in just_sent:
+                    notes.append(self.book.refresh_note(alert, now))
+            outbox.put(notes)
 
     def alerts(self) -> tuple[list[Alert], list[Alert]]:
         """(active, history), newest last."""

@@ -115,8 +115,9 @@ class SlackChannel(HttpChannel):
         return {"text": "\n".join(summary(note) for note in notes)}
 
 
-def alertmanager_alert(note: Notification) -> dict[str, Any]:
-    """One alert of Alertmanager's API v2: labels identify it, a resolve carries ``endsAt``."""
+def alertmanager_alert(note: Notification, valid_for: float = 240.0) -> dict[str, Any]:
+    """One alert of Alertmanager's API v2: labels identify it; ``endsAt`` is the resolve time, or
+    for a firing alert ``valid_for`` seconds ahead (re-sent before then while it fires)."""
     labels = {"alertname": note.rule, "severity": note.severity, "task": note.task, "metric": note.metric}
     labels.update(note.labels)
     if note.key:
@@ -128,18 +129,25 @@ def alertmanager_alert(note: Notification) -> dict[str, Any]:
     }
     if note.status == "resolved":
         alert["endsAt"] = iso(note.ends_at or note.at)
+    else:
+        alert["endsAt"] = iso(note.at + valid_for)
     return alert
 
 
 class AlertmanagerChannel(HttpChannel):
     """Prometheus Alertmanager's ``POST /api/v2/alerts``; routing and silences are then its job.
 
-    Alertmanager resolves an alert nobody re-sends after its ``resolve_timeout`` (5 m by default):
-    set the rule's ``repeat_interval`` under it, or rely on our resolve notification.
+    Alertmanager expects a firing alert to be re-sent while it fires, as Prometheus does: the
+    alerter re-sends every firing alert of this channel each ``refresh`` seconds (and at least at
+    every check), each valid for four refreshes, so an alerter that dies leaves no alert firing
+    for ever and a live one never lets Alertmanager time one out.
     """
+
+    #: seconds between re-sends of the firing alerts (Prometheus's resend delay is 1 m)
+    refresh = 60.0
 
     def target(self) -> str:
         return self.url.rstrip("/") + "/api/v2/alerts"
 
     def payload(self, notes: Sequence[Notification]) -> Any:
-        return [alertmanager_alert(note) for note in notes]
+        return [alertmanager_alert(note, 4 * self.refresh) for note in notes]

@@ -169,6 +169,10 @@ class AlertBook:
                 notes.append(self._note(alert, "resolved", alert.last_notified))
         return notes
 
+    def refresh_note(self, alert: Alert, now: float) -> Notification:
+        """A re-send of a firing alert for a channel that needs it (Alertmanager); no state changes."""
+        return self._note(alert, "firing", now, repeat=True)
+
     def _remember(self, alert: Alert) -> None:
         self.history.append(replace(alert))
         while len(self.history) > self.config.history_limit:

@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -293,7 +294,7 @@ def listed(url: str, active: bool) -> list[dict[str, Any]]:
 
 async def test_alertmanager_lists_the_alert_and_takes_its_resolve(tmp_path: Path, alertmanager: str) -> None:
     channel = AlertmanagerChannel(ChannelConfig(type="alertmanager", url=alertmanager))
-    clock, reader = ManualClock(time.time()), ScriptedReader()
+    clock, reader = ManualClock(time.time() - 120), ScriptedReader()  # the resolve lands at real now
     alerter = alerter_for(tmp_path, [channel], clock, reader)
     stop = asyncio.Event()
     delivery = asyncio.create_task(alerter.deliver(stop))
@@ -306,6 +307,13 @@ async def test_alertmanager_lists_the_alert_and_takes_its_resolve(tmp_path: Path
             ("syn_flood", "DstIP=10.9.9.9", "noc")
         ]
         assert alerts[0]["labels"]["severity"] == "critical" and alerts[0]["status"]["state"] == "active"
+        ends = datetime.fromisoformat(alerts[0]["endsAt"].replace("Z", "+00:00")).timestamp()
+        assert abs(ends - (clock.now + 240)) < 1  # valid for four refreshes
+        clock.now += 61  # still firing a minute later: re-sent, valid for longer
+        assert await alerter.check() == []
+        await alerter.wait_delivered(30)
+        (again,) = listed(alertmanager, active=True)
+        assert datetime.fromisoformat(again["endsAt"].replace("Z", "+00:00")).timestamp() >= ends + 60
         clock.now = time.time()
         reader.values["syn_flood"] = {}
         await alerter.check()
