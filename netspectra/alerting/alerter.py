@@ -154,6 +154,9 @@ class Alerter:
             except StorageError as error:
                 logger.warning("Alert rule %r not checked: the store cannot answer (%s)", rule.name, error)
                 continue
+            except Exception:  # one rule's fault must not cost the others their check (or their notes)
+                logger.exception("Alert rule %r not checked: reading its metric failed", rule.name)
+                continue
             observations = self.evaluator.evaluate(rule, readings, now, self.book.firing_keys(rule.name))
             notes = self.book.update(rule, observations, now)
             routed.append((notes, rule))

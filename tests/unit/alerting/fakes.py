@@ -16,12 +16,15 @@ class ScriptedReader:
     def __init__(self) -> None:
         self.values: dict[str, dict[str, float]] = {}
         self.down = False
+        self.broken: set[str] = set()
 
     async def read(self, rule: AlertRuleConfig, now: float | None = None) -> list[Reading]:
         if self.down:
             from netspectra.errors import StorageError
 
             raise StorageError("store down (scripted)")
+        if rule.name in self.broken:
+            raise RuntimeError(f"a bug reading {rule.name} (scripted)")
         return [Reading(key, value) for key, value in self.values.get(rule.name, {}).items()]
 
 

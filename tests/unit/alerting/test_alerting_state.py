@@ -125,3 +125,21 @@ async def test_a_restart_while_firing_neither_repeats_firing_nor_loses_the_resol
         ("firing", "b"),
         ("resolved", "a"),
     ]
+
+
+async def test_a_rule_whose_read_fails_costs_the_others_nothing(tmp_path: Path) -> None:
+    clock, reader = ManualClock(), ScriptedReader()
+    two = config(tmp_path).model_copy(
+        update={
+            "rules": (
+                *config(tmp_path).rules,
+                config(tmp_path).rules[0].model_copy(update={"name": "other"}),
+            )
+        }
+    )
+    channel = RecordingChannel()
+    alerter = Alerter(two, reader, [channel], clock=clock)
+    reader.values = {"big": {"a": 150}, "other": {"b": 150}}
+    reader.broken = {"big"}
+    assert statuses(await alerter.check()) == [("firing", "b")]
+    assert [(n.rule, n.key) for n in alerter.outboxes["rec"].pending] == [("other", "b")]
