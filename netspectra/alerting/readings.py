@@ -4,19 +4,24 @@ The query layer's answers already merge every engine's rows (counts and sizes ad
 is the largest estimate), so the alerter sees one network whichever engine counted a packet.
 Every value is the running period's cumulative figure, as Go's alerter reads the engine's
 snapshot: each engine's newest snapshot in the store (``QueryStore.current_*``), so what a period
-reset or a restart dropped is not read. Rates are made from successive readings by
+reset or a restart dropped is not read; hitters from the engines' merged sketch states of the
+running period when the store has them (``QueryStore.states``). Rates are made from successive readings by
 :mod:`.evaluation`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from netspectra.config.models import AlertRuleConfig
+from netspectra.errors import MergeRefusedError
 from netspectra.model.snapshot import HitterKind
 from netspectra.storage.query import QueryStore
+
+logger = logging.getLogger(__name__)
 
 _HITTER_KINDS = {
     "heavy_hitter_count": HitterKind.COUNT,
@@ -59,6 +64,12 @@ class StoreReader:
         self.engine_staleness = engine_staleness
         self.hitter_freshness = hitter_freshness
         self.clock = clock
+        self._warned: set[str] = set()
+
+    async def _hitters(self, rule: AlertRuleConfig, now: float) -> list[tuple[str, int]]:
+        limit = self.flow_scan if rule.window is not None else self.limit
+        since = max(0, int(now - self.hitter_freshness))
+        return await _hitters_of(self.store, rule, _HITTER_KINDS[rule.metric], limit, since, self._warned)
 
     async def read(self, rule: AlertRuleConfig, now: float | None = None) -> list[Reading]:
         """Raises StorageError when the store cannot answer (the check is then skipped, not resolved)."""
@@ -74,13 +85,7 @@ class StoreReader:
             }[metric]
             return [Reading("", float(value))]
         if metric in _HITTER_KINDS:
-            limit = self.flow_scan if rule.window is not None else self.limit
-            hitters = await self.store.current_hitters(
-                rule.task_name,
-                _HITTER_KINDS[metric],
-                limit=limit,
-                since=max(0, int(now - self.hitter_freshness)),
-            )
+            hitters = await self._hitters(rule, now)
             return [Reading(flow, float(value), (("flow", flow),)) for flow, value in hitters]
         by = "packets" if metric == "flow_packets" else "bytes"
         limit = self.flow_scan if rule.window is not None else self.limit
@@ -90,6 +95,24 @@ class StoreReader:
             key = flow_key(keys)
             readings.append(Reading(key, float(packets if by == "packets" else size), tuple(keys.items())))
         return readings
+
+
+async def _hitters_of(
+    store: QueryStore, rule: AlertRuleConfig, kind: HitterKind, limit: int, since: int, warned: set[str]
+) -> list[tuple[str, int]]:
+    """The running period's hitters: merged from every engine's stored sketch states (the answer one
+    engine would give), else the hitter rows reported since ``since`` (Go's rows, and algorithms
+    that cannot merge: with several engines their spread is the largest engine's, an underestimate)."""
+    try:
+        merged = await store.states.heavy_hitters(rule.task_name, kind, limit, None, None)
+    except MergeRefusedError as error:
+        if rule.name not in warned:
+            warned.add(rule.name)
+            logger.warning("Alert rule %r reads the hitter rows: %s", rule.name, error)
+        merged = None
+    if merged is not None:
+        return merged
+    return await store.current_hitters(rule.task_name, kind, limit=limit, since=since)
 
 
 def flow_key(keys: Mapping[str, str]) -> str:
