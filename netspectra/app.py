@@ -27,6 +27,7 @@ from netspectra.storage.context import StorageContext, new_incarnation
 from netspectra.supervisor import RestartPolicy, Role, Supervisor
 
 if TYPE_CHECKING:  # the engine (numba kernels) is imported only by a process that builds one
+    from netspectra.alerting.alerter import Alerter
     from netspectra.analysis import AnalysisResult, ProgressCallback
     from netspectra.engine.engine import Engine
     from netspectra.telemetry import MetricsServer, Telemetry
@@ -98,6 +99,65 @@ def build_engine(
         stats_interval_s=settings.engine.stats_interval,
         clock=clock,
         kernel_threads=settings.engine.kernel_threads,
+    )
+
+
+def build_alerter(settings: Settings, storage: StorageContext, **options: Any) -> Alerter:
+    """The alerter over the store the api reads (the merged view of every engine), with its channels.
+
+    ``options`` (``clock``, ``sleep``) are the alerter's injectable time, for tests.
+    """
+    from netspectra.alerting.alerter import Alerter
+    from netspectra.alerting.channels import AlertmanagerChannel, Channel, SlackChannel, WebhookChannel
+    from netspectra.alerting.readings import StoreReader
+    from netspectra.storage.registry import open_query_store
+
+    store_config = settings.query_store()
+    if store_config is None:
+        raise ConfigError(
+            "alerter: no store to read; set api.store or enable a 'clickhouse' or 'embedded' writer"
+        )
+    config = settings.alerter
+    http = {"webhook": WebhookChannel, "slack": SlackChannel, "alertmanager": AlertmanagerChannel}
+    channels: list[Channel] = []
+    smtp = settings.smtp
+    for channel in config.channels:
+        if channel.type == "email":
+            if smtp is not None:
+                from netspectra.alerting.email import EmailChannel
+
+                channels.append(EmailChannel(smtp, name=channel.name))
+        else:
+            channels.append(http[channel.type](channel))
+    if smtp is not None and smtp.host and not any(c.type == "email" for c in config.channels):
+        from netspectra.alerting.email import EmailChannel
+
+        channels.append(EmailChannel(smtp))  # Go mails every alert when smtp: is set
+    intervals = {
+        name: max(
+            (w.snapshot_interval for w in getattr(settings.aggregator, name).writers if w.enabled),
+            default=60.0,
+        )
+        for name in ("exact", "sketch")
+    }
+    reader = StoreReader(
+        open_query_store(store_config, storage),
+        limit=config.max_flows_per_rule,
+        # an engine is gone when its newest snapshot is 3 intervals old; a hitter, 1.5
+        engine_staleness=3 * intervals["exact"] + config.check_interval,
+        hitter_freshness=1.5 * intervals["sketch"],
+        clock=options.get("clock", time.time),
+    )
+    return Alerter(config, reader, channels, **options)
+
+
+def ai_notice(settings: Settings) -> str | None:
+    """The start-up line for Go's ``ai:`` / ``alerter.ai_analysis`` (accepted, never used), or None."""
+    if settings.ai is None and not settings.alerter.ai_analysis.enabled:
+        return None
+    return (
+        "LLM analysis of alerts (Go's ai: / alerter.ai_analysis) is not offered: NetSpectra reaches no "
+        "model service; the settings are accepted and ignored, alerts are sent without analysis"
     )
 
 
@@ -183,16 +243,26 @@ class Application:
             engine = build_engine(self.settings, self.context, telemetry=telemetry)
             role = EngineRole(self.settings, engine_bus, engine, observe_batch=telemetry.observe_batch)
             built.append(("engine", role))
+        alerter = None
+        if "api" in self.roles and self.settings.alerter.enabled:
+            alerter = build_alerter(self.settings, self.context)
         if "api" in self.roles:
             from netspectra.api.role import ApiRole
 
-            built.append(("api", ApiRole(self.settings, self.context, telemetry=telemetry)))
+            api_role = ApiRole(self.settings, self.context, telemetry=telemetry, alerter=alerter)
+            built.append(("api", api_role))
+        if alerter is not None:
+            # beside the api (it reads the store the api reads); started before it, stopped after
+            built.append(("alerter", alerter))
         self.built = dict(built)
         return built
 
     async def run(self, stop: asyncio.Event, *, policy: RestartPolicy | None = None) -> int:
         """Serve until ``stop`` is set; returns the process exit code."""
         roles = self.build()
+        notice = ai_notice(self.settings)
+        if notice is not None:
+            logger.warning("%s", notice)
         logger.info("Starting roles: %s", ", ".join(name for name, _ in roles))
         supervisor = Supervisor(roles, policy=policy, grace_s=self.grace_s)
         try:

@@ -139,8 +139,16 @@ class ConsoleHandler(GrafanaHandler):
         metrics: Callable[[], tuple[str, bytes]] | None = None,
         snapshot_interval_s: float | None = None,
         observe: Callable[[str, float], None] | None = None,
+        alerts: Any = None,
     ) -> None:
-        super().__init__(store, configured, auth_token, cors_origins=cors_origins, max_targets=max_targets)
+        super().__init__(
+            store,
+            configured,
+            auth_token,
+            cors_origins=cors_origins,
+            max_targets=max_targets,
+            alerts=alerts,
+        )
         self.service = service
         self.metrics = metrics
         self.snapshot_interval_s = snapshot_interval_s
@@ -375,13 +383,15 @@ def _epoch(stamp: Any) -> float:
     return float(getattr(stamp, "seconds", 0))
 
 
-def console_service(store: QueryStore, tasks: dict[str, str], telemetry: Any) -> QueryService:
+def console_service(
+    store: QueryStore, tasks: dict[str, str], telemetry: Any, alerts: Any = None
+) -> QueryService:
     """The one QueryService both gRPC and the console call; timed per RPC when there is telemetry."""
     if telemetry is None:
-        return QueryService(store, tasks)
+        return QueryService(store, tasks, alerts)
     from netspectra.api.metrics import TimedQueryService
 
-    return TimedQueryService(store, tasks, telemetry.observe_query)
+    return TimedQueryService(store, tasks, telemetry.observe_query, alerts)
 
 
 def console_handler(
@@ -391,6 +401,7 @@ def console_handler(
     token: str | None,
     service: QueryService,
     telemetry: Any,
+    alerts: Any = None,
 ) -> ConsoleHandler:
     """The HTTP handler of the api role: Grafana's routes, the console, and /metrics with telemetry."""
     api = settings.api
@@ -416,4 +427,5 @@ def console_handler(
         metrics=metrics,
         snapshot_interval_s=min(intervals) if intervals else None,
         observe=None if telemetry is None else telemetry.observe_query,
+        alerts=alerts,
     )

@@ -18,7 +18,8 @@ Endpoints (the simpod/grafana-json-datasource contract):
 ``GET /`` health; ``POST /search`` task names; ``POST /query`` for each target task two series,
 ``"<task> packets"`` and ``"<task> bytes"`` (a target payload ``{"metric": "packets"}`` keeps
 one), one point per snapshot inside the range (the Go server returns a single point at the
-range end).
+range end); ``POST /annotations`` the alerter's alerts inside the range as annotation regions
+(an annotation query's ``query`` text, if any, keeps one rule's).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from netspectra.api import alerts as alert_view
 from netspectra.api.guard import (
     ClientLimiter,
     bearer_token_matches,
@@ -66,7 +68,7 @@ _REASONS = {
 
 
 #: The routes: path → the one method it answers (OPTIONS is answered for every route).
-ROUTES = {"/": "GET", "/search": "POST", "/query": "POST", "/metrics": "POST"}
+ROUTES = {"/": "GET", "/search": "POST", "/query": "POST", "/metrics": "POST", "/annotations": "POST"}
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
 Headers = list[tuple[str, str]]
 
@@ -138,7 +140,9 @@ class GrafanaHandler:
         *,
         cors_origins: tuple[str, ...] = (),
         max_targets: int = 100,
+        alerts: alert_view.AlertSource | None = None,
     ) -> None:
+        self.alerts = alerts
         self.store = store
         self.configured = configured
         self.auth_token = auth_token
@@ -197,10 +201,22 @@ class GrafanaHandler:
             raise HttpError(400, "the body must be a JSON object")
         if route == "/query":
             return 200, await self._query(request), []
+        if route == "/annotations":
+            return 200, self._annotations(request), []
         names = list(dict.fromkeys([*self.configured, *(await self.store.tasks())]))
         if route == "/search":
             return 200, names, []
         return 200, [{"label": name, "value": name} for name in names], []
+
+    def _annotations(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.alerts is None:
+            return []
+        time_range = request.get("range") or {}
+        if not isinstance(time_range, dict):
+            raise HttpError(400, "range must be an object with from and to")
+        start = parse_time(time_range.get("from", 0), "from")
+        end = parse_time(time_range["to"], "to") if "to" in time_range else 0xFFFFFFFF
+        return alert_view.grafana_annotations(self.alerts, start, end, _annotation_rule(request))
 
     async def _query(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         time_range = request.get("range") or {}
@@ -233,6 +249,12 @@ class GrafanaHandler:
                 sizes = [[b, at * 1000] for at, _, b in points]
                 series.append({"target": f"{task} bytes", "datapoints": sizes})
         return series
+
+
+def _annotation_rule(request: dict[str, Any]) -> str:
+    annotation = request.get("annotation")
+    query = annotation.get("query") if isinstance(annotation, dict) else None
+    return query.strip() if isinstance(query, str) else ""
 
 
 def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:

@@ -19,9 +19,13 @@ class TimedQueryService(QueryService):
     """Reports ``(rpc name, seconds)`` of every call, answered or failed, to ``observe``."""
 
     def __init__(
-        self, store: QueryStore, configured: Mapping[str, str], observe: Callable[[str, float], None]
+        self,
+        store: QueryStore,
+        configured: Mapping[str, str],
+        observe: Callable[[str, float], None],
+        alerts: Any = None,
     ) -> None:
-        super().__init__(store, configured)
+        super().__init__(store, configured, alerts)
         self._observe = observe
 
     async def _timed(self, rpc: str, call: Any, message: Any) -> Any:
@@ -45,3 +49,6 @@ class TimedQueryService(QueryService):
 
     async def query_heavy_hitters(self, message: v1.HeavyHittersRequest) -> v1.HeavyHittersResponse:
         return await self._timed("QueryHeavyHitters", super().query_heavy_hitters, message)  # type: ignore[no-any-return]
+
+    async def list_alerts(self, message: v1.ListAlertsRequest) -> v1.ListAlertsResponse:
+        return await self._timed("ListAlerts", super().list_alerts, message)  # type: ignore[no-any-return]

@@ -8,6 +8,8 @@ import ipaddress
 import logging
 from typing import Any
 
+from netspectra.alerting.alerter import Alerter
+from netspectra.api import alerts as alert_view
 from netspectra.api.console import console_handler, console_service
 from netspectra.api.grpc_server import build_server, tls_context
 from netspectra.api.grpclib_internals import listening_port
@@ -71,7 +73,14 @@ def configured_tasks(settings: Settings) -> dict[str, str]:
 class ApiRole:
     """Serves gRPC on api.grpc_listen_addr and HTTP on api.http_listen_addr; ports 0 pick free ports."""
 
-    def __init__(self, settings: Settings, context: StorageContext, *, telemetry: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        context: StorageContext,
+        *,
+        telemetry: Any = None,
+        alerter: Alerter | None = None,
+    ) -> None:
         store_config = settings.query_store()
         if store_config is None:
             raise ConfigError(
@@ -81,6 +90,12 @@ class ApiRole:
         #: The process's netspectra.telemetry.Telemetry: GET /metrics and query latency (None: neither).
         self.telemetry = telemetry
         self.store = open_query_store(store_config, context)
+        #: the alerter of this process, else the state file of one elsewhere on this host (if enabled)
+        self.alerts: alert_view.AlertSource | None = None
+        if alerter is not None:
+            self.alerts = alerter.alerts
+        elif settings.alerter.enabled:
+            self.alerts = alert_view.file_source(settings.alerter.state_dir)
         self.grpc_port = 0
         self.http_port = 0
         self.ready = asyncio.Event()
@@ -97,7 +112,7 @@ class ApiRole:
             tls = tls_context(api.tls_cert, api.tls_key)
             http_tls = tls_context(api.tls_cert, api.tls_key, alpn=None)
         tasks = configured_tasks(self.settings)
-        service = console_service(self.store, tasks, self.telemetry)
+        service = console_service(self.store, tasks, self.telemetry, self.alerts)
         server = build_server(
             [service],
             auth_token=token,
@@ -105,7 +120,9 @@ class ApiRole:
             max_concurrent_per_client=api.max_concurrent_per_client,
             handshake_timeout=api.handshake_timeout,
         )
-        handler = console_handler(self.settings, self.store, tasks, token, service, self.telemetry)
+        handler = console_handler(
+            self.settings, self.store, tasks, token, service, self.telemetry, self.alerts
+        )
         http = HttpServer(handler, max_concurrent_per_client=api.max_concurrent_per_client)
         for what, host in (("gRPC", grpc_host), ("HTTP", http_host)):
             for risk in exposure_risks(host, token=token is not None, tls=tls is not None):

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from grpclib import GRPCError
 from grpclib.const import Status
 
+from netspectra.api import alerts as alert_view
 from netspectra.api.guard import check_task_name, log_storage_error
 from netspectra.errors import (
     MergeRefusedError,
@@ -104,9 +105,15 @@ def timestamp(seconds: int) -> datetime:
 class QueryService(v1.QueryServiceBase):
     """The Go project's query service, same method paths; ``configured`` = task name → kind."""
 
-    def __init__(self, store: QueryStore, configured: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        store: QueryStore,
+        configured: Mapping[str, str],
+        alerts: alert_view.AlertSource | None = None,
+    ) -> None:
         self.store = store
         self.configured = dict(configured)
+        self.alerts = alerts
 
     async def _known(self, task: str) -> None:
         await self.store.require_task(task, self.configured)
@@ -201,3 +208,11 @@ class QueryService(v1.QueryServiceBase):
             if not hitters:
                 await self._known(message.task_name)
             return v1.HeavyHittersResponse(hitters=[v1.HeavyHitter(flow=f, value=v) for f, v in hitters])
+
+    async def list_alerts(self, message: v1.ListAlertsRequest) -> v1.ListAlertsResponse:
+        """NetSpectra extension: the alerter's alerts (FAILED_PRECONDITION when no alerter is set up)."""
+        async with answering("ListAlerts"):
+            if self.alerts is None:
+                raise GRPCError(Status.FAILED_PRECONDITION, "alerting is off: set alerter.enabled and rules")
+            chosen = alert_view.select(self.alerts, message.state, message.rule, message.limit)
+            return v1.ListAlertsResponse(alerts=[alert_view.to_message(alert) for alert in chosen])

@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from netspectra import __version__
-from netspectra.cli import analyze, config_cmd, generate, plugins, query, run, tail, warmup
+from netspectra.cli import alerts, analyze, config_cmd, generate, plugins, query, run, tail, warmup
 from netspectra.cli.common import EXIT_BAD_CONFIG, CliOptions
 from netspectra.errors import ConfigError, NetSpectraError
 
@@ -66,5 +66,5 @@ def main(
         logging.getLogger("netspectra").setLevel(logging.DEBUG)
 
 
-for module in (run, analyze, generate, query, tail, plugins, config_cmd, warmup):
+for module in (run, analyze, generate, query, alerts, tail, plugins, config_cmd, warmup):
     module.register(app)

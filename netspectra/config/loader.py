@@ -6,11 +6,19 @@ a file holding the value (as Docker and Kubernetes mount secrets). The variables
 :data:`SECRET_VARIABLES`; ``NATS`` means ``probe.auth`` (and ``engine.auth`` when the engine has
 credentials of its own), ``CLICKHOUSE`` every ClickHouse block. Values read here are secrets:
 they land in ``SecretStr`` fields and are never printed.
+
+Go2NetSpectra's head config writes ``${VAR}`` in its values and loads a ``.env`` file first; so do
+we: ``${NAME}`` anywhere in the file's text is replaced by the variable's value before YAML is
+parsed (an unset variable is the empty string, as Go's ``os.ExpandEnv`` gives, so a required
+value left unset is reported at its field). Only the braced form is expanded (a ``$`` in a
+password stays as written). Variables come from the environment, then from a ``.env`` file next to
+the config file and in the working directory (the environment wins; a ``.env`` never overrides).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +27,7 @@ import yaml
 from pydantic import ValidationError
 
 from netspectra.config.models import Settings
-from netspectra.config.problems import format_problems, model_problems
+from netspectra.config.problems import format_problems, model_problems, rule_label
 from netspectra.errors import ConfigError
 
 #: Environment variable → where it lands (``*`` = every ClickHouse block of every group).
@@ -34,7 +42,10 @@ SECRET_VARIABLES: dict[str, tuple[str, ...]] = {
     "NETSPECTRA_NATS_TLS_KEY": ("probe", "auth", "tls_key"),
     "NETSPECTRA_API_TOKEN": ("api", "auth_token"),
     "NETSPECTRA_CLICKHOUSE_PASSWORD": ("*clickhouse", "password"),
+    "NETSPECTRA_SMTP_PASSWORD": ("smtp", "password"),
 }
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DOTENV_LINE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*")
 
 
 def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -43,7 +54,8 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = N
     try:
         return Settings.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(format_validation_error(config_source(path), error)) from None
+        problems = [rule_label(problem, raw) for problem in model_problems(error)]
+        raise ConfigError(format_problems(config_source(path), problems)) from None
 
 
 def config_source(path: str | Path | None) -> str:
@@ -52,16 +64,65 @@ def config_source(path: str | Path | None) -> str:
 
 
 def read_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The file's mapping with the environment's variables laid over it, not yet validated."""
-    raw = read_yaml(Path(path)) if path is not None else {}
-    return apply_secret_overrides(raw, os.environ if environ is None else environ)
+    """The file's mapping with the environment's variables laid over it, not yet validated.
+
+    ``environ`` (default: the process's environment, plus a ``.env`` in the working directory)
+    is completed by a ``.env`` next to the config file.
+    """
+    variables = config_environment(path, environ)
+    raw = read_yaml(Path(path), variables) if path is not None else {}
+    return apply_secret_overrides(raw, variables)
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+def config_environment(path: str | Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables a config sees: ``environ`` first, then ``.env`` files that do not override it."""
+    variables: dict[str, str] = {}
+    places = [Path(path).parent / ".env"] if path is not None else []
+    if environ is None:
+        places.append(Path.cwd() / ".env")
+    for place in places:
+        for name, value in read_dotenv(place).items():
+            variables.setdefault(name, value)
+    variables.update(os.environ if environ is None else environ)
+    return variables
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines of a ``.env`` file (``#`` comments, ``export``, quotes); {} when absent."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _DOTENV_LINE.fullmatch(line)
+        if match is None:
+            raise ConfigError(f"{path}:{number}: not NAME=value")
+        name, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[name] = value
+    return values
+
+
+def expand_variables(text: str, variables: Mapping[str, str]) -> str:
+    """``${NAME}`` → its value ('' when unset, as Go's os.ExpandEnv)."""
+    return _VARIABLE.sub(lambda match: variables.get(match.group(1), ""), text)
+
+
+def read_yaml(path: Path, variables: Mapping[str, str] | None = None) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the config file: {error.strerror or error}") from None
+    if variables is not None:
+        text = expand_variables(text, variables)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

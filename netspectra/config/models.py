@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -374,6 +375,210 @@ class AggregatorConfig(Model):
         return self
 
 
+# --- alerting ----------------------------------------------------------------------------------
+
+#: Go's metrics: task totals of an exact task, a reported hitter's value of a sketch task.
+GO_EXACT_METRICS = ("total_packets", "total_bytes", "total_flows")
+GO_SKETCH_METRICS = ("heavy_hitter_count", "heavy_hitter_size", "super_spreader_spread")
+#: Ours: one value per flow of an exact task (with ``window``: that flow's packets/s or bytes/s).
+FLOW_METRICS = ("flow_packets", "flow_bytes")
+AlertMetric = Literal[
+    "total_packets",
+    "total_bytes",
+    "total_flows",
+    "heavy_hitter_count",
+    "heavy_hitter_size",
+    "super_spreader_spread",
+    "flow_packets",
+    "flow_bytes",
+]
+#: Metrics that only grow within a period, so a ``window`` turns them into a per-second rate.
+COUNTER_METRICS = frozenset(
+    {"total_packets", "total_bytes", "heavy_hitter_count", "heavy_hitter_size", *FLOW_METRICS}
+)
+AlertOperator = Literal[">", "<", "=", ">=", "<=", "!="]
+Severity = Literal["info", "warning", "critical"]
+
+
+def _positive(value: float, what: str) -> float:
+    if value <= 0:
+        raise ValueError(f"{what} must be greater than zero")
+    return value
+
+
+class BaselineConfig(Model):
+    """Fire on a deviation from the learned normal of the rule's metric instead of a fixed threshold.
+
+    ``ewma``: an exponentially weighted mean (weight ``alpha`` per check). ``seasonal_median``: the
+    median of the values seen at the same time of the ``season`` (e.g. the same minute of the day)
+    in the last ``seasons`` seasons. ``direction: below`` with ``factor`` catches traffic that
+    stopped (a value under baseline / factor); ``above`` a surge; ``both`` either.
+    """
+
+    method: Literal["ewma", "seasonal_median"] = "ewma"
+    alpha: float = Field(0.2, gt=0, le=1)
+    season: Duration = 86_400.0
+    seasons: int = Field(7, ge=1, le=1000)
+    factor: float = Field(3.0, gt=1)
+    direction: Literal["above", "below", "both"] = "both"
+    #: Checks learned before the baseline may fire (a fresh baseline knows nothing).
+    warmup: int = Field(5, ge=1)
+    #: A baseline below this is treated as this (so a near-idle series does not fire on noise).
+    floor: float = Field(1.0, ge=0)
+
+
+class AlertRuleConfig(Model):
+    """One rule. Go's four keys (name, task_name, metric, operator, threshold) mean what they mean there."""
+
+    name: str = Field(min_length=1)
+    task_name: str = Field(min_length=1, validation_alias=AliasChoices("task_name", "task"))
+    metric: AlertMetric
+    operator: AlertOperator = ">"
+    threshold: float = 0.0
+    #: A rate: the metric's growth over this window, per second (counters only).
+    window: Duration | None = None
+    baseline: BaselineConfig | None = None
+    #: The condition must hold this long before the alert fires (pending until then).
+    for_: Duration = Field(0.0, validation_alias=AliasChoices("for", "for_"))
+    severity: Severity = "warning"
+    labels: dict[str, str] = Field(default_factory=dict)
+    #: Channel names this rule notifies (empty: every channel).
+    channels: tuple[str, ...] = ()
+    repeat_interval: Duration | None = None
+    cooldown: Duration | None = None
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: float | None) -> float | None:
+        return None if value is None else _positive(value, "window")
+
+    @model_validator(mode="after")
+    def _rate_of_a_counter(self) -> AlertRuleConfig:
+        if self.window is not None and self.metric not in COUNTER_METRICS:
+            raise ValueError(
+                f"window: {self.metric} is not a counter, so it has no rate; use window with "
+                + ", ".join(sorted(COUNTER_METRICS))
+            )
+        return self
+
+    @property
+    def per_flow(self) -> bool:
+        """One alert per flow (hitter metrics and flow metrics) rather than one per task."""
+        return self.metric not in GO_EXACT_METRICS
+
+
+class ChannelConfig(Model):
+    """Where notifications go: ``webhook`` (JSON, HMAC-SHA256 signed with ``secret``), ``slack``
+    (an incoming-webhook URL), ``alertmanager`` (Prometheus Alertmanager's base URL, API v2) or
+    ``email`` (the ``smtp:`` section)."""
+
+    type: Literal["webhook", "slack", "alertmanager", "email"]
+    name: str = ""
+    url: str = ""
+    secret: SecretStr | None = None
+    timeout: Duration = 10.0
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _url(self) -> ChannelConfig:
+        if self.type != "email" and not re.fullmatch(r"https?://\S+", self.url):
+            raise ValueError(f"a {self.type} channel needs url: http(s)://...")
+        if not self.name:
+            object.__setattr__(self, "name", self.type)
+        return self
+
+
+class AiAnalysisConfig(Model):
+    """Go's LLM analysis of an alert: accepted, not offered (no model service is reachable)."""
+
+    enabled: bool = False
+    service_addr: str = ""
+
+
+class AlerterConfig(Model):
+    """Go's ``alerter:`` section plus state, channels and delivery. Off unless ``enabled``."""
+
+    enabled: bool = False
+    check_interval: Duration = 30.0
+    rules: tuple[AlertRuleConfig, ...] = ()
+    channels: tuple[ChannelConfig, ...] = ()
+    #: A firing alert is notified again this often while it holds (Alertmanager's default).
+    repeat_interval: Duration = 4 * 3600.0
+    #: After a resolve, the same (rule, flow) firing again within this time is not notified again.
+    cooldown: Duration = 300.0
+    #: Where alert state, history and undelivered notifications live across restarts.
+    state_dir: str = "alerts"
+    history_limit: int = Field(10_000, ge=1)
+    #: Per-flow rules report at most this many flows per check (largest first).
+    max_flows_per_rule: int = Field(100, ge=1, le=100_000)
+    #: Delivery: first retry after this, doubling up to retry_max.
+    retry_initial: Duration = 1.0
+    retry_max: Duration = 60.0
+    ai_analysis: AiAnalysisConfig = AiAnalysisConfig()
+
+    @field_validator("check_interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        return _positive(value, "check_interval")
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, rules: tuple[AlertRuleConfig, ...]) -> tuple[AlertRuleConfig, ...]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice")
+            seen.add(rule.name)
+        return rules
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, channels: tuple[ChannelConfig, ...]) -> tuple[ChannelConfig, ...]:
+        names = [channel.name for channel in channels]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"channel name {name!r} is used twice; give each a name")
+        return channels
+
+
+class SmtpConfig(Model):
+    """Go's ``smtp:`` section. ``security``: unset = STARTTLS when the server offers it (as Go's
+    net/smtp does; implicit TLS on port 465), ``starttls`` (required), ``tls`` or ``none``;
+    ``tls_ca`` (ours) a CA file to trust besides the system's."""
+
+    host: str = ""
+    port: int = Field(587, ge=1, le=65_535)
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    sender: str = Field("", validation_alias=AliasChoices("from", "sender"))
+    to: tuple[str, ...] = ()
+    security: Literal["starttls", "tls", "none"] | None = None
+    tls_ca: str | None = None
+    timeout: Duration = 30.0
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def mode(self) -> str:
+        """``tls``, ``starttls``, ``none`` or ``opportunistic`` (STARTTLS if offered)."""
+        return self.security or ("tls" if self.port == 465 else "opportunistic")
+
+
+class AiConfig(BaseModel):
+    """Go's ``ai:`` section: read and kept, never used (LLM analysis is not offered)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+    provider: str = ""
+    api_key: SecretStr = SecretStr("")
+    model: str = ""
+
+
 # --- api, logging, root ----------------------------------------------------------------------
 
 
@@ -399,7 +604,10 @@ def parse_listen_address(address: str) -> tuple[str | None, int]:
 class ApiConfig(Model):
     """The query side. Closed by default: loopback only, no browser origin allowed, every request bounded."""
 
-    grpc_listen_addr: str = "127.0.0.1:50051"
+    #: Go's head config spells it ``rpc_listen_addr``; both are read.
+    grpc_listen_addr: str = Field(
+        "127.0.0.1:50051", validation_alias=AliasChoices("grpc_listen_addr", "rpc_listen_addr")
+    )
     http_listen_addr: str = "127.0.0.1:8080"
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -474,6 +682,9 @@ class Settings(Model):
     api: ApiConfig = ApiConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    alerter: AlerterConfig = AlerterConfig()
+    smtp: SmtpConfig | None = None
+    ai: AiConfig | None = None
 
     @property
     def bus_url(self) -> str:

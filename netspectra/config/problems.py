@@ -6,8 +6,10 @@ other command name a bad field with the same words.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -53,3 +55,20 @@ def format_problems(source: str, problems: Sequence[Problem]) -> str:
     lines = [f"{source}: {len(problems)} problem(s)"]
     lines.extend(f"  {problem}" for problem in problems)
     return "\n".join(lines)
+
+
+_RULE_PATH = re.compile(r"alerter\.rules\[(\d+)\]")
+
+
+def rule_label(problem: Problem, raw: Any) -> Problem:
+    """``alerter.rules[2].operator: ...`` → the same with ``rule 'Name': `` before the message."""
+    match = _RULE_PATH.match(problem.path)
+    if match is None:
+        return problem
+    try:
+        name = raw["alerter"]["rules"][int(match.group(1))]["name"]
+    except (KeyError, IndexError, TypeError):
+        return problem
+    if not isinstance(name, str) or not name:
+        return problem
+    return Problem(problem.path, f"rule {name!r}: {problem.message}")

@@ -122,13 +122,13 @@ def check(
         return CheckedConfig(source, None, (Problem(source, str(error).removeprefix(f"{source}: ")),))
     salvaged, problems, removed = _salvage(raw)
     if salvaged is None:
-        return CheckedConfig(source, None, tuple(problems))
+        return CheckedConfig(source, None, tuple(name_rules(problems, raw)))
     if adjust is not None:
         salvaged = adjust(salvaged)
     problems.extend(_semantic(salvaged, roles, removed, launching))
     problems.extend(_dropped_sketch_task_problems(raw, removed))
     if problems:
-        return CheckedConfig(source, None, tuple(dict.fromkeys(problems)))
+        return CheckedConfig(source, None, tuple(dict.fromkeys(name_rules(problems, raw))))
     return CheckedConfig(source, salvaged, ())
 
 
@@ -241,7 +241,7 @@ def _semantic(
     if launching is None:
         launching = roles is not None
     findings: list[_Finding] = []
-    for checker in (_check_types, _check_sketch_tasks):
+    for checker in (_check_types, _check_sketch_tasks, _check_alert_rules):
         findings.extend(checker(settings))
     if "probe" in wanted:
         findings.extend(_check_probe(settings, launching=launching, roles=wanted))
@@ -332,6 +332,79 @@ def _dropped_sketch_task_problems(raw: dict[str, Any], removed: _Removed) -> Ite
             yield Problem(format_path((*location, *(inner or ("algorithm",)))), message)
 
 
+#: Sketch algorithms whose hitters are spreads (the others report packet counts and byte sizes).
+_SPREAD_ALGORITHMS = frozenset({"super_spread", "spread_sketch"})
+_COUNT_ALGORITHMS = frozenset({"count_min"})
+
+
+def _check_alert_rules(settings: Settings) -> Iterator[_Finding]:
+    """Each rule's task must exist, be counted, and have the rule's metric; channels must exist."""
+    from difflib import get_close_matches
+
+    from netspectra.config.models import FLOW_METRICS, GO_EXACT_METRICS
+
+    alerter = settings.alerter
+    aggregator = settings.aggregator
+    exact = {task.name for task in aggregator.exact.tasks} if "exact" in aggregator.types else set()
+    sketch = (
+        {task.name: task.algorithm for task in aggregator.sketch.tasks}
+        if "sketch" in aggregator.types
+        else {}
+    )
+    channels = {channel.name for channel in alerter.channels}
+    if settings.smtp is not None and settings.smtp.host:
+        channels.add("email")
+    for index, rule in enumerate(alerter.rules):
+        where: Location = ("alerter", "rules", index)
+        if rule.task_name in exact:
+            if rule.metric not in (*GO_EXACT_METRICS, *FLOW_METRICS):
+                yield (
+                    (*where, "metric"),
+                    f"{rule.metric} is a sketch metric; task {rule.task_name!r} is exact "
+                    f"(use {', '.join((*GO_EXACT_METRICS, *FLOW_METRICS))})",
+                    (),
+                )
+        elif rule.task_name in sketch:
+            algorithm = sketch[rule.task_name]
+            allowed: tuple[str, ...] = ("heavy_hitter_count", "heavy_hitter_size", "super_spreader_spread")
+            if algorithm in _SPREAD_ALGORITHMS:
+                allowed = ("super_spreader_spread",)
+            elif algorithm in _COUNT_ALGORITHMS:
+                allowed = ("heavy_hitter_count", "heavy_hitter_size")
+            if rule.metric not in allowed:
+                yield (
+                    (*where, "metric"),
+                    f"task {rule.task_name!r} ({algorithm}) has no {rule.metric}; use {', '.join(allowed)}",
+                    (),
+                )
+        else:
+            known = sorted(exact | set(sketch))
+            close = get_close_matches(rule.task_name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            yield (
+                (*where, "task_name"),
+                f"unknown task {rule.task_name!r}; {hint}counted tasks: {', '.join(known) or '(none)'}",
+                (("aggregator",),),
+            )
+        for position, channel in enumerate(rule.channels):
+            if channel not in channels:
+                yield (
+                    (*where, "channels", position),
+                    f"no channel named {channel!r}; channels: {', '.join(sorted(channels)) or '(none)'}",
+                    (),
+                )
+    for index, configured in enumerate(alerter.channels):
+        if configured.type == "email" and (settings.smtp is None or not settings.smtp.host):
+            yield ("alerter", "channels", index), "an email channel needs the smtp: section with a host", ()
+
+
+def name_rules(problems: Iterable[Problem], raw: Any) -> list[Problem]:
+    """Problems inside ``alerter.rules[i]`` also name the rule (``rule 'X': ...``), as a user looks it up."""
+    from netspectra.config.problems import rule_label
+
+    return [rule_label(problem, raw) for problem in problems]
+
+
 def _check_probe(settings: Settings, *, launching: bool, roles: frozenset[str]) -> Iterator[_Finding]:
     probe = settings.probe
     if probe.persistence.enabled:
@@ -420,6 +493,10 @@ def _check_api(settings: Settings, *, launching: bool) -> Iterator[_Finding]:
         message = _tls_pair_problem(api.tls_cert, api.tls_key)
         if message:
             yield ("api", "tls_cert"), message, ()
+    if settings.alerter.enabled:  # the alerter runs beside the api and keeps its state here
+        message = _directory_problem(settings.alerter.state_dir)
+        if message:
+            yield ("alerter", "state_dir"), message, ()
     if settings.query_store() is None:
         if launching:  # a file for probe-only hosts has no store, and needs none
             yield (

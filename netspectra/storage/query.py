@@ -331,5 +331,37 @@ class QueryStore:
             )
         ]
 
+    # --- the current period (the alerter's reads; see sql.CURRENT_FLOWS_BY) --------------------
+
+    async def current_flows(
+        self, task: str, *, by: str, limit: int, since: int
+    ) -> list[tuple[dict[str, str], int, int]]:
+        """(key fields as text, packets, bytes) of ``task``'s largest flows by ``by`` ("packets" or
+        "bytes") in each engine's newest snapshot (not older than ``since``), summed over engines."""
+        rows = await self._select(sql.CURRENT_FLOWS_BY[by], {"task": task, "limit": limit, "since": since})
+        flows = []
+        for *fields, packets, total_bytes in rows:
+            keys = {
+                field.value: str(value)
+                for field, value in zip(FIELD_ORDER, fields, strict=True)
+                if value is not None
+            }
+            flows.append((keys, int(packets), int(total_bytes)))
+        return flows
+
+    async def current_totals(self, task: str, *, since: int) -> TaskTotals:
+        """``task``'s packets, bytes and flows in each engine's newest snapshot, summed over engines."""
+        rows = await self._select(sql.CURRENT_TOTALS, {"task": task, "since": since})
+        packets, total_bytes, flows = rows[0] if rows else (0, 0, 0)
+        return TaskTotals(task, int(total_bytes or 0), int(packets or 0), int(flows or 0))
+
+    async def current_hitters(
+        self, task: str, kind: HitterKind, *, limit: int, since: int
+    ) -> list[tuple[str, int]]:
+        """Hitters of ``task`` reported since ``since``, merged as :meth:`heavy_hitters` merges them."""
+        text = sql.CURRENT_HITTERS.format(combine="max" if kind is HitterKind.SPREAD else "sum")
+        params = {"task": task, "type": int(kind), "limit": limit, "since": since}
+        return [(str(flow), int(value)) for flow, value in await self._select(text, params)]
+
     async def close(self) -> None:
         """The backend is shared through the StorageContext, which closes it."""

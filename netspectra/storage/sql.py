@@ -366,6 +366,39 @@ def _top_window(order: str) -> str:
 
 TOP_WINDOW_FLOWS_BY = {"Packets": _top_window("P"), "Bytes": _top_window("B")}
 
+# --- the current period, for the alerter ------------------------------------------------------
+# Go's alerter reads the engine's snapshot of the running period; the store's equivalent is each
+# engine's newest snapshot: the rows of flow_latest at that engine's newest Timestamp (every
+# snapshot holds every flow of the period, so a flow the period reset dropped is not there). An
+# engine (incarnation) whose newest snapshot is older than {since} is gone and left out. Flows are
+# then summed over engines by their key fields: the merged view. Constant text; ``{order}`` is one
+# of two constant column names.
+_CURRENT_FLOWS = (
+    "SELECT S, D, SP, DP, PR, sum(Packets) AS P, sum(Bytes) AS B FROM ("
+    " SELECT any(SrcIP) AS S, any(DstIP) AS D, any(SrcPort) AS SP, any(DstPort) AS DP, any(Protocol) AS PR,"
+    " argMax(PacketCount, Timestamp) AS Packets, argMax(ByteCount, Timestamp) AS Bytes"
+    " FROM flow_latest WHERE TaskName = {task:String} AND (EngineId, Timestamp) IN ("
+    " SELECT EngineId, max(Timestamp) FROM flow_latest WHERE TaskName = {task:String}"
+    " GROUP BY EngineId HAVING max(Timestamp) >= toDateTime({since:UInt32}))"
+    " GROUP BY FlowKey, EngineId)"
+    " GROUP BY S, D, SP, DP, PR"
+)
+CURRENT_FLOWS_BY = {
+    "packets": _CURRENT_FLOWS + " ORDER BY P DESC LIMIT {limit:UInt32}",
+    "bytes": _CURRENT_FLOWS + " ORDER BY B DESC LIMIT {limit:UInt32}",
+}
+CURRENT_TOTALS = f"SELECT sum(P), sum(B), count() FROM ({_CURRENT_FLOWS})"  # noqa: S608
+#: Hitters reported since {since} (a snapshot with no hitter writes no row, so "newest snapshot"
+#: cannot be told from the table; the alerter passes a little over one snapshot interval).
+CURRENT_HITTERS = (
+    "SELECT Flow, {combine}(Latest) AS Total FROM ("
+    " SELECT EngineId, Flow, argMax(Value, Timestamp) AS Latest FROM heavy_hitters"
+    " WHERE TaskName = {{task:String}} AND Type = {{type:UInt8}}"
+    " AND Timestamp >= toDateTime({{since:UInt32}})"
+    " GROUP BY EngineId, Flow)"
+    " GROUP BY Flow ORDER BY Total DESC, Flow ASC LIMIT {{limit:UInt32}}"
+)
+
 PING = "SELECT 1"
 
 # --- engine-id leases (engine_leases in schema.sql; see storage/lease.py) ---------------------

@@ -66,6 +66,8 @@ PACKAGE = ROOT / "netspectra"
 #: it. The probe is a role fed by capture, wire and bus, ranked with the engine so neither imports
 #: the other; synth (generated traffic with its truth) sits with capture; sketch_api, the
 #: plugins' facade over engine.sketch, sits just above the engine so the engine never reaches it.
+#: alerting reads the store's merged view through the query layer and the api shows its alerts, so
+#: it sits between them: storage → alerting → api.
 RANKS = {
     "model": 0,
     "capture": 1,
@@ -76,7 +78,8 @@ RANKS = {
     "probe": 4,
     "sketch_api": 5,
     "storage": 6,
-    "api": 7,
+    "alerting": 7,
+    "api": 8,
 }
 #: Usable by every layer; they themselves import only each other, the shared data types and the
 #: wire contract's names that are config defaults (subjects, queue group).
@@ -161,6 +164,10 @@ def test_the_arrow_check_catches_an_arrow_running_back() -> None:
         ("netspectra.model.keys", "from netspectra.capture.kernel import SKIP_REASONS"): True,
         ("netspectra.config.models", "from netspectra.bus import open_bus"): True,
         ("netspectra.api.role", "from netspectra.app import build_storage"): True,
+        ("netspectra.alerting.readings", "from netspectra.storage.query import QueryStore"): False,
+        ("netspectra.alerting.alerter", "from netspectra.api.service import QueryService"): True,
+        ("netspectra.storage.query", "from netspectra.alerting.state import Alert"): True,
+        ("netspectra.api.role", "from netspectra.alerting.alerter import Alerter"): False,
         ("netspectra.storage.query", "from .. import errors"): False,
         ("netspectra.storage.query", "from ..engine import engine"): False,
         ("netspectra.engine.engine", "from ..storage import registry"): True,

@@ -134,6 +134,44 @@ def _cases(traffic, query):
                 hitters=[query.HeavyHitter(flow="10.0.0.1 443", value=99), query.HeavyHitter()]
             ),
         ),
+        (
+            v1.ListAlertsRequest(state="firing", rule="ddos", limit=5),
+            query.ListAlertsRequest(state="firing", rule="ddos", limit=5),
+        ),
+        (
+            v1.ListAlertsResponse(
+                alerts=[
+                    v1.Alert(
+                        id="a1",
+                        rule="ddos",
+                        key="SrcIP=10.0.0.1",
+                        task_name="ss",
+                        status="firing",
+                        value=6100.5,
+                        bound=5000,
+                        labels={"team": "net"},
+                        fired_at=_ts(9),
+                    ),
+                    v1.Alert(),
+                ]
+            ),
+            query.ListAlertsResponse(
+                alerts=[
+                    query.Alert(
+                        id="a1",
+                        rule="ddos",
+                        key="SrcIP=10.0.0.1",
+                        task_name="ss",
+                        status="firing",
+                        value=6100.5,
+                        bound=5000,
+                        labels={"team": "net"},
+                        fired_at=traffic.google_dot_protobuf_dot_timestamp__pb2.Timestamp(seconds=9),
+                    ),
+                    query.Alert(),
+                ]
+            ),
+        ),
     ]
 
 
@@ -167,7 +205,7 @@ def test_every_message_encodes_to_the_official_bytes_and_back(official, official
     traffic, query = official
     cases = _cases(traffic, query) + _flow_cases(official_protos.flow_pb2, traffic)
     covered = {type(ours).__name__ for ours, _ in cases}
-    nested = {"TraceFlowRequest", "FlowLifecycle", "TaskSummary", "HeavyHitter"}
+    nested = {"TraceFlowRequest", "FlowLifecycle", "TaskSummary", "HeavyHitter", "Alert"}
     assert covered | nested >= set(v1.__all__) - {"QueryServiceBase", "QueryServiceStub"}
     for ours, theirs in cases:
         expected = theirs.SerializeToString(deterministic=True)

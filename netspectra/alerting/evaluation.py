@@ -1,0 +1,131 @@
+"""From readings to observations: rates over a window, baselines, thresholds.
+
+A rate (``window: 1m``) is the growth of the cumulative value between the newest sample and the
+newest one at least ``window`` older, divided by the seconds between them; while the history is
+shorter than the window, the oldest sample stands in (a rate needs two samples). A value that
+fell (the period reset, an engine restarted under a new incarnation) counts from zero, as
+Prometheus treats a counter reset. A series that appears between two checks of its rule (a new
+flow, a hitter reported for the first time) had zero at the previous check, so a flood that starts
+between two checks has a rate at the first one. Series not seen for ``2 x window`` (or 10 checks)
+are forgotten.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from netspectra.alerting.baseline import Baseline
+from netspectra.alerting.readings import Reading
+from netspectra.alerting.rules import Observation, threshold_holds
+from netspectra.config.models import AlertRuleConfig
+
+
+@dataclass
+class _Series:
+    samples: deque[tuple[float, float]] = field(default_factory=deque)
+    baseline: Baseline | None = None
+    seen: float = 0.0
+
+
+class Evaluator:
+    """Keeps each (rule, series)'s samples and baseline between checks."""
+
+    def __init__(self, check_interval: float) -> None:
+        self.check_interval = check_interval
+        self._series: dict[tuple[str, str], _Series] = {}
+        #: rule → when it was last evaluated
+        self._checked: dict[str, float] = {}
+
+    def evaluate(
+        self,
+        rule: AlertRuleConfig,
+        readings: list[Reading],
+        now: float,
+        firing: set[str] | frozenset[str] = frozenset(),
+    ) -> list[Observation]:
+        """One observation per series that has a value now. ``firing``: keys whose alert is active
+        (their values do not teach the baseline)."""
+        observations = []
+        previous = self._checked.get(rule.name)
+        self._checked[rule.name] = now
+        for reading in readings:
+            series = self._series.get((rule.name, reading.key))
+            if series is None:
+                series = self._series[(rule.name, reading.key)] = _Series()
+                if rule.window is not None and previous is not None and previous < now:
+                    series.samples.append((previous, 0.0))
+            series.seen = now
+            value = self._value(rule, series, reading.value, now)
+            if value is None:
+                continue
+            observations.append(self._judge(rule, series, reading, value, now, reading.key in firing))
+        self._forget(rule, now)
+        return observations
+
+    def _value(self, rule: AlertRuleConfig, series: _Series, value: float, now: float) -> float | None:
+        if rule.window is None:
+            return value
+        samples = series.samples
+        if samples and samples[-1][0] == now:
+            samples.pop()
+        samples.append((now, value))
+        while len(samples) > 2 and samples[1][0] <= now - rule.window:
+            samples.popleft()
+        if len(samples) < 2:
+            return None
+        then, before = samples[0]
+        elapsed = now - then
+        if elapsed <= 0:
+            return None
+        grown = value - before if value >= before else value
+        return grown / elapsed
+
+    def _judge(
+        self, rule: AlertRuleConfig, series: _Series, reading: Reading, value: float, now: float, active: bool
+    ) -> Observation:
+        if rule.baseline is None:
+            return Observation(
+                reading.key, value, threshold_holds(rule, value), rule.threshold, reading.labels
+            )
+        if series.baseline is None:
+            series.baseline = Baseline(rule.baseline, self.check_interval)
+        deviates, bound = series.baseline.judge(value, now)
+        if not deviates and not active:
+            series.baseline.learn(value, now)
+        return Observation(reading.key, value, deviates, bound, reading.labels)
+
+    def _forget(self, rule: AlertRuleConfig, now: float) -> None:
+        horizon = max(2 * (rule.window or 0.0), 10 * self.check_interval)
+        for key in [k for k, s in self._series.items() if k[0] == rule.name and now - s.seen > horizon]:
+            if self._series[key].baseline is None:  # a baseline is kept: it is the series' memory
+                del self._series[key]
+
+    def to_json(self) -> dict[str, Any]:
+        """Baselines and rate samples, so a restart neither forgets the normal nor the window."""
+        series = {
+            f"{rule}\x1f{key}": {
+                "samples": list(series.samples),
+                "baseline": series.baseline.to_json() if series.baseline else None,
+                "seen": series.seen,
+            }
+            for (rule, key), series in self._series.items()
+        }
+        return {"series": series, "checked": dict(self._checked)}
+
+    def restore(self, data: dict[str, Any], rules: dict[str, AlertRuleConfig]) -> None:
+        self._checked = {
+            name: float(at) for name, at in dict(data.get("checked", {})).items() if name in rules
+        }
+        for name, item in dict(data.get("series", {})).items():
+            rule_name, _, key = name.partition("\x1f")
+            rule = rules.get(rule_name)
+            if rule is None:
+                continue
+            series = _Series(deque((float(t), float(v)) for t, v in item.get("samples", [])))
+            series.seen = float(item.get("seen", 0.0))
+            if rule.baseline is not None and item.get("baseline"):
+                series.baseline = Baseline(rule.baseline, self.check_interval)
+                series.baseline.restore(item["baseline"])
+            self._series[(rule_name, key)] = series

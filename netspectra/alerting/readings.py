@@ -1,0 +1,120 @@
+"""What a rule's metric is at this moment, read from the store's merged view.
+
+The query layer's answers already merge every engine's rows (counts and sizes add up, a spread
+is the largest estimate), so the alerter sees one network whichever engine counted a packet.
+Every value is the running period's cumulative figure, as Go's alerter reads the engine's
+snapshot: each engine's newest snapshot in the store (``QueryStore.current_*``), so what a period
+reset or a restart dropped is not read; hitters from the engines' merged sketch states of the
+running period when the store has them (``QueryStore.states``). Rates are made from successive readings by
+:mod:`.evaluation`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from netspectra.config.models import AlertRuleConfig
+from netspectra.errors import MergeRefusedError
+from netspectra.model.snapshot import HitterKind
+from netspectra.storage.query import QueryStore
+
+logger = logging.getLogger(__name__)
+
+_HITTER_KINDS = {
+    "heavy_hitter_count": HitterKind.COUNT,
+    "heavy_hitter_size": HitterKind.SIZE,
+    "super_spreader_spread": HitterKind.SPREAD,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One series of a rule: ``key`` names the flow ("" for a task-wide metric)."""
+
+    key: str
+    value: float
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+class StoreReader:
+    """Reads rule metrics through :class:`QueryStore`'s public queries.
+
+    ``limit`` caps what a per-flow rule reads (largest first; ``flow_scan`` with a window, as a
+    flow's rate may be high while its total is not yet); ``engine_staleness`` drops an engine whose
+    newest snapshot is older (it stopped); ``hitter_freshness`` is how far back a hitter counts
+    as still reported (a little over the sketch writers' snapshot interval).
+    """
+
+    def __init__(
+        self,
+        store: QueryStore,
+        *,
+        limit: int = 100,
+        flow_scan: int = 10_000,
+        engine_staleness: float = 180.0,
+        hitter_freshness: float = 90.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.limit = limit
+        self.flow_scan = flow_scan
+        self.engine_staleness = engine_staleness
+        self.hitter_freshness = hitter_freshness
+        self.clock = clock
+        self._warned: set[str] = set()
+
+    async def _hitters(self, rule: AlertRuleConfig, now: float) -> list[tuple[str, int]]:
+        limit = self.flow_scan if rule.window is not None else self.limit
+        since = max(0, int(now - self.hitter_freshness))
+        return await _hitters_of(self.store, rule, _HITTER_KINDS[rule.metric], limit, since, self._warned)
+
+    async def read(self, rule: AlertRuleConfig, now: float | None = None) -> list[Reading]:
+        """Raises StorageError when the store cannot answer (the check is then skipped, not resolved)."""
+        now = self.clock() if now is None else now
+        metric = rule.metric
+        since = max(0, int(now - self.engine_staleness))
+        if metric in ("total_packets", "total_bytes", "total_flows"):
+            totals = await self.store.current_totals(rule.task_name, since=since)
+            value = {
+                "total_packets": totals.total_packets,
+                "total_bytes": totals.total_bytes,
+                "total_flows": totals.flow_count,
+            }[metric]
+            return [Reading("", float(value))]
+        if metric in _HITTER_KINDS:
+            hitters = await self._hitters(rule, now)
+            return [Reading(flow, float(value), (("flow", flow),)) for flow, value in hitters]
+        by = "packets" if metric == "flow_packets" else "bytes"
+        limit = self.flow_scan if rule.window is not None else self.limit
+        flows = await self.store.current_flows(rule.task_name, by=by, limit=limit, since=since)
+        readings = []
+        for keys, packets, size in flows:
+            key = flow_key(keys)
+            readings.append(Reading(key, float(packets if by == "packets" else size), tuple(keys.items())))
+        return readings
+
+
+async def _hitters_of(
+    store: QueryStore, rule: AlertRuleConfig, kind: HitterKind, limit: int, since: int, warned: set[str]
+) -> list[tuple[str, int]]:
+    """The running period's hitters: merged from every engine's stored sketch states (the answer one
+    engine would give), else the hitter rows reported since ``since`` (Go's rows, and algorithms
+    that cannot merge: with several engines their spread is the largest engine's, an underestimate)."""
+    try:
+        merged = await store.states.heavy_hitters(rule.task_name, kind, limit, None, None)
+    except MergeRefusedError as error:
+        if rule.name not in warned:
+            warned.add(rule.name)
+            logger.warning("Alert rule %r reads the hitter rows: %s", rule.name, error)
+        merged = None
+    if merged is not None:
+        return merged
+    return await store.current_hitters(rule.task_name, kind, limit=limit, since=since)
+
+
+def flow_key(keys: Mapping[str, str]) -> str:
+    """``SrcIP=10.0.0.1,DstPort=80`` (fields in key order): the flow part of an alert's identity."""
+    return ",".join(f"{name}={value}" for name, value in keys.items())

@@ -1,0 +1,70 @@
+"""Rates over a window and baselines, against values computed by hand from the scripted series."""
+
+from __future__ import annotations
+
+import math
+
+from netspectra.alerting.evaluation import Evaluator
+from netspectra.alerting.readings import Reading
+from netspectra.config.models import AlertRuleConfig
+
+
+def rule(**fields: object) -> AlertRuleConfig:
+    base = {"name": "r", "task_name": "t", "metric": "total_packets", "threshold": 0}
+    return AlertRuleConfig.model_validate({**base, **fields})
+
+
+def test_a_window_rate_is_the_growth_over_the_window_not_since_the_period_began() -> None:
+    evaluator = Evaluator(check_interval=10)
+    r = rule(window="1m", threshold=50)
+    counts = [0, 100, 200, 300, 400, 500, 600, 10_600, 11_600]  # 10 pkt/s, then one burst of 10 000
+    values = []
+    for step, count in enumerate(counts):
+        observed = evaluator.evaluate(r, [Reading("", count)], now=step * 10.0)
+        values.append(observed[0].value if observed else None)
+    assert values[0] is None  # one sample: no rate yet
+    assert values[1:7] == [10.0] * 6
+    assert values[7] == (10_600 - 100) / 60  # newest sample >= 60 s older is t=10 (count 100)
+    assert values[8] == (11_600 - 200) / 60
+    # since the period began it would be 11_600 / 80 = 145: not what a window means
+    assert not math.isclose(values[8], 145)
+
+
+def test_a_counter_that_fell_counts_from_zero() -> None:
+    evaluator = Evaluator(check_interval=10)
+    r = rule(window="10s")
+    evaluator.evaluate(r, [Reading("", 1000)], now=0)
+    observed = evaluator.evaluate(r, [Reading("", 30)], now=10)  # the period reset
+    assert observed[0].value == 3.0
+
+
+def test_an_ewma_baseline_fires_on_a_surge_and_on_traffic_that_stopped_and_not_on_noise() -> None:
+    evaluator = Evaluator(check_interval=10)
+    r = rule(window="10s", baseline={"method": "ewma", "alpha": 0.3, "factor": 3, "warmup": 5})
+    count, now, fired = 0.0, 0.0, []
+    rates = [100, 110, 90, 105, 95, 100, 120, 80, 100, 100, 900, 100, 100, 0, 0, 100]
+    for rate in [100, *rates]:
+        count += rate * 10
+        observed = evaluator.evaluate(r, [Reading("", count)], now=now)
+        fired.append(bool(observed and observed[0].holds))
+        now += 10
+    # index 0 has no rate; 1..5 warm up; noise within x3 never fires; 900 and the two zeros do
+    assert [i for i, f in enumerate(fired) if f] == [11, 14, 15]
+
+
+def test_a_seasonal_median_knows_the_quiet_hour() -> None:
+    evaluator = Evaluator(check_interval=3600)
+    r = rule(
+        metric="total_bytes",
+        baseline={"method": "seasonal_median", "season": "24h", "seasons": 3, "factor": 2, "warmup": 1},
+    )
+    day = [10.0 if hour < 6 else 1000.0 for hour in range(24)]
+    fired = []
+    for d in range(4):
+        for hour in range(24):
+            value = day[hour]
+            if d == 3 and hour == 3:
+                value = 1000.0  # busy at 03:00: normal at 14:00, a surge at 03:00
+            observed = evaluator.evaluate(r, [Reading("", value)], now=(d * 24 + hour) * 3600.0)
+            fired.append((d, hour, observed[0].holds))
+    assert [(d, h) for d, h, f in fired if f] == [(3, 3)]
