@@ -42,6 +42,7 @@ from netspectra.engine.sketch.super_spread import SuperSpread, SuperSpreadParams
 from netspectra.model.fields import KeyField, address_text
 from netspectra.model.packets import PacketColumns
 from netspectra.model.snapshot import HitterKind, Snapshot
+from netspectra.storage.sql import STATE_COLUMNS
 from netspectra.synth.traffic import TrafficSpec, write_trace
 from netspectra.wire.generated import v1
 
@@ -65,25 +66,13 @@ def zipf_keys(rng: np.random.Generator, packets: int, flows: int) -> tuple[np.nd
 async def store_states(backend: Any, engines: int, epochs: int, packets: int, params: CountMinParams) -> None:
     """Each engine's epoch states of one count_min task (and one single-epoch task), stored."""
     rng = np.random.default_rng(7)
-    columns: dict[str, list[Any]] = {
-        name: []
-        for name in (
-            "TaskName",
-            "EngineId",
-            "PeriodStart",
-            "Epoch",
-            "EpochStart",
-            "Timestamp",
-            "Algorithm",
-            "State",
-        )
-    }
+    columns: dict[str, list[Any]] = {name: [] for name in STATE_COLUMNS}
 
     def add(task: str, engine: int, epoch: int, state: bytes) -> None:
         for name, value in (
             ("TaskName", task), ("EngineId", f"e{engine}"), ("PeriodStart", T), ("Epoch", epoch),
             ("EpochStart", T + 60 * epoch), ("Timestamp", T + 60 * (epoch + 1)), ("Algorithm", "count_min"),
-            ("State", state),
+            ("StateSize", len(state)), ("StateCheck", int.from_bytes(state[-4:], "little")), ("State", state),
         ):  # fmt: skip
             columns[name].append(value)
 

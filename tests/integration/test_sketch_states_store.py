@@ -237,7 +237,9 @@ async def test_a_corrupted_state_row_is_skipped_counted_and_logged(
         await store.backend.insert(
             "sketch_states",
             {"TaskName": ["spread"], "EngineId": [engine], "PeriodStart": [T], "Epoch": [0],
-             "EpochStart": [T], "Timestamp": [T + 5], "Algorithm": ["spread_sketch"], "State": [state]},
+             "EpochStart": [T], "Timestamp": [T + 5], "Algorithm": ["spread_sketch"],
+             "StateSize": [len(state)], "StateCheck": [int.from_bytes(state[-4:], "little")],
+             "State": [state]},
         )  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="netspectra.storage.states"):
         assert await hitters(store, "spread", 2) == expected
