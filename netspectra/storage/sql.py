@@ -331,8 +331,6 @@ def sketch_states_sql(*, with_state: bool, bounded: bool, windowed: bool) -> str
 
 #: Does the task have Go-style hitter rows at all (a windowed query of a task without states)?
 HITTER_ROWS_OF_TASK = "SELECT count() FROM heavy_hitters WHERE TaskName = {task:String}"
-HITTER_ENGINES_OF_TASK = "SELECT uniqExact(EngineId) FROM heavy_hitters WHERE TaskName = {task:String}"
-HITTER_ENGINES_OF_TASK_BOUNDED = HITTER_ENGINES_OF_TASK + _HITTERS_END
 
 TASKS = (
     "SELECT TaskName, 'exact' FROM flow_metrics GROUP BY TaskName"
