@@ -331,6 +331,7 @@ def sketch_states_sql(*, with_state: bool, bounded: bool, windowed: bool) -> str
 
 #: Does the task have Go-style hitter rows at all (a windowed query of a task without states)?
 HITTER_ROWS_OF_TASK = "SELECT count() FROM heavy_hitters WHERE TaskName = {task:String}"
+STATE_ROWS_OF_TASK = "SELECT count() FROM sketch_states WHERE TaskName = {task:String}"
 
 TASKS = (
     "SELECT TaskName, 'exact' FROM flow_metrics GROUP BY TaskName"

@@ -111,8 +111,9 @@ class SketchStateReader:
         if not rows:
             if start is None:
                 return None
-            found = await self._select(sql.HITTER_ROWS_OF_TASK, {"task": task})
-            if found and int(found[0][0]):
+            if await self._count(sql.STATE_ROWS_OF_TASK, task):
+                return []  # the task has states, none in this window
+            if await self._count(sql.HITTER_ROWS_OF_TASK, task):
                 raise MergeRefusedError(
                     f"task {task!r} has no sketch states in the store (its rows come from "
                     "Go2NetSpectra or an older NetSpectra), and a windowed answer merges states; "
@@ -145,6 +146,10 @@ class SketchStateReader:
         except PluginError as error:  # the states disagree (widths, seeds, fields)
             raise MergeRefusedError(str(error)) from error
         return [(hitter.flow, hitter.value) for hitter in hitters]
+
+    async def _count(self, query: str, task: str) -> int:
+        found = await self._select(query, {"task": task})
+        return int(found[0][0]) if found else 0
 
     def _algorithm(self, name: str) -> type[SketchAlgorithm]:
         """The class of ``name``, looked up once (entry-point discovery reads package metadata)."""

@@ -204,6 +204,7 @@ async def test_end_time_bounds_the_epochs(store: Store, epochs: Epochs) -> None:
     with pytest.raises(GRPCError) as refused:
         await hitters(store, "spread", 2, start=T + 20, end=T + 10)
     assert refused.value.status is Status.INVALID_ARGUMENT
+    assert await hitters(store, "spread", 2, start=T + 30, end=T + 90) == {}  # no epoch ends in it
 
 
 async def test_a_sketch_that_cannot_merge_answers_one_engine_and_refuses_the_rest(store: Store) -> None:
