@@ -447,13 +447,15 @@ class Engine:
         """Queue ``snapshot``, dropping waiting snapshots of the same period: it contains all they do.
 
         A waiting snapshot of an earlier period (a period's closing snapshot) is kept: the reset
-        since then means the newer one does not contain what it counted.
+        since then means the newer one does not contain what it counted. So is one carrying sketch
+        epoch states: each holds only its own epoch (see engine/sketch/group.py), which no newer
+        snapshot contains.
         """
         queue = slot.queue
         if queue is not None:
             waiting = [queue.get_nowait() for _ in range(queue.qsize())]
             for old in waiting:
-                if old is None or old.period_start_ns != snapshot.period_start_ns:
+                if old is None or old.period_start_ns != snapshot.period_start_ns or _carries_epochs(old):
                     queue.put_nowait(old)
                 else:
                     slot.skipped += 1
@@ -531,6 +533,11 @@ def _writer_stats(slot: _WriterSlot) -> str:
         f"{stats.failed + slot.failed} failed, {stats.dropped} dropped"
     )
     return text + (f" ({stats.memory_only} in memory only)" if stats.memory_only else "")
+
+
+def _carries_epochs(snapshot: Snapshot) -> bool:
+    """True when ``snapshot`` holds sketch epoch states (what no other snapshot holds)."""
+    return any(result.state is not None or result.deferred_state is not None for result in snapshot.sketches)
 
 
 def _bind_insert(group: AggregatorGroup, batch: PacketColumns) -> Callable[[], None]:

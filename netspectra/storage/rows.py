@@ -57,6 +57,8 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "Epoch": pa.uint64(),
     "EpochStart": pa.uint32(),
     "Algorithm": pa.string(),
+    "StateSize": pa.uint32(),
+    "StateCheck": pa.uint32(),
     "State": pa.binary(),
 }
 
@@ -335,5 +337,8 @@ def state_rows(snapshot: Snapshot, engine_id: str = "") -> dict[str, pa.Array]:
         columns["EpochStart"].append(result.epoch_start_ns // _NS)
         columns["Timestamp"].append(snapshot.taken_at_ns // _NS)
         columns["Algorithm"].append(result.algorithm)
-        columns["State"].append(result.state_bytes() or b"")
+        state = result.state_bytes() or b""
+        columns["StateSize"].append(len(state))
+        columns["StateCheck"].append(int.from_bytes(state[-4:], "little") if len(state) >= 4 else 0)
+        columns["State"].append(state)
     return {name: as_arrow(name, values) for name, values in columns.items()}

@@ -83,8 +83,10 @@ ORDER BY (EngineId, Writer, Incarnation);
 -- in it, of every engine (see docs/storage-and-api.md, "Sketch state"). State is the bytes of
 -- SketchAlgorithm.to_bytes (versioned, CRC32-checked, parameters and seeds inside); empty when
 -- the task's Algorithm cannot merge, so a query can say why it refuses a multi-engine or
--- windowed answer. Epoch (a per-process counter) keeps two epochs ending in the same second
--- apart; a row inserted twice (a retried insert) has the same key and is read once.
+-- windowed answer. StateSize and StateCheck (the state's own CRC32, its last 4 bytes) let a
+-- query list the epochs and find them in its cache without reading State. Epoch (a
+-- per-process counter) keeps two epochs ending in the same second apart; a row inserted twice
+-- (a retried insert) has the same key and is read once.
 CREATE TABLE IF NOT EXISTS sketch_states (
     TaskName    String,
     EngineId    String,
@@ -93,6 +95,8 @@ CREATE TABLE IF NOT EXISTS sketch_states (
     EpochStart  DateTime,
     Timestamp   DateTime,
     Algorithm   String,
+    StateSize   UInt32,
+    StateCheck  UInt32,
     State       String
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(Timestamp)

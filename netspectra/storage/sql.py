@@ -50,6 +50,8 @@ STATE_COLUMNS: tuple[str, ...] = (
     "EpochStart",
     "Timestamp",
     "Algorithm",
+    "StateSize",
+    "StateCheck",
     "State",
 )
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -304,10 +306,11 @@ def heavy_hitters_sql(*, spread: bool, bounded: bool) -> str:
 # --- sketch states (sketch_states in schema.sql; see storage/query.py) --------------------------
 # One row per (engine, period, epoch), whatever duplicates a retried insert left (any(): equal
 # rows). The State itself travels as hex: both backends return text, and chdb's JSON output
-# would mangle raw bytes. StateHash lets the query store keep decoded states across queries.
+# would mangle raw bytes. StateSize/StateCheck let the query store keep decoded states across
+# queries without reading State again.
 _STATES = (
     "SELECT EngineId, toUInt32(PeriodStart), Epoch, toUInt32(any(Timestamp)), any(Algorithm),"
-    " any(length(State)), any(cityHash64(State)){state} FROM sketch_states"
+    " any(StateSize), any(StateCheck){state} FROM sketch_states"
     " WHERE TaskName = {{task:String}}{end}{start}"
     " GROUP BY EngineId, PeriodStart, Epoch ORDER BY EngineId, PeriodStart, Epoch"
 )
@@ -326,8 +329,7 @@ def sketch_states_sql(*, with_state: bool, bounded: bool, windowed: bool) -> str
 
 #: Does the task have Go-style hitter rows at all (a windowed query of a task without states)?
 HITTER_ROWS_OF_TASK = "SELECT count() FROM heavy_hitters WHERE TaskName = {task:String}"
-HITTER_ENGINES_OF_TASK = "SELECT uniqExact(EngineId) FROM heavy_hitters WHERE TaskName = {task:String}"
-HITTER_ENGINES_OF_TASK_BOUNDED = HITTER_ENGINES_OF_TASK + _HITTERS_END
+STATE_ROWS_OF_TASK = "SELECT count() FROM sketch_states WHERE TaskName = {task:String}"
 
 TASKS = (
     "SELECT TaskName, 'exact' FROM flow_metrics GROUP BY TaskName"

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netspectra.engine.sketch.merging import LabelledState, labelled, merge_states, top_hitters
-from netspectra.engine.sketch.protocol import SketchStateError
+from netspectra.engine.sketch.protocol import SketchAlgorithm, SketchStateError
 from netspectra.engine.sketch.registry import load_algorithm
 from netspectra.errors import MergeRefusedError, PluginError
 from netspectra.model.snapshot import HitterKind
@@ -81,6 +81,7 @@ class SketchStateReader:
         self._cached_bytes = 0
         #: stored states that did not decode (each counted once)
         self.corrupt_states = 0
+        self._algorithms: dict[str, type[SketchAlgorithm]] = {}
 
     async def epochs(self, task: str, end: int | None, start: int | None) -> list[EpochRow]:
         """The epochs of ``task`` a query covers (see the module docstring), state bytes not read."""
@@ -110,8 +111,9 @@ class SketchStateReader:
         if not rows:
             if start is None:
                 return None
-            found = await self._select(sql.HITTER_ROWS_OF_TASK, {"task": task})
-            if found and int(found[0][0]):
+            if await self._count(sql.STATE_ROWS_OF_TASK, task):
+                return []  # the task has states, none in this window
+            if await self._count(sql.HITTER_ROWS_OF_TASK, task):
                 raise MergeRefusedError(
                     f"task {task!r} has no sketch states in the store (its rows come from "
                     "Go2NetSpectra or an older NetSpectra), and a windowed answer merges states; "
@@ -135,7 +137,7 @@ class SketchStateReader:
         if not states:
             return []
         try:
-            algorithm = load_algorithm(rows[0].algorithm)
+            algorithm = self._algorithm(rows[0].algorithm)
         except PluginError as error:
             raise MergeRefusedError(f"task {task!r}: cannot read its states: {error}") from error
         try:
@@ -144,6 +146,17 @@ class SketchStateReader:
         except PluginError as error:  # the states disagree (widths, seeds, fields)
             raise MergeRefusedError(str(error)) from error
         return [(hitter.flow, hitter.value) for hitter in hitters]
+
+    async def _count(self, query: str, task: str) -> int:
+        found = await self._select(query, {"task": task})
+        return int(found[0][0]) if found else 0
+
+    def _algorithm(self, name: str) -> type[SketchAlgorithm]:
+        """The class of ``name``, looked up once (entry-point discovery reads package metadata)."""
+        known = self._algorithms.get(name)
+        if known is None:
+            known = self._algorithms[name] = load_algorithm(name)
+        return known
 
     async def _states(
         self, task: str, rows: Sequence[EpochRow], end: int | None, start: int | None

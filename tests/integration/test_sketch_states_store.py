@@ -204,6 +204,7 @@ async def test_end_time_bounds_the_epochs(store: Store, epochs: Epochs) -> None:
     with pytest.raises(GRPCError) as refused:
         await hitters(store, "spread", 2, start=T + 20, end=T + 10)
     assert refused.value.status is Status.INVALID_ARGUMENT
+    assert await hitters(store, "spread", 2, start=T + 30, end=T + 90) == {}  # no epoch ends in it
 
 
 async def test_a_sketch_that_cannot_merge_answers_one_engine_and_refuses_the_rest(store: Store) -> None:
@@ -237,7 +238,9 @@ async def test_a_corrupted_state_row_is_skipped_counted_and_logged(
         await store.backend.insert(
             "sketch_states",
             {"TaskName": ["spread"], "EngineId": [engine], "PeriodStart": [T], "Epoch": [0],
-             "EpochStart": [T], "Timestamp": [T + 5], "Algorithm": ["spread_sketch"], "State": [state]},
+             "EpochStart": [T], "Timestamp": [T + 5], "Algorithm": ["spread_sketch"],
+             "StateSize": [len(state)], "StateCheck": [int.from_bytes(state[-4:], "little")],
+             "State": [state]},
         )  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="netspectra.storage.states"):
         assert await hitters(store, "spread", 2) == expected

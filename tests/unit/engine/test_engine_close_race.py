@@ -92,3 +92,42 @@ async def test_a_slow_writer_gets_the_newest_snapshot_not_a_stale_one() -> None:
         brute_force([b1, b2, b3], FIELDS),  # replaced the waiting b1+b2 snapshot
         brute_force([b1, b2, b3], FIELDS),  # the final one
     ]
+
+
+async def test_a_slow_writer_loses_no_sketch_epoch() -> None:
+    """Each sketch snapshot carries only its own epoch's state: none may be replaced by a newer one."""
+    from netspectra.config.models import Settings
+    from netspectra.engine.sketch.group import SketchGroup
+    from netspectra.engine.sketch.merging import labelled, merge_states
+    from netspectra.engine.sketch.spread_sketch import SpreadSketch
+
+    tasks = [{"name": "spread", "algorithm": "spread_sketch", "flow_fields": ["SrcIP"],
+              "element_fields": ["DstIP"], "width": 64, "count_thereshold": 1}]  # fmt: skip
+    settings = Settings.model_validate({"aggregator": {"sketch": {"tasks": tasks}}})
+    clock = ManualClock()
+    t0 = clock.now
+    rng = np.random.default_rng(33)
+    batches = [random_batch(rng, 500) for _ in range(3)]
+    writer = SlowWriter()
+    engine = Engine(
+        {"sketch": SketchGroup(settings.aggregator.sketch.tasks)},
+        {"sketch": [(WriterConfig(type="file", snapshot_interval=10), writer)]},
+        period_s=3600,
+        clock=clock,
+        kernel_threads=1,
+    )
+    await engine.start(schedule=False)
+    for step, batch in enumerate(batches, start=1):
+        await engine.ingest(batch)
+        clock.now = t0 + 10 * step * S
+        await engine.run_due()
+        await asyncio.sleep(0)
+    writer.gate.set()
+    await engine.close()
+    states = [s.sketches[0].state_bytes() for s in writer.snapshots]
+    assert len(states) == 4 and all(states)  # three epochs and the (empty) final one
+    merged = merge_states("spread", SpreadSketch, [labelled(str(i), s or b"") for i, s in enumerate(states)])
+    whole = SpreadSketch(merged.params, flow_fields=merged.flow_fields, element_fields=merged.element_fields)  # type: ignore[attr-defined]
+    for batch in batches:
+        whole.insert(batch.src_ip, batch.dst_ip, batch.length)
+    assert np.array_equal(merged.cells, whole.cells)  # type: ignore[attr-defined]
