@@ -192,6 +192,9 @@ def _write_task(directory: Path, table: FlowTable) -> None:
 class FileWriter:
     """Writes every exact task of a snapshot to its own JSON Lines file (see the module docstring)."""
 
+    #: The engine hands this writer only the flows changed since its last written snapshot.
+    writes_changes = True
+
     def __init__(self, root_path: str | Path, group: str = "exact") -> None:
         self.root_path = Path(root_path)
         self.group = group

@@ -246,8 +246,8 @@ class SnapshotSpool:
         When the directory cannot be written (disk full, read-only, permissions) the OSError is
         re-raised after ``rows`` are queued in memory only, and at most ``memory_limit`` such
         snapshots are kept: beyond that the **oldest memory-only one is dropped** and returned
-        (within a period each snapshot's counters contain every earlier one's, so the oldest is
-        the one whose loss costs least; the caller counts and logs it).
+        (the caller counts and logs it, and asks the engine for a snapshot of every flow next,
+        since a change snapshot holds only what changed since the one before).
         """
         sequence, self._next = self._next, self._next + 1
         try:
@@ -358,6 +358,9 @@ def _write_durably(path: Path, data: bytes) -> None:
 class QueuedWriter:
     """A :class:`SnapshotWriter` over any :class:`SqlBackend`: queue, drain, retry, spill."""
 
+    #: The engine hands this writer only the flows changed since its last accepted snapshot.
+    writes_changes = True
+
     #: First and largest pause between attempts while the store is unreachable.
     backoff_initial = 0.2
     backoff_max = 5.0
@@ -410,6 +413,8 @@ class QueuedWriter:
         #: Snapshots the spool could not write (kept in memory only), and ones dropped for memory.
         self.spool_failures = 0
         self.dropped = 0
+        #: Set when the spool dropped a snapshot: the next one must hold every flow of the period.
+        self.needs_full_snapshot = False
         self._last_error_log = -_LOG_EVERY_S
         self._last_spool_log = -_LOG_EVERY_S
         self._failing_since: float | None = None
@@ -453,6 +458,8 @@ class QueuedWriter:
         rows = await asyncio.to_thread(snapshot_rows, snapshot, self._stored_engine_id)
         if snapshot.progress is not None:
             rows.progress = dict(snapshot.progress)
+        if snapshot.since_epoch == 0:
+            self.needs_full_snapshot = False
         try:
             await self._spool.put(rows)
         except OSError as error:
@@ -460,6 +467,7 @@ class QueuedWriter:
             dropped = self._spool.take_dropped()
             if dropped is not None:
                 self.dropped += 1
+                self.needs_full_snapshot = True
                 logger.error(
                     "%s: dropped the oldest snapshot kept only in memory (taken at %d; %d dropped so "
                     "far) to keep memory bounded: the spool %s cannot be written",
