@@ -204,4 +204,5 @@ class ClickHouseWriter(QueuedWriter):
             group=group,
             store=_location(options),
             label=f"clickhouse writer {group} → {_location(options)}",
+            retention_s=options.retention,
         )

@@ -35,12 +35,14 @@ from typing import Any
 
 import pyarrow.compute as pc
 
+from netspectra.config.durations import format_duration
 from netspectra.errors import EngineIdInUseError, StorageAuthError, StorageError, StorageRefusedError
 from netspectra.model.snapshot import Snapshot
 from netspectra.model.writer import WriterStats
 from netspectra.storage import sql
 from netspectra.storage.context import stored_engine_id
 from netspectra.storage.lease import HEARTBEAT_S, EngineLease
+from netspectra.storage.retention import apply_retention
 from netspectra.storage.rows import SnapshotRows, as_arrow, snapshot_rows
 from netspectra.storage.sql import LATEST_COMPACT, SqlBackend, ensure_schema
 
@@ -53,6 +55,8 @@ _HOLDER = ".holder"
 _PROGRESS = ".progress"
 #: At most one ERROR line per failure kind this often (the hot path must not flood the log).
 _LOG_EVERY_S = 60.0
+#: Seconds between two retention passes of one writer (partition drops are monthly anyway).
+RETENTION_EVERY_S = 600.0
 
 
 def _safe_name(text: str) -> str:
@@ -380,8 +384,12 @@ class QueuedWriter:
         group: str = "",
         store: str = "",
         close_backend: Callable[[], Awaitable[None]] | None = None,
+        retention_s: float = 0.0,
     ) -> None:
         self._backend = backend
+        self._retention_s = retention_s
+        self._retained_at: float | None = None  # monotonic time of the last retention pass
+        self._ttl_set = False
         self._spool = spool
         self._engine_id = engine_id
         self._stored_engine_id = stored_engine_id(engine_id, incarnation)
@@ -618,6 +626,26 @@ class QueuedWriter:
         except Exception as error:
             logger.info("%s: flow_latest not compacted this time (%s)", self._label, error)
 
+    async def _retain(self) -> None:
+        """Apply the store's retention (see storage/retention.py) after a write, once per
+        :data:`RETENTION_EVERY_S` (a TTL once per writer: the server applies it from then on).
+        A failure loses nothing: logged, and tried again on the next pass."""
+        if self._retention_s <= 0 or self._ttl_set:
+            return
+        now = time.monotonic()
+        if self._retained_at is not None and now - self._retained_at < RETENTION_EVERY_S:
+            return
+        self._retained_at = now
+        try:
+            done = await apply_retention(self._backend, self._retention_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            logger.warning("%s: retention not applied this time (%s)", self._label, error)
+            return
+        self._ttl_set = done.startswith("TTL")
+        logger.info("%s: retention %s: %s", self._label, format_duration(self._retention_s), done)
+
     def _report_insert_failure(self, error: BaseException) -> None:
         """A WARNING for the first failure, then an ERROR naming what is at risk, once per minute.
 
@@ -701,6 +729,8 @@ class QueuedWriter:
             self._failing_since = None
             if rows.flow_count and not len(self._spool):
                 await self._compact_latest()
+            if not len(self._spool):
+                await self._retain()
             if delay > self.backoff_initial:
                 logger.info("%s: store is back; %d snapshots still queued", self._label, len(self._spool))
             delay = self.backoff_initial
