@@ -325,7 +325,9 @@ class FlowHashTable:
         data = self._entries[: len(self)]
         width = self._width
         if since > 0:
-            data = data[data[:, width + 4] >= np.uint64(since)]
+            keep = data[:, width + 4] >= np.uint64(since)
+            if not bool(keep.all()):  # all changed: the slice, not a second copy of the table
+                data = data[keep]
         rows = data.shape[0]
         src_ip = np.zeros((rows, 16), np.uint8)
         dst_ip = np.zeros((rows, 16), np.uint8)
