@@ -405,7 +405,7 @@ class Engine:
                     if changes is not None and start > 0:
                         snapshot = changes(now, self._period_start_ns, start)
                     else:
-                        snapshot = group.snapshot(now, self._period_start_ns)
+                        snapshot = group.snapshot(taken_at_ns=now, period_start_ns=self._period_start_ns)
                     if self._progress is not None and isinstance(snapshot, Snapshot):
                         snapshot = dataclasses.replace(snapshot, progress=self._progress)
                     snapshots[name] = snapshot
