@@ -74,6 +74,8 @@ class SnapshotRows:
     flows: dict[str, Any] = field(default_factory=dict)
     hitters: dict[str, Any] = field(default_factory=dict)
     flows_written: bool = False
+    #: The flows are a change snapshot's (see Snapshot.since_epoch), not every flow of the period.
+    changes: bool = False
     #: The snapshot's :attr:`Snapshot.progress` (absent from files spooled by older versions).
     progress: dict[str, Any] | None = None
     #: sketch_states rows (absent from snapshots spooled by older versions: read with getattr)

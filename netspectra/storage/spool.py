@@ -468,6 +468,8 @@ class QueuedWriter:
             rows.progress = dict(snapshot.progress)
         if snapshot.since_epoch == 0:
             self.needs_full_snapshot = False
+        else:  # only changed flows: the row count at its second does not tell whether it is stored
+            rows.changes = True
         try:
             await self._spool.put(rows)
         except OSError as error:
@@ -565,10 +567,14 @@ class QueuedWriter:
     async def _insert(self, rows: SnapshotRows, maybe_stored: bool) -> None:
         """Insert what is not stored yet; with ``maybe_stored``, ask the store first (exactly once)."""
         await self._ready()
+        # A change snapshot may share its second with the one before and hold fewer rows, so the row
+        # count cannot tell it is stored: it is inserted again, and a repeated row is harmless (every
+        # query takes each flow's latest row; identical rows merge away in flow_latest).
+        check_stored = maybe_stored and not getattr(rows, "changes", False)
         if (
             rows.flow_count
             and not rows.flows_written
-            and not (maybe_stored and await self._already_stored(sql.STORED_FLOW_ROWS, rows.flows))
+            and not (check_stored and await self._already_stored(sql.STORED_FLOW_ROWS, rows.flows))
         ):
             await self._backend.insert("flow_metrics", rows.flows)
         rows.flows_written = True  # a retry after a failed hitter insert must not repeat flows
