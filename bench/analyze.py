@@ -10,7 +10,12 @@ IPv6, VLAN/QinQ, fragments, ICMP, ARP; snap length 96), then measures on the sam
 * the CLI's fixed start-up: the same command on the small ``--slice`` trace;
 * netspectra analyze with the whole default config (6 exact + 3 sketch tasks), in process;
 * tshark -T fields and dpkt (parse plus a five-tuple dict, the least a Python flow counter must
-  do) on a smaller trace of the same generator (``--slice``), as their rates.
+  do) on a smaller trace of the same generator (``--slice``), as their rates;
+* the CLI with the writers on (JSON Lines ``file`` writer for the exact tasks, ``text`` for the
+  sketch tasks: the writers Go's ``pcap-analyzer`` runs by default) against the same command
+  with the writers off, and both against Go2NetSpectra's figures from issue 12 (Go cannot be
+  built here: no Go toolchain; measured on this machine from the seed's commit, 2 M frames:
+  160 k frames/s for 6 exact tasks, 139 k/s for 6 exact + 3 sketch tasks, writers on).
 
 Other engineers share this machine, so every netspectra figure is the best of ``--repeat`` runs,
 with the slowest run next to it. Run: ``python bench/analyze.py [--packets N] [--repeat R]``.
@@ -48,26 +53,39 @@ def generate_trace(path: Path, packets: int, flows: int = 200_000, seed: int = 1
     write_trace(path, TrafficSpec(packets=packets, flows=flows, seed=seed, snaplen=SNAPLEN))
 
 
-def write_config(directory: Path, kernel_threads: int = 0) -> Path:
+#: Go2NetSpectra's pcap-analyzer on the 2 M-frame trace, writers on (gob + text), issue 12.
+GO_FRAMES_PER_S = {"six exact": 160_000, "exact + sketch": 139_000}
+
+
+def file_writers(directory: Path, group: str) -> list[dict]:
+    """Go's default writers: JSON Lines (Go's gob) for exact flows, text for sketch hitters."""
+    kind = "file" if group == "exact" else "text"
+    return [{"type": kind, "enabled": True, kind: {"root_path": str(directory / "out")}}]
+
+
+def write_config(directory: Path, kernel_threads: int = 0, *, writers: bool = False) -> Path:
     tasks = [{"name": name, "key_fields": fields} for name, fields in SIX_TASKS.items()]
     config = {
         "engine": {"kernel_threads": kernel_threads},
-        "aggregator": {"types": ["exact"], "exact": {"writers": [], "tasks": tasks}},
+        "aggregator": {
+            "types": ["exact"],
+            "exact": {"writers": file_writers(directory, "exact") if writers else [], "tasks": tasks},
+        },
     }
-    path = directory / f"six-exact-k{kernel_threads}.yaml"
+    path = directory / f"six-exact-k{kernel_threads}{'-writers' if writers else ''}.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
     return path
 
 
-def write_default_config(directory: Path, kernel_threads: int = 0) -> Path:
-    """The shipped default config (6 exact + 3 sketch tasks) with its writers switched off."""
+def write_default_config(directory: Path, kernel_threads: int = 0, *, writers: bool = False) -> Path:
+    """The shipped default config (6 exact + 3 sketch tasks), its writers off or Go's file writers on."""
     import yaml
 
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
     for group in ("exact", "sketch"):
-        config["aggregator"][group]["writers"] = []
+        config["aggregator"][group]["writers"] = file_writers(directory, group) if writers else []
     config.setdefault("engine", {})["kernel_threads"] = kernel_threads
-    path = directory / f"default-no-writers-k{kernel_threads}.yaml"
+    path = directory / f"default-k{kernel_threads}{'-writers' if writers else '-no-writers'}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -181,7 +199,8 @@ def main() -> None:
     size_mb = trace.stat().st_size / 1e6
     print(f"trace: {trace} ({args.packets:,} packets, {size_mb:.0f} MB, snap {SNAPLEN}); best of {repeat}")
 
-    bench_analyze_in_process(sliced, default_config)  # warm the JIT cache and the page cache
+    for warm in (default_config, write_default_config(work, writers=True)):
+        bench_analyze_in_process(sliced, warm)  # warm the JIT cache (writers' kernels too) and the page cache
     parse = best_of(repeat, lambda: bench_parse(trace))
     five_tuples = bench_analyze_in_process(trace, config)[1]
     analyze_rate = best_of(repeat, lambda: bench_analyze_in_process(trace, config)[0])
@@ -196,6 +215,15 @@ def main() -> None:
         return rate
 
     cli_rate = best_of(repeat, cli)
+    with_writers = {
+        "six exact": (config, write_config(work, writers=True)),
+        "exact + sketch": (default_config, write_default_config(work, writers=True)),
+    }
+    writer_rows = []
+    for name, (off, on) in with_writers.items():
+        rate_off = best_of(repeat, lambda off=off: bench_cli(trace, off)[0])
+        rate_on = best_of(repeat, lambda on=on: bench_cli(trace, on)[0])
+        writer_rows.append((name, rate_off, rate_on))
     startup_s = min(args.slice / bench_cli(sliced, config)[0] for _ in range(repeat))
     tshark = bench_tshark(sliced)
     dpkt_rate = bench_dpkt(sliced)
@@ -219,6 +247,16 @@ def main() -> None:
     print(f"{'':55} {'packets/s':>14} {'slowest run':>12} {'vs tshark':>10} {'vs dpkt':>10}")
     for name, (best, worst) in rows:
         print(f"{name:55} {best:14,.0f} {worst:12,.0f} {best / tshark:9.1f}x {best / dpkt_rate:9.1f}x")
+    print()
+    print("CLI end to end, writers off vs on (file + text, Go's default writers); Go2NetSpectra's")
+    print("pcap-analyzer with its writers on, from issue 12 (2 M frames; not buildable here):")
+    print(f"{'':18} {'writers off':>12} {'writers on':>12} {'off/on':>8} {'Go':>10} {'on vs Go':>9}")
+    for name, (off_best, _), (on_best, _) in writer_rows:
+        go = GO_FRAMES_PER_S[name]
+        print(
+            f"{name:18} {off_best:12,.0f} {on_best:12,.0f} {off_best / on_best:7.2f}x "
+            f"{go:10,.0f} {on_best / go:8.1f}x"
+        )
     if args.smoke:
         shutil.rmtree(folder)
         shutil.rmtree(work)

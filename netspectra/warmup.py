@@ -6,7 +6,7 @@ fresh install nothing is cached, so the first ``analyze`` spent ~10 s compiling 
 timed part and reported a rate 15x too low (issue 12). :func:`warm_up` instead runs a tiny input
 through every path that owns a kernel (capture of pcap and pcapng, the exact tables including a
 rehash, the key builder, both sketches with query and merge, the wire codec, the probe's pcap
-writer, the NATS frame builder, the store's address text) with the very argument types the
+writer, the NATS frame builder, the store's address text and JSON Lines) with the very argument types the
 real paths use, so each kernel's cache entry is the one a real run loads. ``scripts/dev`` runs it
 after ``pip install``; ``analyze`` runs it when :func:`missing_kernels` finds a kernel it needs
 uncached, says so, and starts timing afterwards.
@@ -45,6 +45,7 @@ KERNEL_MODULES = (
     "netspectra.capture.flows.netflow_kernels",
     "netspectra.capture.flows.sflow",
     "netspectra.wire.flow_codec",
+    "netspectra.storage.text_kernels",
 )
 #: What ``analyze`` runs: the kernels checked before a file is read.
 ANALYZE_KERNEL_MODULES = KERNEL_MODULES[:7]
@@ -160,12 +161,15 @@ def _count(batch: Any) -> None:
     from netspectra.engine.groups import build_groups
     from netspectra.engine.sketch.group import SketchGroup
     from netspectra.model.key_kernel import build_keys
+    from netspectra.storage.file_writer import flow_bytes
 
     settings = _warmup_settings()
     groups = build_groups(settings)
     for group in groups.values():
         group.insert(batch)
-        group.snapshot(0, 0)
+        snapshot = group.snapshot(0, 0)
+        for table in snapshot.flows:
+            flow_bytes(table)
     sketches = groups["sketch"]
     assert isinstance(sketches, SketchGroup), sketches
     assert not sketches.failed_tasks, sketches.failed_tasks

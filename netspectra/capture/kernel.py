@@ -14,11 +14,23 @@ reference decodes with it) and were checked against tshark's ``ip.src``/``ipv6.s
 * IPv6 extension headers (0, 43, 60, 44, 51 AH, 135, 139, 140) are walked so that
   ``protocol`` is the upper-layer protocol; when the capture ends inside the chain the walk
   stops and ``protocol`` is the header that could not be walked (ports 0);
-* ports are read only for TCP (6) and UDP (17), never for IPv4 fragments with offset > 0 or
-  IPv6 non-first fragments (gopacket yields a Fragment layer there); ICMP and every other
-  protocol have ports 0. AH on IPv4 is not walked (protocol 51, ports 0);
+* ports are read only for TCP (6) and UDP (17), and only from a packet that carries the L4
+  header: never from IPv4 fragments with offset > 0 or IPv6 non-first fragments, whose payload
+  is not a header; first fragments (IPv4 MF set with offset 0, IPv6 offset 0) do carry it, and
+  their ports are read, as tshark reads them. ICMP and every other protocol have ports 0. AH on
+  IPv4 is not walked (protocol 51, ports 0);
 * a TCP/UDP header cut by the snap length before its 4 port bytes still yields the packet, with
-  ports 0: tshark shows ``ip.src`` for it, so per-address counts match tshark;
+  ports 0: tshark shows ``ip.src`` for it, so per-address counts match tshark; with the 4 port
+  bytes captured the ports are read, however little of the rest of the header is there.
+
+Where gopacket 1.1.19 (Go2NetSpectra's parser) answers otherwise — we keep tshark's answers;
+``docs/go-compatibility.md`` lists each with its measured share (``bench/go_parser.py``):
+gopacket gives ports 0 for IPv4 first fragments (MF set, offset 0: its IPv4 decoder hands any
+fragment to a Fragment layer), for every IPv6 packet with a Fragment header (first or not), and
+for a TCP header cut by the snap length (its TCP decoder needs 20 bytes and the data offset; it
+fails, and no ports are read); it reports the first IPv6 next-header (0 hop-by-hop, 44
+fragment, ...) as the protocol instead of the upper-layer one; and it drops frames whose outer
+EtherType is 0x9100 (no decoder for that old QinQ TPID), which we read as a VLAN tag.
 * an IPv4 header needs its 20 fixed bytes, an IPv6 header its 40, or the frame is skipped as
   ``truncated_ip``; IHL < 5 or a non-zero total length below the header length is
   ``bad_ip_header`` (tshark and gopacket both refuse those).

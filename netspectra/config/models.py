@@ -205,6 +205,12 @@ class EngineConfig(Model):
 # --- writers ---------------------------------------------------------------------------------
 
 
+_RETENTION = (
+    "how long flow_metrics and heavy_hitters keep rows (flow_latest with them; 0 = forever): "
+    "a TTL where the server has one, else monthly partitions dropped"
+)
+
+
 class PathWriterOptions(Model):
     root_path: str = "snapshots"
 
@@ -223,6 +229,7 @@ class ClickHouseOptions(Model):
     #: A cluster of the servers' ``remote_servers``: the tables become local tables per shard with
     #: Distributed tables in front (storage/cluster.py); None = one server, Go's tables as they are.
     cluster: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+    retention: Duration = Field(0.0, ge=0, description=_RETENTION)
 
 
 class EmbeddedStoreOptions(Model):
@@ -230,6 +237,7 @@ class EmbeddedStoreOptions(Model):
     #: Snapshots kept in memory besides the spool (``<path>.spool``, on the same disk as the
     #: store: when that disk is full they are the only copy, and the oldest beyond this is dropped).
     max_queued_snapshots: int = Field(64, ge=1)
+    retention: Duration = Field(0.0, ge=0, description=_RETENTION)
 
 
 WriterType = Literal["file", "gob", "text", "clickhouse", "embedded"]

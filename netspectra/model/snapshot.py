@@ -7,6 +7,7 @@ the engine's live tables.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,9 +43,33 @@ class FlowTable:
     bytes: npt.NDArray[np.uint64]
     first_seen_ns: npt.NDArray[np.int64]
     last_seen_ns: npt.NDArray[np.int64]
+    #: Each flow's last change epoch (see :class:`Snapshot`); None from a table that keeps none.
+    changed_epoch: npt.NDArray[np.uint64] | None = None
 
     def __len__(self) -> int:
         return int(self.packets.shape[0])
+
+    def changed_since(self, epoch: int) -> FlowTable:
+        """Only the flows changed in ``epoch`` or later (all of them without change epochs)."""
+        if self.changed_epoch is None or epoch <= 0:
+            return self
+        keep = self.changed_epoch >= np.uint64(epoch)
+        if bool(keep.all()):
+            return self
+        return FlowTable(
+            self.task,
+            self.key_fields,
+            self.src_ip[keep],
+            self.dst_ip[keep],
+            self.src_port[keep],
+            self.dst_port[keep],
+            self.protocol[keep],
+            self.packets[keep],
+            self.bytes[keep],
+            self.first_seen_ns[keep],
+            self.last_seen_ns[keep],
+            self.changed_epoch[keep],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +136,16 @@ class SketchResult:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """One group's state at ``taken_at_ns`` (wall clock), within the period begun at ``period_start_ns``."""
+    """One group's state at ``taken_at_ns`` (wall clock), within the period begun at ``period_start_ns``.
+
+    Change epochs (groups that keep them: exact): ``epoch`` is the group's epoch when the snapshot
+    was taken (every change counted so far is stamped ``<= epoch``), and the flows are those changed
+    in ``since_epoch`` or later — every flow of the period when 0. A writer that stored this
+    snapshot is up to date with every flow changed up to ``epoch``: its next snapshot need only
+    hold the flows changed from ``epoch + 1`` (the engine's rule; see netspectra.engine.engine).
+    A flow left out is unchanged since a row the writer already wrote, so "the latest row ≤ t
+    per flow" reads the same counts as from full snapshots.
+    """
 
     group: str
     taken_at_ns: int
@@ -121,3 +155,12 @@ class Snapshot:
     #: What the bus had delivered when it was taken (the engine role's probe accounting, JSON-able;
     #: None outside ``run``): a store writer keeps the latest it accepted so a restart resumes it.
     progress: Mapping[str, Any] | None = None
+    epoch: int = 0
+    since_epoch: int = 0
+
+    def changed_since(self, epoch: int) -> Snapshot:
+        """The same snapshot holding only the flows changed in ``epoch`` or later."""
+        if epoch <= self.since_epoch:
+            return self
+        flows = tuple(table.changed_since(epoch) for table in self.flows)
+        return dataclasses.replace(self, flows=flows, since_epoch=epoch)

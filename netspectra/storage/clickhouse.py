@@ -26,10 +26,11 @@ from asynch.errors import NetworkError, ServerException, SocketTimeoutError
 
 from netspectra.config.models import ClickHouseOptions, WriterConfig
 from netspectra.errors import StorageAuthError, StorageError, StorageRefusedError
-from netspectra.storage.asynch_internals import execute_columnar
+from netspectra.storage.asynch_internals import execute_columnar, execute_native, uses_compression
 from netspectra.storage.cluster import cluster_statements, sharded_tables
 from netspectra.storage.context import StorageContext
-from netspectra.storage.rows import as_list
+from netspectra.storage.native_block import encode_column
+from netspectra.storage.rows import as_arrow, as_list
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
 from netspectra.storage.sql import TABLE_COLUMNS, bind
 
@@ -86,11 +87,20 @@ class ClickHouseBackend:
                 await self._pool.startup()
                 self._started = True
 
-    async def _run(self, sql: str, args: Any, *, columnar: bool = False, fetch: bool = False) -> Any:
+    async def _run(
+        self, sql: str, args: Any, *, columnar: bool = False, fetch: bool = False, native: Any = None
+    ) -> Any:
         try:
             await self._ensure_pool()
             async with self._pool.connection() as connection:
                 try:
+                    if native is not None and not uses_compression(connection):
+                        rows, encode, _ = native
+                        return await asyncio.wait_for(
+                            execute_native(connection, sql, rows, encode), QUERY_TIMEOUT
+                        )
+                    if native is not None:
+                        columnar, args = True, native[2]()
                     if columnar:
                         # the cursor API only takes rows; see execute_columnar
                         return await asyncio.wait_for(execute_columnar(connection, sql, args), QUERY_TIMEOUT)
@@ -121,9 +131,21 @@ class ClickHouseBackend:
         return [tuple(row) for row in rows]
 
     async def insert(self, table: str, columns: Mapping[str, Any]) -> None:
+        """One Native block built from the Arrow columns (see storage/native_block.py); asynch's
+        own value-by-value columnar insert only on a compressed connection."""
         names = TABLE_COLUMNS[table]
         sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES"
-        await self._run(sql, [as_list(columns[name]) for name in names], columnar=True)
+        rows = len(as_arrow(names[0], columns[names[0]]))
+
+        def encode(name: str, type_name: str) -> bytes:
+            if name not in columns:
+                raise StorageError(f"{table}: the server asks for column {name}, which we do not insert")
+            return encode_column(name, type_name, columns[name])
+
+        def as_lists() -> list[list[Any]]:
+            return [as_list(columns[name]) for name in names]
+
+        await self._run(sql, None, native=(rows, encode, as_lists))
 
     async def execute(self, sql: str) -> None:
         cluster = self.options.cluster
@@ -204,4 +226,5 @@ class ClickHouseWriter(QueuedWriter):
             group=group,
             store=_location(options),
             label=f"clickhouse writer {group} → {_location(options)}",
+            retention_s=options.retention,
         )

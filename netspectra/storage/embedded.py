@@ -139,4 +139,5 @@ class EmbeddedWriter(QueuedWriter):
             group=group,
             store=f"embedded store {backend.path}",
             label=f"embedded writer {group}",
+            retention_s=options.retention,
         )

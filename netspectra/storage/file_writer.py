@@ -8,8 +8,16 @@ Layout: ``<root_path>/<YYYY-MM-DD_HH-MM-SS>/<task>.jsonl`` where the directory i
 
 Times are RFC 3339 in UTC with all nine nanosecond digits; IPv4 is dotted, IPv6 compressed;
 only the task's key fields appear, in its configured order. Each file is written to a temporary
-name and renamed, so a reader never sees half a file. Formatting runs in a thread so the event
-loop keeps serving. Sketch snapshots carry no flows and are skipped (the ``text`` writer is theirs).
+name and renamed, so a reader never sees half a file. Sketch snapshots carry no flows and are
+skipped (the ``text`` writer is theirs).
+
+Speed: each task's file is formatted by one numba kernel into one byte buffer
+(:func:`netspectra.storage.text_kernels.jsonl_kernel`, ~10 M rows/s against ~0.2 M/s for the
+per-row f-strings kept as :func:`flow_lines`, the reference and the path for times outside
+1970-9999), tasks on as many threads as there are cores, all off the event loop. A snapshot
+handed over by the engine holds only the flows changed since this writer's previous one (see
+:mod:`netspectra.engine.engine`), so each directory holds what changed; a flow's newest line
+across the directories is its current count, as a flow's latest row is in the stores.
 """
 
 from __future__ import annotations
@@ -18,8 +26,12 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 from netspectra.config.models import WriterConfig
 from netspectra.model.fields import KeyField, address_text
@@ -106,12 +118,72 @@ def flow_lines(table: FlowTable) -> list[str]:
     return lines
 
 
-def _write_atomically(path: Path, lines: list[str]) -> None:
+_KIND = {
+    KeyField.SRC_IP: 0,
+    KeyField.DST_IP: 1,
+    KeyField.SRC_PORT: 2,
+    KeyField.DST_PORT: 3,
+    KeyField.PROTOCOL: 4,
+}
+#: Longest text of each kind of key value (an address, a port, a protocol number).
+_VALUE_WIDTH = {0: 40, 1: 40, 2: 5, 3: 5, 4: 3}
+_TIME_WIDTH = 30
+_COUNTER_WIDTH = 20
+
+
+#: Rows formatted per kernel call: the buffer (~25 MB) is reused, so pages are touched once
+#: (one buffer for a million flows cost as much in page faults and the copy out as formatting).
+_CHUNK_ROWS = 65_536
+
+
+def flow_chunks(table: FlowTable) -> Iterator[memoryview]:
+    """The JSON Lines file of one task's flows, in pieces (valid until the next is asked for)."""
+    from netspectra.storage.text_kernels import jsonl_kernel, times_in_range
+
+    if not times_in_range(table.first_seen_ns, table.last_seen_ns):
+        yield memoryview("".join(line + "\n" for line in flow_lines(table)).encode())
+        return
+    kinds = [_KIND[field] for field in table.key_fields]
+    texts = [f'{{"task": {json.dumps(table.task)}, "fields": {{']
+    for position, field in enumerate(table.key_fields):
+        quote = '"' if _KIND[field] <= 1 else ""
+        texts.append(f'{", " if position else ""}"{field.value}": {quote}')
+    texts += ['}, "packets": ', ', "bytes": ', ', "first_seen": "', '", "last_seen": "', '"}\n']
+    encoded = [text.encode() for text in texts]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum([len(piece) for piece in encoded], out=offsets[1:])
+    pieces = np.frombuffer(b"".join(encoded), np.uint8)
+    widest = int(offsets[-1]) + sum(_VALUE_WIDTH[kind] for kind in kinds) + 2 * (_TIME_WIDTH + _COUNTER_WIDTH)
+    rows = len(table)
+    out = np.empty(min(rows, _CHUNK_ROWS) * widest, np.uint8)
+    columns = (
+        np.array(kinds, np.int64),
+        np.ascontiguousarray(table.src_ip),
+        np.ascontiguousarray(table.dst_ip),
+        table.src_port,
+        table.dst_port,
+        table.protocol,
+        table.packets,
+        table.bytes,
+        table.first_seen_ns,
+        table.last_seen_ns,
+    )
+    for start in range(0, rows, _CHUNK_ROWS):
+        written = jsonl_kernel(out, start, min(rows, start + _CHUNK_ROWS), pieces, offsets, *columns)
+        yield memoryview(out[:written])  # type: ignore[arg-type]
+
+
+def flow_bytes(table: FlowTable) -> bytes:
+    """The JSON Lines file of one task's flows (a newline after each record), as :func:`flow_lines`."""
+    return b"".join(bytes(chunk) for chunk in flow_chunks(table))
+
+
+def _write_task(directory: Path, table: FlowTable) -> None:
+    path = directory / f"{table.task}.jsonl"
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        for line in lines:
-            handle.write(line)
-            handle.write("\n")
+    with open(temporary, "wb") as handle:
+        for chunk in flow_chunks(table):
+            handle.write(chunk)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
@@ -119,6 +191,9 @@ def _write_atomically(path: Path, lines: list[str]) -> None:
 
 class FileWriter:
     """Writes every exact task of a snapshot to its own JSON Lines file (see the module docstring)."""
+
+    #: The engine hands this writer only the flows changed since its last written snapshot.
+    writes_changes = True
 
     def __init__(self, root_path: str | Path, group: str = "exact") -> None:
         self.root_path = Path(root_path)
@@ -154,8 +229,14 @@ class FileWriter:
             name = f"{name}.{snapshot.taken_at_ns % _NS:09d}"
         directory = self.root_path / name
         directory.mkdir(parents=True, exist_ok=True)
-        for table in snapshot.flows:
-            _write_atomically(directory / f"{table.task}.jsonl", flow_lines(table))
+        threads = min(len(snapshot.flows), os.cpu_count() or 1)
+        if threads <= 1:
+            for table in snapshot.flows:
+                _write_task(directory, table)
+        else:  # the kernel releases the GIL: tasks format (and fsync) side by side
+            with ThreadPoolExecutor(threads, thread_name_prefix="netspectra-file-writer") as pool:
+                for done in [pool.submit(_write_task, directory, table) for table in snapshot.flows]:
+                    done.result()
         self._last_directory = name
         return directory
 

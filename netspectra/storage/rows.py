@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numba
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -23,6 +22,7 @@ import pyarrow as pa
 from netspectra.model.fields import KeyField
 from netspectra.model.snapshot import FlowTable, Snapshot
 from netspectra.storage.sql import FLOW_COLUMNS, HITTER_COLUMNS, STATE_COLUMNS
+from netspectra.storage.text_kernels import HEX_DIGITS, MAX_ADDRESS_TEXT, address_text_kernel
 
 _NS = 1_000_000_000
 
@@ -62,10 +62,6 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "State": pa.binary(),
 }
 
-#: Longest text of one address: eight 4-digit groups and seven colons.
-_MAX_TEXT = 39
-_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
-
 
 @dataclass(slots=True)
 class SnapshotRows:
@@ -80,6 +76,8 @@ class SnapshotRows:
     flows: dict[str, Any] = field(default_factory=dict)
     hitters: dict[str, Any] = field(default_factory=dict)
     flows_written: bool = False
+    #: The flows are a change snapshot's (see Snapshot.since_epoch), not every flow of the period.
+    changes: bool = False
     #: The snapshot's :attr:`Snapshot.progress` (absent from files spooled by older versions).
     progress: dict[str, Any] | None = None
     #: sketch_states rows (absent from snapshots spooled by older versions: read with getattr)
@@ -166,98 +164,13 @@ def as_list(values: pa.Array | Sequence[Any]) -> list[Any]:
     return values.to_pylist()  # type: ignore[no-any-return]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _write_decimal(out: npt.NDArray[np.uint8], at: int, value: int) -> int:
-    if value >= 100:
-        out[at] = 48 + value // 100
-        at += 1
-    if value >= 10:
-        out[at] = 48 + (value // 10) % 10
-        at += 1
-    out[at] = 48 + value % 10
-    return at + 1
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _write_hextet(out: npt.NDArray[np.uint8], at: int, value: int, hexdigits: npt.NDArray[np.uint8]) -> int:
-    started = False
-    for shift in (12, 8, 4, 0):
-        digit = (value >> shift) & 0xF
-        if digit or started or shift == 0:
-            out[at] = hexdigits[digit]
-            at += 1
-            started = True
-    return at
-
-
-@numba.njit(cache=True, nogil=True)
-def _address_text_kernel(
-    raw: npt.NDArray[np.uint8],
-    hexdigits: npt.NDArray[np.uint8],
-    out: npt.NDArray[np.uint8],
-    offsets: npt.NDArray[np.int32],
-) -> None:
-    """Arrow string buffers of every 16-byte row: dotted quad when IPv4-mapped, RFC 5952 else.
-
-    RFC 5952 as Python's ``ipaddress`` prints it: lowercase hex without leading zeros, the
-    longest run of two or more zero groups (the first of equal runs) becomes ``::``.
-    """
-    at = 0
-    offsets[0] = 0
-    hextets = np.zeros(8, np.int64)
-    for row in range(raw.shape[0]):
-        mapped = raw[row, 10] == 0xFF and raw[row, 11] == 0xFF
-        if mapped:
-            for index in range(10):
-                if raw[row, index] != 0:
-                    mapped = False
-                    break
-        if mapped:
-            for index in range(12, 16):
-                if index > 12:
-                    out[at] = 46  # "."
-                    at += 1
-                at = _write_decimal(out, at, raw[row, index])
-        else:
-            for group in range(8):
-                hextets[group] = (np.int64(raw[row, 2 * group]) << 8) | raw[row, 2 * group + 1]
-            best_start = -1
-            best_length = 0
-            run_start = -1
-            for group in range(8):
-                if hextets[group] == 0:
-                    if run_start < 0:
-                        run_start = group
-                    if group - run_start + 1 > best_length:
-                        best_length = group - run_start + 1
-                        best_start = run_start
-                else:
-                    run_start = -1
-            if best_length < 2:
-                best_start = -1
-            group = 0
-            while group < 8:
-                if group == best_start:
-                    out[at] = 58  # ":"
-                    out[at + 1] = 58
-                    at += 2
-                    group += best_length
-                    continue
-                if group > 0 and group != best_start + best_length:
-                    out[at] = 58
-                    at += 1
-                at = _write_hextet(out, at, hextets[group], hexdigits)
-                group += 1
-        offsets[row + 1] = at
-
-
 def addresses_arrow(raw: npt.NDArray[np.uint8]) -> pa.StringArray:
     """Text of every 16-byte address row as one Arrow string array (no Python str per row)."""
     rows = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1, 16)
     count = rows.shape[0]
-    out = np.empty(count * _MAX_TEXT, np.uint8)
+    out = np.empty(count * MAX_ADDRESS_TEXT, np.uint8)
     offsets = np.empty(count + 1, np.int32)
-    _address_text_kernel(rows, _HEX, out, offsets)
+    address_text_kernel(rows, HEX_DIGITS, out, offsets)
     data = out[: int(offsets[-1])]
     return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data.copy()))
 

@@ -35,12 +35,14 @@ from typing import Any
 
 import pyarrow.compute as pc
 
+from netspectra.config.durations import format_duration
 from netspectra.errors import EngineIdInUseError, StorageAuthError, StorageError, StorageRefusedError
 from netspectra.model.snapshot import Snapshot
 from netspectra.model.writer import WriterStats
 from netspectra.storage import sql
 from netspectra.storage.context import stored_engine_id
 from netspectra.storage.lease import HEARTBEAT_S, EngineLease
+from netspectra.storage.retention import apply_retention
 from netspectra.storage.rows import SnapshotRows, as_arrow, snapshot_rows
 from netspectra.storage.sql import LATEST_COMPACT, SqlBackend, ensure_schema
 
@@ -53,6 +55,8 @@ _HOLDER = ".holder"
 _PROGRESS = ".progress"
 #: At most one ERROR line per failure kind this often (the hot path must not flood the log).
 _LOG_EVERY_S = 60.0
+#: Seconds between two retention passes of one writer (partition drops are monthly anyway).
+RETENTION_EVERY_S = 600.0
 
 
 def _safe_name(text: str) -> str:
@@ -246,8 +250,8 @@ class SnapshotSpool:
         When the directory cannot be written (disk full, read-only, permissions) the OSError is
         re-raised after ``rows`` are queued in memory only, and at most ``memory_limit`` such
         snapshots are kept: beyond that the **oldest memory-only one is dropped** and returned
-        (within a period each snapshot's counters contain every earlier one's, so the oldest is
-        the one whose loss costs least; the caller counts and logs it).
+        (the caller counts and logs it, and asks the engine for a snapshot of every flow next,
+        since a change snapshot holds only what changed since the one before).
         """
         sequence, self._next = self._next, self._next + 1
         try:
@@ -358,6 +362,9 @@ def _write_durably(path: Path, data: bytes) -> None:
 class QueuedWriter:
     """A :class:`SnapshotWriter` over any :class:`SqlBackend`: queue, drain, retry, spill."""
 
+    #: The engine hands this writer only the flows changed since its last accepted snapshot.
+    writes_changes = True
+
     #: First and largest pause between attempts while the store is unreachable.
     backoff_initial = 0.2
     backoff_max = 5.0
@@ -377,8 +384,12 @@ class QueuedWriter:
         group: str = "",
         store: str = "",
         close_backend: Callable[[], Awaitable[None]] | None = None,
+        retention_s: float = 0.0,
     ) -> None:
         self._backend = backend
+        self._retention_s = retention_s
+        self._retained_at: float | None = None  # monotonic time of the last retention pass
+        self._ttl_set = False
         self._spool = spool
         self._engine_id = engine_id
         self._stored_engine_id = stored_engine_id(engine_id, incarnation)
@@ -412,6 +423,8 @@ class QueuedWriter:
         self.dropped = 0
         #: Rows (flows and hitters) inserted into the store, for /metrics.
         self.rows_inserted = 0
+        #: Set when the spool dropped a snapshot: the next one must hold every flow of the period.
+        self.needs_full_snapshot = False
         self._last_error_log = -_LOG_EVERY_S
         self._last_spool_log = -_LOG_EVERY_S
         self._failing_since: float | None = None
@@ -455,6 +468,10 @@ class QueuedWriter:
         rows = await asyncio.to_thread(snapshot_rows, snapshot, self._stored_engine_id)
         if snapshot.progress is not None:
             rows.progress = dict(snapshot.progress)
+        if snapshot.since_epoch == 0:
+            self.needs_full_snapshot = False
+        else:  # only changed flows: the row count at its second does not tell whether it is stored
+            rows.changes = True
         try:
             await self._spool.put(rows)
         except OSError as error:
@@ -462,6 +479,7 @@ class QueuedWriter:
             dropped = self._spool.take_dropped()
             if dropped is not None:
                 self.dropped += 1
+                self.needs_full_snapshot = True
                 logger.error(
                     "%s: dropped the oldest snapshot kept only in memory (taken at %d; %d dropped so "
                     "far) to keep memory bounded: the spool %s cannot be written",
@@ -551,10 +569,14 @@ class QueuedWriter:
     async def _insert(self, rows: SnapshotRows, maybe_stored: bool) -> None:
         """Insert what is not stored yet; with ``maybe_stored``, ask the store first (exactly once)."""
         await self._ready()
+        # A change snapshot may share its second with the one before and hold fewer rows, so the row
+        # count cannot tell it is stored: it is inserted again, and a repeated row is harmless (every
+        # query takes each flow's latest row; identical rows merge away in flow_latest).
+        check_stored = maybe_stored and not getattr(rows, "changes", False)
         if (
             rows.flow_count
             and not rows.flows_written
-            and not (maybe_stored and await self._already_stored(sql.STORED_FLOW_ROWS, rows.flows))
+            and not (check_stored and await self._already_stored(sql.STORED_FLOW_ROWS, rows.flows))
         ):
             await self._backend.insert("flow_metrics", rows.flows)
             self.rows_inserted += rows.flow_count
@@ -614,6 +636,26 @@ class QueuedWriter:
             raise
         except Exception as error:
             logger.info("%s: flow_latest not compacted this time (%s)", self._label, error)
+
+    async def _retain(self) -> None:
+        """Apply the store's retention (see storage/retention.py) after a write, once per
+        :data:`RETENTION_EVERY_S` (a TTL once per writer: the server applies it from then on).
+        A failure loses nothing: logged, and tried again on the next pass."""
+        if self._retention_s <= 0 or self._ttl_set:
+            return
+        now = time.monotonic()
+        if self._retained_at is not None and now - self._retained_at < RETENTION_EVERY_S:
+            return
+        self._retained_at = now
+        try:
+            done = await apply_retention(self._backend, self._retention_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            logger.warning("%s: retention not applied this time (%s)", self._label, error)
+            return
+        self._ttl_set = done.startswith("TTL")
+        logger.info("%s: retention %s: %s", self._label, format_duration(self._retention_s), done)
 
     def _report_insert_failure(self, error: BaseException) -> None:
         """A WARNING for the first failure, then an ERROR naming what is at risk, once per minute.
@@ -698,6 +740,8 @@ class QueuedWriter:
             self._failing_since = None
             if rows.flow_count and not len(self._spool):
                 await self._compact_latest()
+            if not len(self._spool):
+                await self._retain()
             if delay > self.backoff_initial:
                 logger.info("%s: store is back; %d snapshots still queued", self._label, len(self._spool))
             delay = self.backoff_initial

@@ -30,6 +30,8 @@ class ExactGroup:
         from netspectra.engine.exact.table import make_table
 
         self._tables = tuple(make_table(task.name, task.key_fields) for task in tasks)
+        #: The change epoch stamped on the flows batches touch; advanced after each snapshot.
+        self._epoch = 1
 
     @classmethod
     def from_config(cls, settings: Settings) -> ExactGroup:
@@ -65,6 +67,7 @@ class ExactGroup:
             batch.protocol,
             batch.ts_ns,
             batch.length,
+            self._epoch,
         )
         return [(f"exact.{table.task}", partial(table.insert, *columns)) for table in self._tables]
 
@@ -89,12 +92,21 @@ class ExactGroup:
 
     def snapshot(self, taken_at_ns: int, period_start_ns: int) -> Snapshot:
         """Copies of every task's flows; the live tables are untouched."""
-        return Snapshot(
+        return self.snapshot_changes(taken_at_ns, period_start_ns, 0)
+
+    def snapshot_changes(self, taken_at_ns: int, period_start_ns: int, since_epoch: int) -> Snapshot:
+        """Copies of the flows changed in epoch ``since_epoch`` or later (all when 0), then a new
+        epoch begins: the cost is the rows copied plus one pass over the epoch column."""
+        snapshot = Snapshot(
             group=self.name,
             taken_at_ns=taken_at_ns,
             period_start_ns=period_start_ns,
-            flows=tuple(table.flow_table() for table in self._tables),
+            flows=tuple(table.flow_table(since_epoch) for table in self._tables),
+            epoch=self._epoch,
+            since_epoch=since_epoch,
         )
+        self._epoch += 1
+        return snapshot
 
     def reset(self) -> None:
         for table in self._tables:

@@ -3,7 +3,8 @@
 Layout (chosen for the hot loop, measured on this machine):
 
 * ``entries`` is one ``uint64`` matrix with a row per flow: the key words, then packets, bytes,
-  first seen and last seen (timestamps stored as the bits of an ``int64``). A lookup that hits
+  first seen, last seen (timestamps stored as the bits of an ``int64``) and the epoch of the
+  flow's last change (see below). A lookup that hits
   touches one row, so key compare and counter update share a cache line or two.
 * ``index`` is a power-of-two array of ``uint64`` slots, ``0`` = empty, otherwise
   ``(hash >> 32) << 32 | (row + 1)``: the stored upper hash bits reject almost every
@@ -16,6 +17,13 @@ Layout (chosen for the hot loop, measured on this machine):
 Rows are appended in first-seen order, so a snapshot is a slice copy, and growth never moves
 more than it must: when the rows or the index are full, the kernel stops and returns the packet
 where it stopped; Python grows the arrays (rehash kernel for the index) and resumes there.
+
+Change epochs (so a snapshot costs what changed, not what the table holds): the caller passes
+an epoch with every batch, and the insert kernel stores it in the row of every flow the batch
+touches: one more store into a row the update has in cache anyway. :meth:`FlowHashTable.flow_table`
+with ``since`` returns only the rows stamped ``>= since``; the group advances the epoch after each
+snapshot, so a writer that remembers the epoch of its last written snapshot gets exactly the flows
+changed since. Epochs never restart (not at a period reset either), so a stamp is never ambiguous.
 
 Numba kernel note: the key gather (packet ``i``'s key words from the columns) is written out in
 both :func:`_hash_kernel` and :func:`_insert_kernel` on purpose; keep the two copies identical.
@@ -47,8 +55,8 @@ _FIELD_BIT = {
     KeyField.DST_PORT: _DST_PORT,
     KeyField.PROTOCOL: _PROTOCOL,
 }
-#: Counter columns after the key words: packets, bytes, first seen, last seen.
-_COUNTERS = 4
+#: Counter columns after the key words: packets, bytes, first seen, last seen, change epoch.
+_COUNTERS = 5
 _INITIAL_ROWS = 1024
 
 _M0 = np.uint64(0x9E3779B97F4A7C15)
@@ -115,7 +123,7 @@ slot (by then in cache) is read and the flow row it points to is prefetched too.
 
 @nb.njit(cache=True, nogil=True)
 def _insert_kernel(  # type: ignore[no-untyped-def]
-    index, entries, count, fmask, width, src, dst, sport, dport, proto, ts, length, hashes, start
+    index, entries, count, fmask, width, src, dst, sport, dport, proto, ts, length, hashes, start, epoch
 ):
     """Count packets ``start..`` into the table; return -1 when done, else the packet to resume at."""
     n = count[0]
@@ -166,6 +174,7 @@ def _insert_kernel(  # type: ignore[no-untyped-def]
                 entries[n, width + 1] = length[i]
                 entries[n, width + 2] = np.uint64(ts[i])
                 entries[n, width + 3] = np.uint64(ts[i])
+                entries[n, width + 4] = epoch
                 n += 1
                 index[pos] = tag | np.uint64(n)
                 break
@@ -184,6 +193,7 @@ def _insert_kernel(  # type: ignore[no-untyped-def]
                         entries[row, width + 2] = np.uint64(stamp)
                     if stamp > np.int64(entries[row, width + 3]):
                         entries[row, width + 3] = np.uint64(stamp)
+                    entries[row, width + 4] = epoch
                     break
             pos = (pos + _ONE) & mask
     count[0] = n
@@ -259,8 +269,10 @@ class FlowHashTable:
         protocol: npt.NDArray[np.uint8],
         ts_ns: npt.NDArray[np.int64],
         length: npt.NDArray[np.uint64],
+        epoch: int = 1,
     ) -> None:
-        """Count a batch (addresses as :func:`address_words`); grows the table as often as needed."""
+        """Count a batch (addresses as :func:`address_words`) in change epoch ``epoch`` (≥ 1);
+        grows the table as often as needed."""
         packets = ts_ns.shape[0]
         if self._hashes.shape[0] < packets:
             self._hashes = np.empty(max(packets, 2 * self._hashes.shape[0]), np.uint64)
@@ -283,6 +295,7 @@ class FlowHashTable:
                 length,
                 hashes,
                 start,
+                np.uint64(epoch),
             )
             if start < 0:
                 return
@@ -306,11 +319,16 @@ class FlowHashTable:
             self._index.fill(0)
             self._count[0] = 0
 
-    def flow_table(self) -> FlowTable:
-        """A copy of every flow as columns (fields not in the key are zero)."""
-        rows = len(self)
-        data = self._entries[:rows]
+    def flow_table(self, since: int = 0) -> FlowTable:
+        """A copy of every flow changed in epoch ``since`` or later (all when 0) as columns (fields
+        not in the key are zero), each with its change epoch."""
+        data = self._entries[: len(self)]
         width = self._width
+        if since > 0:
+            keep = data[:, width + 4] >= np.uint64(since)
+            if not bool(keep.all()):  # all changed: the slice, not a second copy of the table
+                data = data[keep]
+        rows = data.shape[0]
         src_ip = np.zeros((rows, 16), np.uint8)
         dst_ip = np.zeros((rows, 16), np.uint8)
         column = 0
@@ -341,11 +359,12 @@ class FlowHashTable:
             bytes=data[:, width + 1].copy(),
             first_seen_ns=data[:, width + 2].view(np.int64).copy(),
             last_seen_ns=data[:, width + 3].view(np.int64).copy(),
+            changed_epoch=data[:, width + 4].copy(),
         )
 
 
 @nb.njit(cache=True, nogil=True)
-def _direct_kernel(counters, which, sport, dport, proto, ts, length):  # type: ignore[no-untyped-def]
+def _direct_kernel(counters, which, sport, dport, proto, ts, length, epoch):  # type: ignore[no-untyped-def]
     """Count packets into a table indexed by the key itself (one port, or the protocol)."""
     for i in range(ts.shape[0]):
         if which == _SRC_PORT:
@@ -365,6 +384,7 @@ def _direct_kernel(counters, which, sport, dport, proto, ts, length):  # type: i
                 counters[key, 3] = np.uint64(stamp)
         counters[key, 0] += _ONE
         counters[key, 1] += length[i]
+        counters[key, 4] = epoch
 
 
 _DIRECT_SIZE = {KeyField.SRC_PORT: 1 << 16, KeyField.DST_PORT: 1 << 16, KeyField.PROTOCOL: 1 << 8}
@@ -399,14 +419,20 @@ class DirectTable:
         protocol: npt.NDArray[np.uint8],
         ts_ns: npt.NDArray[np.int64],
         length: npt.NDArray[np.uint64],
+        epoch: int = 1,
     ) -> None:
-        _direct_kernel(self._counters, self._which, src_port, dst_port, protocol, ts_ns, length)
+        _direct_kernel(
+            self._counters, self._which, src_port, dst_port, protocol, ts_ns, length, np.uint64(epoch)
+        )
 
     def reset(self) -> None:
         self._counters.fill(0)
 
-    def flow_table(self) -> FlowTable:
-        keys = np.flatnonzero(self._counters[:, 0])
+    def flow_table(self, since: int = 0) -> FlowTable:
+        used = self._counters[:, 0] != 0
+        if since > 0:
+            used &= self._counters[:, 4] >= np.uint64(since)
+        keys = np.flatnonzero(used)
         rows = keys.shape[0]
         data = self._counters[keys]
         zeros16 = np.zeros(rows, np.uint16)
@@ -422,6 +448,7 @@ class DirectTable:
             bytes=data[:, 1].copy(),
             first_seen_ns=data[:, 2].view(np.int64).copy(),
             last_seen_ns=data[:, 3].view(np.int64).copy(),
+            changed_epoch=data[:, 4].copy(),
         )
 
 

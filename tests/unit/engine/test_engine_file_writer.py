@@ -12,9 +12,9 @@ import numpy as np
 from netspectra.config.models import ExactTaskConfig, WriterConfig
 from netspectra.engine.exact import ExactGroup
 from netspectra.model.fields import FIELD_ORDER, KeyField
-from netspectra.model.snapshot import SketchResult, Snapshot
+from netspectra.model.snapshot import FlowTable, SketchResult, Snapshot
 from netspectra.storage.context import StorageContext
-from netspectra.storage.file_writer import FileWriter
+from netspectra.storage.file_writer import FileWriter, flow_bytes, flow_lines
 from tests.unit.engine.engine_helpers import brute_force, random_batch
 
 S = 1_000_000_000
@@ -85,3 +85,57 @@ async def test_sketch_snapshots_are_ignored(tmp_path: Path) -> None:
     sketch = SketchResult(task="cm", algorithm="count_min", hitters=())
     await writer.write(Snapshot(group="sketch", taken_at_ns=0, period_start_ns=0, sketches=(sketch,)))
     assert list(tmp_path.iterdir()) == []
+
+
+def random_table(rng: np.random.Generator, rows: int, fields: tuple[KeyField, ...]) -> FlowTable:
+    """Addresses of every shape (IPv4-mapped, zero runs of every length, all-zero), extreme counters
+    and times from 1970 to 2262 (the last year of int64 nanoseconds)."""
+    addresses = rng.integers(0, 256, (rows, 16), dtype=np.uint8)
+    shape = rng.integers(0, 4, rows)
+    addresses[shape == 0, :10] = 0
+    addresses[shape == 0, 10:12] = 0xFF
+    for row in np.flatnonzero(shape == 1):
+        start, stop = sorted(rng.integers(0, 9, 2) * 2)
+        addresses[row, start:stop] = 0
+    addresses[shape == 2] = 0
+    seconds = rng.integers(0, 9_000_000_000, rows, dtype=np.int64)
+    seconds[: rows // 2] = 1_700_000_000 + rng.integers(0, 3, rows // 2)
+    first = seconds * S + rng.integers(0, S, rows)
+    return FlowTable(
+        't\u00e9sk "q"',
+        fields,
+        addresses,
+        addresses[::-1].copy(),
+        rng.integers(0, 1 << 16, rows).astype(np.uint16),
+        rng.integers(0, 1 << 16, rows).astype(np.uint16),
+        rng.integers(0, 256, rows).astype(np.uint8),
+        rng.integers(0, 2**64 - 1, rows, dtype=np.uint64, endpoint=True),
+        np.where(rng.random(rows) < 0.1, 0, rng.integers(0, 2**40, rows)).astype(np.uint64),
+        first,
+        first + rng.integers(0, 10 * S, rows),
+    )
+
+
+def test_kernel_lines_equal_the_python_lines() -> None:
+    """The numba formatter against the per-row f-string reference, byte for byte."""
+    rng = np.random.default_rng(5)
+    for fields in (
+        FIELD_ORDER,
+        (KeyField.SRC_IP,),
+        (KeyField.DST_PORT, KeyField.DST_IP),
+        (KeyField.PROTOCOL,),
+    ):
+        table = random_table(rng, 70_000, fields)  # more than one kernel chunk
+        assert flow_bytes(table) == "".join(line + "\n" for line in flow_lines(table)).encode(), fields
+        assert flow_bytes(random_table(rng, 0, fields)) == b""
+
+
+def test_times_outside_the_kernels_years_take_the_python_path() -> None:
+    table = random_table(np.random.default_rng(6), 10, FIELD_ORDER)
+    early = FlowTable(
+        **{
+            **{name: getattr(table, name) for name in table.__slots__},
+            "first_seen_ns": table.first_seen_ns - 2**62,
+        }
+    )
+    assert flow_bytes(early) == "".join(line + "\n" for line in flow_lines(early)).encode()
