@@ -46,7 +46,7 @@ def _strings(array: pa.Array) -> bytes:
     if array.null_count == rows:
         return bytes(rows)  # every value the empty string: one zero length byte each
     if array.null_count:
-        array = array.fill_null("")
+        array = array.fill_null(b"" if pa.types.is_binary(array.type) else "")
     offsets = np.frombuffer(array.buffers()[1], np.int32, rows + 1, array.offset * 4)
     start, stop = int(offsets[0]), int(offsets[-1])
     data = (
@@ -58,7 +58,7 @@ def _strings(array: pa.Array) -> bytes:
     if rows and int(lengths.max()) >= _ONE_BYTE_LENGTH:  # a long value: varints of several bytes
         varints = bytearray()
         for value in array.to_pylist():
-            encoded = value.encode()
+            encoded = value if isinstance(value, bytes) else value.encode()  # State is binary
             length = len(encoded)
             while length >= 0x80:
                 varints.append(length & 0x7F | 0x80)
