@@ -140,6 +140,11 @@ def analyze(
         "--flows",
         help="FILE holds NetFlow v5/v9, IPFIX or sFlow export datagrams: count their records.",
     ),
+    html_report: Path | None = typer.Option(
+        None,
+        "--html",
+        help="Also write the console's panels over this capture as one self-contained offline HTML file.",
+    ),
 ) -> None:
     """Count every flow of FILE with the configured tasks, write the final snapshot, print a summary."""
     from rich.console import Console
@@ -167,6 +172,9 @@ def analyze(
         raise typer.Exit(EXIT_BAD_CONFIG)
     _configure_logging(settings, err_console)
     _compile_kernels_if_needed(err_console)
+    report_dir = None
+    if html_report is not None:
+        settings, report_dir = _with_report_store(settings, err_console)
     try:
         result = _run(
             file, settings, out_console, show_progress=out_console.is_terminal and not flows, flows=flows
@@ -180,6 +188,8 @@ def analyze(
     if result.unreadable:
         err_console.print(f"Cannot analyze {file}: {result.error}", markup=False, highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT)
+    if html_report is not None and report_dir is not None:
+        _write_report(settings, report_dir, html_report, file, err_console)
     if json_output:
         import json
 
@@ -189,6 +199,43 @@ def analyze(
     if result.interrupted:
         err_console.print("Interrupted: the summary and the final snapshot cover what was read until then")
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _with_report_store(settings: Settings, console: Console) -> tuple[Settings, Path]:
+    """Settings that also write into a temporary embedded store, which the report is made from."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from netspectra.api.console_report import report_settings
+
+    report_dir = Path(tempfile.mkdtemp(prefix="netspectra-report-"))
+    atexit.register(shutil.rmtree, report_dir, ignore_errors=True)
+    settings, redirected = report_settings(settings, report_dir / "store")
+    for path in redirected:
+        console.print(
+            f"--html: the embedded store {path} is not written this run (chdb serves one data "
+            "directory per process; the report's own store takes the snapshot)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return settings, report_dir / "store"
+
+
+def _write_report(settings: Settings, store_dir: Path, output: Path, capture: Path, console: Console) -> None:
+    import asyncio
+
+    from netspectra.api.console_report import write_report
+
+    try:
+        size = asyncio.run(write_report(settings, store_dir, output, capture.name))
+    except OSError as error:
+        console.print(
+            f"Cannot write the report {output}: {error}", markup=False, highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(f"Report: {output} ({size:,} bytes)", markup=False, highlight=False, soft_wrap=True)
 
 
 def _compile_kernels_if_needed(console: Console) -> None:

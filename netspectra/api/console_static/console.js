@@ -32,7 +32,22 @@ const timeText = (s) => new Date(s * 1000).toISOString().replace("T", " ").repla
 
 // --- the HTTP JSON -----------------------------------------------------------------------------
 class ApiError extends Error {}
+// An offline report (netspectra analyze --html) carries the answers in the page: read them there.
+const REPORT = (() => {
+  const blob = document.getElementById("netspectra-report");
+  return blob ? JSON.parse(blob.textContent) : null;
+})();
+function reportKey(name, body) {
+  // the same key as netspectra/api/console_report.py's request_key
+  const kept = Object.keys(body).filter((k) => body[k] !== null && body[k] !== undefined).sort();
+  return `${name} ${JSON.stringify(Object.fromEntries(kept.map((k) => [k, body[k]])))}`;
+}
 async function api(name, body = {}) {
+  if (REPORT) {
+    const answer = REPORT.answers[reportKey(name, body)];
+    if (answer === undefined) throw new ApiError("this offline report holds the whole capture's panels; filters, other windows and traces need the live console");
+    return answer;
+  }
   const headers = { "Content-Type": "application/json" };
   const token = sessionStorage.getItem("netspectra-token");
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -77,6 +92,7 @@ function applyPreset() {
   }
 }
 function showWindow() {
+  if (REPORT) { $("window-text").textContent = `offline report: ${REPORT.title}`; return; }
   $("range-start").value = toLocalInput(state.start);
   $("range-end").value = toLocalInput(state.end);
   const from = state.start === null ? "the period's start" : timeText(state.start);
@@ -254,6 +270,13 @@ $("range-preset").addEventListener("change", () => { if ($("range-preset").value
 $("top-filters").addEventListener("submit", (event) => { event.preventDefault(); loadTop().catch(showError); });
 $("traffic-task").addEventListener("change", () => loadTraffic().catch(showError));
 $("top-task").addEventListener("change", () => loadTop().catch(showError));
+$("top-by").addEventListener("change", () => loadTop().catch(showError));
 $("trace-form").addEventListener("submit", runTrace);
-if (!readHash()) { $("range-preset").value = "all"; applyPreset(); }
+if (REPORT) {
+  // the whole capture, as analyzed: the controls that would ask the api for anything else are off
+  $("range").hidden = true;
+  for (const id of ["f-src-ip", "f-dst-ip", "f-src-port", "f-dst-port", "f-protocol", "top-apply"]) $(id).disabled = true;
+  for (const input of $("trace-form").elements) input.disabled = true;
+  $("trace-result").textContent = "Flow traces need the live console (this is an offline report).";
+} else if (!readHash()) { $("range-preset").value = "all"; applyPreset(); }
 refresh();
