@@ -174,6 +174,15 @@ def analyze(
     _compile_kernels_if_needed(err_console)
     report_dir = None
     if html_report is not None:
+        if not html_report.parent.is_dir() or html_report.is_dir():
+            # said before the file is read: the report's store is the only one an embedded writer fills
+            err_console.print(
+                f"Cannot write the report {html_report}: not a file in an existing directory",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(EXIT_BAD_INPUT)
         settings, report_dir = _with_report_store(settings, err_console)
     try:
         result = _run(

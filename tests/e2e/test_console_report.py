@@ -127,3 +127,19 @@ def test_the_offline_report_shows_the_generator_truth(browser: Any, tmp_path: Pa
     wait_until(session, lambda s: s.find_element(By.ID, "error").get_attribute("hidden") is not None)
     save(session, tmp_path, "console-report")
     assert errors_in_log(session) == []
+
+
+def test_a_report_that_cannot_be_written_is_refused_before_the_file_is_read(tmp_path: Path) -> None:
+    pcap = tmp_path / "trace.pcap"
+    write_trace(pcap, TrafficSpec(packets=100, flows=10, seed=2))
+    target = tmp_path / "missing" / "report.html"
+    result = subprocess.run(
+        [sys.executable, "-m", "netspectra", "analyze", str(pcap), "--json", "--html", str(target)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"Cannot write the report {target}: not a file in an existing directory" in result.stderr
+    assert result.stdout == ""  # refused before the analysis: nothing counted, nothing written
