@@ -21,10 +21,11 @@ def check(
     """Exit 0 when FILE is valid; otherwise print every problem (field path: reason) and exit 2.
 
     Checks the model, group types, sketch plugins and parameters, files that must exist, listen
-    addresses (bound and released), and directories that must be writable.
+    addresses (bound and released), and directories that must be writable. Warnings (printed, exit
+    still 0): what `run` would only log, such as a metrics.listen_addr beyond loopback.
     """
     from netspectra.config.models import redact_url
-    from netspectra.config.validate import parse_roles
+    from netspectra.config.validate import parse_roles, warnings
     from netspectra.errors import ConfigError
 
     try:
@@ -33,6 +34,8 @@ def check(
         raise typer.BadParameter(str(error).removeprefix("--roles: "), param_hint="--roles") from None
     # `config check` has no --pcap/--iface: what those flags supply is checked by `run` alone
     settings = check_or_exit(path, role_names, launching=False)
+    for warning in warnings(settings, role_names):
+        typer.echo(f"warning: {warning}", err=True)
     aggregator = settings.aggregator
     typer.echo(
         f"{path}: OK ({len(aggregator.exact.tasks)} exact, {len(aggregator.sketch.tasks)} sketch tasks; "

@@ -20,6 +20,7 @@ Checks have no side effects: nothing is created, a port is bound and released at
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import ssl
@@ -137,6 +138,54 @@ def validate(
 ) -> list[Problem]:
     """Every problem valid ``settings`` meet when ``roles`` start (None: any role); see :func:`check`."""
     return _semantic(settings, roles, _Removed(), launching)
+
+
+def warnings(settings: Settings, roles: Iterable[str] | None = None) -> list[Problem]:
+    """What valid ``settings`` expose or will not do when ``roles`` start, which ``run`` only logs.
+
+    Not problems: ``run`` goes on (the self-metrics are not the traffic), but a user checking a
+    file should hear it before the process logs it. Today: ``metrics.listen_addr``, served by a
+    process without the api role (the api serves ``/metrics`` itself, behind its token):
+    an address beyond loopback, where the endpoint has no token and no TLS, and a port that
+    cannot be bound now (the process would count without serving it).
+    """
+    wanted = frozenset(ALL_ROLES if roles is None else roles)
+    address = settings.metrics.listen_addr
+    if not address or not {"probe", "engine"} & wanted:
+        return []
+    location = format_path(("metrics", "listen_addr"))
+    found: list[Problem] = []
+    host, _ = parse_listen_address(address)
+    if not _is_loopback(host):
+        found.append(
+            Problem(
+                location,
+                f"{address!r} listens beyond this host, and GET /metrics there has no token and no "
+                "TLS: anyone who can reach the port reads this process's counters (task names, "
+                "rates, losses); bind it to 127.0.0.1, or firewall it"
+                + (
+                    " (a process with the api role serves /metrics on the api's port instead)"
+                    if "api" in wanted
+                    else ""
+                ),
+            )
+        )
+    if "api" not in wanted:
+        for _, message, _ in _bind_problems([(("metrics", "listen_addr"), address)]):
+            found.append(Problem(location, f"{message}: the process will count without serving /metrics"))
+    return found
+
+
+def _is_loopback(host: str | None) -> bool:
+    """A loopback address or ``localhost``; every interface (None) and other names are not."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name may resolve to anything
 
 
 # --- stage 1: the model ------------------------------------------------------------------------

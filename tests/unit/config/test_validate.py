@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from netspectra.config.validate import check
+from netspectra.config.validate import check, warnings
 
 ROOT = Path(__file__).resolve().parents[3]
 #: Listen on free ports of the loopback only, so no case depends on what else runs here.
@@ -117,6 +117,16 @@ CASES = [
             "aggregator.sketch.tasks[1].flow_fields": "at least 1 item",
             "aggregator.sketch.tasks[1].widht": "unknown parameter of count_min",
         },
+    ),
+    (
+        "metrics address without a port",
+        'metrics:\n  listen_addr: "127.0.0.1"\n' + QUIET_API,
+        {"metrics.listen_addr": "is not HOST:PORT"},
+    ),
+    (
+        "metrics port out of range",
+        'metrics:\n  listen_addr: "127.0.0.1:65536"\n' + QUIET_API,
+        {"metrics.listen_addr": "is not HOST:PORT"},
     ),
 ]
 
@@ -293,3 +303,38 @@ def test_an_unreachable_nats_is_retried_with_one_line_each_not_a_crash_loop(tmp_
     output = "".join(lines)
     assert code == 0, output
     assert "Traceback" not in output and "crashed" not in output
+
+
+def test_metrics_beyond_loopback_is_a_warning_and_the_file_still_passes(tmp_path):
+    path = tmp_path / "open.yaml"
+    path.write_text('metrics:\n  listen_addr: "0.0.0.0:0"\n' + QUIET_API)
+    result = netspectra("config", "check", str(path), "--roles", "probe,engine")
+    assert result.returncode == 0, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("warning: metrics.listen_addr: '0.0.0.0:0' listens beyond this host")
+    assert "no token and no TLS" in line
+    settings = check(path).settings
+    assert settings is not None
+    for address in ("127.0.0.1:0", "[::1]:0", "localhost:0"):
+        quiet = settings.model_copy(
+            update={"metrics": settings.metrics.model_copy(update={"listen_addr": address})}
+        )
+        assert warnings(quiet, ["engine"]) == [], address
+    every = settings.model_copy(
+        update={"metrics": settings.metrics.model_copy(update={"listen_addr": ":9464"})}
+    )
+    assert [w.path for w in warnings(every, ["probe"])] == ["metrics.listen_addr"]
+    assert warnings(settings, ["api"]) == []  # an api-only process does not serve it
+
+
+def test_a_taken_metrics_port_is_a_warning_only_where_it_would_be_served(tmp_path, busy_port):
+    path = tmp_path / "busy.yaml"
+    path.write_text(f'metrics:\n  listen_addr: "127.0.0.1:{busy_port}"\n' + QUIET_API)
+    result = netspectra("config", "check", str(path), "--roles", "engine")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"warning: metrics.listen_addr: cannot listen on '127.0.0.1:{busy_port}': Address already in use: "
+        "the process will count without serving /metrics"
+    ]
+    # with the api role, /metrics is on the api's port: metrics.listen_addr is not bound
+    assert netspectra("config", "check", str(path)).stderr == ""
