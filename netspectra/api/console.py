@@ -162,6 +162,7 @@ class ConsoleHandler(GrafanaHandler):
             "top": self._top,
             "hitters": self._hitters,
             "trace": self._trace,
+            "alerts": self._alerts,
         }
 
     async def handle(
@@ -243,7 +244,42 @@ class ConsoleHandler(GrafanaHandler):
             "now": int(time.time()),
             "stored_tasks": len(stored),
             "snapshot_interval_s": self.snapshot_interval_s,
-            "alerting": {"configured": False, "message": "alerting is not configured"},
+            "alerting": (
+                {"configured": True, "message": ""}
+                if self.service.alerts is not None
+                else {"configured": False, "message": "alerting is not configured"}
+            ),
+        }
+
+    async def _alerts(self, request: dict[str, Any]) -> dict[str, Any]:
+        """ListAlerts through the one QueryService (state, rule and limit validated there)."""
+        limit = request.get("limit", 0)
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise HttpError(400, "limit must be an integer")
+        message = v1.ListAlertsRequest(
+            state=_text(request, "state"), rule=_text(request, "rule"), limit=limit
+        )
+        answer = await self.service.list_alerts(message)
+        return {
+            "alerts": [
+                {
+                    "id": alert.id,
+                    "rule": alert.rule,
+                    "key": alert.key,
+                    "task": alert.task_name,
+                    "metric": alert.metric,
+                    "severity": alert.severity,
+                    "status": alert.status,
+                    "value": alert.value,
+                    "bound": alert.bound,
+                    "condition": alert.condition,
+                    "labels": dict(alert.labels),
+                    "pending_since": _optional_epoch(alert.pending_since),
+                    "fired_at": _optional_epoch(alert.fired_at),
+                    "resolved_at": _optional_epoch(alert.resolved_at),
+                }
+                for alert in answer.alerts
+            ]
         }
 
     async def _tasks(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -375,6 +411,10 @@ def _is_address(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _optional_epoch(stamp: Any) -> float | None:
+    return None if stamp is None else _epoch(stamp)
 
 
 def _epoch(stamp: Any) -> float:

@@ -220,3 +220,68 @@ def check_empty(session: Any, served: Console, tmp_path: Path) -> None:
     assert session.find_element(By.ID, "top-totals").get_attribute("data-packets") == "0"
     save(session, tmp_path, "console-empty")
     assert errors_in_log(session) == []
+
+
+async def test_the_alerts_panel_lists_the_alerters_alerts(
+    browser: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Two alerts of a rule fire, one resolves: the panel shows both as the alerter holds them."""
+    from netspectra.alerting.alerter import Alerter
+    from netspectra.config.models import AlerterConfig
+    from tests.unit.alerting.fakes import ManualClock, ScriptedReader
+
+    config = AlerterConfig.model_validate(
+        {
+            "enabled": True,
+            "check_interval": "10s",
+            "state_dir": str(tmp_path / "alerts"),
+            "rules": [
+                {
+                    "name": "syn_flood",
+                    "task_name": "per_dst_ip",
+                    "metric": "flow_packets",
+                    "threshold": 1000,
+                    "severity": "critical",
+                }
+            ],
+        }
+    )
+    clock, reader = ManualClock(), ScriptedReader()
+    alerter = Alerter(config, reader, [], clock=clock, sleep=clock.sleep)
+    reader.values["syn_flood"] = {"DstIP=2001:db8::9": 5000, "DstIP=10.9.9.9": 2000}
+    await alerter.check()
+    fired_at = clock.now
+    clock.now += 10
+    reader.values["syn_flood"] = {"DstIP=2001:db8::9": 6000}
+    await alerter.check()
+    truth = {
+        ("DstIP=2001:db8::9", "firing", 6000.0, None),
+        ("DstIP=10.9.9.9", "resolved", 2000.0, clock.now),
+    }
+    async with console("embedded", tmp_path, request, alerter=alerter) as served:
+        status, answer = await in_thread(lambda: served.post("alerts", {"state": "all"}))
+        assert status == 200
+        got = {(a["key"], a["status"], a["value"], a["resolved_at"]) for a in answer["alerts"]}
+        assert got == truth
+        assert {a["fired_at"] for a in answer["alerts"]} == {fired_at}
+        assert (await in_thread(lambda: served.post("alerts", {"state": "burning"})))[0] == 400
+        await in_thread(lambda: check_alerts(browser, served, tmp_path, truth))
+
+
+def check_alerts(session: Any, served: Console, tmp_path: Path, truth: set[tuple[Any, ...]]) -> None:
+    from selenium.webdriver.common.by import By
+
+    session.get(served.url + "/")
+    loads(session)
+    rows = session.execute_script(
+        "return [...document.querySelectorAll('#alerts-table tbody tr')]"
+        ".map(r => [...r.cells].map(c => c.dataset.exact ?? c.textContent))"
+    )
+    shown = {(row[4], row[0], float(row[5]), row[8]) for row in rows}
+    assert {(key, status, value) for key, status, value, _ in shown} == {(k, s, v) for k, s, v, _ in truth}
+    assert [row[0] for row in rows] == ["firing", "resolved"]  # active first, then history
+    assert all(row[1] == "critical" and row[2] == "syn_flood" and row[3] == "per_dst_ip" for row in rows)
+    assert rows[0][8] == "\u2013" and rows[1][8].endswith(" UTC")
+    assert session.find_element(By.ID, "alerts-text").text == "1 firing, 1 pending or resolved"
+    save(session, tmp_path, "console-alerts")
+    assert errors_in_log(session) == []

@@ -86,9 +86,16 @@ class Console:
 
 @contextlib.asynccontextmanager
 async def console(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest, *, fill: bool = True, **api: Any
+    kind: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    *,
+    fill: bool = True,
+    alerter: Any = None,
+    **api: Any,
 ) -> AsyncIterator[Console]:
-    """The api role over a ``kind`` store holding both snapshots (nothing when ``fill`` is False)."""
+    """The api role over a ``kind`` store holding both snapshots (nothing when ``fill`` is False);
+    ``alerter``: the alerter whose alerts it lists."""
     settings = console_settings(store_writer(kind, tmp_path, request), **api)
     context = StorageContext(engine_id="e1")
     writers = [
@@ -104,7 +111,7 @@ async def console(
         for writer in writers:
             await writer.flush(60)  # type: ignore[attr-defined]
     telemetry = Telemetry()
-    role = ApiRole(settings, context, telemetry=telemetry)
+    role = ApiRole(settings, context, telemetry=telemetry, alerter=alerter)
     stop = asyncio.Event()
     serving = asyncio.create_task(role.serve(stop))
     try:

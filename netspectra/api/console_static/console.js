@@ -251,16 +251,44 @@ async function runTrace(event) {
   } catch (error) { showError(error); }
 }
 
+async function loadAlerts() {
+  const body = $("alerts-table").tBodies[0];
+  body.replaceChildren();
+  $("alerts-table").hidden = true;
+  if (!state.status.alerting.configured) { $("alerts-text").textContent = "Alerting is not configured."; return; }
+  // active alerts (firing first) then the resolved ones, newest first: the alerter's state now,
+  // not the window's (an alert's times are in its row)
+  const answer = await api("alerts", { state: "all", limit: 50 });
+  $("alerts-panel").dataset.alerts = String(answer.alerts.length);
+  if (!answer.alerts.length) { $("alerts-text").textContent = "No alert has fired or is pending."; return; }
+  const firing = answer.alerts.filter((a) => a.status === "firing").length;
+  $("alerts-text").textContent = `${firing} firing, ${answer.alerts.length - firing} pending or resolved`;
+  $("alerts-table").hidden = false;
+  for (const alert of answer.alerts) {
+    const row = body.insertRow();
+    row.className = `alert-${alert.status}`;
+    row.dataset.id = alert.id;
+    cell(row, alert.status);
+    cell(row, alert.severity);
+    cell(row, alert.rule);
+    cell(row, alert.task || "–");
+    cell(row, alert.key || "–");
+    cell(row, si(alert.value), alert.value, true);
+    cell(row, alert.condition);
+    cell(row, timeText(alert.fired_at ?? alert.pending_since));
+    cell(row, alert.resolved_at === null ? "–" : timeText(alert.resolved_at));
+  }
+}
+
 async function refresh() {
   $("error").hidden = true;
   showWindow();
   try {
     state.status = await api("status");
-    $("alerts-text").textContent = state.status.alerting.configured ? "" : "Alerting is not configured.";
     state.tasks = (await api("tasks")).tasks;
     const exact = state.tasks.filter((t) => t.kind === "exact");
     for (const id of ["traffic-task", "top-task", "trace-task"]) fillSelect($(id), exact);
-    await Promise.all([loadTraffic(), loadTop(), loadHitters()]);
+    await Promise.all([loadAlerts(), loadTraffic(), loadTop(), loadHitters()]);
     // every panel is in the DOM; the mark lands at the frame that paints them (bench/console.py
     // measures the page load as the first byte → this mark)
     if (!document.body.dataset.loaded) requestAnimationFrame(() => performance.mark("netspectra-panels-rendered"));
