@@ -139,6 +139,8 @@ async def test_bad_requests_get_the_grpc_sides_answers(served: Console) -> None:
         ("hitters", {"task": "nope", "type": 0}, 404),
         ("trace", {"task": "per_src_ip", "keys": {"Nope": "1"}}, 400),
         ("series", {"task": "nope"}, 404),
+        ("alerts", {}, 503),  # no alerter: ListAlerts' FAILED_PRECONDITION
+        ("alerts", {"limit": "ten"}, 400),
         ("nothing", {}, 404),
     ]
     for name, body, expected in cases:
