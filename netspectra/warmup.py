@@ -41,7 +41,6 @@ KERNEL_MODULES = (
     "netspectra.wire.codec",
     "netspectra.bus.nats",
     "netspectra.probe.persistence",
-    "netspectra.storage.rows",
     "netspectra.capture.flows.netflow_kernels",
     "netspectra.capture.flows.sflow",
     "netspectra.wire.flow_codec",
