@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,37 @@ def read_capture_datagrams(path: Path) -> Iterator[CapturedDatagram]:
         udp = _udp(ip) if ip is not None else None
         if udp is not None:
             yield CapturedDatagram(seconds * _NS + fraction * frac_ns, udp[0], udp[1], udp[2])
+
+
+#: Distinct exporters counted one by one; past it (a spoofed flood without an allow-list) the
+#: rest are summed under ``"other"``, so the counters (and metric labels) stay bounded.
+EXPORTER_LIMIT = 1024
+
+
+@dataclass(slots=True)
+class ExporterTally:
+    """Per-exporter counters (``datagrams``, ``records``, ``missed_packets``, ...), bounded in size.
+
+    Keyed by the exporter's printed address (IPv4 for mapped ones); updated per datagram or per
+    batch, never per record.
+    """
+
+    limit: int = EXPORTER_LIMIT
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    _names: dict[bytes, str] = field(default_factory=dict)
+
+    def add(self, exporter: bytes, name: str, value: int = 1) -> None:
+        if not value:
+            return
+        text = self._names.get(exporter)
+        if text is None:
+            text = address_text(exporter) if len(self._names) < self.limit else "other"
+            if text != "other":
+                self._names[exporter] = text
+        counts = self.counts.get(text)
+        if counts is None:
+            counts = self.counts[text] = Counter()
+        counts[name] += value
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {exporter: dict(counts) for exporter, counts in sorted(self.counts.items())}

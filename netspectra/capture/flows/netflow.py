@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from netspectra.capture.flows.datagrams import DatagramBatch, mapped_address
+from netspectra.capture.flows.datagrams import DatagramBatch, ExporterTally, mapped_address
 from netspectra.capture.flows.netflow_kernels import FLAG_V9, decode_template_sets, decode_v5_records
 from netspectra.model.flows import FlowColumns
 
@@ -96,6 +96,8 @@ class FlowDecodeStats:
     pending_decoded: int = 0
     pending_expired: int = 0
     by_version: Counter[int] = field(default_factory=Counter)
+    #: datagrams, records, missed_packets, missed_flows, sequence_resets per (accepted) exporter
+    exporters: ExporterTally = field(default_factory=ExporterTally)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -115,6 +117,7 @@ class FlowDecodeStats:
             "pending_decoded": self.pending_decoded,
             "pending_expired": self.pending_expired,
             "by_version": dict(self.by_version),
+            "exporters": self.exporters.as_dict(),
         }
 
 
@@ -256,6 +259,7 @@ class NetFlowDecoder:
             if self._allow is not None and exporter not in self._allow:
                 self.stats.refused += 1
                 continue
+            self.stats.exporters.add(exporter, "datagrams")
             start = int(batch.offsets[i])
             data = buf[start : start + int(batch.lengths[i])].tobytes()
             if len(data) < 4:
@@ -280,6 +284,11 @@ class NetFlowDecoder:
         if jobs:
             parts.append(self._run_jobs(merged, jobs, job_records))
         records_per_job = job_records.tolist()
+        tally = self.stats.exporters
+        for entry in v5:
+            tally.add(entry[5], "records", entry[1])
+        for job, records in zip(jobs, records_per_job, strict=True):
+            tally.add(job.exporter, "records", records)
         for key, seq, count, job_ids in sequences:
             if count is not None:
                 for j in job_ids:
@@ -293,12 +302,16 @@ class NetFlowDecoder:
 
     def _advance(self, key: tuple[bytes, int, int], seq: int, count: int | None) -> None:
         missed, reset = _sequence_gap(self._expected.get(key), seq)
+        tally = self.stats.exporters
         if reset:
             self.stats.sequence_resets += 1
+            tally.add(key[0], "sequence_resets")
         elif key[1] == 9:
             self.stats.missed_packets += missed
+            tally.add(key[0], "missed_packets", missed)
         else:
             self.stats.missed_flows += missed
+            tally.add(key[0], "missed_flows", missed)
         self._expected[key] = None if count is None else (seq + count) & 0xFFFFFFFF
 
     def _v5(self, data: bytes, start: int, exporter: bytes, v5: list, sequences: list) -> None:  # type: ignore[type-arg]
