@@ -117,7 +117,6 @@ class FlowDecodeStats:
             "pending_decoded": self.pending_decoded,
             "pending_expired": self.pending_expired,
             "by_version": dict(self.by_version),
-            "exporters": self.exporters.as_dict(),
         }
 
 

@@ -258,7 +258,6 @@ class SFlowStats:
             "sequence_resets": self.sequence_resets,
             "malformed": dict(self.malformed),
             "header_skips": dict(self.header_skips),
-            "exporters": self.exporters.as_dict(),
         }
 
 
