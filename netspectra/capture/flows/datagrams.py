@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -277,6 +277,11 @@ class ExporterTally:
         if counts is None:
             counts = self.counts[text] = Counter()
         counts[name] += value
+
+    def add_all(self, name: str, values: Mapping[bytes, int]) -> None:
+        """``add`` for a batch's tallies (exporter → value): callers count per datagram locally."""
+        for exporter, value in values.items():
+            self.add(exporter, name, value)
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {exporter: dict(counts) for exporter, counts in sorted(self.counts.items())}

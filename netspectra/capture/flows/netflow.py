@@ -252,13 +252,14 @@ class NetFlowDecoder:
         sequences: list[tuple[tuple[bytes, int, int], int, int | None, list[int]]] = []
         buf = batch.buf
         now = int(batch.recv_ns.max()) if len(batch) else 0
+        accepted: Counter[bytes] = Counter()
         for i in range(len(batch)):
             exporter = batch.exporter[i].tobytes()
             self.stats.datagrams += 1
             if self._allow is not None and exporter not in self._allow:
                 self.stats.refused += 1
                 continue
-            self.stats.exporters.add(exporter, "datagrams")
+            accepted[exporter] += 1
             start = int(batch.offsets[i])
             data = buf[start : start + int(batch.lengths[i])].tobytes()
             if len(data) < 4:
@@ -283,11 +284,13 @@ class NetFlowDecoder:
         if jobs:
             parts.append(self._run_jobs(merged, jobs, job_records))
         records_per_job = job_records.tolist()
-        tally = self.stats.exporters
+        records: Counter[bytes] = Counter()
         for entry in v5:
-            tally.add(entry[5], "records", entry[1])
-        for job, records in zip(jobs, records_per_job, strict=True):
-            tally.add(job.exporter, "records", records)
+            records[entry[5]] += entry[1]
+        for job, decoded in zip(jobs, records_per_job, strict=True):
+            records[job.exporter] += decoded
+        self.stats.exporters.add_all("datagrams", accepted)
+        self.stats.exporters.add_all("records", records)
         for key, seq, count, job_ids in sequences:
             if count is not None:
                 for j in job_ids:
@@ -301,16 +304,15 @@ class NetFlowDecoder:
 
     def _advance(self, key: tuple[bytes, int, int], seq: int, count: int | None) -> None:
         missed, reset = _sequence_gap(self._expected.get(key), seq)
-        tally = self.stats.exporters
         if reset:
             self.stats.sequence_resets += 1
-            tally.add(key[0], "sequence_resets")
-        elif key[1] == 9:
+            self.stats.exporters.add(key[0], "sequence_resets")
+        elif missed and key[1] == 9:
             self.stats.missed_packets += missed
-            tally.add(key[0], "missed_packets", missed)
-        else:
+            self.stats.exporters.add(key[0], "missed_packets", missed)
+        elif missed:
             self.stats.missed_flows += missed
-            tally.add(key[0], "missed_flows", missed)
+            self.stats.exporters.add(key[0], "missed_flows", missed)
         self._expected[key] = None if count is None else (seq + count) & 0xFFFFFFFF
 
     def _v5(self, data: bytes, start: int, exporter: bytes, v5: list, sequences: list) -> None:  # type: ignore[type-arg]
@@ -399,7 +401,12 @@ class NetFlowDecoder:
             # other set ids are reserved: skipped by their length
         self.stats.option_records += option_records
         self._release(version, exporter, domain, jobs, extra, base)
-        sequences.append(((exporter, version, domain), seq, option_records if complete else None, job_ids))
+        if version == 9:  # v9 numbers export packets (RFC 3954 5.1): the next one is seq + 1
+            sequences.append(((exporter, version, domain), seq, 1, []))
+        else:  # IPFIX numbers data records (RFC 7011 3.1): known once the jobs are decoded
+            sequences.append(
+                ((exporter, version, domain), seq, option_records if complete else None, job_ids)
+            )
 
     def _templates(  # type: ignore[no-untyped-def]
         self, data: bytes, pos: int, end: int, version: int, exporter: bytes, domain: int, options: bool

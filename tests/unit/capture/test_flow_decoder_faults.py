@@ -79,6 +79,17 @@ def test_an_exporter_restart_is_a_reset_not_a_loss_and_a_gap_is_counted() -> Non
     assert ipfix.stats.exporters.as_dict() == {EXPORTER: {"datagrams": 3, "records": 6, "missed_flows": 5}}
 
 
+def test_v9_numbers_export_packets_whatever_their_records() -> None:
+    """RFC 3954: the v9 sequence counts export packets, so datagrams of several records in a row
+    (seq 0, 1, 2) are neither a loss nor a restart; one skipped datagram is one missed packet."""
+    decoder = NetFlowDecoder()
+    three = data(300, [record(FIELDS_A, values(i)) for i in range(3)])
+    first = message(9, 0, template(9, 300, FIELDS_A), three)
+    out = decode(decoder, first, message(9, 1, three), message(9, 2, three), message(9, 4, three))
+    assert len(out) == 12
+    assert (decoder.stats.missed_packets, decoder.stats.sequence_resets) == (1, 0)
+
+
 def test_per_exporter_counters_stay_bounded_under_a_flood_of_addresses() -> None:
     """Without an allow-list every source is an exporter: past the limit they are summed as "other"."""
     decoder = NetFlowDecoder()
