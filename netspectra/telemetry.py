@@ -209,6 +209,9 @@ def _probe_metrics(probe: Any) -> Iterator[Metric]:
     )
     refused.add_metric(["probe"], publisher.failed_packets)
     yield refused
+    decoder = getattr(probe.source, "decoder", None)
+    if decoder is not None and hasattr(decoder, "netflow"):  # a flow-export collector
+        yield from _collector_metrics(probe, decoder)
     persistence = probe.persistence
     if persistence is not None:
         persisted = _counter(
@@ -223,6 +226,132 @@ def _probe_metrics(probe: Any) -> Iterator[Metric]:
         )
         lost.add_metric(["probe"], persistence.dropped)
         yield lost
+
+
+def _collector_metrics(probe: Any, decoder: Any) -> Iterator[Metric]:
+    """The flow-export collector's counters (``ExportDecoder.stats()``; docs/flow-export.md)."""
+    netflow, sflow = decoder.netflow.stats, decoder.sflow.stats
+    by_protocol = [("netflow", netflow), ("sflow", sflow)]
+    datagrams = _counter(
+        "netspectra_collector_datagrams_total",
+        "Export datagrams the collector decoded (protocol=netflow: v5/v9/IPFIX; sflow), refused included.",
+        ["role", "protocol"],
+    )
+    records = _counter(
+        "netspectra_collector_records_total",
+        "Flow records decoded (sFlow: flow samples with a key).",
+        ["role", "protocol"],
+    )
+    refused = _counter(
+        "netspectra_collector_refused_datagrams_total",
+        "Export datagrams from an exporter outside probe.flows.allow.",
+        ["role", "protocol"],
+    )
+    malformed = _counter(
+        "netspectra_collector_malformed_datagrams_total",
+        "Export datagrams skipped (from the bad point on), by reason.",
+        ["role", "protocol", "reason"],
+    )
+    resets = _counter(
+        "netspectra_collector_sequence_resets_total",
+        "Sequence numbers that went backwards (an exporter restart, not a loss).",
+        ["role", "protocol"],
+    )
+    for protocol, stats in by_protocol:
+        datagrams.add_metric(["probe", protocol], stats.datagrams)
+        records.add_metric(["probe", protocol], stats.records)
+        refused.add_metric(["probe", protocol], stats.refused)
+        resets.add_metric(["probe", protocol], stats.sequence_resets)
+        for reason, count in sorted(stats.malformed.items()):
+            if count:
+                malformed.add_metric(["probe", protocol, reason], count)
+    yield from (datagrams, records, refused, malformed, resets)
+    missed = _counter(
+        "netspectra_collector_missed_export_packets_total",
+        "Export datagrams lost by sequence (NetFlow v9, sFlow).",
+        ["role", "protocol"],
+    )
+    missed.add_metric(["probe", "netflow"], netflow.missed_packets)
+    missed.add_metric(["probe", "sflow"], sflow.missed_packets)
+    yield missed
+    missed_flows = _counter(
+        "netspectra_collector_missed_flows_total",
+        "Flow records lost by sequence (NetFlow v5, IPFIX).",
+        ["role"],
+    )
+    missed_flows.add_metric(["probe"], netflow.missed_flows)
+    yield missed_flows
+    held = _counter(
+        "netspectra_collector_template_pending_total",
+        "Data sets that came before their template: state=held, decoded (the template came), expired.",
+        ["role", "state"],
+    )
+    for state in ("held", "decoded", "expired"):
+        held.add_metric(["probe", state], getattr(netflow, f"pending_{state}"))
+    yield held
+    waiting = GaugeMetricFamily(
+        "netspectra_collector_template_pending",
+        "Data sets waiting for their template now.",
+        labels=["role"],
+    )
+    waiting.add_metric(["probe"], decoder.netflow.pending)
+    yield waiting
+    samples = _counter(
+        "netspectra_collector_sflow_samples_total",
+        "sFlow samples by kind (flow, counter, discarded, unknown).",
+        ["role", "kind"],
+    )
+    for kind, value in (
+        ("flow", sflow.flow_samples),
+        ("counter", sflow.counter_samples),
+        ("discarded", sflow.discarded_samples),
+        ("unknown", sflow.unknown_samples),
+    ):
+        samples.add_metric(["probe", kind], value)
+    yield samples
+    skips = _counter(
+        "netspectra_collector_sflow_header_skips_total",
+        "Sampled headers the packet parser refused, by reason.",
+        ["role", "reason"],
+    )
+    for reason, count in sorted(sflow.header_skips.items()):
+        skips.add_metric(["probe", reason], count)
+    yield skips
+    per_exporter = {
+        name: _counter(
+            f"netspectra_collector_exporter_{name}_total",
+            f"Per exporter (sFlow: agent address; past {netflow.exporters.limit} exporters the rest "
+            f'are summed as exporter="other"): {text}.',
+            ["role", "protocol", "exporter"],
+        )
+        for name, text in (
+            ("datagrams", "export datagrams accepted"),
+            ("records", "flow records decoded"),
+            ("missed_packets", "export datagrams lost by sequence"),
+            ("missed_flows", "flow records lost by sequence"),
+            ("sequence_resets", "sequence resets (restarts)"),
+        )
+    }
+    for protocol, stats in by_protocol:
+        for exporter, counts in stats.exporters.as_dict().items():
+            for name, family in per_exporter.items():
+                if name in counts:
+                    family.add_metric(["probe", protocol, exporter], counts[name])
+    yield from per_exporter.values()
+    published = _counter(
+        "netspectra_probe_published_flow_records_total",
+        "Flow records the bus accepted from this probe (FlowRecordBatch on <subject>.flows).",
+        ["role"],
+    )
+    published.add_metric(["probe"], probe.flow_records)
+    yield published
+    lost = _counter(
+        "netspectra_probe_bus_refused_flow_records_total",
+        "Flow records lost because the bus refused their publish.",
+        ["role"],
+    )
+    lost.add_metric(["probe"], probe.flow_records_failed)
+    yield lost
 
 
 def _bus_metrics(buses: list[tuple[str, Any]]) -> Iterator[Metric]:

@@ -260,3 +260,12 @@ def test_sflow_samples_equal_tsharks(name: str, tmp_path: Path) -> None:
         assert (out.bytes == out.raw_bytes * out.sampling_rate).all()
     stats = decoder.stats
     assert stats.records == stats.flow_samples - stats.samples_without_key
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.pcap")))
+def test_a_pcapng_copy_gives_the_same_datagrams(name: str, tmp_path: Path) -> None:
+    """editcap (Wireshark's) writes the pcapng; sender, port, payload and time must all survive."""
+    pcapng = tmp_path / "copy.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(CORPUS / name), str(pcapng)], check=True)
+    assert pcapng.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+    assert list(read_capture_datagrams(pcapng)) == list(read_capture_datagrams(CORPUS / name))

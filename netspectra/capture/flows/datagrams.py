@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -142,32 +143,145 @@ def _udp(ip: tuple[int, bytes]) -> tuple[str, int, bytes] | None:
     return source, struct.unpack_from("!H", udp, 2)[0], udp[8 : length if length >= 8 else len(udp)]
 
 
+_PCAP_FORMATS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000),
+    b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+_PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+
+
+def _pcap_frames(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    order, frac_ns = _PCAP_FORMATS[data[:4]]
+    linktype = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
+    pos = 24
+    while pos + 16 <= len(data):
+        seconds, fraction, caplen, _wirelen = struct.unpack_from(order + "IIII", data, pos)
+        yield seconds * _NS + fraction * frac_ns, linktype, data[pos + 16 : pos + 16 + caplen]
+        pos += 16 + caplen
+
+
+def _ticks_to_ns(ticks: int, resolution: int) -> int:
+    """pcapng's if_tsresol: high bit clear = 10^-v seconds per tick, set = 2^-v."""
+    if resolution & 0x80:
+        return (ticks * _NS) >> (resolution & 0x7F)
+    if resolution <= 9:
+        return ticks * 10 ** (9 - resolution)
+    return ticks // 10 ** (resolution - 9)
+
+
+def _interface(body: bytes, order: str) -> tuple[int, int, int]:
+    """(link type, if_tsresol, if_tsoffset seconds) of an Interface Description Block's body."""
+    linktype = struct.unpack_from(order + "H", body, 0)[0]
+    resolution, offset_s = 6, 0
+    pos = 8
+    while pos + 4 <= len(body):
+        code, length = struct.unpack_from(order + "HH", body, pos)
+        value = body[pos + 4 : pos + 4 + length]
+        if code == 0:
+            break
+        if code == 9 and length >= 1:
+            resolution = value[0]
+        elif code == 14 and length == 8:
+            offset_s = struct.unpack_from(order + "q", value)[0]
+        pos += 4 + (length + 3) // 4 * 4
+    return linktype, resolution, offset_s
+
+
+def _pcapng_frames(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """Frames of every section: Enhanced, Simple and (obsolete) Packet Blocks; the rest skipped.
+
+    A block that overruns the file or has an impossible length ends the walk (what came before
+    it is kept), as a truncated capture does.
+    """
+    order = "<"
+    interfaces: list[tuple[int, int, int]] = []
+    pos = 0
+    while pos + 12 <= len(data):
+        if data[pos : pos + 4] == _PCAPNG_SHB:
+            magic = data[pos + 8 : pos + 12]
+            order = "<" if magic == b"\x4d\x3c\x2b\x1a" else ">"
+            interfaces = []  # a new section numbers its interfaces from 0
+        kind, length = struct.unpack_from(order + "II", data, pos)
+        if length < 12 or length % 4 or pos + length > len(data):
+            return
+        body = data[pos + 8 : pos + length - 4]
+        pos += length
+        if kind == 1 and len(body) >= 8:
+            interfaces.append(_interface(body, order))
+        elif kind in (6, 2) and len(body) >= 20:
+            if kind == 6:
+                iface, high, low, caplen = struct.unpack_from(order + "IIII", body, 0)
+            else:
+                iface, _drops, high, low, caplen = struct.unpack_from(order + "HHIII", body, 0)
+            if iface >= len(interfaces):
+                continue
+            linktype, resolution, offset_s = interfaces[iface]
+            stamp = _ticks_to_ns((high << 32) | low, resolution) + offset_s * _NS
+            yield stamp, linktype, body[20 : 20 + caplen]
+        elif kind == 3 and len(body) >= 4 and interfaces:  # Simple Packet Block: interface 0, no time
+            (wirelen,) = struct.unpack_from(order + "I", body, 0)
+            yield 0, interfaces[0][0], body[4 : 4 + min(wirelen, len(body) - 4)]
+
+
 def read_capture_datagrams(path: Path) -> Iterator[CapturedDatagram]:
-    """Every UDP datagram of a classic pcap file (either byte order, µs or ns timestamps).
+    """Every UDP datagram of a pcap (either byte order, µs or ns timestamps) or pcapng file.
 
     A capture of export traffic is small (a datagram carries tens of records), so this walks
     frames in Python; the records inside go to the batch kernels.
     """
     data = path.read_bytes()
     if len(data) < 24:
-        raise ValueError(f"{path}: too short for a pcap file header")
+        raise ValueError(f"{path}: too short for a pcap or pcapng file header")
     magic = data[:4]
-    formats = {
-        b"\xd4\xc3\xb2\xa1": ("<", 1000),
-        b"\xa1\xb2\xc3\xd4": (">", 1000),
-        b"\x4d\x3c\xb2\xa1": ("<", 1),
-        b"\xa1\xb2\x3c\x4d": (">", 1),
-    }
-    if magic not in formats:
-        raise ValueError(f"{path}: not a classic pcap file (magic {magic.hex()}); pcapng is not read here")
-    order, frac_ns = formats[magic]
-    linktype = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
-    pos = 24
-    while pos + 16 <= len(data):
-        seconds, fraction, caplen, _wirelen = struct.unpack_from(order + "IIII", data, pos)
-        frame = data[pos + 16 : pos + 16 + caplen]
-        pos += 16 + caplen
+    if magic in _PCAP_FORMATS:
+        frames = _pcap_frames(data)
+    elif magic == _PCAPNG_SHB:
+        frames = _pcapng_frames(data)
+    else:
+        raise ValueError(f"{path}: not a pcap or pcapng file (magic {magic.hex()})")
+    for stamp, linktype, frame in frames:
         ip = _ip_payload(frame, linktype)
         udp = _udp(ip) if ip is not None else None
         if udp is not None:
-            yield CapturedDatagram(seconds * _NS + fraction * frac_ns, udp[0], udp[1], udp[2])
+            yield CapturedDatagram(stamp, udp[0], udp[1], udp[2])
+
+
+#: Distinct exporters counted one by one; past it (a spoofed flood without an allow-list) the
+#: rest are summed under ``"other"``, so the counters (and metric labels) stay bounded.
+EXPORTER_LIMIT = 1024
+
+
+@dataclass(slots=True)
+class ExporterTally:
+    """Per-exporter counters (``datagrams``, ``records``, ``missed_packets``, ...), bounded in size.
+
+    Keyed by the exporter's printed address (IPv4 for mapped ones); updated per datagram or per
+    batch, never per record.
+    """
+
+    limit: int = EXPORTER_LIMIT
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    _names: dict[bytes, str] = field(default_factory=dict)
+
+    def add(self, exporter: bytes, name: str, value: int = 1) -> None:
+        if not value:
+            return
+        text = self._names.get(exporter)
+        if text is None:
+            text = address_text(exporter) if len(self._names) < self.limit else "other"
+            if text != "other":
+                self._names[exporter] = text
+        counts = self.counts.get(text)
+        if counts is None:
+            counts = self.counts[text] = Counter()
+        counts[name] += value
+
+    def add_all(self, name: str, values: Mapping[bytes, int]) -> None:
+        """``add`` for a batch's tallies (exporter → value): callers count per datagram locally."""
+        for exporter, value in values.items():
+            self.add(exporter, name, value)
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {exporter: dict(counts) for exporter, counts in sorted(self.counts.items())}

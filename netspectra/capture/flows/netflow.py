@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from netspectra.capture.flows.datagrams import DatagramBatch, mapped_address
+from netspectra.capture.flows.datagrams import DatagramBatch, ExporterTally, mapped_address
 from netspectra.capture.flows.netflow_kernels import FLAG_V9, decode_template_sets, decode_v5_records
 from netspectra.model.flows import FlowColumns
 
@@ -96,6 +96,8 @@ class FlowDecodeStats:
     pending_decoded: int = 0
     pending_expired: int = 0
     by_version: Counter[int] = field(default_factory=Counter)
+    #: datagrams, records, missed_packets, missed_flows, sequence_resets per (accepted) exporter
+    exporters: ExporterTally = field(default_factory=ExporterTally)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -250,12 +252,14 @@ class NetFlowDecoder:
         sequences: list[tuple[tuple[bytes, int, int], int, int | None, list[int]]] = []
         buf = batch.buf
         now = int(batch.recv_ns.max()) if len(batch) else 0
+        accepted: Counter[bytes] = Counter()
         for i in range(len(batch)):
             exporter = batch.exporter[i].tobytes()
             self.stats.datagrams += 1
             if self._allow is not None and exporter not in self._allow:
                 self.stats.refused += 1
                 continue
+            accepted[exporter] += 1
             start = int(batch.offsets[i])
             data = buf[start : start + int(batch.lengths[i])].tobytes()
             if len(data) < 4:
@@ -280,6 +284,13 @@ class NetFlowDecoder:
         if jobs:
             parts.append(self._run_jobs(merged, jobs, job_records))
         records_per_job = job_records.tolist()
+        records: Counter[bytes] = Counter()
+        for entry in v5:
+            records[entry[5]] += entry[1]
+        for job, decoded in zip(jobs, records_per_job, strict=True):
+            records[job.exporter] += decoded
+        self.stats.exporters.add_all("datagrams", accepted)
+        self.stats.exporters.add_all("records", records)
         for key, seq, count, job_ids in sequences:
             if count is not None:
                 for j in job_ids:
@@ -295,10 +306,13 @@ class NetFlowDecoder:
         missed, reset = _sequence_gap(self._expected.get(key), seq)
         if reset:
             self.stats.sequence_resets += 1
-        elif key[1] == 9:
+            self.stats.exporters.add(key[0], "sequence_resets")
+        elif missed and key[1] == 9:
             self.stats.missed_packets += missed
-        else:
+            self.stats.exporters.add(key[0], "missed_packets", missed)
+        elif missed:
             self.stats.missed_flows += missed
+            self.stats.exporters.add(key[0], "missed_flows", missed)
         self._expected[key] = None if count is None else (seq + count) & 0xFFFFFFFF
 
     def _v5(self, data: bytes, start: int, exporter: bytes, v5: list, sequences: list) -> None:  # type: ignore[type-arg]
@@ -387,7 +401,12 @@ class NetFlowDecoder:
             # other set ids are reserved: skipped by their length
         self.stats.option_records += option_records
         self._release(version, exporter, domain, jobs, extra, base)
-        sequences.append(((exporter, version, domain), seq, option_records if complete else None, job_ids))
+        if version == 9:  # v9 numbers export packets (RFC 3954 5.1): the next one is seq + 1
+            sequences.append(((exporter, version, domain), seq, 1, []))
+        else:  # IPFIX numbers data records (RFC 7011 3.1): known once the jobs are decoded
+            sequences.append(
+                ((exporter, version, domain), seq, option_records if complete else None, job_ids)
+            )
 
     def _templates(  # type: ignore[no-untyped-def]
         self, data: bytes, pos: int, end: int, version: int, exporter: bytes, domain: int, options: bool

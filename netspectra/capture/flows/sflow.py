@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numba as nb
 import numpy as np
 
-from netspectra.capture.flows.datagrams import DatagramBatch
+from netspectra.capture.flows.datagrams import DatagramBatch, ExporterTally
 from netspectra.capture.flows.netflow import _sequence_gap
 from netspectra.capture.kernel import OK, SKIP_REASONS, parse_frames
 from netspectra.model.fields import IPV4_MAPPED_PREFIX
@@ -240,6 +240,8 @@ class SFlowStats:
     sequence_resets: int = 0
     malformed: Counter[str] = field(default_factory=Counter)
     header_skips: Counter[str] = field(default_factory=Counter)  # the packet parser's skip reasons
+    #: datagrams, records, missed_packets, sequence_resets per agent address
+    exporters: ExporterTally = field(default_factory=ExporterTally)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -301,6 +303,7 @@ class SFlowDecoder:
         self.stats.discarded_samples += int(counters[_C_DISCARD])
         self.stats.unknown_samples += int(counters[_C_UNKNOWN_SAMPLE])
         self.stats.samples_without_key += int(counters[_C_NO_KEY])
+        accepted: Counter[bytes] = Counter()
         for d in range(nd):
             if status[d]:
                 self.stats.malformed[SFLOW_MALFORMED[int(status[d])]] += 1
@@ -310,6 +313,10 @@ class SFlowDecoder:
             missed, reset = _sequence_gap(self._expected.get(key), int(seq[d]))
             self.stats.missed_packets += missed
             self.stats.sequence_resets += int(reset)
+            accepted[key[0]] += 1
+            if missed or reset:
+                self.stats.exporters.add(key[0], "missed_packets", missed)
+                self.stats.exporters.add(key[0], "sequence_resets", int(reset))
             self._expected[key] = (int(seq[d]) + 1) & 0xFFFFFFFF
         out = out.head(n)
         linktype, hdr_off, hdr_len, rate, row_dg = (
@@ -349,6 +356,12 @@ class SFlowDecoder:
         row_dg, rate = row_dg[keep], rate[keep]
         exporters = agent[row_dg]
         out.exporter[:] = exporters
+        self.stats.exporters.add_all("datagrams", accepted)
+        records: Counter[bytes] = Counter()
+        for d, count in enumerate(np.bincount(row_dg, minlength=nd).tolist()):
+            if count:
+                records[agent[d].tobytes()] += count
+        self.stats.exporters.add_all("records", records)
         out.raw_packets[:] = 1
         recv = batch.recv_ns if self._allow is None else batch.recv_ns[allowed]
         out.first_ns[:] = recv[row_dg]

@@ -73,6 +73,34 @@ def test_an_exporter_restart_is_a_reset_not_a_loss_and_a_gap_is_counted() -> Non
     two = data(300, [record(FIELDS_A, values(0)), record(FIELDS_A, values(1))])
     decode(ipfix, message(10, 0, t10, two), message(10, 2, two), message(10, 9, two))
     assert ipfix.stats.missed_flows == 5  # records 4..8 never arrived
+    assert decoder.stats.exporters.as_dict() == {
+        EXPORTER: {"datagrams": 5, "records": 5, "missed_packets": 3, "sequence_resets": 1}
+    }
+    assert ipfix.stats.exporters.as_dict() == {EXPORTER: {"datagrams": 3, "records": 6, "missed_flows": 5}}
+
+
+def test_v9_numbers_export_packets_whatever_their_records() -> None:
+    """RFC 3954: the v9 sequence counts export packets, so datagrams of several records in a row
+    (seq 0, 1, 2) are neither a loss nor a restart; one skipped datagram is one missed packet."""
+    decoder = NetFlowDecoder()
+    three = data(300, [record(FIELDS_A, values(i)) for i in range(3)])
+    first = message(9, 0, template(9, 300, FIELDS_A), three)
+    out = decode(decoder, first, message(9, 1, three), message(9, 2, three), message(9, 4, three))
+    assert len(out) == 12
+    assert (decoder.stats.missed_packets, decoder.stats.sequence_resets) == (1, 0)
+
+
+def test_per_exporter_counters_stay_bounded_under_a_flood_of_addresses() -> None:
+    """Without an allow-list every source is an exporter: past the limit they are summed as "other"."""
+    decoder = NetFlowDecoder()
+    decoder.stats.exporters.limit = 3
+    datagram = message(9, 0, template(9, 300, FIELDS_A), data(300, [record(FIELDS_A, values(0))]))
+    senders = [f"198.51.100.{k}" for k in range(10)]
+    decoder.decode(DatagramBatch.from_datagrams((datagram, a, k) for k, a in enumerate(senders)))
+    counts = decoder.stats.exporters.as_dict()
+    assert list(counts) == ["198.51.100.0", "198.51.100.1", "198.51.100.2", "other"]
+    assert counts["other"] == {"datagrams": 7, "records": 7}
+    assert sum(c["records"] for c in counts.values()) == decoder.stats.records == 10
 
 
 def test_truncated_and_garbage_datagrams_are_counted_and_good_records_stay_exact() -> None:
