@@ -3,9 +3,11 @@
 The query layer's answers already merge every engine's rows (counts and sizes add up, a spread
 is the largest estimate), so the alerter sees one network whichever engine counted a packet.
 Every value is the running period's cumulative figure, as Go's alerter reads the engine's
-snapshot: each engine's newest snapshot in the store (``QueryStore.current_*``), so what a period
-reset or a restart dropped is not read; hitters from the engines' merged sketch states of the
-running period when the store has them (``QueryStore.states``). Rates are made from successive readings by
+snapshot: per engine incarnation, each flow's latest row of the engine's running period
+(``QueryStore.current_*``; change snapshots hold only changed flows, so the period start
+recorded in ``engine_periods`` says which rows count), so what a period reset or a restart
+dropped is not read; hitters from the engines' merged sketch states of the running period when
+the store has them (``QueryStore.states``). Rates are made from successive readings by
 :mod:`.evaluation`.
 """
 
@@ -44,8 +46,8 @@ class StoreReader:
 
     ``limit`` caps what a per-flow rule reads (largest first; ``flow_scan`` with a window, as a
     flow's rate may be high while its total is not yet); ``engine_staleness`` drops an engine whose
-    newest snapshot is older (it stopped); ``hitter_freshness`` is how far back a hitter counts
-    as still reported (a little over the sketch writers' snapshot interval).
+    newest flow row and lease heartbeat are older (it stopped); ``hitter_freshness`` is how far
+    back a hitter counts as still reported (a little over the sketch writers' snapshot interval).
     """
 
     def __init__(

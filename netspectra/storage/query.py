@@ -337,7 +337,7 @@ class QueryStore:
         self, task: str, *, by: str, limit: int, since: int
     ) -> list[tuple[dict[str, str], int, int]]:
         """(key fields as text, packets, bytes) of ``task``'s largest flows by ``by`` ("packets" or
-        "bytes") in each engine's newest snapshot (not older than ``since``), summed over engines."""
+        "bytes") in each engine's running period (engines heard from since ``since``), summed over engines."""
         rows = await self._select(sql.CURRENT_FLOWS_BY[by], {"task": task, "limit": limit, "since": since})
         flows = []
         for *fields, packets, total_bytes in rows:
@@ -350,7 +350,7 @@ class QueryStore:
         return flows
 
     async def current_totals(self, task: str, *, since: int) -> TaskTotals:
-        """``task``'s packets, bytes and flows in each engine's newest snapshot, summed over engines."""
+        """``task``'s packets, bytes and flows in each engine's running period, summed over engines."""
         rows = await self._select(sql.CURRENT_TOTALS, {"task": task, "since": since})
         packets, total_bytes, flows = rows[0] if rows else (0, 0, 0)
         return TaskTotals(task, int(total_bytes or 0), int(packets or 0), int(flows or 0))

@@ -82,6 +82,8 @@ class SnapshotRows:
     progress: dict[str, Any] | None = None
     #: sketch_states rows (absent from snapshots spooled by older versions: read with getattr)
     states: dict[str, Any] = field(default_factory=dict)
+    #: The snapshot's period start in seconds, for engine_periods (absent from older spools: 0)
+    period_start: int = 0
 
     @property
     def flow_count(self) -> int:
@@ -236,6 +238,7 @@ def snapshot_rows(snapshot: Snapshot, engine_id: str = "") -> SnapshotRows:
     hitter_columns = {name: as_arrow(name, values) for name, values in hitters.items()}
     rows = SnapshotRows(snapshot.group, snapshot.taken_at_ns, flows, hitter_columns)
     rows.states = state_rows(snapshot, engine_id)
+    rows.period_start = snapshot.period_start_ns // _NS
     return rows
 
 

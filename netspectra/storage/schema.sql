@@ -101,3 +101,15 @@ CREATE TABLE IF NOT EXISTS sketch_states (
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (TaskName, EngineId, PeriodStart, Epoch);
+
+-- NetSpectra's own: when each engine incarnation's period began (Go never sees it). Change
+-- snapshots write only the flows changed since the last one, so the newest snapshot no longer
+-- holds every flow of the running period; a flow's latest row belongs to the running period when
+-- it is later than the period's start (the closing snapshot of the ended period is stamped at that
+-- start). Each writer inserts a row before the first snapshot of a period it writes (see
+-- storage/spool.py); a row inserted twice merges away. Read by the alerter (sql.CURRENT_FLOWS_BY).
+CREATE TABLE IF NOT EXISTS engine_periods (
+    EngineId    String,
+    PeriodStart DateTime
+) ENGINE = ReplacingMergeTree()
+ORDER BY (EngineId, PeriodStart);

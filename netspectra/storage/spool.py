@@ -393,6 +393,7 @@ class QueuedWriter:
         self._spool = spool
         self._engine_id = engine_id
         self._stored_engine_id = stored_engine_id(engine_id, incarnation)
+        self._periods_recorded: dict[str, int] = {}  # EngineId → the period start in engine_periods
         self._label = label
         self._close_backend = close_backend
         if spool.owner is None:
@@ -573,6 +574,7 @@ class QueuedWriter:
         # count cannot tell it is stored: it is inserted again, and a repeated row is harmless (every
         # query takes each flow's latest row; identical rows merge away in flow_latest).
         check_stored = maybe_stored and not getattr(rows, "changes", False)
+        await self._record_period(rows)
         if (
             rows.flow_count
             and not rows.flows_written
@@ -591,6 +593,26 @@ class QueuedWriter:
         if states and len(states.get("TaskName", ())):
             await self._backend.insert("sketch_states", states)
             self.rows_inserted += len(states["TaskName"])
+
+    async def _record_period(self, rows: SnapshotRows) -> None:
+        """Say in engine_periods when this snapshot's period began, before its first rows land.
+
+        A change snapshot holds only the changed flows, so the store cannot tell from the flows
+        whether a flow's latest row is of the running period; the alerter reads the period start
+        from here (sql.CURRENT_FLOWS_BY). Inserted first: a reader never sees a new period's rows
+        counted under the old one. A row inserted twice (a retry, a restart) merges away.
+        """
+        period = getattr(rows, "period_start", 0)  # absent from snapshots spooled by older versions
+        engine = self._stored_engine_id
+        if rows.flow_count and "EngineId" in rows.flows:  # a killed incarnation's spooled rows
+            engine = as_arrow("EngineId", rows.flows["EngineId"])[0].as_py()
+        if not period or self._periods_recorded.get(engine) == period:
+            return
+        await self._backend.insert(
+            "engine_periods",
+            {"EngineId": as_arrow("EngineId", [engine]), "PeriodStart": as_arrow("PeriodStart", [period])},
+        )
+        self._periods_recorded[engine] = period
 
     async def _already_stored(self, query: str, columns: dict[str, Any]) -> bool:
         """True when the store holds this snapshot's rows of its first task (see sql.STORED_FLOW_ROWS).

@@ -54,11 +54,13 @@ STATE_COLUMNS: tuple[str, ...] = (
     "StateCheck",
     "State",
 )
+PERIOD_COLUMNS: tuple[str, ...] = ("EngineId", "PeriodStart")
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "flow_metrics": FLOW_COLUMNS,
     "heavy_hitters": HITTER_COLUMNS,
     "engine_leases": LEASE_COLUMNS,
     "sketch_states": STATE_COLUMNS,
+    "engine_periods": PERIOD_COLUMNS,
 }
 
 #: Added to a table created by Go2NetSpectra (which lacks it); the text is a constant.
@@ -369,20 +371,35 @@ def _top_window(order: str) -> str:
 TOP_WINDOW_FLOWS_BY = {"Packets": _top_window("P"), "Bytes": _top_window("B")}
 
 # --- the current period, for the alerter ------------------------------------------------------
-# Go's alerter reads the engine's snapshot of the running period; the store's equivalent is each
-# engine's newest snapshot: the rows of flow_latest at that engine's newest Timestamp (every
-# snapshot holds every flow of the period, so a flow the period reset dropped is not there). An
-# engine (incarnation) whose newest snapshot is older than {since} is gone and left out. Flows are
-# then summed over engines by their key fields: the merged view. Constant text; ``{order}`` is one
-# of two constant column names.
+# Go's alerter reads the engine's snapshot of the running period. Writers get change snapshots
+# (only the flows changed since the last one written), so the store's equivalent is, per engine
+# incarnation, each flow's latest row when it is later than the start of that engine's running
+# period (engine_periods: the closing snapshot of the ended period is stamped at that start, so
+# its rows are left out, and so is a flow quiet since the reset). An engine with no recorded
+# period (Go's writers, older NetSpectra: full snapshots) keeps the rule for full snapshots: its
+# rows at its newest Timestamp. An engine (incarnation) whose newest flow row and lease heartbeat
+# are both older than {since} is gone and left out. Flows are then summed over engines by their
+# key fields: the merged view. One JOIN per SELECT (18.16), and ALL, not ANY: ANY INNER JOIN keeps one
+# left row per key in current ClickHouse (chdb). The right side has one row per EngineId.
+# Constant text; ``{order}`` is one of two constant column names.
+_CURRENT_ENGINES = (
+    "SELECT E AS EngineId, max(PS) AS PeriodStart, max(N) AS Newest, max(F) AS NewestFlow FROM ("
+    " SELECT EngineId AS E, toUInt32(0) AS PS, toUInt32(max(Timestamp)) AS N, toUInt32(max(Timestamp)) AS F"
+    " FROM flow_latest WHERE TaskName = {task:String} GROUP BY EngineId"
+    " UNION ALL SELECT EngineId AS E, toUInt32(max(PeriodStart)) AS PS, toUInt32(0) AS N, toUInt32(0) AS F"
+    " FROM engine_periods GROUP BY EngineId"
+    " UNION ALL SELECT concat(EngineId, '@', Incarnation) AS E, toUInt32(0) AS PS,"
+    " toUInt32(max(Heartbeat)) AS N, toUInt32(0) AS F FROM engine_leases GROUP BY EngineId, Incarnation)"
+    " GROUP BY E HAVING Newest >= {since:UInt32}"
+)
 _CURRENT_FLOWS = (
-    "SELECT S, D, SP, DP, PR, sum(Packets) AS P, sum(Bytes) AS B FROM ("
-    " SELECT any(SrcIP) AS S, any(DstIP) AS D, any(SrcPort) AS SP, any(DstPort) AS DP, any(Protocol) AS PR,"
-    " argMax(PacketCount, Timestamp) AS Packets, argMax(ByteCount, Timestamp) AS Bytes"
-    " FROM flow_latest WHERE TaskName = {task:String} AND (EngineId, Timestamp) IN ("
-    " SELECT EngineId, max(Timestamp) FROM flow_latest WHERE TaskName = {task:String}"
-    " GROUP BY EngineId HAVING max(Timestamp) >= toDateTime({since:UInt32}))"
-    " GROUP BY FlowKey, EngineId)"
+    "SELECT S, D, SP, DP, PR, sum(Packets) AS P, sum(Bytes) AS B FROM ("  # noqa: S608
+    " SELECT EngineId, any(SrcIP) AS S, any(DstIP) AS D, any(SrcPort) AS SP, any(DstPort) AS DP,"
+    " any(Protocol) AS PR, argMax(PacketCount, Timestamp) AS Packets, argMax(ByteCount, Timestamp) AS Bytes,"
+    " toUInt32(max(Timestamp)) AS Latest"
+    " FROM flow_latest WHERE TaskName = {task:String} GROUP BY FlowKey, EngineId) AS Flows"
+    f" ALL INNER JOIN ({_CURRENT_ENGINES}) AS Engines USING EngineId"
+    " WHERE if(PeriodStart > 0, Latest > PeriodStart, Latest = NewestFlow)"
     " GROUP BY S, D, SP, DP, PR"
 )
 CURRENT_FLOWS_BY = {
