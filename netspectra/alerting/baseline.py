@@ -10,6 +10,13 @@ series does not fire on one packet. A value outside the band (above baseline x f
 baseline / factor) in the direction the rule does not watch (a surge, for a "traffic stopped"
 rule) still teaches an EWMA, at a tenth of its weight: a flood does not make the normal level
 look like an outage once it ends, while a lasting change of level is learned after a while.
+
+An EWMA's ``alpha`` is its weight per :data:`EWMA_ALPHA_PER` seconds (the default check
+interval), not per check: a check every ``dt`` seconds learns ``1 - (1 - alpha) ** (dt / 30)``.
+Per check, the baseline's memory was ``1 / alpha`` checks: 150 s at 30 s checks, 5 s at 1 s, so a
+36 s flood at 1 s checks was 36 lessons, crept within ``factor`` of the flood (where it is learned
+at full weight), became the normal, and the normal traffic after it read as "traffic stopped"
+(bench/alerting.py). Per time, every check interval learns the same normal.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netspectra.config.models import BaselineConfig
+
+#: Seconds an EWMA's ``alpha`` weighs (the default ``check_interval``, where alpha is per check).
+EWMA_ALPHA_PER = 30.0
 
 
 @dataclass
@@ -69,7 +79,8 @@ class Baseline:
             base = max(expected, self.config.floor)
             outside = not base / self.config.factor <= value <= base * self.config.factor
         if self.config.method == "ewma":
-            alpha = self.config.alpha / 10 if outside else self.config.alpha
+            per_time = self.config.alpha / 10 if outside else self.config.alpha
+            alpha = 1.0 - (1.0 - per_time) ** (self.check_interval / EWMA_ALPHA_PER)
             self.ewma = value if self.learned == 0 else alpha * value + (1 - alpha) * self.ewma
         else:
             slot = self.slots.setdefault(self._slot(now), deque(maxlen=self.config.seasons))

@@ -417,7 +417,8 @@ def _positive(value: float, what: str) -> float:
 class BaselineConfig(Model):
     """Fire on a deviation from the learned normal of the rule's metric instead of a fixed threshold.
 
-    ``ewma``: an exponentially weighted mean (weight ``alpha`` per check). ``seasonal_median``: the
+    ``ewma``: an exponentially weighted mean (weight ``alpha`` per 30 s, the default check
+    interval: the same normal is learned at any check interval). ``seasonal_median``: the
     median of the values seen at the same time of the ``season`` (e.g. the same minute of the day)
     in the last ``seasons`` seasons. ``direction: below`` with ``factor`` catches traffic that
     stopped (a value under baseline / factor); ``above`` a surge; ``both`` either.

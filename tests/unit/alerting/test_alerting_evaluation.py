@@ -68,3 +68,40 @@ def test_a_seasonal_median_knows_the_quiet_hour() -> None:
             observed = evaluator.evaluate(r, [Reading("", value)], now=(d * 24 + hour) * 3600.0)
             fired.append((d, hour, observed[0].holds))
     assert [(d, h) for d, h, f in fired if f] == [(3, 3)]
+
+
+def _traffic_stopped_after_a_flood(interval: float) -> list[tuple[float, bool]]:
+    """A "traffic stopped" EWMA rule checked every ``interval`` s on a manual clock: 200 pkt/s for
+    300 s, a 36 s flood of 1200 pkt/s, 200 pkt/s again, and at 600 s the traffic stops. Returns
+    (check time, deviates) per check (bench/alerting.py's trace, as cumulative readings)."""
+    evaluator = Evaluator(check_interval=interval)
+    r = rule(
+        window=f"{interval}s",
+        baseline={"method": "ewma", "factor": 4, "direction": "below", "warmup": 3},
+    )
+
+    def rate(t: float) -> float:
+        if t >= 600:
+            return 0.0
+        return 1200.0 if 300 <= t < 336 else 200.0
+
+    checks, count, now = [], 0.0, 0.0
+    while now < 700:
+        now += interval
+        count += rate(now - interval) * interval
+        observed = evaluator.evaluate(r, [Reading("", count)], now=now)
+        if observed:
+            checks.append((now, observed[0].holds))
+    return checks
+
+
+def test_a_flood_does_not_teach_the_normal_more_at_short_check_intervals() -> None:
+    """The EWMA's weight is per time, not per check: at 1 s checks a 36 s flood was 36 checks of
+    learning (30 times what it is at 30 s checks), the baseline followed the flood, and normal
+    traffic after it read as "traffic stopped" (bench/alerting.py at 1 s). Now the same at
+    every interval: nothing before the stop, and the stop is seen at the first check after it."""
+    for interval in (1.0, 5.0, 30.0):
+        checks = _traffic_stopped_after_a_flood(interval)
+        assert not [t for t, holds in checks if holds and t <= 600], interval
+        first = min(t for t, holds in checks if holds)
+        assert first == 600 + interval, interval
