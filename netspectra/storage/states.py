@@ -36,7 +36,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from netspectra.engine.sketch.merging import LabelledState, labelled, merge_states, top_hitters
@@ -76,6 +76,15 @@ class EpochRow:
         return f"engine {self.engine!r} epoch {self.epoch} (period {self.period_start}, at {self.timestamp})"
 
 
+@dataclass(slots=True)
+class _Merged:
+    """One merged sketch in the LRU, with the answers already read from it (by limit)."""
+
+    sketch: SketchAlgorithm | None
+    size: int
+    answers: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
+
+
 def _base_engine(engine: str) -> str:
     """The configured engine id of a stored EngineId (``id@incarnation``): restarts are one engine."""
     return engine.rpartition("@")[0] if "@" in engine else engine
@@ -95,7 +104,7 @@ class SketchStateReader:
         self._cache: OrderedDict[StateKey, LabelledState | None] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._cached_bytes = 0
-        self._merged: OrderedDict[MergedKey, tuple[SketchAlgorithm | None, int]] = OrderedDict()
+        self._merged: OrderedDict[MergedKey, _Merged] = OrderedDict()
         self._merged_limit = merged_bytes
         self._merged_bytes = 0
         #: stored states that did not decode (each counted once)
@@ -152,21 +161,24 @@ class SketchStateReader:
                 "Ask without start_time with one engine counting, or give the task a mergeable "
                 "algorithm (netspectra plugins list shows which merge)"
             )
-        sketch = await self._merged_sketch(task, kind, rows, end, start)
-        if sketch is None:
+        merged = await self._merged_sketch(task, kind, rows, end, start)
+        if merged.sketch is None:
             return []
-        hitters = await asyncio.to_thread(top_hitters, sketch, kind, limit)
-        return [(hitter.flow, hitter.value) for hitter in hitters]
+        answer = merged.answers.get(limit)
+        if answer is None:
+            hitters = await asyncio.to_thread(top_hitters, merged.sketch, kind, limit)
+            answer = merged.answers[limit] = [(hitter.flow, hitter.value) for hitter in hitters]
+        return list(answer)
 
     async def _merged_sketch(
         self, task: str, kind: HitterKind, rows: Sequence[EpochRow], end: int | None, start: int | None
-    ) -> SketchAlgorithm | None:
-        """The merge of ``rows``' states (None: none decodes), from the merged LRU when it has them."""
+    ) -> _Merged:
+        """The merge of ``rows``' states (sketch None: none decodes), from the merged LRU if there."""
         key: MergedKey = (task, kind, tuple((r.engine, r.period_start, r.epoch, r.digest) for r in rows))
         known = self._merged.get(key)
         if known is not None:
             self._merged.move_to_end(key)
-            return known[0]
+            return known
         states = await self._states(task, rows, end, start)
         sketch: SketchAlgorithm | None = None
         if states:
@@ -180,13 +192,13 @@ class SketchStateReader:
                 await asyncio.to_thread(top_hitters, sketch, kind, 1)
             except PluginError as error:  # the states disagree (widths, seeds, fields)
                 raise MergeRefusedError(str(error)) from error
-        size = int(getattr(sketch, "memory_bytes", 0) or 0) + 4096
-        self._merged[key] = (sketch, size)
-        self._merged_bytes += size
+        merged = _Merged(sketch, int(getattr(sketch, "memory_bytes", 0) or 0) + 4096)
+        self._merged[key] = merged
+        self._merged_bytes += merged.size
         while self._merged_bytes > self._merged_limit and len(self._merged) > 1:
-            _, (_, dropped) = self._merged.popitem(last=False)
-            self._merged_bytes -= dropped
-        return sketch
+            _, dropped = self._merged.popitem(last=False)
+            self._merged_bytes -= dropped.size
+        return merged
 
     async def _count(self, query: str, task: str) -> int:
         found = await self._select(query, {"task": task})
