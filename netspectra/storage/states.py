@@ -39,7 +39,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from netspectra.engine.sketch.merging import LabelledState, labelled, merge_states, top_hitters
+from netspectra.engine.sketch.merging import (
+    LabelledState,
+    check_compatible,
+    labelled,
+    merge_states,
+    top_hitters,
+)
 from netspectra.engine.sketch.protocol import SketchAlgorithm, SketchStateError
 from netspectra.engine.sketch.registry import load_algorithm
 from netspectra.errors import MergeRefusedError, PluginError
@@ -55,8 +61,14 @@ DEFAULT_CACHE_BYTES = 256 << 20
 #: Merged sketches kept across queries (a merged 32768 x 2 count_min: ~5 MB).
 DEFAULT_MERGED_BYTES = 64 << 20
 
+#: Sums of runs of epochs kept across queries (a run of 32768 x 2 count_min epochs: ~1.4 MB).
+DEFAULT_RUN_BYTES = 64 << 20
+#: Epochs per run: runs are aligned (epoch // RUN_EPOCHS), so windows that move share them.
+RUN_EPOCHS = 8
+
 StateKey = tuple[str, str, int, int, int]
 MergedKey = tuple[str, HitterKind, tuple[tuple[str, int, int, int], ...]]
+RunKey = MergedKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +97,23 @@ class _Merged:
     answers: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """The sums of one run of epochs (``sum_states``) and its first state (parameters, checks)."""
+
+    head: LabelledState
+    sums: Any
+    size: int
+
+
+def _state_key(task: str, row: EpochRow) -> StateKey:
+    return (task, row.engine, row.period_start, row.epoch, row.digest)
+
+
+def _run_key(task: str, kind: HitterKind, run: Sequence[EpochRow]) -> RunKey:
+    return (task, kind, tuple((row.engine, row.period_start, row.epoch, row.digest) for row in run))
+
+
 def _base_engine(engine: str) -> str:
     """The configured engine id of a stored EngineId (``id@incarnation``): restarts are one engine."""
     return engine.rpartition("@")[0] if "@" in engine else engine
@@ -99,6 +128,7 @@ class SketchStateReader:
         *,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         merged_bytes: int = DEFAULT_MERGED_BYTES,
+        run_bytes: int = DEFAULT_RUN_BYTES,
     ) -> None:
         self._select = select
         self._cache: OrderedDict[StateKey, LabelledState | None] = OrderedDict()
@@ -107,6 +137,9 @@ class SketchStateReader:
         self._merged: OrderedDict[MergedKey, _Merged] = OrderedDict()
         self._merged_limit = merged_bytes
         self._merged_bytes = 0
+        self._runs: OrderedDict[RunKey, _Run | None] = OrderedDict()
+        self._run_limit = run_bytes
+        self._run_bytes = 0
         #: stored states that did not decode (each counted once)
         self.corrupt_states = 0
         self._algorithms: dict[str, type[SketchAlgorithm]] = {}
@@ -174,24 +207,28 @@ class SketchStateReader:
         self, task: str, kind: HitterKind, rows: Sequence[EpochRow], end: int | None, start: int | None
     ) -> _Merged:
         """The merge of ``rows``' states (sketch None: none decodes), from the merged LRU if there."""
-        key: MergedKey = (task, kind, tuple((r.engine, r.period_start, r.epoch, r.digest) for r in rows))
+        key: MergedKey = _run_key(task, kind, rows)
         known = self._merged.get(key)
         if known is not None:
             self._merged.move_to_end(key)
             return known
-        states = await self._states(task, rows, end, start)
         sketch: SketchAlgorithm | None = None
-        if states:
-            try:
-                algorithm = self._algorithm(rows[0].algorithm)
-            except PluginError as error:
-                raise MergeRefusedError(f"task {task!r}: cannot read its states: {error}") from error
-            try:
-                sketch = await asyncio.to_thread(merge_states, task, algorithm, states, [kind])
+        try:
+            algorithm = self._algorithm(rows[0].algorithm)
+        except PluginError as error:
+            raise MergeRefusedError(f"task {task!r}: cannot read its states: {error}") from error
+        try:
+            if hasattr(algorithm, "sum_states") and hasattr(algorithm, "from_sums"):
+                sketch = await self._merge_runs(task, kind, algorithm, rows, end, start)
+            else:
+                states = await self._states(task, rows, end, start)
+                if states:
+                    sketch = await asyncio.to_thread(merge_states, task, algorithm, states, [kind])
+            if sketch is not None:
                 # the sketch fills its own caches (candidate summaries) here, before it is shared
                 await asyncio.to_thread(top_hitters, sketch, kind, 1)
-            except PluginError as error:  # the states disagree (widths, seeds, fields)
-                raise MergeRefusedError(str(error)) from error
+        except PluginError as error:  # the states disagree (widths, seeds, fields)
+            raise MergeRefusedError(str(error)) from error
         merged = _Merged(sketch, int(getattr(sketch, "memory_bytes", 0) or 0) + 4096)
         self._merged[key] = merged
         self._merged_bytes += merged.size
@@ -199,6 +236,71 @@ class SketchStateReader:
             _, dropped = self._merged.popitem(last=False)
             self._merged_bytes -= dropped.size
         return merged
+
+    async def _merge_runs(
+        self,
+        task: str,
+        kind: HitterKind,
+        algorithm: Any,
+        rows: Sequence[EpochRow],
+        end: int | None,
+        start: int | None,
+    ) -> SketchAlgorithm | None:
+        """Merge by runs of :data:`RUN_EPOCHS` aligned epochs of one engine and period, each run's
+        sums kept (``sum_states``/``from_sums``: the same sketch as ``merge_states``, bit for bit),
+        so a window that moves or grows adds the sums of the runs it shares with earlier queries
+        and sums only the epochs of the others."""
+        runs: dict[tuple[str, int, int], list[EpochRow]] = {}
+        for row in rows:
+            runs.setdefault((row.engine, row.period_start, row.epoch // RUN_EPOCHS), []).append(row)
+        keyed = [(_run_key(task, kind, run), run) for run in runs.values()]
+        known = {key: self._runs[key] for key, _ in keyed if key in self._runs}
+        for key in known:
+            self._runs.move_to_end(key)
+        missing = [row for key, run in keyed if key not in known for row in run]
+        found = await self._state_map(task, missing, end, start) if missing else {}
+        # in row order: a cached run's first state stands for the run (its states were checked
+        # against it), the others' states are checked one by one, as merge_states checks them
+        order: list[tuple[RunKey, _Run | None, list[LabelledState]]] = []
+        for key, run in keyed:
+            if key in known:
+                order.append((key, known[key], []))
+            else:
+                states = [s for row in run if (s := found.get(_state_key(task, row))) is not None]
+                order.append((key, None, states))
+
+        def merge() -> tuple[dict[RunKey, _Run | None], SketchAlgorithm | None]:
+            heads = [
+                item
+                for _, cached, states in order
+                for item in ([cached.head] if cached is not None else states)
+            ]
+            check_compatible(task, heads)
+            made: dict[RunKey, _Run | None] = {}
+            parts = []
+            for key, cached, states in order:
+                if cached is None:
+                    if not states:
+                        made[key] = None
+                        continue
+                    sums = algorithm.sum_states([item.state for item in states], [kind])
+                    cached = made[key] = _Run(states[0], sums, int(sums.nbytes) + 4096)
+                parts.append(cached.sums)
+            if not heads:
+                return made, None
+            total = algorithm.sum_states([], [kind], parts)
+            return made, algorithm.from_sums(heads[0].state, total)
+
+        made, sketch = await asyncio.to_thread(merge)
+        for key, entry in made.items():
+            if key in self._runs:  # a query beside this one summed it too
+                continue
+            self._runs[key] = entry
+            self._run_bytes += entry.size if entry is not None else 64
+        while self._run_bytes > self._run_limit and len(self._runs) > 1:
+            _, dropped = self._runs.popitem(last=False)
+            self._run_bytes -= dropped.size if dropped is not None else 64
+        return sketch
 
     async def _count(self, query: str, task: str) -> int:
         found = await self._select(query, {"task": task})
@@ -214,7 +316,15 @@ class SketchStateReader:
     async def _states(
         self, task: str, rows: Sequence[EpochRow], end: int | None, start: int | None
     ) -> list[LabelledState]:
-        keys = [(task, row.engine, row.period_start, row.epoch, row.digest) for row in rows]
+        found = await self._state_map(task, rows, end, start)
+        keys = [_state_key(task, row) for row in rows]
+        return [state for key in keys if (state := found.get(key)) is not None]
+
+    async def _state_map(
+        self, task: str, rows: Sequence[EpochRow], end: int | None, start: int | None
+    ) -> dict[StateKey, LabelledState | None]:
+        """The decoded state of each of ``rows`` (None: it does not decode), read once, then kept."""
+        keys = [_state_key(task, row) for row in rows]
         found: dict[StateKey, LabelledState | None] = {}
         for key in keys:
             if key in self._cache:
@@ -224,7 +334,7 @@ class SketchStateReader:
             for key, state in await self._fetch(task, rows, end, start, set(found)):
                 found[key] = state
                 self._remember(key, state)
-        return [state for key in keys if (state := found.get(key)) is not None]
+        return found
 
     async def _fetch(
         self, task: str, rows: Sequence[EpochRow], end: int | None, start: int | None, known: set[Any]

@@ -152,6 +152,77 @@ def merge_candidates(summaries: Sequence[Candidates], limit: int) -> Candidates:
     return Candidates(unique, merged_lower, merged_missing, total_floor).top(limit)
 
 
+@dataclass(frozen=True, slots=True)
+class CandidateSums:
+    """Candidate summaries added up, before the cut: what :func:`merge_candidates` sums.
+
+    ``present`` is, per key, the sum of the floors of the summaries that list it, ``floor`` the
+    sum of every summary's floor. Sums of sums are sums (uint64 addition is exact, and keys stay
+    in byte order), so parts of a merge can be kept and added later with the same answer
+    (:meth:`finish`) bit for bit: a query over a sliding window adds only its new epochs.
+    """
+
+    keys: npt.NDArray[np.uint8]
+    lower: npt.NDArray[np.uint64]
+    missing: npt.NDArray[np.uint64]
+    present: npt.NDArray[np.uint64]
+    floor: int
+
+    @classmethod
+    def of(cls, summaries: Sequence[Candidates | CandidateSums]) -> CandidateSums:
+        """The sums of ``summaries`` (at least one; each a summary or sums of some)."""
+        if not summaries:
+            raise ValueError("no candidate summaries to add")
+        floor = sum(summary.floor for summary in summaries)
+        keys = np.concatenate([summary.keys for summary in summaries])
+        present = np.concatenate(
+            [
+                summary.present
+                if isinstance(summary, CandidateSums)
+                else np.full(summary.keys.shape[0], summary.floor, np.uint64)
+                for summary in summaries
+            ]
+        )
+        lower = np.concatenate([summary.lower for summary in summaries])
+        missing = np.concatenate([summary.missing for summary in summaries])
+        if keys.shape[0] == 0:
+            return cls(keys, lower, missing, present, floor)
+        order, starts, _ = sorted_unique_rows(keys)
+        return cls(
+            keys[order[starts]],
+            np.add.reduceat(lower[order], starts),
+            np.add.reduceat(missing[order], starts),
+            np.add.reduceat(present[order], starts),
+            floor,
+        )
+
+    def finish(self, limit: int) -> Candidates:
+        """The merged summary (what :func:`merge_candidates` of every summary added returns)."""
+        if self.keys.shape[0] == 0:
+            return Candidates(self.keys, np.zeros(0, np.uint64), np.zeros(0, np.uint64), self.floor)
+        missing = self.missing + (np.uint64(self.floor) - self.present)
+        return Candidates(self.keys, self.lower, missing, self.floor).top(limit)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + self.lower.nbytes + self.missing.nbytes + self.present.nbytes)
+
+
+@dataclass(frozen=True, slots=True)
+class CountMinSums:
+    """Part of a merge of count_min states: linear counters summed, candidates added, not cut."""
+
+    linear: npt.NDArray[np.uint64]  # (2, depth, width): packets, bytes
+    candidates: dict[HitterKind, CandidateSums]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.linear.nbytes + sum(sums.nbytes for sums in self.candidates.values()))
+
+
+_KIND_LABELS = (("count", HitterKind.COUNT), ("size", HitterKind.SIZE))
+
+
 class CountMin(SketchBase):
     """Heavy hitters by packets (``count``) and by bytes (``size``); see the module docstring."""
 
@@ -358,6 +429,57 @@ class CountMin(SketchBase):
             for label, kind in (("count", HitterKind.COUNT), ("size", HitterKind.SIZE))
             if kind in kinds
         }
+        return sketch
+
+    @classmethod
+    def sum_states(
+        cls,
+        states: Sequence[SketchState],
+        kinds: Sequence[HitterKind] = (HitterKind.COUNT, HitterKind.SIZE),
+        parts: Sequence[CountMinSums] = (),
+    ) -> CountMinSums:
+        """``states`` (already checked to be compatible) and earlier ``parts`` added up, uncut.
+
+        :meth:`from_sums` of the sums of every state is :meth:`merge_states` of them, bit for bit,
+        however the states were grouped into parts (the query store keeps parts of aligned epoch
+        runs, so a sliding window re-reads only the epochs it has not summed before).
+        """
+        if not states and not parts:
+            raise ValueError("no states to add")
+        linears = [part.linear for part in parts] + [state.arrays["linear"] for state in states]
+        total = linears[0].copy()  # contiguous: a sketch's cells are strided views
+        for linear in linears[1:]:
+            if linear.shape != total.shape:
+                raise SketchStateError(
+                    f"count_min state: linear counters {linear.shape} do not fit {total.shape}"
+                )
+            total += linear
+        candidates = {
+            kind: CandidateSums.of(
+                [part.candidates[kind] for part in parts]
+                + [
+                    Candidates(
+                        state.arrays[f"{label}_keys"],
+                        state.arrays[f"{label}_lower"],
+                        state.arrays[f"{label}_missing"],
+                        int(state.arrays[f"{label}_floor"][0]),
+                    )
+                    for state in states
+                ]
+            )
+            for label, kind in _KIND_LABELS
+            if kind in kinds
+        }
+        return CountMinSums(total, candidates)
+
+    @classmethod
+    def from_sums(cls, first: SketchState, sums: CountMinSums) -> CountMin:
+        """The merged sketch of every state in ``sums`` (``first``: one of them, for the parameters)."""
+        sketch = cls.from_state(first)
+        sketch.linear_counts[...] = sums.linear[0]
+        sketch.linear_bytes[...] = sums.linear[1]
+        sketch._summaries.clear()
+        sketch._carried = {kind: part.finish(sketch.p.candidates) for kind, part in sums.candidates.items()}
         return sketch
 
     @property
