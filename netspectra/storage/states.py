@@ -331,21 +331,24 @@ class SketchStateReader:
                 self._cache.move_to_end(key)
                 found[key] = self._cache[key]
         if len(found) < len(keys):
-            for key, state in await self._fetch(task, rows, end, start, set(found)):
+            for key, state in await self._fetch(task, rows, set(found)):
                 found[key] = state
                 self._remember(key, state)
         return found
 
     async def _fetch(
-        self, task: str, rows: Sequence[EpochRow], end: int | None, start: int | None, known: set[Any]
+        self, task: str, rows: Sequence[EpochRow], known: set[Any]
     ) -> list[tuple[StateKey, LabelledState | None]]:
-        """Read the window's state bytes (one query) and decode those not in ``known``."""
-        params: dict[str, Any] = {"task": task}
-        if end is not None:
-            params["end"] = end
-        if start is not None:
-            params["start"] = start
-        text = sql.sketch_states_sql(with_state=True, bounded=end is not None, windowed=start is not None)
+        """Read the state bytes of ``rows`` not in ``known`` (one query) and decode them.
+
+        The query asks for the Timestamps those rows span, not the whole window: a window that
+        slid by one epoch reads that epoch's bytes, not every epoch's again.
+        """
+        needed = [row.timestamp for row in rows if _state_key(task, row) not in known]
+        if not needed:
+            return []
+        params: dict[str, Any] = {"task": task, "start": min(needed) - 1, "end": max(needed)}
+        text = sql.sketch_states_sql(with_state=True, bounded=True, windowed=True)
         wanted = {(row.engine, row.period_start, row.epoch, row.digest): row for row in rows}
         fetched = await self._select(text, params)
         return await asyncio.to_thread(self._decode_all, task, fetched, wanted, known)
