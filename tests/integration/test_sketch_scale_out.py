@@ -13,6 +13,7 @@ multi-engine answers must agree with the one-engine answer.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,10 @@ def test_one_two_and_three_engines_give_the_one_engine_answer(
         # agreement with one engine: the same flows (within the sketch's error at the threshold) ...
         assert f1(set(counts), set(one_count)) >= 0.98, engines
         # ... with the same estimates within the one-engine error, and spreads bit for bit equal
+        # (the one-engine error observed, or Count-Min's own guarantee e·N/width at depth 2, which
+        # holds whatever the split: the candidate sums depend on how the queue group cut the stream)
+        guarantee = math.e * packets / GO_MEMORY["width"]
         for flow in set(counts) & set(one_count):
-            error = max(abs(one_count[flow] - per_source[flow]), 0.02 * per_source[flow])
-            assert abs(counts[flow] - per_source[flow]) <= 2 * error, (engines, flow)
+            error = max(2 * abs(one_count[flow] - per_source[flow]), 0.04 * per_source[flow], guarantee)
+            assert abs(counts[flow] - per_source[flow]) <= error, (engines, flow, counts[flow])
         assert {s: spreads[s] for s in fanout} == {s: one_spread[s] for s in fanout}, engines
