@@ -8,6 +8,7 @@ as aliases or as known-but-unused settings. Our own names are the clearer ones.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -658,11 +659,29 @@ class ApiConfig(Model):
         return self
 
 
+@dataclass(frozen=True)
+class _DisagreeingAddresses:
+    """``metrics_listen_addr`` and ``metrics.listen_addr`` both set, to different values."""
+
+    top: Any
+    section: Any
+
+
 class MetricsConfig(Model):
     """Prometheus self-metrics of a process without the api role (the api serves /metrics itself)."""
 
     #: Where a probe- or engine-only process serves ``GET /metrics``; empty = not served.
     listen_addr: str = "127.0.0.1:9464"
+
+    @field_validator("listen_addr", mode="before")
+    @classmethod
+    def _one_spelling(cls, value: Any) -> Any:
+        if isinstance(value, _DisagreeingAddresses):
+            raise ValueError(
+                f"metrics_listen_addr ({value.top!r}) and metrics.listen_addr ({value.section!r}) "
+                "disagree: set one"
+            )
+        return value
 
     @field_validator("listen_addr")
     @classmethod
@@ -694,6 +713,25 @@ class Settings(Model):
     alerter: AlerterConfig = AlerterConfig()
     smtp: SmtpConfig | None = None
     ai: AiConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _top_level_metrics_address(cls, data: Any) -> Any:
+        """``metrics_listen_addr:`` at the top (the spelling docs/metrics.md also gives) is
+        ``metrics.listen_addr``; both at once must agree."""
+        if not isinstance(data, dict) or "metrics_listen_addr" not in data:
+            return data
+        data = dict(data)
+        address = data.pop("metrics_listen_addr")
+        section = data.get("metrics")
+        section = dict(section) if isinstance(section, dict) else {}
+        if "listen_addr" in section and section["listen_addr"] != address:
+            # reported at metrics.listen_addr, so the other problems of the file still show
+            section["listen_addr"] = _DisagreeingAddresses(address, section["listen_addr"])
+        else:
+            section["listen_addr"] = address
+        data["metrics"] = section
+        return data
 
     @property
     def bus_url(self) -> str:
