@@ -82,6 +82,23 @@ MAX_TIMESTAMP_SECONDS = 2**32 - 1
 MAX_PACKET_LENGTH = 256 * 1024
 
 
+# --- tags ------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def tag_is_valid(tag: np.uint64) -> bool:
+    """Whether the official parser takes ``tag``'s shape (end-group matching is the caller's).
+
+    It refuses a tag above 32 bits (field numbers stop at 2**29 - 1), field number 0 and wire
+    types 6/7; shared with :mod:`netspectra.wire.flow_codec` so both decoders refuse alike.
+    """
+    return bool(
+        tag <= np.uint64(0xFFFFFFFF)
+        and (tag >> np.uint64(3)) != np.uint64(0)
+        and (tag & np.uint64(7)) < np.uint64(6)
+    )
+
+
 # --- encoder ---------------------------------------------------------------------------------
 
 
@@ -367,14 +384,11 @@ def _decode_kernel(  # type: ignore[no-untyped-def]
                 shift += np.uint64(7)
             if error >= 0:
                 break
-            if tag > np.uint64(0xFFFFFFFF):
+            if not tag_is_valid(tag):
                 error = _BAD_TAG
                 break
             wt = np.int64(tag & np.uint64(7))
             field = np.int64(tag >> np.uint64(3))
-            if field == 0 or wt == 6 or wt == 7:
-                error = _BAD_TAG
-                break
             if wt == 4:
                 if ctx_kind == _K_GROUP and stack_field[depth] == field:
                     depth -= 1

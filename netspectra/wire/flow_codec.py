@@ -18,11 +18,12 @@ import numpy.typing as npt
 
 from netspectra.model.flows import FlowColumns
 from netspectra.model.packets import IPV4_MAPPED_PREFIX
+from netspectra.wire.codec import tag_is_valid
 
 REJECT_REASONS: tuple[str, ...] = (
     "truncated",  # a varint, length or fixed field runs past its message
     "varint_too_long",
-    "bad_tag",  # field number 0, wire type 6/7, an unmatched end-group
+    "bad_tag",  # field number 0, tag above 32 bits, wire type 6/7, an unmatched end-group
     "bad_address",  # neither 4 nor 16 bytes
     "missing_address",
     "bad_value",  # a port above 65535, a protocol above 255
@@ -223,10 +224,10 @@ def _skip(buf, pos, end, wire, field):  # type: ignore[no-untyped-def]
         tag, pos, st = _varint(buf, pos, end)
         if st != 0:
             return pos, st
+        if not tag_is_valid(tag):
+            return pos, _BAD_TAG
         w = np.int64(tag & np.uint64(7))
         f = np.int64(tag >> np.uint64(3))
-        if f == 0 or w > 5:
-            return pos, _BAD_TAG
         if w == 4:
             if f != fields[depth - 1]:
                 return pos, _BAD_TAG
@@ -274,7 +275,7 @@ def _decode(  # type: ignore[no-untyped-def]
             return n
         wire = np.int64(tag & np.uint64(7))
         field = np.int64(tag >> np.uint64(3))
-        if field == 0 or wire > 5 or wire == 4:
+        if not tag_is_valid(tag) or wire == 4:
             counters[_BAD_TAG] += 1
             return n
         if field != 1 or wire != 2:
@@ -307,7 +308,7 @@ def _decode(  # type: ignore[no-untyped-def]
                 return n
             w = np.int64(t & np.uint64(7))
             f = np.int64(t >> np.uint64(3))
-            if f == 0 or w > 5 or w == 4:
+            if not tag_is_valid(t) or w == 4:
                 counters[_BAD_TAG] += 1
                 return n
             if f == 1 and w == 2:
@@ -323,7 +324,7 @@ def _decode(  # type: ignore[no-untyped-def]
                         return n
                     w2 = np.int64(t2 & np.uint64(7))
                     f2 = np.int64(t2 >> np.uint64(3))
-                    if f2 == 0 or w2 > 5 or w2 == 4:
+                    if not tag_is_valid(t2) or w2 == 4:
                         counters[_BAD_TAG] += 1
                         return n
                     if (f2 == 1 or f2 == 2) and w2 == 2:
