@@ -34,7 +34,8 @@ _VERSION = 1
 
 
 class Reader(Protocol):
-    async def read(self, rule: AlertRuleConfig, now: float | None = None) -> list[Reading]: ...
+    async def read(self, rule: AlertRuleConfig, now: float | None = None) -> list[Reading] | None:
+        """The rule's series now; None when the store holds nothing to judge (see StoreReader)."""
 
 
 def load_state(state_dir: str | Path) -> dict[str, Any]:
@@ -94,6 +95,8 @@ class Alerter:
         self._loaded = False
         #: channel → when its firing alerts were last re-sent
         self._refreshed: dict[str, float] = {}
+        #: rules whose last check found nothing stored to judge (logged once per spell)
+        self._unjudged: set[str] = set()
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -157,8 +160,15 @@ class Alerter:
             except Exception:  # one rule's fault must not cost the others their check (or their notes)
                 logger.exception("Alert rule %r not checked: reading its metric failed", rule.name)
                 continue
+            if readings is None:  # nothing stored to judge (an engine restarting): nothing changes
+                if rule.name not in self._unjudged:
+                    self._unjudged.add(rule.name)
+                    logger.info("Alert rule %r waits: its task has no flow stored yet", rule.name)
+                self.evaluator.hold(rule, now)
+                continue
+            self._unjudged.discard(rule.name)
             observations = self.evaluator.evaluate(rule, readings, now, self.book.firing_keys(rule.name))
-            notes = self.book.update(rule, observations, now)
+            notes = self.book.update(rule, observations, now, unknown=self.evaluator.unknown(rule.name))
             routed.append((notes, rule))
             made.extend(notes)
         self.checks += 1

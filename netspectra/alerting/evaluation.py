@@ -8,6 +8,17 @@ Prometheus treats a counter reset. A series that appears between two checks of i
 flow, a hitter reported for the first time) had zero at the previous check, so a flood that starts
 between two checks has a rate at the first one. Series not seen for ``2 x window`` (or 10 checks)
 are forgotten.
+
+Counting from zero starts the series' samples afresh, from zero at the previous sample: those
+before the fall were another counter's (the period's, or an engine incarnation's that left the
+sum), so no later rate may mix them with this one's (a restarted engine's count climbing back to
+its predecessor's last value would read as no growth at all).
+
+A rate that cannot be made yet (one sample) is **unknown**, not "does not hold": the series'
+alert is left as it is (:meth:`Evaluator.unknown`). A check that had nothing stored to judge (the
+reader answered None: the engine restarting, or one without a lease gone quiet) judges nothing;
+:meth:`Evaluator.hold` records each series' last value again, as the store holds it, so the next
+rate counts what was stored meanwhile over the right seconds.
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ class Evaluator:
         self._series: dict[tuple[str, str], _Series] = {}
         #: rule → when it was last evaluated
         self._checked: dict[str, float] = {}
+        #: rule → keys read at its last evaluation whose value is not known yet
+        self._unknown: dict[str, set[str]] = {}
 
     def evaluate(
         self,
@@ -48,6 +61,7 @@ class Evaluator:
         """One observation per series that has a value now. ``firing``: keys whose alert is active
         (their values do not teach the baseline)."""
         observations = []
+        unknown = self._unknown[rule.name] = set()
         previous = self._checked.get(rule.name)
         self._checked[rule.name] = now
         for reading in readings:
@@ -59,10 +73,26 @@ class Evaluator:
             series.seen = now
             value = self._value(rule, series, reading.value, now)
             if value is None:
+                unknown.add(reading.key)
                 continue
             observations.append(self._judge(rule, series, reading, value, now, reading.key in firing))
         self._forget(rule, now)
         return observations
+
+    def unknown(self, rule: str) -> set[str]:
+        """Keys the rule's last evaluation read but could not judge yet (their alerts stay as they are)."""
+        return set(self._unknown.get(rule, ()))
+
+    def hold(self, rule: AlertRuleConfig, now: float) -> None:
+        """A check of ``rule`` with nothing stored to judge: each series keeps its last value."""
+        self._checked[rule.name] = now
+        self._unknown[rule.name] = set()
+        for (name, _), series in self._series.items():
+            if name != rule.name:
+                continue
+            series.seen = now
+            if rule.window is not None and series.samples and series.samples[-1][0] < now:
+                self._value(rule, series, series.samples[-1][1], now)
 
     def _value(self, rule: AlertRuleConfig, series: _Series, value: float, now: float) -> float | None:
         if rule.window is None:
@@ -70,6 +100,10 @@ class Evaluator:
         samples = series.samples
         if samples and samples[-1][0] == now:
             samples.pop()
+        if samples and value < samples[-1][1]:  # another counter from here on: it counts from zero
+            then = samples[-1][0]
+            samples.clear()
+            samples.append((then, 0.0))
         samples.append((now, value))
         while len(samples) > 2 and samples[1][0] <= now - rule.window:
             samples.popleft()

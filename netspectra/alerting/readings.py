@@ -73,13 +73,23 @@ class StoreReader:
         since = max(0, int(now - self.hitter_freshness))
         return await _hitters_of(self.store, rule, _HITTER_KINDS[rule.metric], limit, since, self._warned)
 
-    async def read(self, rule: AlertRuleConfig, now: float | None = None) -> list[Reading]:
-        """Raises StorageError when the store cannot answer (the check is then skipped, not resolved)."""
+    async def read(self, rule: AlertRuleConfig, now: float | None = None) -> list[Reading] | None:
+        """Raises StorageError when the store cannot answer (the check is then skipped, not resolved).
+
+        None when an exact task's running period holds no flow at all in the store: no engine
+        heard from has stored a snapshot of it yet, as in the seconds after the engine restarts
+        (its previous incarnation is gone, the new one has not written). Nothing can be judged
+        then, so the rule's alerts stay as they are: a firing one is not resolved by a restart
+        (nor a "traffic stopped" one fired by it). The price: a task that has had no packet at all
+        since its period began is not judged either.
+        """
         now = self.clock() if now is None else now
         metric = rule.metric
         since = max(0, int(now - self.engine_staleness))
         if metric in ("total_packets", "total_bytes", "total_flows"):
             totals = await self.store.current_totals(rule.task_name, since=since)
+            if totals.flow_count == 0:
+                return None
             value = {
                 "total_packets": totals.total_packets,
                 "total_bytes": totals.total_bytes,
@@ -92,6 +102,8 @@ class StoreReader:
         by = "packets" if metric == "flow_packets" else "bytes"
         limit = self.flow_scan if rule.window is not None else self.limit
         flows = await self.store.current_flows(rule.task_name, by=by, limit=limit, since=since)
+        if not flows:
+            return None
         readings = []
         for keys, packets, size in flows:
             key = flow_key(keys)

@@ -11,7 +11,9 @@ The rules of the machine, per (rule, key) at each check:
   ones **resolve**, with a resolved notification when their firing was notified (the cooldown
   counts from that notified resolve, so a condition flapping for hours is notified once per
   cooldown, not once per flap);
-* a check that could not read the store changes nothing (an outage resolves nothing).
+* a check that could not read the store, or found nothing stored to judge (an engine restarting,
+  see :class:`~netspectra.alerting.readings.StoreReader`), changes nothing: an outage or a
+  restart resolves nothing.
 
 The book is saved (atomically, with the undelivered notifications) after every check, so a restart
 neither notifies "firing" again for an alert already notified nor forgets to resolve it.
@@ -103,9 +105,14 @@ class AlertBook:
         }
 
     def update(
-        self, rule: AlertRuleConfig, observations: list[Observation], now: float
+        self,
+        rule: AlertRuleConfig,
+        observations: list[Observation],
+        now: float,
+        unknown: set[str] | frozenset[str] = frozenset(),
     ) -> list[Notification]:
-        """Apply one check of ``rule``; the notifications it causes, in order."""
+        """Apply one check of ``rule``; the notifications it causes, in order. ``unknown``: keys
+        read but not judged yet (a rate needs a second sample): their alerts stay as they are."""
         notes: list[Notification] = []
         holding = {o.key: o for o in observations if o.holds}
         observed = {o.key: o for o in observations}
@@ -145,7 +152,8 @@ class AlertBook:
             elif now - alert.last_notified >= repeat_interval:
                 alert.last_notified = now
                 notes.append(self._note(alert, "firing", now, repeat=True))
-        for fingerprint in [f for f in self.active if f[0] == rule.name and f[1] not in holding]:
+        staying = holding.keys() | unknown
+        for fingerprint in [f for f in self.active if f[0] == rule.name and f[1] not in staying]:
             alert = self.active.pop(fingerprint)
             if alert.status == "pending":
                 continue

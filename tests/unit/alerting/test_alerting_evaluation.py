@@ -105,3 +105,34 @@ def test_a_flood_does_not_teach_the_normal_more_at_short_check_intervals() -> No
         assert not [t for t, holds in checks if holds and t <= 600], interval
         first = min(t for t, holds in checks if holds)
         assert first == 600 + interval, interval
+
+
+def test_after_a_fall_no_rate_mixes_the_two_counters() -> None:
+    """1000 pkt/s; the view freezes at 2000 for four checks (the engine stopped, its restart not
+    stored yet), then the restarted engine's own count (500, 1500, 2500: 1000 pkt/s again). At
+    t=9 the window's start (t=4) holds the old counter's 2000: 500 of growth in 5 s would read a
+    flood at a tenth of its rate. Its new counter alone says 2500 since t=6."""
+    r = rule(window="5s", threshold=500)
+    evaluator = Evaluator(check_interval=1)
+    counts = [0, 1000, 2000, 2000, 2000, 2000, 2000, 500, 1500, 2500]
+    values = []
+    for now, count in enumerate(counts):
+        observed = evaluator.evaluate(r, [Reading("", count)], now=float(now))
+        values.append(observed[0].value if observed else None)
+    assert values[7] == 500.0  # from zero at t=6
+    assert values[9] == 2500 / 3
+    assert evaluator.unknown("r") == set()
+
+
+def test_a_check_with_nothing_stored_to_judge_holds_the_last_value() -> None:
+    """An engine without a lease goes quiet (no new rows: stale, nothing to read) and comes back:
+    its counts did not change meanwhile, so the rate when it is back is the growth since the last
+    held check, not since the last check that read something."""
+    r = rule(window="5s", threshold=50)
+    evaluator = Evaluator(check_interval=5)
+    evaluator.evaluate(r, [Reading("", 0)], now=0.0)
+    evaluator.evaluate(r, [Reading("", 1000)], now=5.0)
+    for now in (10.0, 15.0, 20.0):
+        evaluator.hold(r, now)
+    observed = evaluator.evaluate(r, [Reading("", 1500)], now=25.0)
+    assert observed[0].value == 100.0  # 500 in the last 5 s; across the 20 s since t=5 it is 25

@@ -143,3 +143,36 @@ async def test_a_rule_whose_read_fails_costs_the_others_nothing(tmp_path: Path) 
     reader.broken = {"big"}
     assert statuses(await alerter.check()) == [("firing", "b")]
     assert [(n.rule, n.key) for n in alerter.outboxes["rec"].pending] == [("other", "b")]
+
+
+class GapReader(ScriptedReader):
+    """Answers None (nothing stored to judge: the engine restarting) while ``gap`` is set."""
+
+    gap = False
+
+    async def read(self, rule, now=None):  # type: ignore[no-untyped-def]
+        return None if self.gap else await super().read(rule, now)
+
+
+async def test_nothing_stored_to_judge_neither_resolves_nor_fires(tmp_path: Path) -> None:
+    clock, reader = ManualClock(), GapReader()
+    two = config(tmp_path).model_copy(
+        update={
+            "rules": (
+                *config(tmp_path).rules,
+                config(tmp_path, name="quiet", metric="total_packets", operator="<", threshold=10).rules[0],
+            )
+        }
+    )
+    alerter = Alerter(two, reader, [], clock=clock)
+    reader.values = {"big": {"a": 150}, "quiet": {"": 500}}
+    assert statuses(await alerter.check()) == [("firing", "a")]
+    reader.gap = True
+    for _ in range(3):
+        clock.now += 10
+        assert await alerter.check() == []  # "big" is not resolved, "quiet" (0 packets) not fired
+    assert [(a.rule, a.status) for a in alerter.book.active.values()] == [("big", "firing")]
+    reader.gap = False
+    reader.values = {"big": {}, "quiet": {"": 500}}
+    clock.now += 10
+    assert statuses(await alerter.check()) == [("resolved", "a")]
