@@ -1,16 +1,18 @@
 """An alert firing while the process restarts: one "firing" notification, one resolve.
 
-Real processes and parts: nats-server, ``netspectra run --roles=engine,api`` (engine, embedded
-chdb store, the alerter beside the api) stopped by pid with SIGTERM or SIGKILL while the alert
-fires and started again with the same config and state directory, and an HTTP receiver in the
-test process that takes the webhook. The planted event is the generator's flood toward one target
-(198.18.0.1), published by the test on the bus the way a probe publishes it (``PacketBatch``
-messages) and paced by the wall clock, so it goes on while no engine listens and ends exactly when
-the test ends it.
+Real processes and parts: nats-server, ``netspectra run --roles=engine,api`` (the console script
+next to the interpreter, see tests/fixtures/tools.py: engine, embedded chdb store, the alerter
+beside the api) stopped by pid with SIGTERM or SIGKILL while the alert fires and started again
+with the same config and state directory, and an HTTP receiver in the test process that takes
+the webhook. The planted event is the generator's flood toward one target (198.18.0.1),
+published by the test on the bus the way a probe publishes it (``PacketBatch`` messages) and
+paced by the wall clock, so it goes on while no engine listens and ends exactly when the test
+ends it.
 
 The truth is the test's own: when the flood began and ended. Every wait is on a condition (a
 notification received, the alerter's saved state showing a later check); the flood is 50 times
-the rule's threshold, so a loaded machine delays checks but cannot make the condition fail.
+the rule's threshold over a 10 s window, so a loaded machine delays checks but does not make the
+condition fail (only a store lagging the engine by a whole window would).
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from netspectra.wire.codec import encode_packet_batch
 from netspectra.wire.subjects import DEFAULT_SUBJECT, batch_subject
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.processes import free_port
+from tests.fixtures.tools import venv_tool
 from tests.integration.alerting_helpers import ddos
 from tests.integration.pipeline_helpers import NetspectraProcess
 
+NETSPECTRA = venv_tool("netspectra")
 RULE, TARGET = "flood", "DstIP=198.18.0.1"
 FIELDS = ("src_ip", "dst_ip", "src_port", "dst_port", "protocol", "length", "ip_version")
 CHECK, WINDOW = 1.0, 10.0
@@ -212,7 +216,7 @@ async def until(condition: Any, what: str, process: NetspectraProcess, timeout: 
 
 
 def start(tmp_path: Path, name: str, document: dict[str, Any]) -> NetspectraProcess:
-    process = NetspectraProcess(tmp_path, name, document, "--roles=engine,api")
+    process = NetspectraProcess(tmp_path, name, document, "--roles=engine,api", program=[NETSPECTRA])
     process.wait_for_message("Engine subscribed to", timeout=120)
     process.wait_for_message("Started alerter", timeout=120)
     return process

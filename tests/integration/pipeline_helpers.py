@@ -145,9 +145,12 @@ def pipeline_config(
 
 
 class NetspectraProcess:
-    """``python -m netspectra run ...`` with its JSON log lines written to a file."""
+    """``python -m netspectra run ...`` with its JSON log lines written to a file; ``program``
+    (e.g. ``[venv_tool("netspectra")]``, the console script) replaces ``python -m netspectra``."""
 
-    def __init__(self, workdir: Path, name: str, config: dict[str, Any], *args: str) -> None:
+    def __init__(
+        self, workdir: Path, name: str, config: dict[str, Any], *args: str, program: list[str] | None = None
+    ) -> None:
         import subprocess
         import sys
 
@@ -160,7 +163,13 @@ class NetspectraProcess:
         self.log_path = workdir / f"{name}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "netspectra", "run", "--config", str(self.config_path), *args],
+                [
+                    *(program or [sys.executable, "-m", "netspectra"]),
+                    "run",
+                    "--config",
+                    str(self.config_path),
+                    *args,
+                ],
                 cwd=workdir,
                 stdout=log,
                 stderr=subprocess.STDOUT,
