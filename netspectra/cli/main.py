@@ -40,6 +40,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help and usage errors: typer's rich formatter imports rich's markdown, syntax and
+    # traceback modules, which doubled the CPU time of `netspectra --help` (0.25 s vs 0.12 s here).
+    rich_markup_mode=None,
 )
 
 

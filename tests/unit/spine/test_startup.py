@@ -74,6 +74,8 @@ def test_help_does_not_even_import_numpy_or_the_config_models() -> None:
     assert "numpy" not in modules
     assert "asyncio" not in modules  # ~40 ms: imported by the commands that run a loop
     assert "netspectra.config.models" not in modules
+    # typer's rich help formatter imports rich's markdown, syntax and traceback (~half of --help)
+    assert not [name for name in modules if name.split(".")[0] == "rich"]
 
 
 def test_config_check_validates_a_third_party_plugin_without_numba(tmp_path: Path) -> None:
