@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,3 +136,29 @@ def test_analyze_without_writers_imports_no_store_bus_or_api_library(tmp_path: P
     modules = imported_by("analyze", str(capture), "--config", str(config), "--json", cwd=tmp_path)
     assert "numba" in modules  # it counts with the kernels
     assert [name for name in heavy(modules) if name.split(".")[0] not in ("numba", "llvmlite")] == []
+
+
+def test_a_short_command_pauses_the_garbage_collector_only_while_it_runs() -> None:
+    """``config check`` runs without cyclic collections (start-up builds no garbage) and leaves the
+    collector enabled when it returns, as a test calling the CLI in-process needs."""
+    import gc
+
+    from typer.testing import CliRunner
+
+    from netspectra.cli import config_cmd
+    from netspectra.cli.main import app
+
+    seen: list[bool] = []
+    original = config_cmd.check_or_exit
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return original(*args, **kwargs)
+
+    assert gc.isenabled()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(config_cmd, "check_or_exit", spy)
+        result = CliRunner().invoke(app, ["config", "check", str(ROOT / "config.yaml")])
+    assert result.exit_code == 0, result.output
+    assert seen == [False]
+    assert gc.isenabled()
