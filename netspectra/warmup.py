@@ -46,8 +46,15 @@ KERNEL_MODULES = (
     "netspectra.wire.flow_codec",
     "netspectra.storage.text_kernels",
 )
-#: What ``analyze`` runs: the kernels checked before a file is read.
-ANALYZE_KERNEL_MODULES = KERNEL_MODULES[:7]
+#: What ``analyze`` runs: the kernels checked before a file is read (the capture, the tables and
+#: sketches, and the writers' text columns: the embedded store's addresses, JSON Lines).
+ANALYZE_KERNEL_MODULES = (*KERNEL_MODULES[:7], "netspectra.storage.text_kernels")
+#: What ``analyze --flows`` adds: the export decoders and their records' codec.
+ANALYZE_FLOWS_KERNEL_MODULES = (
+    "netspectra.capture.flows.netflow_kernels",
+    "netspectra.capture.flows.sflow",
+    "netspectra.wire.flow_codec",
+)
 
 
 def cached_kernels(modules: Iterable[str] = KERNEL_MODULES) -> Iterator[tuple[str, Any]]:

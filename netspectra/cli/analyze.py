@@ -12,11 +12,13 @@ import gc
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from rich.console import Console
 
     from netspectra.analysis import AnalysisResult
@@ -50,8 +52,6 @@ def _configure_logging(settings: Settings, console: Console) -> None:
 def _run(
     path: Path, settings: Settings, console: Console, show_progress: bool, flows: bool = False
 ) -> AnalysisResult:
-    import asyncio  # here, not at the top: every command's --help imports this module
-
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -65,7 +65,7 @@ def _run(
     from netspectra.app import analyze_capture
 
     if not show_progress:
-        return asyncio.run(analyze_capture(path, settings, flows=flows))
+        return _run_keeping_result(analyze_capture(path, settings, flows=flows))
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -84,7 +84,25 @@ def _run(
             rate = packets / elapsed if elapsed > 0 else 0.0
             progress.update(task, completed=bytes_read, total=total, packets=packets, rate=rate)
 
-        return asyncio.run(analyze_capture(path, settings, progress=update))
+        return _run_keeping_result(analyze_capture(path, settings, progress=update))
+
+
+def _run_keeping_result(work: Coroutine[Any, Any, AnalysisResult]) -> AnalysisResult:
+    """``asyncio.run(work)``, with the result kept out of the main task.
+
+    On leaving, ``asyncio.run`` asks ``signal.getsignal(SIGINT)``, which on Python 3.11 builds the
+    repr of its handler, a partial holding the main task, and so the repr of the task's result:
+    every array of every flow table (40-80 ms of a 1 000-frame analyze here, more with the flows).
+    """
+    import asyncio  # here, not at the top: every command's --help imports this module
+
+    kept: list[AnalysisResult] = []
+
+    async def main() -> None:
+        kept.append(await work)
+
+    asyncio.run(main())
+    return kept[0]
 
 
 def _print_summary(result: AnalysisResult, console: Console, top: int) -> None:
@@ -171,7 +189,7 @@ def analyze(
         err_console.print(format_problems(source, problems), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_CONFIG)
     _configure_logging(settings, err_console)
-    _compile_kernels_if_needed(err_console)
+    _compile_kernels_if_needed(err_console, flows)
     report_dir = None
     if html_report is not None:
         if not html_report.parent.is_dir() or html_report.is_dir():
@@ -247,16 +265,23 @@ def _write_report(settings: Settings, store_dir: Path, output: Path, capture: Pa
     console.print(f"Report: {output} ({size:,} bytes)", markup=False, highlight=False, soft_wrap=True)
 
 
-def _compile_kernels_if_needed(console: Console) -> None:
+def _compile_kernels_if_needed(console: Console, flows: bool) -> None:
     """Compile the kernels before the file is read when numba's cache lacks one, and say so.
 
     Only the first run after an install (or after the cache was cleared) compiles, ~10 s that
     would otherwise sit inside the timed part and make the printed rate meaningless.
     """
-    from netspectra.warmup import ANALYZE_KERNEL_MODULES, missing_kernels, warm_up
+    from netspectra.warmup import (
+        ANALYZE_FLOWS_KERNEL_MODULES,
+        ANALYZE_KERNEL_MODULES,
+        missing_kernels,
+        warm_up,
+    )
 
-    if not missing_kernels(ANALYZE_KERNEL_MODULES):
+    modules = (*ANALYZE_KERNEL_MODULES, *(ANALYZE_FLOWS_KERNEL_MODULES if flows else ()))
+    if not missing_kernels(modules):
         return
+    gc.enable()  # numba's compiler leaves cycles behind, unlike a start-up that only loads
     console.print("compiling kernels (first run after install): ", end="", markup=False, highlight=False)
     console.print(f"{warm_up():.1f} s", markup=False, highlight=False)
 

@@ -8,6 +8,7 @@ config models, numba kernels, the store, gRPC) is imported inside the command th
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -28,6 +29,21 @@ class CliOptions:
     """The root command's options, kept on the click context for every subcommand."""
 
     debug: bool = False  #: show tracebacks and DEBUG lines of NetSpectra's loggers
+
+
+def pause_garbage_collection(ctx: typer.Context) -> None:
+    """No cyclic garbage collection until the command's context closes.
+
+    Importing numba, numpy, pydantic and chdb creates objects by the hundred thousand, and each
+    full collection during start-up walks all of them again: ~8 % of the CPU time of a
+    ``config check`` or of a 1 000-frame ``analyze`` here (0.33 -> 0.31 s, 1.41 -> 1.29 s). The
+    work after start-up frees its objects by reference count (numpy arrays, batches), so a
+    500 000-frame analyze peaked at the same RSS (267 MB) either way. The collector is enabled
+    again when the command ends (commands run in-process by tests leave it as they found it).
+    """
+    if gc.isenabled():
+        gc.disable()
+        ctx.call_on_close(gc.enable)
 
 
 def default_config_path() -> Path:

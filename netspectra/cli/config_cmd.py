@@ -8,7 +8,9 @@ import typer
 
 from netspectra.cli.common import check_or_exit
 
-config_app = typer.Typer(help="Inspect and validate configuration files.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Inspect and validate configuration files.", no_args_is_help=True, rich_markup_mode=None
+)  # plain help, as the root app (cli/main.py)
 
 
 @config_app.command("check")

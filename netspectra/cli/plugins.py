@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-plugins_app = typer.Typer(help="Sketch algorithm plugins (entry-point group netspectra.sketches).")
+plugins_app = typer.Typer(
+    help="Sketch algorithm plugins (entry-point group netspectra.sketches).", rich_markup_mode=None
+)  # plain help, as the root app (cli/main.py)
 
 
 @plugins_app.command("list")

@@ -124,7 +124,7 @@ def read_yaml(path: Path, variables: Mapping[str, str] | None = None) -> dict[st
     if variables is not None:
         text = expand_variables(text, variables)
     try:
-        data = yaml.safe_load(text)
+        data = _parse_yaml(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if data is None:
@@ -132,6 +132,20 @@ def read_yaml(path: Path, variables: Mapping[str, str] | None = None) -> dict[st
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (probe, engine, ...)")
     return data
+
+
+def _parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` by libyaml when PyYAML has it: the pure-Python parser took ~60 % of a
+    ``config check`` of the default config (90 ms of ~150 ms here). libyaml's errors carry no
+    source excerpt, so a file it refuses is parsed again by the pure parser, whose message (with
+    the offending line) is the one reported."""
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is not None:
+        try:
+            return yaml.load(text, Loader=loader)
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_load(text)
 
 
 def format_validation_error(source: str, error: ValidationError) -> str:

@@ -70,7 +70,7 @@ def join_server_urls(value: Any) -> Any:
 class Model(BaseModel):
     """Base of every config model: immutable, unknown keys rejected so typos are caught."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
 
 # --- bus -------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ class ProbeConfig(Model):
     subject: str = DEFAULT_SUBJECT
     source: Literal["afpacket", "dumpcap", "pyshark", "file", "netflow", "sflow"] = "afpacket"
     listen: list[str] = Field(default_factory=list, description="UDP addresses of a netflow/sflow collector")
-    flows: FlowExportConfig = FlowExportConfig()
+    flows: FlowExportConfig = Field(default_factory=FlowExportConfig)
     iface: str | None = None
     pcap: str | None = None
     bpf_filter: str = ""
@@ -154,8 +154,8 @@ class ProbeConfig(Model):
     batch: int = Field(0, ge=0, description="0 = one PacketInfo per message (Go-compatible)")
     rate: float | None = Field(None, gt=0, description="replay packets per second")
     speed: float | None = Field(None, gt=0, description="replay at this multiple of capture time")
-    auth: NatsAuth = NatsAuth()
-    persistence: PersistenceConfig = PersistenceConfig()
+    auth: NatsAuth = Field(default_factory=NatsAuth)
+    persistence: PersistenceConfig = Field(default_factory=PersistenceConfig)
 
     _servers = field_validator("nats_url", mode="before")(join_server_urls)
 
@@ -303,7 +303,7 @@ class ExactTaskConfig(Model):
 class SketchTaskConfig(BaseModel):
     """A sketch task; algorithm parameters stay as extra keys for the plugin's own model."""
 
-    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True, defer_build=True)
 
     name: str = Field(min_length=1)
     algorithm: str = ""
@@ -368,8 +368,8 @@ class AggregatorConfig(Model):
     period: Duration = 720 * 3600.0
     num_workers: int = Field(1, ge=1, description="Go setting; accepted, batches run in numba kernels")
     size_of_packet_channel: int = Field(10_000, ge=1, description="Go setting; accepted")
-    exact: ExactGroupConfig = ExactGroupConfig()
-    sketch: SketchGroupConfig = SketchGroupConfig()
+    exact: ExactGroupConfig = Field(default_factory=ExactGroupConfig)
+    sketch: SketchGroupConfig = Field(default_factory=SketchGroupConfig)
 
     @field_validator("period")
     @classmethod
@@ -524,7 +524,7 @@ class AlerterConfig(Model):
     #: Delivery: first retry after this, doubling up to retry_max.
     retry_initial: Duration = 1.0
     retry_max: Duration = 60.0
-    ai_analysis: AiAnalysisConfig = AiAnalysisConfig()
+    ai_analysis: AiAnalysisConfig = Field(default_factory=AiAnalysisConfig)
 
     @field_validator("check_interval")
     @classmethod
@@ -582,7 +582,7 @@ class SmtpConfig(Model):
 class AiConfig(BaseModel):
     """Go's ``ai:`` section: read and kept, never used (LLM analysis is not offered)."""
 
-    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True, defer_build=True)
 
     provider: str = ""
     api_key: SecretStr = SecretStr("")
@@ -704,13 +704,13 @@ class LoggingConfig(Model):
 class Settings(Model):
     """The whole configuration file."""
 
-    probe: ProbeConfig = ProbeConfig()
-    engine: EngineConfig = EngineConfig()
-    aggregator: AggregatorConfig = AggregatorConfig()
-    api: ApiConfig = ApiConfig()
-    metrics: MetricsConfig = MetricsConfig()
-    logging: LoggingConfig = LoggingConfig()
-    alerter: AlerterConfig = AlerterConfig()
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    aggregator: AggregatorConfig = Field(default_factory=AggregatorConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    alerter: AlerterConfig = Field(default_factory=AlerterConfig)
     smtp: SmtpConfig | None = None
     ai: AiConfig | None = None
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import ssl
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -612,6 +611,8 @@ def _nats_auth_problems(auth: NatsAuth) -> Iterator[tuple[Location, str]]:
         if message:
             yield ("tls_cert",), message
     if auth.tls_ca and not missing:
+        import ssl  # here: a config without TLS files is checked without it
+
         try:
             ssl.create_default_context(cafile=auth.tls_ca)
         except (OSError, ssl.SSLError) as error:
@@ -651,6 +652,8 @@ def _directory_problem(directory: str) -> str | None:
 
 
 def _tls_pair_problem(cert: str, key: str) -> str | None:
+    import ssl  # here: a config without TLS files is checked without it
+
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as error:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,6 +75,8 @@ def test_help_does_not_even_import_numpy_or_the_config_models() -> None:
     assert "numpy" not in modules
     assert "asyncio" not in modules  # ~40 ms: imported by the commands that run a loop
     assert "netspectra.config.models" not in modules
+    # typer's rich help formatter imports rich's markdown, syntax and traceback (~half of --help)
+    assert not [name for name in modules if name.split(".")[0] == "rich"]
 
 
 def test_config_check_validates_a_third_party_plugin_without_numba(tmp_path: Path) -> None:
@@ -133,3 +136,29 @@ def test_analyze_without_writers_imports_no_store_bus_or_api_library(tmp_path: P
     modules = imported_by("analyze", str(capture), "--config", str(config), "--json", cwd=tmp_path)
     assert "numba" in modules  # it counts with the kernels
     assert [name for name in heavy(modules) if name.split(".")[0] not in ("numba", "llvmlite")] == []
+
+
+def test_a_short_command_pauses_the_garbage_collector_only_while_it_runs() -> None:
+    """``config check`` runs without cyclic collections (start-up builds no garbage) and leaves the
+    collector enabled when it returns, as a test calling the CLI in-process needs."""
+    import gc
+
+    from typer.testing import CliRunner
+
+    from netspectra.cli import config_cmd
+    from netspectra.cli.main import app
+
+    seen: list[bool] = []
+    original = config_cmd.check_or_exit
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return original(*args, **kwargs)
+
+    assert gc.isenabled()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(config_cmd, "check_or_exit", spy)
+        result = CliRunner().invoke(app, ["config", "check", str(ROOT / "config.yaml")])
+    assert result.exit_code == 0, result.output
+    assert seen == [False]
+    assert gc.isenabled()
