@@ -3,14 +3,25 @@
     python bench/cost_growth.py [--packets 1000000,10000000,50000000] [--flows 10000,1000000,10000000]
                                 [--fixed-flows 200000] [--fixed-packets 20000000] [--smoke]
 
-Two series on traces from the project's seeded generator (snap length 96, Zipf flow sizes):
-packets grow at ``--fixed-flows`` flows, then flows grow at ``--fixed-packets`` packets (a
-generator flow that draws no packet is not in the table: the five-tuple flows the analysis found
-are printed). Each point is the CLI end to end (``python -m netspectra analyze --json``) with the
-shipped default config (6 exact + 3 sketch tasks) and its writers off, as a user sizing a machine
-runs it; wall time and the child's peak RSS (``getrusage`` of the one child). Time and memory are
-printed against the series' first point, measured in the same run. Traces are cached under /tmp
-(a 50 M-packet trace is ~5 GB). ``--smoke``: 20 k and 40 k packets, 1 k and 2 k flows.
+Two series on traces from the project's seeded generator (``netspectra generate``, seed 3, snap
+length 96, Zipf flow sizes): packets grow at ``--fixed-flows`` flows, then flows grow at
+``--fixed-packets`` packets (a generator flow that draws no packet is not in the table: the
+five-tuple flows the analysis found are printed). Each point is the CLI end to end
+(``netspectra analyze --json``) with the shipped default config (6 exact + 3 sketch tasks) and
+its writers off, as a user sizing a machine runs it: wall time, the analysis's own parse-and-count
+time (``elapsed_s``), and the child's peak RSS. Time and memory are printed against the series'
+first point, measured in the same run, as one Markdown table (docs/sizing.md is its output), with
+the load average before and after. Traces are cached under /tmp (a 50 M-packet trace is ~5 GB).
+``--smoke``: 20 k and 40 k packets, 1 k and 2 k flows, in a temporary folder.
+
+Why peak RSS is the child's own ``VmHWM``, read at its exit, and traces are generated in their own
+process: on Linux a child's ``ru_maxrss`` (``wait4``, ``getrusage(RUSAGE_CHILDREN)``,
+``/usr/bin/time`` alike) starts at its parent's high-water mark, inherited through ``fork``. The
+first version of this bench generated each trace inside its own process (the generator holds every
+packet's columns: ~14 GiB for 50 M packets) and then reported that figure as analyze's peak
+(491 MiB / 2,945 MiB / 13,984 MiB at 1 M / 10 M / 50 M packets, where analyze itself peaks at
+349 / 428 / 434 MiB). ``VmHWM`` belongs to the memory map ``exec`` made, so it is the analysis's
+alone whatever the parent did.
 """
 
 from __future__ import annotations
@@ -29,35 +40,54 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.analyze import SNAPLEN, write_default_config
 
+#: Runs the CLI as ``python -m netspectra`` does, then writes the process's own peak RSS (kB, the
+#: ``VmHWM`` of /proc/self/status) to the file named by its first argument.
+CLI_WITH_PEAK = """
+import atexit, sys
+report = sys.argv.pop(1)
+def write_peak():
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(report, "w") as out:
+        out.write(peak)
+atexit.register(write_peak)
+sys.argv[0] = "netspectra"
+from netspectra.cli.main import app
+app()
+"""
+
 
 def trace(folder: Path, packets: int, flows: int) -> Path:
-    from netspectra.synth.traffic import TrafficSpec, write_trace
-
+    """The cached trace of (packets, flows), written by ``netspectra generate`` in its own process."""
     path = folder / f"netspectra-growth-{packets}-{flows}-snap{SNAPLEN}.pcap"
     if not path.exists():
         print(f"generating {path} ...", flush=True)
         partial = path.with_suffix(".partial")
-        write_trace(partial, TrafficSpec(packets=packets, flows=flows, seed=3, snaplen=SNAPLEN))
+        command = [sys.executable, "-m", "netspectra", "generate", str(partial)]
+        options = ["--packets", str(packets), "--flows", str(flows), "--seed", "3", "--snaplen", str(SNAPLEN)]
+        subprocess.run(command + options, check=True, stdout=subprocess.DEVNULL)
         partial.replace(path)
     return path
 
 
-def analyze(path: Path, config: Path) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MiB, five-tuple flows) of one CLI run in its own child process."""
-    command = [sys.executable, "-m", "netspectra", "analyze", str(path), "--config", str(config), "--json"]
+def analyze(path: Path, config: Path, work: Path) -> tuple[float, float, float, int]:
+    """(wall s, analysis elapsed_s, peak RSS MiB, five-tuple flows) of one CLI run in its own process."""
+    report = work / "peak-kb"
+    report.unlink(missing_ok=True)
+    command = [sys.executable, "-c", CLI_WITH_PEAK, str(report)]
+    command += ["analyze", str(path), "--config", str(config), "--json"]
     started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert child.stdout is not None
-    output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not every child's maximum
-    child.returncode = os.waitstatus_to_exitcode(status)
-    child.stdout.close()
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - started
-    if child.returncode:
-        raise SystemExit(f"analyze failed ({child.returncode}) on {path}")
-    document = json.loads(output)
+    if done.returncode:
+        raise SystemExit(f"analyze failed ({done.returncode}) on {path}")
+    document = json.loads(done.stdout)
     flows = document["exact"].get("per_five_tuple", {}).get("flows", 0)
-    return elapsed, usage.ru_maxrss / 1024, flows
+    return elapsed, float(document["elapsed_s"]), int(report.read_text()) / 1024, flows
+
+
+def load_average() -> str:
+    return ", ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def main() -> None:
@@ -82,17 +112,25 @@ def main() -> None:
         ("packets", [(int(p), args.fixed_flows) for p in args.packets.split(",")]),
         ("flows", [(args.fixed_packets, int(f)) for f in args.flows.split(",")]),
     ]
-    analyze(trace(folder, 20_000, 1_000), config)  # kernels compiled or loaded before any timing
-    columns = f"{'series':8} {'packets':>12} {'flows (gen)':>12} {'5-tuple flows':>14}"
-    print(f"{columns} {'wall s':>8} {'peak MiB':>9} {'packets/s':>12} {'time':>7} {'memory':>7}")
+    for _, points in series:  # every trace first: generating one must not load the timed runs
+        for packets, flows in points:
+            trace(folder, packets, flows)
+    analyze(trace(folder, 20_000, 1_000), config, work)  # kernels compiled or loaded before any timing
+    print(f"load average before: {load_average()}")
+    print(
+        "| series | packets | flows (generated) | 5-tuple flows found | wall s | analyze s | peak RSS MiB "
+        "| packets/s (wall) | time | memory |"
+    )
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for name, points in series:
         first: tuple[float, float] | None = None
         for packets, flows in points:
-            seconds, peak, found = analyze(trace(folder, packets, flows), config)
+            seconds, counting, peak, found = analyze(trace(folder, packets, flows), config, work)
             first = first or (seconds, peak)
-            point = f"{name:8} {packets:12,} {flows:12,} {found:14,}"
-            growth = f"{seconds / first[0]:6.2f}x {peak / first[1]:6.2f}x"
-            print(f"{point} {seconds:8.2f} {peak:9.0f} {packets / seconds:12,.0f} {growth}", flush=True)
+            point = f"| {name} | {packets:,} | {flows:,} | {found:,} | {seconds:.2f} | {counting:.2f}"
+            growth = f"{seconds / first[0]:.2f}x | {peak / first[1]:.2f}x"
+            print(f"{point} | {peak:,.0f} | {packets / seconds:,.0f} | {growth} |", flush=True)
+    print(f"load average after: {load_average()}")
     shutil.rmtree(work)
     if args.smoke:
         shutil.rmtree(folder)
