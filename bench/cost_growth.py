@@ -3,15 +3,19 @@
     python bench/cost_growth.py [--packets 1000000,10000000,50000000] [--flows 10000,1000000,10000000]
                                 [--fixed-flows 200000] [--fixed-packets 20000000] [--smoke]
 
-Two series on traces from the project's seeded generator (``netspectra generate``, seed 3, snap
-length 96, Zipf flow sizes): packets grow at ``--fixed-flows`` flows, then flows grow at
-``--fixed-packets`` packets (a generator flow that draws no packet is not in the table: the
-five-tuple flows the analysis found are printed). Each point is the CLI end to end
-(``netspectra analyze --json``) with the shipped default config (6 exact + 3 sketch tasks) and
-its writers off, as a user sizing a machine runs it: wall time, the analysis's own parse-and-count
-time (``elapsed_s``), and the child's peak RSS. Time and memory are printed against the series'
-first point, measured in the same run, as one Markdown table (docs/sizing.md is its output), with
-the load average before and after. Traces are cached under /tmp (a 50 M-packet trace is ~5 GB).
+Two series on traces from the project's seeded generator (:func:`netspectra.synth.write_trace`,
+seed 3, snap length 96), each written by its own child process: packets grow at ``--fixed-flows``
+flows with Zipf-1.1 flow sizes (``netspectra generate``'s default: a heavy head, and more packets
+reach more of the long tail), then flows grow at ``--fixed-packets`` packets with uniform flow
+sizes (``--flows-zipf 0``), so that nearly every generated flow draws packets and the table holds
+about the flows asked for (under Zipf 1.1, 20 M packets over 10 M flows reach only 1.8 M of them).
+The five-tuple flows the analysis found are printed beside the generated ones. Each point is the
+CLI end to end (``netspectra analyze --json``) with the shipped default config (6 exact + 3
+sketch tasks) and its writers off, as a user sizing a machine runs it: wall time, the analysis's
+own parse-and-count time (``elapsed_s``), and the child's peak RSS. Time and memory are printed
+against the series' first point, measured in the same run, as one Markdown table (docs/sizing.md
+is its output), with the load average before and after. Traces are cached under /tmp (a
+50 M-packet trace is ~5 GB; generating it takes ~14 GiB of memory for a few minutes).
 ``--smoke``: 20 k and 40 k packets, 1 k and 2 k flows, in a temporary folder.
 
 Why peak RSS is the child's own ``VmHWM``, read at its exit, and traces are generated in their own
@@ -57,15 +61,26 @@ app()
 """
 
 
-def trace(folder: Path, packets: int, flows: int) -> Path:
-    """The cached trace of (packets, flows), written by ``netspectra generate`` in its own process."""
-    path = folder / f"netspectra-growth-{packets}-{flows}-snap{SNAPLEN}.pcap"
+#: Writes one trace (path, packets, flows, Zipf exponent, snap length) in a process of its own.
+GENERATE = """
+import sys
+from netspectra.synth.traffic import TrafficSpec, write_trace
+path, packets, flows, zipf, snaplen = sys.argv[1:]
+spec = TrafficSpec(packets=int(packets), flows=int(flows), seed=3, snaplen=int(snaplen), zipf=float(zipf))
+write_trace(path, spec)
+"""
+DEFAULT_ZIPF = 1.1
+
+
+def trace(folder: Path, packets: int, flows: int, zipf: float = DEFAULT_ZIPF) -> Path:
+    """The cached trace of (packets, flows, zipf), generated in a child so this process stays small."""
+    shape = "" if zipf == DEFAULT_ZIPF else f"-zipf{zipf:g}"
+    path = folder / f"netspectra-growth-{packets}-{flows}{shape}-snap{SNAPLEN}.pcap"
     if not path.exists():
         print(f"generating {path} ...", flush=True)
         partial = path.with_suffix(".partial")
-        command = [sys.executable, "-m", "netspectra", "generate", str(partial)]
-        options = ["--packets", str(packets), "--flows", str(flows), "--seed", "3", "--snaplen", str(SNAPLEN)]
-        subprocess.run(command + options, check=True, stdout=subprocess.DEVNULL)
+        command = [sys.executable, "-c", GENERATE, str(partial), str(packets), str(flows), str(zipf)]
+        subprocess.run([*command, str(SNAPLEN)], check=True)
         partial.replace(path)
     return path
 
@@ -96,6 +111,7 @@ def main() -> None:
     parser.add_argument("--flows", default="10000,1000000,10000000")
     parser.add_argument("--fixed-flows", type=int, default=200_000)
     parser.add_argument("--fixed-packets", type=int, default=20_000_000)
+    parser.add_argument("--flows-zipf", type=float, default=0.0, help="flow-size Zipf exponent, flows series")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.smoke:
@@ -109,25 +125,28 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="netspectra-bench-"))
     config = write_default_config(work)
     series = [
-        ("packets", [(int(p), args.fixed_flows) for p in args.packets.split(",")]),
-        ("flows", [(args.fixed_packets, int(f)) for f in args.flows.split(",")]),
+        ("packets", [(int(p), args.fixed_flows, DEFAULT_ZIPF) for p in args.packets.split(",")]),
+        ("flows", [(args.fixed_packets, int(f), args.flows_zipf) for f in args.flows.split(",")]),
     ]
     for _, points in series:  # every trace first: generating one must not load the timed runs
-        for packets, flows in points:
-            trace(folder, packets, flows)
+        for packets, flows, zipf in points:
+            trace(folder, packets, flows, zipf)
     analyze(trace(folder, 20_000, 1_000), config, work)  # kernels compiled or loaded before any timing
     print(f"load average before: {load_average()}")
     print(
-        "| series | packets | flows (generated) | 5-tuple flows found | wall s | analyze s | peak RSS MiB "
-        "| packets/s (wall) | time | memory |"
+        "| series | packets | flows (generated) | flow sizes | 5-tuple flows found | wall s | analyze s "
+        "| peak RSS MiB | packets/s (wall) | time | memory |"
     )
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print("|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|")
     for name, points in series:
         first: tuple[float, float] | None = None
-        for packets, flows in points:
-            seconds, counting, peak, found = analyze(trace(folder, packets, flows), config, work)
+        for packets, flows, zipf in points:
+            seconds, counting, peak, found = analyze(trace(folder, packets, flows, zipf), config, work)
             first = first or (seconds, peak)
-            point = f"| {name} | {packets:,} | {flows:,} | {found:,} | {seconds:.2f} | {counting:.2f}"
+            sizes = f"Zipf {zipf:g}" if zipf else "uniform"
+            point = (
+                f"| {name} | {packets:,} | {flows:,} | {sizes} | {found:,} | {seconds:.2f} | {counting:.2f}"
+            )
             growth = f"{seconds / first[0]:.2f}x | {peak / first[1]:.2f}x"
             print(f"{point} | {peak:,.0f} | {packets / seconds:,.0f} | {growth} |", flush=True)
     print(f"load average after: {load_average()}")
