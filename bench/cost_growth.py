@@ -1,7 +1,7 @@
 """Benchmark: how `netspectra analyze`'s time and peak memory grow with packets and with flows.
 
     python bench/cost_growth.py [--packets 1000000,10000000,50000000] [--flows 10000,1000000,10000000]
-                                [--fixed-flows 200000] [--fixed-packets 20000000] [--smoke]
+                                [--fixed-flows 200000] [--fixed-packets 20000000] [--flows-zipf 0] [--smoke]
 
 Two series on traces from the project's seeded generator (:func:`netspectra.synth.write_trace`,
 seed 3, snap length 96), each written by its own child process: packets grow at ``--fixed-flows``
@@ -19,8 +19,8 @@ is its output), with the load average before and after. Traces are cached under 
 ``--smoke``: 20 k and 40 k packets, 1 k and 2 k flows, in a temporary folder.
 
 Why peak RSS is the child's own ``VmHWM``, read at its exit, and traces are generated in their own
-process: on Linux a child's ``ru_maxrss`` (``wait4``, ``getrusage(RUSAGE_CHILDREN)``,
-``/usr/bin/time`` alike) starts at its parent's high-water mark, inherited through ``fork``. The
+process: on Linux a child's ``ru_maxrss`` (what ``wait4`` and ``getrusage(RUSAGE_CHILDREN)``
+report) starts at its parent's high-water mark, inherited through ``fork``. The
 first version of this bench generated each trace inside its own process (the generator holds every
 packet's columns: ~14 GiB for 50 M packets) and then reported that figure as analyze's peak
 (491 MiB / 2,945 MiB / 13,984 MiB at 1 M / 10 M / 50 M packets, where analyze itself peaks at
