@@ -138,3 +138,8 @@ async def test_collector_counters_equal_what_was_sent(tmp_path: Path) -> None:
     assert value("netspectra_probe_published_flow_records_total") == 7 + sflow_samples
     assert value("netspectra_probe_bus_refused_flow_records_total") == 0
     assert value("netspectra_collector_template_pending") == 0
+    # every datagram sent was received (the counts above), so the kernel dropped none; the buffer
+    # granted is what the default asks (32 MiB) or the host's cap, never 0
+    assert value("netspectra_collector_kernel_dropped_datagrams_total") == 0
+    assert value("netspectra_collector_oversize_datagrams_total") == 0
+    assert value("netspectra_collector_receive_buffer_bytes", listen=f"127.0.0.1:{port}") > 0
