@@ -355,6 +355,10 @@ def _collector_metrics(probe: Any, decoder: Any) -> Iterator[Metric]:
             ("missed_packets", "export datagrams lost by sequence"),
             ("missed_flows", "flow records lost by sequence"),
             ("sequence_resets", "sequence resets (restarts)"),
+            ("raw_packets", "packets as the exporter sent them (sampled, not renormalised)"),
+            ("raw_bytes", "bytes as the exporter sent them (sampled, not renormalised)"),
+            ("packets", "packets renormalised by the sampling rate (what the engine counts)"),
+            ("bytes", "bytes renormalised by the sampling rate (what the engine counts)"),
         )
     }
     for protocol, stats in by_protocol:

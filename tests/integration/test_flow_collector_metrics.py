@@ -132,6 +132,10 @@ async def test_collector_counters_equal_what_was_sent(tmp_path: Path) -> None:
     assert value("netspectra_collector_exporter_datagrams_total", **at) == len(good) + 2
     assert value("netspectra_collector_exporter_records_total", **at) == 7
     assert value("netspectra_collector_exporter_missed_flows_total", **at) == 3
+    # raw as sent (7 records of 3 packets, 300 bytes; unsampled, so renormalised is the same)
+    assert value("netspectra_collector_exporter_raw_packets_total", **at) == 21
+    assert value("netspectra_collector_exporter_raw_bytes_total", **at) == 2100
+    assert value("netspectra_collector_exporter_packets_total", **at) == 21
     assert ("netspectra_collector_exporter_datagrams_total", (("exporter", STRANGER),)) not in values
     sflow_agent = {**sflow_label, "exporter": agent}
     assert value("netspectra_collector_exporter_records_total", **sflow_agent) == sflow_samples
