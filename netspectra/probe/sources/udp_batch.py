@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
 from netspectra.capture.flows.datagrams import DatagramBatch
 from netspectra.model.packets import IPV4_MAPPED_PREFIX
@@ -159,6 +158,7 @@ class BatchReceiver:
             sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
             self._rxq_ovfl = True
         self._slot_offsets = np.arange(batch, dtype=np.int64) * SLOT
+        self._v6 = sock.family == socket.AF_INET6
         if self._recvmmsg is not None:
             self._headers = np.zeros(batch * _MMSG, np.uint8)
             self._names = np.zeros(batch * _NAME, np.uint8)
@@ -181,6 +181,8 @@ class BatchReceiver:
         self._buf = np.empty(self.batch * SLOT, np.uint8)
         self._lengths = np.zeros(self.batch, np.int64)
         self._exporter = np.zeros((self.batch, 16), np.uint8)
+        if not self._v6:
+            self._exporter[:, :12] = np.frombuffer(IPV4_MAPPED_PREFIX, np.uint8)
         self._stamps = np.zeros(self.batch, np.int64)
         self._filled = 0
         if self._recvmmsg is not None:
@@ -248,7 +250,10 @@ class BatchReceiver:
             lengths[cut] = -1
         self._lengths[start:end] = lengths
         names = self._names[start * _NAME : end * _NAME].reshape(count, _NAME)
-        self._exporter[start:end] = _exporters(names)
+        if self._v6:  # sockaddr_in6 for every sender (IPv4 ones arrive mapped on a dual-stack socket)
+            self._exporter[start:end] = names[:, 8:24]
+        else:  # sockaddr_in
+            self._exporter[start:end, 12:] = names[:, 4:8]
         self._stamps[start:end] = time.time_ns()
         if self._rxq_ovfl:
             self._read_drop_count(start, end)
@@ -297,18 +302,6 @@ class BatchReceiver:
         if self._closed_drops is None:
             self._closed_drops = self.kernel_drops()
             self.sock.close()
-
-
-def _exporters(names: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """16-byte sender addresses (IPv4 mapped) from sockaddr_in / sockaddr_in6 slots."""
-    count = names.shape[0]
-    exporter = np.empty((count, 16), np.uint8)
-    family = names[:, 0].astype(np.uint16) | (names[:, 1].astype(np.uint16) << 8)
-    v4 = family == socket.AF_INET
-    exporter[v4, :12] = np.frombuffer(IPV4_MAPPED_PREFIX, np.uint8)
-    exporter[v4, 12:] = names[v4, 4:8]
-    exporter[~v4] = names[~v4, 8:24]
-    return exporter
 
 
 def _mapped(host: str) -> bytes:
