@@ -151,9 +151,9 @@ class FlowExportSource:
             if parts:
                 yield parts[0] if len(parts) == 1 else FlowColumns.concat(parts)
 
-    def kernel_drops(self) -> int:
+    def kernel_drops(self, *, read_proc: bool = True) -> int:
         """Datagrams the kernel dropped on our sockets (receive buffer full): seen by nothing else."""
-        return sum(receiver.kernel_drops() for receiver in self._receivers)
+        return sum(receiver.kernel_drops(read_proc=read_proc) for receiver in self._receivers)
 
     def oversize_datagrams(self) -> int:
         """Datagrams longer than a receive slot, cut by the kernel and skipped."""
@@ -164,7 +164,7 @@ class FlowExportSource:
         if not force and now - self._drops_checked_at < _DROP_CHECK_S:
             return
         self._drops_checked_at = now
-        drops = self.kernel_drops()
+        drops = self.kernel_drops(read_proc=force)  # while traffic flows SO_RXQ_OVFL suffices
         if drops > self._drops_logged:
             logger.warning(
                 "The kernel dropped %d flow-export datagrams on %s (%d in all): the collector's receive"

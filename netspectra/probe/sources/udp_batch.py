@@ -291,10 +291,17 @@ class BatchReceiver:
         self._filled = slot
         return slot - start
 
-    def kernel_drops(self) -> int:
-        """Datagrams the kernel dropped for this socket (buffer full), as far as either source saw."""
+    def kernel_drops(self, *, read_proc: bool = True) -> int:
+        """Datagrams the kernel dropped for this socket (buffer full), as far as either source saw.
+
+        ``read_proc=False`` skips ``/proc/net/udp`` (a file of every UDP socket of the host: cheap
+        here, not on a host with very many): while datagrams flow, SO_RXQ_OVFL alone sees a drop
+        with the next datagram, so the hot path need not read the file.
+        """
         if self._closed_drops is not None:
             return self._closed_drops
+        if not read_proc and self._rxq_ovfl and self._recvmmsg is not None:
+            return self.kernel_drops_seen
         return max(self.kernel_drops_seen, proc_udp_drops({self.inode}).get(self.inode, 0))
 
     def close(self) -> None:
