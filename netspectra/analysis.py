@@ -59,6 +59,9 @@ class AnalysisResult:
     elapsed_s: float
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     interrupted: bool = False  # cancelled (Ctrl-C): the snapshots hold what was counted until then
+    #: ``--flows`` only: per exporter (sFlow: agent) records, raw_packets/raw_bytes as sent and
+    #: packets/bytes renormalised by the sampling rate (the engine's tables hold only the latter)
+    exporters: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def packets_per_s(self) -> float:
@@ -74,6 +77,12 @@ class AnalysisResult:
 
     def to_json(self, top: int) -> dict[str, Any]:
         """One JSON-ready document: counters, the top ``top`` flows per exact task, sketch hitters."""
+        document = self._document(top)
+        if self.exporters:
+            document["exporters"] = self.exporters
+        return document
+
+    def _document(self, top: int) -> dict[str, Any]:
         return {
             "file": self.path,
             "frames": self.frames,
@@ -322,7 +331,23 @@ async def analyze_flow_file(
         bytes_read=Path(path).stat().st_size,
         elapsed_s=elapsed,
         snapshots=snapshots,
+        exporters=_exporter_weights(decoder),
     )
+
+
+def _exporter_weights(decoder: Any) -> dict[str, dict[str, int]]:
+    """Per exporter: records and the raw/renormalised totals (both protocols' tallies merged)."""
+    from netspectra.capture.flows.collector import WEIGHT_TOTALS
+
+    merged: dict[str, dict[str, int]] = {}
+    for stats in (decoder.netflow.stats, decoder.sflow.stats):
+        for exporter, counts in stats.exporters.as_dict().items():
+            if not counts.get("records"):
+                continue
+            row = merged.setdefault(exporter, dict.fromkeys(("records", *WEIGHT_TOTALS), 0))
+            for name in row:
+                row[name] += counts.get(name, 0)
+    return merged
 
 
 def _flat_counts(stats: dict[str, Any], prefix: str = "") -> dict[str, int]:

@@ -230,6 +230,31 @@ def _probe_metrics(probe: Any) -> Iterator[Metric]:
 
 def _collector_metrics(probe: Any, decoder: Any) -> Iterator[Metric]:
     """The flow-export collector's counters (``ExportDecoder.stats()``; docs/flow-export.md)."""
+    source = probe.source
+    if hasattr(source, "kernel_drops"):
+        kernel = _counter(
+            "netspectra_collector_kernel_dropped_datagrams_total",
+            "Export datagrams the kernel dropped because the collector's socket receive buffer was full"
+            " (SO_RXQ_OVFL and /proc/net/udp drops): lost before any decoder saw them.",
+            ["role"],
+        )
+        kernel.add_metric(["probe"], source.kernel_drops())
+        yield kernel
+        oversize = _counter(
+            "netspectra_collector_oversize_datagrams_total",
+            "Export datagrams longer than a receive slot (9216 bytes), cut by the kernel and skipped.",
+            ["role"],
+        )
+        oversize.add_metric(["probe"], source.oversize_datagrams())
+        yield oversize
+        buffer = GaugeMetricFamily(
+            "netspectra_collector_receive_buffer_bytes",
+            "Socket receive buffer the kernel granted, per listen socket (probe.flows.receive_buffer asked).",
+            labels=["role", "listen"],
+        )
+        for (host, port), size in zip(source.bound, source.granted_buffers, strict=False):
+            buffer.add_metric(["probe", f"{host}:{port}"], size)
+        yield buffer
     netflow, sflow = decoder.netflow.stats, decoder.sflow.stats
     by_protocol = [("netflow", netflow), ("sflow", sflow)]
     datagrams = _counter(
@@ -330,6 +355,10 @@ def _collector_metrics(probe: Any, decoder: Any) -> Iterator[Metric]:
             ("missed_packets", "export datagrams lost by sequence"),
             ("missed_flows", "flow records lost by sequence"),
             ("sequence_resets", "sequence resets (restarts)"),
+            ("raw_packets", "packets as the exporter sent them (sampled, not renormalised)"),
+            ("raw_bytes", "bytes as the exporter sent them (sampled, not renormalised)"),
+            ("packets", "packets renormalised by the sampling rate (what the engine counts)"),
+            ("bytes", "bytes renormalised by the sampling rate (what the engine counts)"),
         )
     }
     for protocol, stats in by_protocol:

@@ -302,7 +302,11 @@ class NatsBus:
     async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
         try:
             await self.client.publish(subject, data, headers=headers)
-        except (nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError) as error:
+        except (
+            nats.errors.OutboundBufferLimitError,
+            nats.errors.ConnectionClosedError,
+            nats.errors.MaxPayloadError,
+        ) as error:
             self.stats.publish_failed += 1
             raise BusError(f"NATS refused a publish on {subject}: {type(error).__name__}") from error
 

@@ -64,6 +64,10 @@ class FlowColumns:
         """The first ``count`` rows, as views (no copy)."""
         return FlowColumns(*(getattr(self, f.name)[:count] for f in fields(self)))
 
+    def rows(self, start: int, stop: int) -> FlowColumns:
+        """Rows ``start:stop``, as views (no copy)."""
+        return FlowColumns(*(getattr(self, f.name)[start:stop] for f in fields(self)))
+
     def take(self, rows: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> FlowColumns:
         """The rows selected by a mask or an index array (copies)."""
         return FlowColumns(*(getattr(self, f.name)[rows] for f in fields(self)))

@@ -21,6 +21,9 @@ from netspectra.probe.sources import PacketSource, open_source
 from netspectra.wire.subjects import flows_subject
 
 logger = logging.getLogger(__name__)
+#: Flow records per FlowRecordBatch message: ~66 bytes each encoded, so ~540 kB, under NATS's
+#: default max_payload (1 MB) with room to spare.
+FLOW_RECORDS_PER_MESSAGE = 8192
 
 
 class ProbeRole:
@@ -88,19 +91,26 @@ class ProbeRole:
             self.log_stats(final=True)
 
     async def _publish_flows(self, flows: FlowColumns) -> None:
-        """One FlowRecordBatch per batch on ``<subject>.flows``; a refused publish is counted, not raised."""
+        """FlowRecordBatch messages of at most FLOW_RECORDS_PER_MESSAGE records on ``<subject>.flows``.
+
+        A collector's batch holds what arrived during the last decode (up to 1024 datagrams of
+        ~24 records: ~1.6 MB encoded), past NATS's default max_payload (1 MB); so it goes out in
+        pieces. A refused publish is counted, not raised.
+        """
         from netspectra.wire.flow_codec import encode_flow_batch
 
-        try:
-            await self.bus.publish(flows_subject(self.config.subject), encode_flow_batch(flows))
-        except BusError:
-            self.flow_records_failed += len(flows)
-            logger.warning(
-                "The bus refused %d flow records (%d so far)", len(flows), self.flow_records_failed
-            )
-            return
-        self.flow_messages += 1
-        self.flow_records += len(flows)
+        for start in range(0, len(flows), FLOW_RECORDS_PER_MESSAGE):
+            part = flows.rows(start, start + FLOW_RECORDS_PER_MESSAGE)
+            try:
+                await self.bus.publish(flows_subject(self.config.subject), encode_flow_batch(part))
+            except BusError:
+                self.flow_records_failed += len(part)
+                logger.warning(
+                    "The bus refused %d flow records (%d so far)", len(part), self.flow_records_failed
+                )
+                continue
+            self.flow_messages += 1
+            self.flow_records += len(part)
 
     def log_stats(self, *, final: bool = False) -> None:
         publisher = self.publisher

@@ -71,7 +71,7 @@ def test_netflow_totals_equal_tsharks(names: tuple[str, ...], tmp_path: Path) ->
     subprocess.run(
         ["mergecap", "-F", "pcap", "-a", "-w", str(merged), *(str(CORPUS / n) for n in names)], check=True
     )
-    packets = octets = 0
+    packets = octets = raw_packets = raw_octets = 0
     fields = [
         "cflow.packets", "cflow.octets", "cflow.sampling_interval", "cflow.sampling_packet_interval",
         "cflow.sampling_packet_space",
@@ -82,6 +82,8 @@ def test_netflow_totals_equal_tsharks(names: tuple[str, ...], tmp_path: Path) ->
         rates = rate if len(rate) == len(pk) else [rate[0] if rate else 1] * len(pk)
         packets += sum(p * max(1, r) for p, r in zip(pk, rates, strict=True))
         octets += sum(b * max(1, r) for b, r in zip(by, rates, strict=True))
+        raw_packets += sum(pk)
+        raw_octets += sum(by)
     assert packets > 0
     pcapng = tmp_path / "exports.pcapng"  # the same capture as pcapng (editcap, Wireshark's)
     subprocess.run(["editcap", "-F", "pcapng", str(merged), str(pcapng)], check=True)
@@ -90,14 +92,23 @@ def test_netflow_totals_equal_tsharks(names: tuple[str, ...], tmp_path: Path) ->
         assert (document["packets"], document["bytes"]) == (packets, octets), capture.name
         assert _totals(document, "five_tuple") == (packets, octets)
         assert _totals(document, "per_protocol") == (packets, octets)
+        # the raw values are kept too: per exporter, as tshark reads them, beside the renormalised
+        (exporter,) = document["exporters"].values()  # each of these captures has one exporter
+        assert (exporter["raw_packets"], exporter["raw_bytes"]) == (raw_packets, raw_octets)
+        assert (exporter["packets"], exporter["bytes"]) == (packets, octets)
 
 
 def test_sflow_totals_equal_tsharks(tmp_path: Path) -> None:
     path = CORPUS / "akvorado-sflow-data-1140.pcap"
-    packets = octets = 0
+    packets = octets = samples = raw_octets = 0
     fields = ["sflow_245.header.frame_length", "sflow.flow_sample.sampling_rate"]
     for lengths, rates in _tshark_lists(path, fields, ["-d", "udp.port==6343,sflow"]):
         packets += sum(rates)
         octets += sum(length * rate for length, rate in zip(lengths, rates, strict=True))
+        samples += len(rates)
+        raw_octets += sum(lengths)
     document = _analyze(path, tmp_path)
     assert _totals(document, "five_tuple") == (packets, octets)
+    (agent,) = document["exporters"].values()  # raw: one packet per sample, its frame length
+    assert (agent["raw_packets"], agent["raw_bytes"], agent["records"]) == (samples, raw_octets, samples)
+    assert (agent["packets"], agent["bytes"]) == (packets, octets)

@@ -132,9 +132,18 @@ async def test_collector_counters_equal_what_was_sent(tmp_path: Path) -> None:
     assert value("netspectra_collector_exporter_datagrams_total", **at) == len(good) + 2
     assert value("netspectra_collector_exporter_records_total", **at) == 7
     assert value("netspectra_collector_exporter_missed_flows_total", **at) == 3
+    # raw as sent (7 records of 3 packets, 300 bytes; unsampled, so renormalised is the same)
+    assert value("netspectra_collector_exporter_raw_packets_total", **at) == 21
+    assert value("netspectra_collector_exporter_raw_bytes_total", **at) == 2100
+    assert value("netspectra_collector_exporter_packets_total", **at) == 21
     assert ("netspectra_collector_exporter_datagrams_total", (("exporter", STRANGER),)) not in values
     sflow_agent = {**sflow_label, "exporter": agent}
     assert value("netspectra_collector_exporter_records_total", **sflow_agent) == sflow_samples
     assert value("netspectra_probe_published_flow_records_total") == 7 + sflow_samples
     assert value("netspectra_probe_bus_refused_flow_records_total") == 0
     assert value("netspectra_collector_template_pending") == 0
+    # every datagram sent was received (the counts above), so the kernel dropped none; the buffer
+    # granted is what the default asks (32 MiB) or the host's cap, never 0
+    assert value("netspectra_collector_kernel_dropped_datagrams_total") == 0
+    assert value("netspectra_collector_oversize_datagrams_total") == 0
+    assert value("netspectra_collector_receive_buffer_bytes", listen=f"127.0.0.1:{port}") > 0

@@ -114,6 +114,12 @@ async def test_scapy_exports_through_udp_equal_the_generator_truth(tmp_path: Pat
     stats = probe_role.source.stats()  # type: ignore[union-attr]
     assert stats["malformed"] == 0 and stats["missed_flows"] == 0
     scale = max(1, interval)
+    # the raw values are kept per exporter beside the renormalised ones: raw = truth, scaled = x N
+    flows = exact_truth(truth, FIELD_ORDER).values()
+    truth_packets, truth_bytes = sum(f.packets for f in flows), sum(f.bytes for f in flows)
+    kept = probe_role.source.decoder.netflow.stats.exporters.as_dict()["127.0.0.1"]  # type: ignore[union-attr]
+    assert (kept["raw_packets"], kept["raw_bytes"]) == (truth_packets, truth_bytes)
+    assert (kept["packets"], kept["bytes"]) == (truth_packets * scale, truth_bytes * scale)
     tables = {table.task: table for table in engine_role.engine.final_snapshots["exact"].flows}
     for task, fields in TASKS.items():
         want = {

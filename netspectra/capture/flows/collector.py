@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from netspectra.capture.flows.datagrams import DatagramBatch
+from netspectra.capture.flows.datagrams import DatagramBatch, ExporterTally
 from netspectra.capture.flows.netflow import NetFlowDecoder
 from netspectra.capture.flows.sflow import SFlowDecoder
 from netspectra.model.flows import FlowColumns
@@ -33,6 +33,38 @@ def is_sflow(batch: DatagramBatch) -> np.ndarray:
             | b[at + 3]
         )
     return head == 5
+
+
+#: Per-exporter totals kept beside the records: what was sent (raw) and what it estimates.
+WEIGHT_TOTALS = ("raw_packets", "raw_bytes", "packets", "bytes")
+
+
+def tally_weights(tally: ExporterTally, flows: FlowColumns) -> None:
+    """Add each exporter's raw and renormalised packets/bytes of ``flows`` to ``tally``.
+
+    Why here: the engine's tables and the store keep the renormalised estimates only (Go's
+    flow_metrics columns); the raw values the exporter sent must stay readable somewhere, so they
+    are kept as per-exporter totals (docs/flow-export.md, "Raw and renormalised"). One group-by
+    per batch (a router's batch is one exporter: a single sum), exact in uint64.
+    """
+    n = len(flows)
+    if not n:
+        return
+    keys = flows.exporter
+    if (keys == keys[0]).all():
+        exporter = keys[0].tobytes()
+        for name in WEIGHT_TOTALS:
+            tally.add(exporter, name, int(getattr(flows, name).sum(dtype=np.uint64)))
+        return
+    pairs = np.ascontiguousarray(keys).view(np.uint64).reshape(n, 2)
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    ordered = pairs[order]
+    starts = np.flatnonzero(np.r_[True, (ordered[1:] != ordered[:-1]).any(axis=1)])
+    sums = {name: np.add.reduceat(getattr(flows, name)[order], starts) for name in WEIGHT_TOTALS}
+    for k, start in enumerate(starts):
+        exporter = keys[order[start]].tobytes()
+        for name in WEIGHT_TOTALS:
+            tally.add(exporter, name, int(sums[name][k]))
 
 
 def _subset(batch: DatagramBatch, rows: np.ndarray) -> DatagramBatch:
@@ -68,11 +100,19 @@ class ExportDecoder:
             return FlowColumns.empty(0)
         sflow = is_sflow(batch)
         if not sflow.any():
-            return self.netflow.decode(batch)
+            return self._tallied(self.netflow.decode(batch), self.netflow.stats.exporters)
         if sflow.all():
-            return self.sflow.decode(batch)
-        parts = [self.netflow.decode(_subset(batch, ~sflow)), self.sflow.decode(_subset(batch, sflow))]
+            return self._tallied(self.sflow.decode(batch), self.sflow.stats.exporters)
+        parts = [
+            self._tallied(self.netflow.decode(_subset(batch, ~sflow)), self.netflow.stats.exporters),
+            self._tallied(self.sflow.decode(_subset(batch, sflow)), self.sflow.stats.exporters),
+        ]
         return FlowColumns.concat(parts)
+
+    @staticmethod
+    def _tallied(flows: FlowColumns, tally: ExporterTally) -> FlowColumns:
+        tally_weights(tally, flows)
+        return flows
 
     def stats(self) -> dict[str, object]:
         return {"netflow": self.netflow.stats.as_dict(), "sflow": self.sflow.stats.as_dict()}
