@@ -271,3 +271,22 @@ def times_in_range(*columns: npt.NDArray[np.int64]) -> bool:
         if column.shape[0] and (int(column.min()) < 0 or int(column.max()) // _NS > _LAST_SECOND):
             return False
     return True
+
+
+@numba.njit(cache=True, nogil=True)
+def hitter_lines_kernel(  # type: ignore[no-untyped-def]
+    out, order, flow_bytes, starts, ends, values
+):
+    """``"<flow> <value>\\n"`` of rows ``order`` (in that order) from ``out[0]``; returns the bytes
+    written. ``flow_bytes`` holds every flow's text, row ``i``'s at ``starts[i]:ends[i]``."""
+    at = 0
+    for position in range(order.shape[0]):
+        row = order[position]
+        for index in range(starts[row], ends[row]):
+            out[at] = flow_bytes[index]
+            at += 1
+        out[at] = 32  # " "
+        at = _write_unsigned(out, at + 1, values[row])
+        out[at] = 10  # "\n"
+        at += 1
+    return at
