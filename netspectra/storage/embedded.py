@@ -47,8 +47,9 @@ SPLIT_ROLES_HINT = (
 class EmbeddedBackend:
     """A chdb session in ``path``; every call runs on one dedicated thread."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, insert_settings: str = INSERT_SETTINGS) -> None:
         self.path = str(Path(path).resolve())
+        self._insert_settings = insert_settings
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chdb")
         self._session: Any = None
         self._closed = False
@@ -103,9 +104,8 @@ class EmbeddedBackend:
             with pa.OSFile(str(path), "wb") as sink, pyarrow.ipc.new_stream(sink, frame.schema) as stream:
                 stream.write_table(frame)
             source = f"file({quote_string(str(path))}, 'ArrowStream')"
-            self._open().query(
-                f"INSERT INTO {table} ({listed}) SETTINGS {INSERT_SETTINGS} SELECT {listed} FROM {source}"  # noqa: S608
-            )
+            insert = f"INSERT INTO {table} ({listed}) SETTINGS {self._insert_settings}"
+            self._open().query(f"{insert} SELECT {listed} FROM {source}")  # noqa: S608
 
     def _execute(self, sql: str) -> None:
         self._open().query(sql)
