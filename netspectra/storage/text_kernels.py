@@ -297,3 +297,21 @@ def hitter_lines_kernel(  # type: ignore[no-untyped-def]
         out[at] = 10  # "\n"
         at += 1
     return at
+
+
+@numba.njit(cache=True, nogil=True)
+def native_strings_kernel(out, data, offsets):  # type: ignore[no-untyped-def]
+    """ClickHouse Native String column of Arrow string buffers whose values are all shorter than
+    128 bytes: per value one length byte (its varint), then the bytes. ``data`` starts at
+    ``offsets[0]``. Returns the bytes written (the numpy scatter it replaces: ~4x slower)."""
+    at = 0
+    base = offsets[0]
+    for row in range(offsets.shape[0] - 1):
+        start = offsets[row] - base
+        stop = offsets[row + 1] - base
+        out[at] = stop - start
+        at += 1
+        for index in range(start, stop):
+            out[at] = data[index]
+            at += 1
+    return at

@@ -82,7 +82,7 @@ def hitter_files(result: SketchResult) -> dict[HitterKind, memoryview | bytes]:
         values = None
     # One newline after each flow: its bytes are where the flows end (a flow holding a newline
     # takes the reference path).
-    text = np.frombuffer(("\n".join(flows) + "\n").encode(), np.uint8)
+    text = np.frombuffer(("\n".join(flows) + "\n" if rows else "").encode(), np.uint8)
     ends = np.flatnonzero(text == 10)
     if values is None or ends.shape[0] != rows:
         return {kind: body.encode() for kind, body in hitter_texts(result).items()}
