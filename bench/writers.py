@@ -195,7 +195,7 @@ def main() -> None:
     print("rows/CPU s: this process's CPU (the clickhouse-server's own is not in it); 'vs first': against")
     print("the writer's first variant (its path before this work), measured above in this run")
     print(
-        f"{'writer':10} {'variant':38} {'rows':>10} {'wall s':>7} {'rows/s':>11} {'CPU s':>6}"
+        f"{'writer':10} {'variant':41} {'rows':>10} {'wall s':>7} {'rows/s':>11} {'CPU s':>6}"
         f" {'rows/CPU s':>11} {'CPU vs 3 M/s':>12} {'wall vs first':>13} {'CPU vs first':>12}"
     )
     first_of: dict[str, tuple[float, float]] = {}
@@ -203,7 +203,7 @@ def main() -> None:
         rate, cpu_rate = count / seconds, count / max(cpu, 1e-9)
         wall_first, cpu_first = first_of.setdefault(writer_name, (rate, cpu_rate))
         print(
-            f"{writer_name:10} {variant:38} {count:10,} {seconds:7.3f} {rate:11,.0f} {cpu:6.3f}"
+            f"{writer_name:10} {variant:41} {count:10,} {seconds:7.3f} {rate:11,.0f} {cpu:6.3f}"
             f" {cpu_rate:11,.0f} {cpu_rate / TARGET:11.2f}x"
             f" {rate / wall_first:12.2f}x {cpu_rate / cpu_first:11.2f}x"
         )
