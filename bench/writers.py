@@ -6,9 +6,11 @@ One snapshot of ``flows`` five-tuple flows (10 % IPv6) plus a per-source task of
 and ``flows`` heavy hitters for the text writer, each written by, best of ``--repeat``:
 
 * ``file`` (JSON Lines to a local file under /tmp; fsync included) against the per-row f-string
-  formatting it replaced (``flow_lines``, written the same way), measured in the same run;
-* ``text`` (sketch hitters as Go's text files);
-* ``embedded`` (rows as Arrow columns, inserted into chdb with flow_latest's view);
+  formatting it replaced (``flow_lines``, written the same way) and the kernel on one thread per
+  task (its form before chunks were formatted on every core), measured in the same run;
+* ``text`` (sketch hitters as Go's text files) against the per-line f-strings (``hitter_texts``);
+* ``embedded`` (rows as Arrow columns, inserted into chdb with flow_latest's view) with the
+  insert settings of storage/embedded.py against chdb's defaults;
 * ``clickhouse`` (asynch columnar insert into the local clickhouse-server 18.16, started on a free
   port in a temporary directory; skipped when the binary is missing).
 
@@ -21,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from netspectra.model.fields import FIELD_ORDER, KeyField  # noqa: E402
 from netspectra.model.snapshot import FlowTable, HeavyHitter, HitterKind, SketchResult, Snapshot  # noqa: E402
+from netspectra.storage.embedded import INSERT_SETTINGS  # noqa: E402
 
 S = 1_000_000_000
 TARGET = 3_000_000
@@ -89,6 +94,9 @@ def best(repeat: int, run: Callable[[], Awaitable[object]]) -> tuple[float, floa
     return min(times)
 
 
+Result = tuple[str, str, int, tuple[float, float]]  # writer, variant, rows, (wall, CPU) seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--flows", type=int, default=1_000_000)
@@ -97,22 +105,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.flows, args.repeat = 20_000, 1
-    from netspectra.storage import file_writer
+    from netspectra.storage import file_writer, text_writer
     from netspectra.storage.embedded import EmbeddedBackend
     from netspectra.storage.rows import snapshot_rows
     from netspectra.storage.sql import ensure_schema
-    from netspectra.storage.text_writer import TextWriter
 
     exact, sketch = snapshots(args.flows)
     rows = sum(len(table) for table in exact.flows)
+    hitters = len(sketch.sketches[0].hitters)
     work = Path(tempfile.mkdtemp(prefix="netspectra-bench-writers-"))
-    results: list[tuple[str, int, tuple[float, float]]] = []
+    results: list[Result] = []
+    load_before = os.getloadavg()
     try:
         writer = file_writer.FileWriter(work / "file")
-        file_writer.flow_bytes(exact.flows[1])  # compile or load the kernel outside the timing
-
-        async def write_file() -> None:
-            writer.write_sync(exact)
+        file_writer.flow_bytes(exact.flows[1])  # compile or load the kernels outside the timing
+        text_writer.hitter_files(sketch.sketches[0])
 
         def lines_write(directory: Path, table: FlowTable) -> None:  # the formatting before issue 12
             path = directory / f"{table.task}.jsonl"
@@ -121,8 +128,6 @@ def main() -> None:
                     handle.write(line)
                     handle.write("\n")
                 handle.flush()
-                import os
-
                 os.fsync(handle.fileno())
 
         async def write_lines() -> None:
@@ -131,52 +136,80 @@ def main() -> None:
             for table in exact.flows:
                 lines_write(directory, table)
 
-        results.append(("file: per-row f-strings (before; baseline)", rows, best(args.repeat, write_lines)))
-        results.append(("file: JSON Lines kernel", rows, best(args.repeat, write_file)))
-        text = TextWriter(work / "text")
+        async def write_per_task() -> None:  # session 3: the kernel, one thread per task
+            directory = work / "per-task"
+            directory.mkdir(exist_ok=True)
+            with ThreadPoolExecutor(min(len(exact.flows), os.cpu_count() or 1)) as pool:
+                for done in [pool.submit(file_writer._write_task, directory, t) for t in exact.flows]:
+                    done.result()
+
+        async def write_file() -> None:
+            writer.write_sync(exact)
+
+        results.append(("file", "per-row f-strings (before issue 12)", rows, best(args.repeat, write_lines)))
+        results.append(
+            ("file", "kernel of now, a thread per task (before)", rows, best(args.repeat, write_per_task))
+        )
+        results.append(("file", "kernel, chunks on every core", rows, best(args.repeat, write_file)))
+
+        async def write_text_lines() -> None:  # before: per-line f-strings, Python's sort
+            directory = work / "text-lines"
+            directory.mkdir(exist_ok=True)
+            for kind, text in text_writer.hitter_texts(sketch.sketches[0]).items():
+                (directory / text_writer.FILE_OF_KIND[kind]).write_text(text)
+
+        text = text_writer.TextWriter(work / "text")
 
         async def write_text() -> None:
             await text.write(sketch)
 
-        results.append(
-            ("text: heavy hitters", len(sketch.sketches[0].hitters), best(args.repeat, write_text))
-        )
+        results.append(("text", "per-line f-strings (before)", hitters, best(args.repeat, write_text_lines)))
+        results.append(("text", "columns + kernel", hitters, best(args.repeat, write_text)))
 
-        async def write_embedded() -> None:
-            backend = EmbeddedBackend(str(work / f"chdb-{time.monotonic_ns()}"))
-            await ensure_schema(backend)
-            started, cpu = time.perf_counter(), time.process_time()
-            columns = snapshot_rows(exact, "bench").flows
-            await backend.insert("flow_metrics", columns)
-            timings.append((time.perf_counter() - started, time.process_time() - cpu))
-            await backend.close()
+        def embedded(settings: str) -> tuple[float, float]:
+            timings: list[tuple[float, float]] = []
 
-        timings: list[tuple[float, float]] = []
-        best(args.repeat, write_embedded)
-        results.append(("embedded: Arrow rows + chdb insert (+ view)", rows, min(timings)))
+            async def write_embedded() -> None:
+                backend = EmbeddedBackend(str(work / f"chdb-{time.monotonic_ns()}"), insert_settings=settings)
+                await ensure_schema(backend)
+                started, cpu = time.perf_counter(), time.process_time()
+                await backend.insert("flow_metrics", snapshot_rows(exact, "bench").flows)
+                timings.append((time.perf_counter() - started, time.process_time() - cpu))
+                await backend.close()
+
+            best(args.repeat, write_embedded)
+            return min(timings)
+
+        before = "optimize_on_insert = 1, parallel_view_processing = 0"
+        results.append(("embedded", "Arrow + view, chdb defaults (before)", rows, embedded(before)))
+        results.append(("embedded", "Arrow + view, no in-block merge", rows, embedded(INSERT_SETTINGS)))
         results.extend(clickhouse(exact, rows, args.repeat, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    baseline = results[0][2][0] / results[0][1]
+    load_after = os.getloadavg()
     print(
-        f"{rows:,} flow rows per snapshot ({args.flows:,} five-tuple + a tenth per source); "
-        f"best of {args.repeat}"
+        f"{rows:,} flow rows per snapshot ({args.flows:,} five-tuple + a tenth per source), {hitters:,} "
+        f"heavy hitters; best of {args.repeat}; load average {load_before[0]:.2f} before, "
+        f"{load_after[0]:.2f} after ({os.cpu_count()} cores)"
     )
-    print("rows/s per CPU second: this process's CPU (the clickhouse-server's own is not in it)")
-    header = f"{'writer':48} {'rows':>10} {'wall s':>7} {'rows/s':>11} {'CPU s':>6} {'rows/CPU s':>11}"
-    print(f"{header} {'vs 3 M/s':>9} {'vs before':>10}")
-    for name, count, (seconds, cpu) in results:
-        rate = count / seconds
-        cpu_rate = count / max(cpu, 1e-9)
+    print("rows/CPU s: this process's CPU (the clickhouse-server's own is not in it); 'vs first': against")
+    print("the writer's first variant (its path before this work), measured above in this run")
+    print(
+        f"{'writer':10} {'variant':41} {'rows':>10} {'wall s':>7} {'rows/s':>11} {'CPU s':>6}"
+        f" {'rows/CPU s':>11} {'CPU vs 3 M/s':>12} {'wall vs first':>13} {'CPU vs first':>12}"
+    )
+    first_of: dict[str, tuple[float, float]] = {}
+    for writer_name, variant, count, (seconds, cpu) in results:
+        rate, cpu_rate = count / seconds, count / max(cpu, 1e-9)
+        wall_first, cpu_first = first_of.setdefault(writer_name, (rate, cpu_rate))
         print(
-            f"{name:48} {count:10,} {seconds:7.3f} {rate:11,.0f} {cpu:6.3f} {cpu_rate:11,.0f} "
-            f"{cpu_rate / TARGET:8.2f}x {baseline * count / seconds:9.2f}x"
+            f"{writer_name:10} {variant:41} {count:10,} {seconds:7.3f} {rate:11,.0f} {cpu:6.3f}"
+            f" {cpu_rate:11,.0f} {cpu_rate / TARGET:11.2f}x"
+            f" {rate / wall_first:12.2f}x {cpu_rate / cpu_first:11.2f}x"
         )
 
 
-def clickhouse(
-    exact: Snapshot, rows: int, repeat: int, work: Path
-) -> list[tuple[str, int, tuple[float, float]]]:
+def clickhouse(exact: Snapshot, rows: int, repeat: int, work: Path) -> list[Result]:
     from netspectra.config.models import ClickHouseOptions
     from netspectra.storage.clickhouse import ClickHouseBackend
     from netspectra.storage.rows import snapshot_rows
@@ -205,7 +238,7 @@ def clickhouse(
         best(repeat, write)
     finally:
         server.stop()
-    return [("clickhouse: Native block over asynch (+ view)", rows, min(timings))]
+    return [("clickhouse", "Native block over asynch (+ view)", rows, min(timings))]
 
 
 if __name__ == "__main__":

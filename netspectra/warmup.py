@@ -6,10 +6,10 @@ fresh install nothing is cached, so the first ``analyze`` spent ~10 s compiling 
 timed part and reported a rate 15x too low (issue 12). :func:`warm_up` instead runs a tiny input
 through every path that owns a kernel (capture of pcap and pcapng, the exact tables including a
 rehash, the key builder, both sketches with query and merge, the wire codec, the probe's pcap
-writer, the NATS frame builder, the store's address text and JSON Lines) with the very argument types the
-real paths use, so each kernel's cache entry is the one a real run loads. ``scripts/dev`` runs it
-after ``pip install``; ``analyze`` runs it when :func:`missing_kernels` finds a kernel it needs
-uncached, says so, and starts timing afterwards.
+writer, the NATS frame builder, the store's address text and Native columns, JSON Lines and the
+hitter files) with the very argument types the real paths use, so each kernel's cache entry is
+the one a real run loads. ``scripts/dev`` runs it after ``pip install``; ``analyze`` runs it when
+:func:`missing_kernels` finds a kernel it needs uncached, says so, and starts timing afterwards.
 
 Third-party sketch plugins are not warmed (their parameters are theirs to choose): their kernels
 compile on their first batch, once per machine.
@@ -168,6 +168,7 @@ def _count(batch: Any) -> None:
     from netspectra.engine.sketch.group import SketchGroup
     from netspectra.model.key_kernel import build_keys
     from netspectra.storage.file_writer import flow_bytes
+    from netspectra.storage.text_writer import hitter_files
 
     settings = _warmup_settings()
     groups = build_groups(settings)
@@ -176,6 +177,8 @@ def _count(batch: Any) -> None:
         snapshot = group.snapshot(0, 0)
         for table in snapshot.flows:
             flow_bytes(table)
+        for result in snapshot.sketches:
+            hitter_files(result)
     sketches = groups["sketch"]
     assert isinstance(sketches, SketchGroup), sketches
     assert not sketches.failed_tasks, sketches.failed_tasks
@@ -262,6 +265,7 @@ def _wire_and_outputs(batch: Any) -> None:
     from netspectra.model.key_kernel import build_keys
     from netspectra.probe.persistence import pcap_records
     from netspectra.probe.sources.afpacket import warm_up_kernel as afpacket_warm_up
+    from netspectra.storage.native_block import encode_column
     from netspectra.storage.rows import addresses_arrow
     from netspectra.wire.codec import (
         decode_packet_batch,
@@ -277,7 +281,7 @@ def _wire_and_outputs(batch: Any) -> None:
     ends = np.cumsum(lengths)
     pub_frames(b"warmup", np.frombuffer(b"".join(messages), np.uint8), ends - lengths, ends)
     pcap_records(batch)
-    addresses_arrow(batch.src_ip)
+    encode_column("SrcIP", "Nullable(String)", addresses_arrow(batch.src_ip))
     murmur3_rows(build_keys(batch, FIELD_ORDER), 1)
     afpacket_warm_up()
 

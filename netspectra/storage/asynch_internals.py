@@ -7,6 +7,7 @@ installed version when an upgrade breaks it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,9 +43,11 @@ async def execute_native(
         await protocol.send_query(sql)
         await protocol.send_external_tables(None)
         sample = await protocol.receive_sample_block()
-        columns = [
-            (name, type_name, encode(name, type_name)) for name, type_name in sample.columns_with_types
-        ]
+        # in a worker thread: a snapshot's columns take ~0.1 s per million rows to encode, which
+        # the event loop (the engine's bus reader, the API) must not wait out
+        columns = await asyncio.to_thread(
+            lambda: [(name, kind, encode(name, kind)) for name, kind in sample.columns_with_types]
+        )
         writer = protocol.writer
         await writer.write_varint(ClientPacket.DATA)
         await writer.write_str("")

@@ -66,12 +66,13 @@ def _strings(array: pa.Array) -> bytes:
             varints.append(length)
             varints += encoded
         return bytes(varints)
+    from netspectra.storage.text_kernels import native_strings_kernel
+
+    # read-only views, whatever made the buffers: one kernel signature (the one warmed up)
+    data.flags.writeable = False
+    offsets.flags.writeable = False
     out = np.empty(rows + data.shape[0], np.uint8)
-    length_at = (offsets[:-1] - start) + np.arange(rows)
-    is_data = np.ones(out.shape[0], np.bool_)
-    is_data[length_at] = False
-    out[length_at] = lengths
-    out[is_data] = data
+    native_strings_kernel(out, data, offsets)
     return out.tobytes()
 
 

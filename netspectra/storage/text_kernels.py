@@ -178,15 +178,22 @@ def _second_text(prefix, seconds):  # type: ignore[no-untyped-def]
     prefix[19] = 46  # "."
 
 
+#: Slots of the per-second text cache (direct-mapped by second): 80 KB, the seconds of 68 minutes.
+_SECOND_SLOTS = 4096
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
-def _write_rfc3339(out, at, ns, prefix, cached):  # type: ignore[no-untyped-def]
-    """``2024-05-01T12:00:00.000000001Z``; ``prefix`` caches the text of second ``cached[0]``
-    (a flow's first and last seen, and neighbouring flows, mostly share their second)."""
+def _write_rfc3339(out, at, ns, prefixes, cached):  # type: ignore[no-untyped-def]
+    """``2024-05-01T12:00:00.000000001Z``; ``prefixes[s]`` caches the text of second ``cached[s]``
+    for slot ``s = second % _SECOND_SLOTS``: a snapshot's flows share a few thousand seconds, but
+    not in row order (one cached second missed on nearly every row: 20 % of the kernel's time)."""
     stamp = np.uint64(ns)
     seconds = stamp // _BILLION
-    if seconds != cached[0]:
+    slot = np.int64(seconds & np.uint64(_SECOND_SLOTS - 1))
+    prefix = prefixes[slot]
+    if seconds != cached[slot]:
         _second_text(prefix, seconds)
-        cached[0] = seconds
+        cached[slot] = seconds
     for index in range(20):
         out[at + index] = prefix[index]
     at = _write_digits(out, at + 20, stamp - seconds * _BILLION, 9)
@@ -229,8 +236,8 @@ def jsonl_kernel(  # type: ignore[no-untyped-def]
     3 destination port, 4 protocol.
     """
     hextets = np.zeros(8, np.int64)
-    prefix = np.zeros(20, np.uint8)
-    cached = np.full(1, np.uint64(0xFFFFFFFFFFFFFFFF))
+    prefixes = np.zeros((_SECOND_SLOTS, 20), np.uint8)
+    cached = np.full(_SECOND_SLOTS, np.uint64(0xFFFFFFFFFFFFFFFF))
     fields = kinds.shape[0]
     tail = 1 + fields
     at = 0
@@ -258,9 +265,9 @@ def jsonl_kernel(  # type: ignore[no-untyped-def]
         at = _copy(out, at, pieces, piece_offsets, tail + 1)
         at = _write_unsigned(out, at, nbytes[row])
         at = _copy(out, at, pieces, piece_offsets, tail + 2)
-        at = _write_rfc3339(out, at, first[row], prefix, cached)
+        at = _write_rfc3339(out, at, first[row], prefixes, cached)
         at = _copy(out, at, pieces, piece_offsets, tail + 3)
-        at = _write_rfc3339(out, at, last[row], prefix, cached)
+        at = _write_rfc3339(out, at, last[row], prefixes, cached)
         at = _copy(out, at, pieces, piece_offsets, tail + 4)
     return at
 
@@ -271,3 +278,40 @@ def times_in_range(*columns: npt.NDArray[np.int64]) -> bool:
         if column.shape[0] and (int(column.min()) < 0 or int(column.max()) // _NS > _LAST_SECOND):
             return False
     return True
+
+
+@numba.njit(cache=True, nogil=True)
+def hitter_lines_kernel(  # type: ignore[no-untyped-def]
+    out, order, flow_bytes, starts, ends, values
+):
+    """``"<flow> <value>\\n"`` of rows ``order`` (in that order) from ``out[0]``; returns the bytes
+    written. ``flow_bytes`` holds every flow's text, row ``i``'s at ``starts[i]:ends[i]``."""
+    at = 0
+    for position in range(order.shape[0]):
+        row = order[position]
+        for index in range(starts[row], ends[row]):
+            out[at] = flow_bytes[index]
+            at += 1
+        out[at] = 32  # " "
+        at = _write_unsigned(out, at + 1, values[row])
+        out[at] = 10  # "\n"
+        at += 1
+    return at
+
+
+@numba.njit(cache=True, nogil=True)
+def native_strings_kernel(out, data, offsets):  # type: ignore[no-untyped-def]
+    """ClickHouse Native String column of Arrow string buffers whose values are all shorter than
+    128 bytes: per value one length byte (its varint), then the bytes. ``data`` starts at
+    ``offsets[0]``. Returns the bytes written (the numpy scatter it replaces: ~4x slower)."""
+    at = 0
+    base = offsets[0]
+    for row in range(offsets.shape[0] - 1):
+        start = offsets[row] - base
+        stop = offsets[row + 1] - base
+        out[at] = stop - start
+        at += 1
+        for index in range(start, stop):
+            out[at] = data[index]
+            at += 1
+    return at

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from calendar import timegm
+from dataclasses import replace
 from pathlib import Path
 from time import strptime
 
@@ -139,3 +140,24 @@ def test_times_outside_the_kernels_years_take_the_python_path() -> None:
         }
     )
     assert flow_bytes(early) == "".join(line + "\n" for line in flow_lines(early)).encode()
+
+
+def test_chunks_formatted_side_by_side_make_the_same_files(tmp_path: Path) -> None:
+    """The threaded writer (chunks of several tasks in flight at once) writes each task's file
+    exactly as the one-thread formatting does, the Python path and an empty task included."""
+    rng = np.random.default_rng(8)
+    big = random_table(rng, 200_000, FIELD_ORDER)  # four kernel chunks
+    small = random_table(rng, 5, (KeyField.SRC_IP,))
+    early = replace(small, first_seen_ns=small.first_seen_ns - 2**62)  # before 1970: Python's text
+    tables = (
+        replace(big, task="big"),
+        replace(random_table(rng, 0, FIELD_ORDER), task="empty"),
+        replace(early, task="early"),
+        replace(random_table(rng, 70_000, (KeyField.DST_PORT, KeyField.DST_IP)), task="second"),
+        replace(small, task="small"),
+    )
+    directory = FileWriter(tmp_path).write_sync(Snapshot("exact", 5 * S, 0, flows=tables))
+    assert sorted(p.name for p in directory.iterdir()) == sorted(f"{t.task}.jsonl" for t in tables)
+    for table in tables:
+        expected = "".join(line + "\n" for line in flow_lines(table)).encode()
+        assert (directory / f"{table.task}.jsonl").read_bytes() == expected, table.task

@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netspectra.config.models import WriterConfig
 from netspectra.errors import ConfigError
 from netspectra.model.snapshot import HeavyHitter, HitterKind, SketchResult, Snapshot
-from netspectra.storage.text_writer import TextWriter
+from netspectra.storage.text_writer import TextWriter, hitter_files, hitter_texts
 
 TAKEN_AT_NS = 1_700_000_000 * 10**9
 
@@ -57,3 +60,37 @@ def test_refuses_exact_group(tmp_path: Path) -> None:
     config = WriterConfig.model_validate({"type": "text", "text": {"root_path": str(tmp_path)}})
     with pytest.raises(ConfigError, match="sketch heavy hitters only"):
         TextWriter.from_config(config, group="exact", context=None)
+
+
+_FLOWS = st.one_of(
+    st.sampled_from(["10.0.0.1 443", "10.0.0.2 80", "2001:db8::1", "", "a b"]),
+    st.text(max_size=12),  # NUL, newlines, non-ASCII: the column path must fall back or agree
+)
+_VALUES = st.one_of(st.integers(0, 20), st.sampled_from([2**63, 2**64 - 1]), st.integers(0, 2**70))
+_HITTERS = st.lists(st.builds(HeavyHitter, _FLOWS, _VALUES, st.sampled_from(list(HitterKind))), max_size=40)
+
+
+@given(hitters=_HITTERS, algorithm=st.sampled_from(["count_min", "super_spread", "plugin_algo"]))
+@settings(max_examples=300, deadline=None)
+def test_column_built_files_equal_the_per_line_reference(hitters: list[HeavyHitter], algorithm: str) -> None:
+    result = SketchResult("task", algorithm, tuple(hitters))
+    expected = {kind: text.encode() for kind, text in hitter_texts(result).items()}
+    got = hitter_files(result)
+    assert list(got) == list(expected)  # the same files, in the same order
+    assert {kind: bytes(text) for kind, text in got.items()} == expected
+
+
+def test_column_built_files_of_many_tied_hitters_equal_the_reference() -> None:
+    rng = np.random.default_rng(7)
+    hitters = tuple(
+        HeavyHitter(f"10.0.{int(a)}.{int(b)} {int(p)}", int(v), HitterKind(int(k)))
+        for a, b, p, v, k in zip(
+            *(rng.integers(0, 256, (3, 20_000))),
+            rng.integers(0, 50, 20_000),
+            rng.integers(0, 2, 20_000),
+            strict=True,
+        )
+    )
+    result = SketchResult("task", "count_min", hitters)
+    expected = {kind: text.encode() for kind, text in hitter_texts(result).items()}
+    assert {kind: bytes(text) for kind, text in hitter_files(result).items()} == expected
