@@ -50,6 +50,8 @@ class Evaluator:
         self._checked: dict[str, float] = {}
         #: rule → keys read at its last evaluation whose value is not known yet
         self._unknown: dict[str, set[str]] = {}
+        #: rules restored and not evaluated since (their unsaved series are not new)
+        self._resumed: set[str] = set()
 
     def evaluate(
         self,
@@ -64,6 +66,9 @@ class Evaluator:
         unknown = self._unknown[rule.name] = set()
         previous = self._checked.get(rule.name)
         self._checked[rule.name] = now
+        if rule.name in self._resumed:
+            self._resumed.discard(rule.name)
+            previous = None
         for reading in readings:
             series = self._series.get((rule.name, reading.key))
             if series is None:
@@ -136,22 +141,33 @@ class Evaluator:
             if self._series[key].baseline is None:  # a baseline is kept: it is the series' memory
                 del self._series[key]
 
-    def to_json(self) -> dict[str, Any]:
-        """Baselines and rate samples, so a restart neither forgets the normal nor the window."""
+    def to_json(self, keep: set[tuple[str, str]] | None = None) -> dict[str, Any]:
+        """Baselines, and the rate samples of the series in ``keep`` (every series when None), so
+        a restart neither forgets the normal nor an active alert's window.
+
+        The alerter keeps the samples of its active alerts only: a rule over every flow has
+        thousands of series, and their samples made the state file megabytes written after every
+        check (bench/alerting.py: 44 600 series, 7.6 MB). A series restored without samples has
+        no rate at its first check after the restart (see :meth:`restore`)."""
         series = {
             f"{rule}\x1f{key}": {
-                "samples": list(series.samples),
+                "samples": list(series.samples) if keep is None or (rule, key) in keep else [],
                 "baseline": series.baseline.to_json() if series.baseline else None,
                 "seen": series.seen,
             }
             for (rule, key), series in self._series.items()
+            if keep is None or series.baseline is not None or (rule, key) in keep
         }
         return {"series": series, "checked": dict(self._checked)}
 
     def restore(self, data: dict[str, Any], rules: dict[str, AlertRuleConfig]) -> None:
+        """A series missing from ``data`` is not taken for new at the first check after the restart
+        (a new one had zero at the previous check): its samples were not saved, and zero would
+        make its whole count the growth of one interval. It has a rate from the second check."""
         self._checked = {
             name: float(at) for name, at in dict(data.get("checked", {})).items() if name in rules
         }
+        self._resumed = set(self._checked)
         for name, item in dict(data.get("series", {})).items():
             rule_name, _, key = name.partition("\x1f")
             rule = rules.get(rule_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 from netspectra.alerting.evaluation import Evaluator
@@ -136,3 +137,22 @@ def test_a_check_with_nothing_stored_to_judge_holds_the_last_value() -> None:
         evaluator.hold(r, now)
     observed = evaluator.evaluate(r, [Reading("", 1500)], now=25.0)
     assert observed[0].value == 100.0  # 500 in the last 5 s; across the 20 s since t=5 it is 25
+
+
+def test_only_active_alerts_keep_their_samples_and_a_restored_flow_is_not_new() -> None:
+    """The state keeps the rate samples of the series with an active alert (and every baseline);
+    a flow saved without them has no rate at the first check after the restart, rather than its
+    whole count read as one interval's growth (a flow new since the previous check had zero)."""
+    r = rule(window="10s", threshold=500)
+    before = Evaluator(check_interval=10)
+    for now, counts in ((0.0, (0, 0)), (10.0, (10_000, 100_000))):
+        before.evaluate(r, [Reading("busy", counts[0]), Reading("big", counts[1])], now=now)
+    saved = json.loads(json.dumps(before.to_json(keep={("r", "busy")})))  # as the state file holds it
+    assert [item["samples"] for item in saved["series"].values()] == [[[0.0, 0.0], [10.0, 10_000.0]]]
+    after = Evaluator(check_interval=10)
+    after.restore(saved, {"r": r})
+    observed = after.evaluate(r, [Reading("busy", 20_000), Reading("big", 110_000)], now=20.0)
+    assert [(o.key, o.value) for o in observed] == [("busy", 1000.0)]
+    assert after.unknown("r") == {"big"}  # not 110 000 / 10 s
+    observed = after.evaluate(r, [Reading("busy", 30_000), Reading("big", 111_000)], now=30.0)
+    assert [(o.key, o.value) for o in observed] == [("busy", 1000.0), ("big", 100.0)]
