@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from netspectra.config.models import AlertRuleConfig
 from netspectra.errors import MergeRefusedError
@@ -48,6 +49,11 @@ class StoreReader:
     flow's rate may be high while its total is not yet); ``engine_staleness`` drops an engine whose
     newest flow row and lease heartbeat are older (it stopped); ``hitter_freshness`` is how far
     back a hitter counts as still reported (a little over the sketch writers' snapshot interval).
+
+    Rules of one check that need the same store answer (total_packets and total_bytes of a task,
+    several thresholds on one hitter task) share one query: a check passes one ``now`` to every
+    rule, and the answers are kept until ``now`` changes. With 20 rules at a 1 s interval on a
+    saturated machine the queries were the whole check time (bench/alerting.py).
     """
 
     def __init__(
@@ -67,11 +73,27 @@ class StoreReader:
         self.hitter_freshness = hitter_freshness
         self.clock = clock
         self._warned: set[str] = set()
+        self._answers: dict[Hashable, Any] = {}
+        self._answered_at: float | None = None
+
+    async def _once(self, now: float, key: Hashable, ask: Callable[[], Awaitable[Any]]) -> Any:
+        """The store's answer to ``key`` at ``now``, asked once per check (an error is not kept)."""
+        if self._answered_at != now:
+            self._answers.clear()
+            self._answered_at = now
+        if key not in self._answers:
+            self._answers[key] = await ask()
+        return self._answers[key]
 
     async def _hitters(self, rule: AlertRuleConfig, now: float) -> list[tuple[str, int]]:
         limit = self.flow_scan if rule.window is not None else self.limit
         since = max(0, int(now - self.hitter_freshness))
-        return await _hitters_of(self.store, rule, _HITTER_KINDS[rule.metric], limit, since, self._warned)
+        kind = _HITTER_KINDS[rule.metric]
+        return await self._once(  # type: ignore[no-any-return]
+            now,
+            ("hitters", rule.task_name, kind, limit, since),
+            lambda: _hitters_of(self.store, rule, kind, limit, since, self._warned),
+        )
 
     async def read(self, rule: AlertRuleConfig, now: float | None = None) -> list[Reading] | None:
         """Raises StorageError when the store cannot answer (the check is then skipped, not resolved).
@@ -87,7 +109,11 @@ class StoreReader:
         metric = rule.metric
         since = max(0, int(now - self.engine_staleness))
         if metric in ("total_packets", "total_bytes", "total_flows"):
-            totals = await self.store.current_totals(rule.task_name, since=since)
+            totals = await self._once(
+                now,
+                ("totals", rule.task_name, since),
+                lambda: self.store.current_totals(rule.task_name, since=since),
+            )
             if totals.flow_count == 0:
                 return None
             value = {
@@ -101,7 +127,11 @@ class StoreReader:
             return [Reading(flow, float(value), (("flow", flow),)) for flow, value in hitters]
         by = "packets" if metric == "flow_packets" else "bytes"
         limit = self.flow_scan if rule.window is not None else self.limit
-        flows = await self.store.current_flows(rule.task_name, by=by, limit=limit, since=since)
+        flows = await self._once(
+            now,
+            ("flows", rule.task_name, by, limit, since),
+            lambda: self.store.current_flows(rule.task_name, by=by, limit=limit, since=since),
+        )
         if not flows:
             return None
         readings = []
