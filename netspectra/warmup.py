@@ -48,7 +48,8 @@ KERNEL_MODULES = (
 )
 #: What ``analyze`` runs: the kernels checked before a file is read (the capture, the tables and
 #: sketches, and the writers' text columns: the embedded store's addresses, JSON Lines).
-ANALYZE_KERNEL_MODULES = (*KERNEL_MODULES[:7], "netspectra.storage.text_kernels")
+ANALYZE_WRITER_KERNEL_MODULE = "netspectra.storage.text_kernels"
+ANALYZE_KERNEL_MODULES = (*KERNEL_MODULES[:7], ANALYZE_WRITER_KERNEL_MODULE)
 #: What ``analyze --flows`` adds: the export decoders and their records' codec.
 ANALYZE_FLOWS_KERNEL_MODULES = (
     "netspectra.capture.flows.netflow_kernels",

@@ -189,7 +189,12 @@ def analyze(
         err_console.print(format_problems(source, problems), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_CONFIG)
     _configure_logging(settings, err_console)
-    _compile_kernels_if_needed(err_console, flows)
+    writes = html_report is not None or any(  # --html adds an embedded store below
+        writer.enabled
+        for group in (settings.aggregator.exact, settings.aggregator.sketch)
+        for writer in group.writers
+    )
+    _compile_kernels_if_needed(err_console, flows=flows, writes=writes)
     report_dir = None
     if html_report is not None:
         if not html_report.parent.is_dir() or html_report.is_dir():
@@ -265,7 +270,7 @@ def _write_report(settings: Settings, store_dir: Path, output: Path, capture: Pa
     console.print(f"Report: {output} ({size:,} bytes)", markup=False, highlight=False, soft_wrap=True)
 
 
-def _compile_kernels_if_needed(console: Console, flows: bool) -> None:
+def _compile_kernels_if_needed(console: Console, *, flows: bool, writes: bool) -> None:
     """Compile the kernels before the file is read when numba's cache lacks one, and say so.
 
     Only the first run after an install (or after the cache was cleared) compiles, ~10 s that
@@ -274,11 +279,14 @@ def _compile_kernels_if_needed(console: Console, flows: bool) -> None:
     from netspectra.warmup import (
         ANALYZE_FLOWS_KERNEL_MODULES,
         ANALYZE_KERNEL_MODULES,
+        ANALYZE_WRITER_KERNEL_MODULE,
         missing_kernels,
         warm_up,
     )
 
-    modules = (*ANALYZE_KERNEL_MODULES, *(ANALYZE_FLOWS_KERNEL_MODULES if flows else ()))
+    modules = [*ANALYZE_KERNEL_MODULES, *(ANALYZE_FLOWS_KERNEL_MODULES if flows else ())]
+    if not writes:  # only the writers run the text kernels: a stale one must not start a warm-up
+        modules.remove(ANALYZE_WRITER_KERNEL_MODULE)
     if not missing_kernels(modules):
         return
     gc.enable()  # numba's compiler leaves cycles behind, unlike a start-up that only loads
