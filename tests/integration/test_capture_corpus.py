@@ -104,7 +104,6 @@ def tshark(path: Path) -> tuple[Counter[str], Counter[str]]:
     return packets, octets
 
 
-@pytest.mark.timeout(170)
 def test_corpus_matches_tshark() -> None:
     files = corpus_files()
     assert len(files) > 500
