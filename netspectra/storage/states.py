@@ -373,8 +373,9 @@ class SketchStateReader:
                 for engine, period, epoch, _, _, _, digest, data in fetched
             )
         for engine_id, period, epoch, digest, data in picked:
-            # a binary select returns every String as bytes (EngineId too), the other one hex text
-            engine = engine_id.decode() if isinstance(engine_id, bytes) else str(engine_id)
+            # a binary select returns every String as bytes (EngineId too; asynch hands some values
+            # over as bytearray), the other one hex text
+            engine = bytes(engine_id).decode() if isinstance(engine_id, _BINARY) else str(engine_id)
             row = wanted.get((engine, int(period), int(epoch), int(digest)))
             key = (task, engine, int(period), int(epoch), int(digest))
             if row is not None and key not in known and key not in todo:
@@ -408,6 +409,9 @@ class SketchStateReader:
             self._cached_bytes -= _footprint(dropped)
 
 
+_BINARY = (bytes, bytearray, memoryview)
+
+
 def _decode_part(
     items: Sequence[tuple[StateKey, tuple[EpochRow, Any]]],
 ) -> list[tuple[StateKey, str, LabelledState | Exception]]:
@@ -415,7 +419,7 @@ def _decode_part(
     out: list[tuple[StateKey, str, LabelledState | Exception]] = []
     for key, (row, data) in items:
         try:
-            raw = data if isinstance(data, bytes) else bytes.fromhex(str(data))
+            raw = bytes(data) if isinstance(data, _BINARY) else bytes.fromhex(str(data))
             out.append((key, row.label, labelled(row.label, raw)))
         except (SketchStateError, ValueError) as error:
             out.append((key, row.label, error))
