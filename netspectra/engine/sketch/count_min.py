@@ -230,7 +230,12 @@ def _sum_linear(
     (packets 0, bytes 1; the others stay zero). A version-2 state adds its planes straight from
     the stored bytes (:meth:`StateArrays.add_into`): 96 states of 32768 x 2 by packets add in a
     third of the time decoding them took."""
-    shape = parts[0].shape if parts else states[0].arrays["linear"].shape
+    if parts:
+        shape = parts[0].shape
+    else:  # StateArrays tells the shape without decompressing the array
+        arrays = states[0].arrays
+        shape_of = getattr(arrays, "shape_of", None)
+        shape = shape_of("linear") if shape_of is not None else arrays["linear"].shape
     total = np.zeros(shape, np.uint64)
     planes = [index for index, (_, kind) in enumerate(_KIND_LABELS) if kind in kinds]
     sources: list[Any] = [*parts, *(state.arrays for state in states)]

@@ -327,6 +327,10 @@ class StateArrays(Mapping[str, npt.NDArray[Any]]):
     def __len__(self) -> int:
         return len(self._specs)
 
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        """``self[name].shape`` without decompressing it."""
+        return self._specs[name][1]
+
     @property
     def nbytes(self) -> int:
         """Bytes of every array once decompressed (whether or not it is yet)."""
