@@ -4,17 +4,18 @@
 
 1. QueryHeavyHitters over 4 engines x 24 epochs of a count_min at width 32768, depth 2 (the
    default count tasks), through the store (embedded chdb unless --clickhouse): p50/p99 of the
-   warm query (state keys read, decoded epochs kept by the query store, merge, hitter scan) and
-   the cold first one (every state read and decoded), beside the single-epoch query (1 engine x
-   1 epoch) as a ratio. The target is p99 <= 100 ms. A warm repeat is answered from the merged
-   sketch the query store keeps; a window of 12 epochs sliding by one epoch (a fresh query store:
-   each step reads, decodes and merges the new epochs and re-adds the kept sums of aligned runs)
-   is printed beside it.
+   cold query (a fresh query store: every state read, decoded, merged, hitters scanned) and of
+   the warm one (state keys read, the merged sketch the query store keeps), beside the
+   single-epoch query (1 engine x 1 epoch) as a ratio; the same cold query over the same states
+   stored in format version 1 (zlib) and read as hex, as the query store read them before
+   (``old path``), interleaved with the new one, as a ratio. The target is p99 <= 100 ms, cold.
+   A window of 12 epochs sliding by one epoch (a fresh query store: each step reads, decodes and
+   merges the new epochs and re-adds the kept sums of aligned runs) is printed beside it.
 2. Engine throughput with the whole default config (6 exact + 3 sketch tasks) with state
    snapshots (epochs) vs without (include_state=False), best of --repeat alternating runs; the
    trace is fed twice with a snapshot every 2^22 packets (~8 s here; the default interval is
    60 s), and the extra time per snapshot is printed with what it costs at the 60 s default.
-3. State bytes per task per snapshot (zlib-compressed, as stored) from that run.
+3. State bytes per task per snapshot (format 2: shuffled, zstd; as stored) from that run.
 4. Accuracy at equal memory on one Zipf trace with planted spreaders, on 1 and 4 engines
    (packet-by-packet split): count_min (merged states) vs Go's variant (hitter rows summed
    across engines, as Go's readers do); spread_sketch (merged states) vs super_spread (rows:
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -41,6 +43,7 @@ from netspectra.engine.groups import build_groups
 from netspectra.engine.sketch.count_min import CountMin, CountMinParams
 from netspectra.engine.sketch.group import SketchGroup
 from netspectra.engine.sketch.merging import labelled, merge_states
+from netspectra.engine.sketch.protocol import encode_state
 from netspectra.engine.sketch.spread_sketch import SpreadSketch, SpreadSketchParams
 from netspectra.engine.sketch.super_spread import SuperSpread, SuperSpreadParams
 from netspectra.model.fields import KeyField, address_text
@@ -68,7 +71,8 @@ def zipf_keys(rng: np.random.Generator, packets: int, flows: int) -> tuple[np.nd
 
 
 async def store_states(backend: Any, engines: int, epochs: int, packets: int, params: CountMinParams) -> None:
-    """Each engine's epoch states of one count_min task (and one single-epoch task), stored."""
+    """Each engine's epoch states of one count_min task (and one single-epoch task), stored; each
+    also in format version 1 under the task's name + ``_v1`` (the old path's rows)."""
     rng = np.random.default_rng(7)
     columns: dict[str, list[Any]] = {name: [] for name in STATE_COLUMNS}
 
@@ -86,43 +90,77 @@ async def store_states(backend: Any, engines: int, epochs: int, packets: int, pa
             keys, sizes = zipf_keys(rng, packets, 200_000)
             sketch.insert(keys, keys, sizes)
             state = sketch.to_bytes()
+            old = encode_state(
+                sketch.algorithm_name(), sketch.params.counting_params(), sketch.flow_fields,
+                sketch.element_fields, sketch.state_arrays(), version=1,
+            )  # fmt: skip
             add("cm_many", engine, epoch, state)
+            add("cm_many_v1", engine, epoch, old)
             if engine == 0 and epoch == 0:
                 add("cm_single", 0, 0, state)
+                add("cm_single_v1", 0, 0, old)
     from netspectra.storage.sql import ensure_schema
 
     await ensure_schema(backend)
     await backend.insert("sketch_states", columns)
 
 
-async def query_times(backend: Any, task: str, runs: int) -> tuple[float, list[float]]:
-    """(cold seconds, warm seconds of each run) of QueryHeavyHitters by count over every epoch."""
-    from netspectra.api.service import QueryService
-    from netspectra.storage.query import QueryStore
-
-    service = QueryService(QueryStore(backend, description="bench"), {})
-    request = v1.HeavyHittersRequest(
+def window_request(task: str) -> v1.HeavyHittersRequest:
+    """QueryHeavyHitters by count over every stored epoch."""
+    return v1.HeavyHittersRequest(
         task_name=task, type=0, limit=100, start_time=datetime.fromtimestamp(T - 1, UTC)
     )
-    start = time.perf_counter()
-    first = await service.query_heavy_hitters(request)
-    cold = time.perf_counter() - start
-    assert first.hitters, f"{task}: no hitters"
+
+
+def fresh_service(backend: Any, *, old_path: bool = False) -> tuple[Any, Any]:
+    """(QueryService, QueryStore) with nothing cached; ``old_path``: the reader fetches State as hex
+    through the text select (what it did before the binary fetch), whatever the backend offers."""
+    from netspectra.api.service import QueryService
+    from netspectra.storage.query import QueryStore
+    from netspectra.storage.states import SketchStateReader
+
+    store = QueryStore(backend, description="bench")
+    if old_path:
+        store.states = SketchStateReader(store._select)
+    return QueryService(store, {}), store
+
+
+async def cold_times(
+    backend: Any, tasks: dict[str, bool], runs: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds of the first query of each task (value: through the old path) in a fresh query
+    store, ``runs`` times, the tasks interleaved so each sees the same load: (wall clock, CPU of
+    this process, every thread; chdb's included, a ClickHouse server's not)."""
+    times: dict[str, list[float]] = {task: [] for task in tasks}
+    cpu: dict[str, list[float]] = {task: [] for task in tasks}
+    for _ in range(runs):
+        for task, old_path in tasks.items():
+            service, store = fresh_service(backend, old_path=old_path)
+            await store.tasks()  # the schema check a query store makes once is not part of a query
+            start, start_cpu = time.perf_counter(), time.process_time()
+            answer = await service.query_heavy_hitters(window_request(task))
+            times[task].append(time.perf_counter() - start)
+            cpu[task].append(time.process_time() - start_cpu)
+            assert answer.hitters, f"{task}: no hitters"
+    return times, cpu
+
+
+async def warm_times(backend: Any, task: str, runs: int) -> list[float]:
+    """Seconds of each of ``runs`` repeats of the query (after a first one, not counted)."""
+    service, _ = fresh_service(backend)
+    assert (await service.query_heavy_hitters(window_request(task))).hitters, f"{task}: no hitters"
     warm = []
     for _ in range(runs):
         start = time.perf_counter()
-        await service.query_heavy_hitters(request)
+        await service.query_heavy_hitters(window_request(task))
         warm.append(time.perf_counter() - start)
-    return cold, warm
+    return warm
 
 
 async def sliding_times(backend: Any, task: str, epochs: int) -> list[float]:
     """Seconds of each step of a window of half the epochs sliding by one epoch, in a fresh query
     store (after the first window): each step reads, decodes and merges one new epoch per engine."""
-    from netspectra.api.service import QueryService
-    from netspectra.storage.query import QueryStore
-
-    service = QueryService(QueryStore(backend, description="bench"), {})
+    service, _ = fresh_service(backend)
     span = epochs // 2
 
     def window(last: int) -> v1.HeavyHittersRequest:  # epochs last-span+1 .. last (Timestamp T+60(e+1))
@@ -168,28 +206,54 @@ async def bench_query(args: argparse.Namespace, directory: Path) -> None:
 
         backend = EmbeddedBackend(str(directory / "store"))
         where = "embedded chdb"
+    cold_runs = 2 if args.smoke else 21
     try:
         await store_states(backend, engines, epochs, packets, params)
-        single_cold, single = await query_times(backend, "cm_single", runs)
-        many_cold, many = await query_times(backend, "cm_many", runs)
+        await warm_times(backend, "cm_single", 1)  # imports, kernels and the schema check, once
+        await warm_times(backend, "cm_single_v1", 1)
+        cold, cpu = await cold_times(
+            backend, {"cm_single": False, "cm_many": False, "cm_many_v1": True}, cold_runs
+        )
+        old_only, _ = await cold_times(backend, {"cm_single_v1": True}, cold_runs)
+        single, many = (
+            await warm_times(backend, "cm_single", runs),
+            await warm_times(backend, "cm_many", runs),
+        )
         sliding = await sliding_times(backend, "cm_many", epochs)
     finally:
         await backend.close()
-    print(f"QueryHeavyHitters, count_min 32768 x 2, {where}, {runs} warm runs each:")
+
+    def ms(values: Sequence[float]) -> str:
+        return f"p50 {percentile(values, 50) * 1e3:6.1f} ms  p99 {percentile(values, 99) * 1e3:6.1f} ms"
+
+    def ratio(values: Sequence[float], base: Sequence[float]) -> str:
+        return f"{percentile(values, 99) / max(percentile(base, 99), 1e-9):.2f}x"
+
+    load = " ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
-        f"  1 engine x 1 epoch:        p50 {percentile(single, 50) * 1e3:6.1f} ms  p99 "
-        f"{percentile(single, 99) * 1e3:6.1f} ms  (cold {single_cold * 1e3:.0f} ms)"
+        f"QueryHeavyHitters, count_min 32768 x 2, {where}; cold: {cold_runs} fresh query stores, "
+        f"warm: {runs} repeats (load average {load}):"
     )
-    p99, ratio = percentile(many, 99), percentile(many, 99) / max(percentile(single, 99), 1e-9)
+    print(f"  1 engine x 1 epoch:       cold {ms(cold['cm_single'])}   warm {ms(single)}")
     print(
-        f"  {engines} engines x {epochs} epochs:    p50 {percentile(many, 50) * 1e3:6.1f} ms  "
-        f"p99 {p99 * 1e3:6.1f} ms  (cold {many_cold * 1e3:.0f} ms)  = {ratio:.2f}x the single epoch; "
-        f"target p99 <= 100 ms: {'met' if p99 <= 0.1 else 'NOT met'}"
+        f"  {engines} engines x {epochs} epochs:   cold {ms(cold['cm_many'])}   warm {ms(many)}   "
+        f"cold p99 = {ratio(cold['cm_many'], cold['cm_single'])} the single epoch's"
     )
+    print(
+        f"  old path (format 1, hex): cold {ms(cold['cm_many_v1'])}   "
+        f"(1 x 1: cold {ms(old_only['cm_single_v1'])}); "
+        f"new/old cold p99 = {ratio(cold['cm_many'], cold['cm_many_v1'])}"
+    )
+    print(
+        f"  CPU of the cold query (this process): {engines} x {epochs} {ms(cpu['cm_many'])}, old path "
+        f"{ms(cpu['cm_many_v1'])}; new/old p50 = "
+        f"{percentile(cpu['cm_many'], 50) / max(percentile(cpu['cm_many_v1'], 50), 1e-9):.2f}x"
+    )
+    p99 = percentile(cold["cm_many"], 99)
+    print(f"  target cold p99 <= 100 ms: {'met' if p99 <= 0.1 else 'NOT met'} ({p99 * 1e3:.0f} ms)")
     print(
         f"  {engines} engines x {epochs // 2} epochs sliding by one epoch ({engines} new states each, "
-        f"{len(sliding)} steps): p50 {percentile(sliding, 50) * 1e3:6.1f} ms  "
-        f"p99 {percentile(sliding, 99) * 1e3:6.1f} ms"
+        f"{len(sliding)} steps): {ms(sliding)}"
     )
 
 
@@ -286,7 +350,7 @@ async def bench_engine(args: argparse.Namespace, directory: Path) -> None:
         f"  state costs {extra * 1e3:.0f} ms per snapshot: at the default 60 s interval "
         f"{60 / (60 + extra):.4f}x the throughput without"
     )
-    print("State bytes per task per snapshot (zlib, as stored):")
+    print("State bytes per task per snapshot (format 2: shuffled, zstd; as stored):")
     for task, sizes in sorted(recorder.sizes.items()):
         mean, largest = np.mean(sizes), max(sizes)
         print(f"  {task:14s} mean {mean:12,.0f} B  max {largest:12,.0f} B  over {len(sizes)} snapshots")

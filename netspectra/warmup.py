@@ -45,6 +45,7 @@ KERNEL_MODULES = (
     "netspectra.capture.flows.sflow",
     "netspectra.wire.flow_codec",
     "netspectra.storage.text_kernels",
+    "netspectra.engine.sketch.state_kernels",
 )
 #: What ``analyze`` runs: the kernels checked before a file is read (the capture, the tables and
 #: sketches, and the writers' text columns: the embedded store's addresses, JSON Lines).
@@ -190,6 +191,18 @@ def _count(batch: Any) -> None:
         if task.sketch.mergeable:
             task.sketch.merge(other.sketch)
             task.sketch.heavy_hitters()  # a merged sketch reads its candidates' bounds
+            _state_round_trip(task.sketch)
+
+
+def _state_round_trip(sketch: Any) -> None:
+    """What a snapshot writes and a query reads: the state kernels (shuffle, unshuffle, add)."""
+    state = type(sketch).from_bytes(sketch.to_bytes())
+    sum_states = getattr(type(sketch), "sum_states", None)
+    if sum_states is not None:  # adds a state's counters straight from its bytes
+        from netspectra.engine.sketch.protocol import decode_state
+
+        sum_states([decode_state(sketch.to_bytes())])
+    state.heavy_hitters()
 
 
 def _parse_one_frame() -> None:

@@ -88,7 +88,14 @@ class ClickHouseBackend:
                 self._started = True
 
     async def _run(
-        self, sql: str, args: Any, *, columnar: bool = False, fetch: bool = False, native: Any = None
+        self,
+        sql: str,
+        args: Any,
+        *,
+        columnar: bool = False,
+        fetch: bool = False,
+        native: Any = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> Any:
         try:
             await self._ensure_pool()
@@ -105,6 +112,8 @@ class ClickHouseBackend:
                         # the cursor API only takes rows; see execute_columnar
                         return await asyncio.wait_for(execute_columnar(connection, sql, args), QUERY_TIMEOUT)
                     async with connection.cursor() as cursor:
+                        if settings:
+                            cursor.set_settings(dict(settings))
                         await asyncio.wait_for(cursor.execute(sql, args), QUERY_TIMEOUT)
                         return await cursor.fetchall() if fetch else None
                 except BaseException:
@@ -128,6 +137,12 @@ class ClickHouseBackend:
 
     async def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         rows = await self._run(bind(sql, params), None, fetch=True)
+        return [tuple(row) for row in rows]
+
+    async def select_binary(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """:meth:`select` with every String column as bytes (asynch's client setting
+        ``strings_as_bytes``, for this query only), so sketch states travel as stored, not as hex."""
+        rows = await self._run(bind(sql, params), None, fetch=True, settings={"strings_as_bytes": True})
         return [tuple(row) for row in rows]
 
     async def insert(self, table: str, columns: Mapping[str, Any]) -> None:

@@ -91,6 +91,26 @@ class EmbeddedBackend:
             return []
         return [tuple(row) for row in json.loads(text)["data"]]
 
+    def _select_binary(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Rows from chdb's Arrow stream output, String columns as bytes (JSON would mangle them)."""
+        import pyarrow as pa
+        import pyarrow.ipc
+
+        data = self._open().query(bind(sql, params), "ArrowStream").bytes()
+        if not data:
+            return []
+        table = pyarrow.ipc.open_stream(data).read_all()
+        columns = []
+        for column in table.columns:
+            # chdb writes String as Arrow utf8 (output_format_arrow_string_as_string); the bytes
+            # are the stored ones, so a cast to binary hands them over without a UTF-8 check
+            if pa.types.is_string(column.type):
+                column = column.cast(pa.binary())
+            elif pa.types.is_large_string(column.type):
+                column = column.cast(pa.large_binary())
+            columns.append(column.to_pylist())
+        return list(zip(*columns, strict=True))
+
     def _insert(self, table: str, columns: Mapping[str, Any]) -> None:
         import pyarrow as pa
         import pyarrow.ipc
@@ -114,6 +134,9 @@ class EmbeddedBackend:
 
     async def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return await self._call(self._select, sql, params or {})  # type: ignore[no-any-return]
+
+    async def select_binary(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return await self._call(self._select_binary, sql, params or {})  # type: ignore[no-any-return]
 
     async def insert(self, table: str, columns: Mapping[str, Any]) -> None:
         await self._call(self._insert, table, columns)

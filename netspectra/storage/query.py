@@ -137,7 +137,8 @@ class QueryStore:
         self.description = description
         self._schema_ready = False
         #: the sketch-state reader (merges engines and epochs; keeps decoded states)
-        self.states = SketchStateReader(self._select)
+        binary = self._select_binary if isinstance(backend, sql.BinarySelect) else None
+        self.states = SketchStateReader(self._select, select_binary=binary)
 
     async def _select(self, text: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         if not self._schema_ready:
@@ -145,6 +146,21 @@ class QueryStore:
             self._schema_ready = True
         try:
             return await self.backend.select(text, params)
+        except StorageError:
+            self._schema_ready = False
+            raise
+
+    async def _select_binary(
+        self, text: str, params: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """:meth:`_select` with String columns as bytes (the backend is a :class:`sql.BinarySelect`)."""
+        backend = self.backend
+        assert isinstance(backend, sql.BinarySelect)
+        if not self._schema_ready:
+            await sql.ensure_schema(self.backend)
+            self._schema_ready = True
+        try:
+            return await backend.select_binary(text, params)
         except StorageError:
             self._schema_ready = False
             raise

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 #: Columns we insert, in table order (EngineId last: it is the one column Go's tables lack).
 FLOW_COLUMNS: tuple[str, ...] = (
@@ -307,9 +307,10 @@ def heavy_hitters_sql(*, spread: bool, bounded: bool) -> str:
 
 # --- sketch states (sketch_states in schema.sql; see storage/query.py) --------------------------
 # One row per (engine, period, epoch), whatever duplicates a retried insert left (any(): equal
-# rows). The State itself travels as hex: both backends return text, and chdb's JSON output
-# would mangle raw bytes. StateSize/StateCheck let the query store keep decoded states across
-# queries without reading State again.
+# rows). StateSize/StateCheck let the query store keep decoded states across queries without
+# reading State again. The State bytes come from STATE_BYTES through a backend's select_binary
+# (chdb's Arrow output, asynch's strings_as_bytes); a backend without it gets them as hex here
+# (chdb's JSON output would mangle raw bytes; hex doubled them and cost ~2 ms per 100 kB state).
 _STATES = (
     "SELECT EngineId, toUInt32(PeriodStart), Epoch, toUInt32(any(Timestamp)), any(Algorithm),"
     " any(StateSize), any(StateCheck){state} FROM sketch_states"
@@ -328,6 +329,15 @@ def sketch_states_sql(*, with_state: bool, bounded: bool, windowed: bool) -> str
         start=_STATES_START if windowed else "",
     )
 
+
+#: The stored state rows of one task with Timestamp in (start, end], as stored (a row a retried
+#: insert wrote twice comes twice), for :meth:`BinarySelect.select_binary`: only what the reader
+#: matches against the epochs it asked for, and the State bytes.
+STATE_BYTES = (
+    "SELECT EngineId, toUInt32(PeriodStart), Epoch, StateCheck, State FROM sketch_states"
+    " WHERE TaskName = {task:String} AND Timestamp > toDateTime({start:UInt32})"
+    " AND Timestamp <= toDateTime({end:UInt32})"
+)
 
 #: Does the task have Go-style hitter rows at all (a windowed query of a task without states)?
 HITTER_ROWS_OF_TASK = "SELECT count() FROM heavy_hitters WHERE TaskName = {task:String}"
@@ -457,6 +467,15 @@ class SqlBackend(Protocol):
         """Run a constant DDL statement."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class BinarySelect(Protocol):
+    """A backend that can return String columns as bytes (both of ours can; a test's fake may not)."""
+
+    async def select_binary(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Rows as :meth:`SqlBackend.select` returns them, every String column as ``bytes``."""
+        ...
 
 
 async def ensure_schema(backend: SqlBackend) -> None:

@@ -248,3 +248,36 @@ async def test_a_corrupted_state_row_is_skipped_counted_and_logged(
     assert store.query.states.corrupt_states == 2
     logged = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
     assert len(logged) == 2 and "engine 'x'" in logged[0] + logged[1] and "CRC32" in logged[0] + logged[1]
+
+
+async def test_rows_of_the_old_state_format_answer_as_the_new_ones(
+    store: Store, epochs: Epochs, tmp_path: Path
+) -> None:
+    """A store written before format version 2 (zlib, read as hex then): its rows still merge, alone
+    and beside version-2 rows of the same task, into the answer the version-2 rows give."""
+    import dataclasses
+
+    from netspectra.engine.sketch.protocol import decode_state, encode_state
+
+    def as_version_1(state: bytes) -> bytes:
+        decoded = decode_state(state)
+        return encode_state(decoded.algorithm, decoded.params, decoded.flow_fields,
+                            decoded.element_fields, dict(decoded.arrays), version=1)  # fmt: skip
+
+    tasks = [{"name": "old", **CM}, {"name": "new", **CM}, {"name": "mixed", **CM}]
+    for engine, snapshots in zip(("p", "q"), run_engines(epochs, tasks, 2, seed=9), strict=True):
+        rewritten = []
+        for snapshot in snapshots:
+            results = []
+            for result in snapshot.sketches:
+                state = result.state_bytes()
+                assert state is not None and state[4] == 2  # what an engine writes now
+                if result.task == "old" or (result.task == "mixed" and engine == "p"):
+                    state = as_version_1(state)
+                results.append(dataclasses.replace(result, state=state, deferred_state=None))
+            rewritten.append(dataclasses.replace(snapshot, sketches=tuple(results)))
+        await write(store.backend, tmp_path, engine, rewritten)
+    new = await hitters(store, "new", 0, start=T)
+    assert new and await hitters(store, "old", 0, start=T) == new
+    assert await hitters(store, "mixed", 0, start=T) == new
+    assert store.query.states.corrupt_states == 0

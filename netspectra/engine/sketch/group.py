@@ -11,8 +11,8 @@ sketches: ``sketch`` counts the current epoch, ``period`` holds the epochs befor
 snapshot writes ``sketch``'s state (the epoch), merges it into ``period``, reads the hitters from
 ``period`` (cumulative, as Go writes them) and hands the epoch's sketch over detached (a fresh one
 counts the next epoch). Counting costs the same (one sketch per packet); under the engine's lock a
-snapshot costs one merge and the hitter scan, and the serialisation (zlib over megabytes, the costly
-part) happens in the writer's thread when it reads the state
+snapshot costs one merge and the hitter scan, and the serialisation (shuffle and zstd over megabytes, the
+costly part) happens in the writer's thread when it reads the state
 (:class:`~netspectra.model.snapshot.DeferredState`; measured in bench/sketch_state.py). The first
 epoch of a period is not merged: ``sketch`` simply becomes ``period``, so a run with a single
 snapshot (``analyze``) reports exactly what the sketch counted. spread_sketch merges bit for bit, so
