@@ -14,10 +14,22 @@ before the fall were another counter's (the period's, or an engine incarnation's
 sum), so no later rate may mix them with this one's (a restarted engine's count climbing back to
 its predecessor's last value would read as no growth at all).
 
+Samples are taken at the readings' **data time** (``Reading.at``: up to when the store held the
+counts, see :mod:`.readings`; the check's time when the store cannot tell), so a rate is the
+growth between two states of the store over the seconds between them, whatever the snapshot and
+check intervals. A reading whose data time has not advanced since the series' last sample (the
+engines have not written since; a restarted engine has not stored its first snapshot: data time
+0) brings no new information: it is unknown, never "no growth", and adds no sample. Its value is
+not taken either, even when it differs: rows of a snapshot whose time has not landed yet (the
+writer records it after the rows), or an engine leaving the view, are seen with the next time.
+Traffic that stopped still reads as rate 0: the writers record every snapshot's time, empty or
+not, so the data time advances while the counts do not.
+
 A rate that cannot be made yet (one sample) is **unknown**, not "does not hold": the series'
 alert is left as it is (:meth:`Evaluator.unknown`). A check that had nothing stored to judge (the
 reader answered None: the engine restarting, or one without a lease gone quiet) judges nothing;
-:meth:`Evaluator.hold` records each series' last value again, as the store holds it, so the next
+:meth:`Evaluator.hold` records each check-time series' last value again, as the store holds it (a
+data-time series needs nothing: the store's time did not move with the check's), so the next
 rate counts what was stored meanwhile over the right seconds.
 """
 
@@ -38,6 +50,8 @@ class _Series:
     samples: deque[tuple[float, float]] = field(default_factory=deque)
     baseline: Baseline | None = None
     seen: float = 0.0
+    #: the samples are at data times (the readings had one), not at check times
+    timed: bool = False
 
 
 class Evaluator:
@@ -52,6 +66,8 @@ class Evaluator:
         self._unknown: dict[str, set[str]] = {}
         #: rules restored and not evaluated since (their unsaved series are not new)
         self._resumed: set[str] = set()
+        #: rule → the newest data time its last evaluation read
+        self._data_at: dict[str, float] = {}
 
     def evaluate(
         self,
@@ -65,18 +81,25 @@ class Evaluator:
         observations = []
         unknown = self._unknown[rule.name] = set()
         previous = self._checked.get(rule.name)
+        previous_at = self._data_at.get(rule.name)
+        times = [reading.at for reading in readings if reading.at]
+        if times:
+            self._data_at[rule.name] = max(times)
         self._checked[rule.name] = now
         if rule.name in self._resumed:
             self._resumed.discard(rule.name)
-            previous = None
+            previous = previous_at = None
         for reading in readings:
+            at = now if reading.at is None else reading.at
             series = self._series.get((rule.name, reading.key))
             if series is None:
                 series = self._series[(rule.name, reading.key)] = _Series()
-                if rule.window is not None and previous is not None and previous < now:
-                    series.samples.append((previous, 0.0))
+                before = previous if reading.at is None else previous_at
+                if rule.window is not None and before is not None and before < at:
+                    series.samples.append((before, 0.0))
             series.seen = now
-            value = self._value(rule, series, reading.value, now)
+            series.timed = reading.at is not None
+            value = self._value(rule, series, reading.value, at)
             if value is None:
                 unknown.add(reading.key)
                 continue
@@ -96,13 +119,21 @@ class Evaluator:
             if name != rule.name:
                 continue
             series.seen = now
-            if rule.window is not None and series.samples and series.samples[-1][0] < now:
+            # at data time nothing is to be added: the store's time has not moved with the check's
+            if (
+                rule.window is not None
+                and not series.timed
+                and series.samples
+                and series.samples[-1][0] < now
+            ):
                 self._value(rule, series, series.samples[-1][1], now)
 
     def _value(self, rule: AlertRuleConfig, series: _Series, value: float, now: float) -> float | None:
         if rule.window is None:
             return value
         samples = series.samples
+        if series.timed and (now <= 0 or (samples and now <= samples[-1][0])):
+            return None  # the store's data has not moved since the last sample: no new information
         if samples and samples[-1][0] == now:
             samples.pop()
         if samples and value < samples[-1][1]:  # another counter from here on: it counts from zero
@@ -154,6 +185,7 @@ class Evaluator:
                 "samples": list(series.samples) if keep is None or (rule, key) in keep else [],
                 "baseline": series.baseline.to_json() if series.baseline else None,
                 "seen": series.seen,
+                "timed": series.timed,
             }
             for (rule, key), series in self._series.items()
             if keep is None or series.baseline is not None or (rule, key) in keep
@@ -175,6 +207,7 @@ class Evaluator:
                 continue
             series = _Series(deque((float(t), float(v)) for t, v in item.get("samples", [])))
             series.seen = float(item.get("seen", 0.0))
+            series.timed = bool(item.get("timed", False))
             if rule.baseline is not None and item.get("baseline"):
                 series.baseline = Baseline(rule.baseline, self.check_interval)
                 series.baseline.restore(item["baseline"])

@@ -8,7 +8,12 @@ snapshot: per engine incarnation, each flow's latest row of the engine's running
 recorded in ``engine_periods`` says which rows count), so what a period reset or a restart
 dropped is not read; hitters from the engines' merged sketch states of the running period when
 the store has them (``QueryStore.states``). Rates are made from successive readings by
-:mod:`.evaluation`.
+:mod:`.evaluation`, over the readings' **data time** (``Reading.at``): the time up to which the
+store holds every live engine's counts (``QueryStore.current_data_time``, from the snapshot times
+the writers record), not the check's time. The store's counts change once per snapshot interval
+(60 s by default) while checks come every few seconds, and after an engine restarts the new
+incarnation stores nothing for up to one interval while its predecessor's last counts stay in
+view: over check times those frozen counts read as "no growth" and resolved a flood mid-way.
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ class Reading:
     key: str
     value: float
     labels: tuple[tuple[str, str], ...] = ()
+    #: The data time of ``value`` (epoch seconds): up to when the store held the counts it was
+    #: made from (QueryStore.current_data_time); 0 while a live engine in view has stored none
+    #: yet (it restarted: its counts are not in, so no rate can be made). None when the store
+    #: cannot tell: the check's time stands in.
+    at: float | None = None
 
 
 class StoreReader:
@@ -108,6 +118,15 @@ class StoreReader:
         now = self.clock() if now is None else now
         metric = rule.metric
         since = max(0, int(now - self.engine_staleness))
+        if metric in _HITTER_KINDS:
+            hitters = await self._hitters(rule, now)
+            return [Reading(flow, float(value), (("flow", flow),)) for flow, value in hitters]
+        data_time = await self._once(
+            now,
+            ("data time", rule.task_name, since),
+            lambda: self.store.current_data_time(rule.task_name, since=since),
+        )
+        at = None if data_time is None else float(data_time)
         if metric in ("total_packets", "total_bytes", "total_flows"):
             totals = await self._once(
                 now,
@@ -121,10 +140,7 @@ class StoreReader:
                 "total_bytes": totals.total_bytes,
                 "total_flows": totals.flow_count,
             }[metric]
-            return [Reading("", float(value))]
-        if metric in _HITTER_KINDS:
-            hitters = await self._hitters(rule, now)
-            return [Reading(flow, float(value), (("flow", flow),)) for flow, value in hitters]
+            return [Reading("", float(value), at=at)]
         by = "packets" if metric == "flow_packets" else "bytes"
         limit = self.flow_scan if rule.window is not None else self.limit
         flows = await self._once(
@@ -137,7 +153,8 @@ class StoreReader:
         readings = []
         for keys, packets, size in flows:
             key = flow_key(keys)
-            readings.append(Reading(key, float(packets if by == "packets" else size), tuple(keys.items())))
+            amount = float(packets if by == "packets" else size)
+            readings.append(Reading(key, amount, tuple(keys.items()), at))
         return readings
 
 

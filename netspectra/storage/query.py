@@ -371,6 +371,25 @@ class QueryStore:
         packets, total_bytes, flows = rows[0] if rows else (0, 0, 0)
         return TaskTotals(task, int(total_bytes or 0), int(packets or 0), int(flows or 0))
 
+    async def current_data_time(
+        self, task: str, *, since: int, group: str = "exact", lapse: int = 30
+    ) -> int | None:
+        """How current the store's answers of ``task`` are (epoch seconds): the time up to which
+        every live engine heard from since ``since`` has stored its counts (the oldest of their
+        newest snapshots of ``group``; an engine whose lease was released or silent for ``lapse``
+        seconds counts no more: its rows are final). 0 while a live engine has stored no snapshot
+        yet (it restarted: what it counted meanwhile is not in); None when no engine in view
+        records its snapshots (Go's writers, older versions): the store cannot tell.
+        """
+        rows = await self._select(
+            sql.ENGINE_DATA_TIMES, {"task": task, "since": since, "group": group, "lapse": lapse}
+        )
+        marked = [int(at) for _, at, _ in rows if int(at)]
+        if not marked:
+            return None
+        live = [int(at) for _, at, alive in rows if int(alive)]
+        return min(live) if live else max(marked)
+
     async def current_hitters(
         self, task: str, kind: HitterKind, *, limit: int, since: int
     ) -> list[tuple[str, int]]:

@@ -113,3 +113,15 @@ CREATE TABLE IF NOT EXISTS engine_periods (
     PeriodStart DateTime
 ) ENGINE = ReplacingMergeTree()
 ORDER BY (EngineId, PeriodStart);
+
+-- NetSpectra's own: when each engine incarnation's newest snapshot that wrote no row landed, per
+-- group (Go never sees it). A change snapshot with no changed flow writes no row, so the flow rows
+-- alone cannot say how recent the store's counts are; each writer inserts a row here for such a
+-- snapshot (see storage/spool.py). The alerter makes rates over this data time, not over its own
+-- check times (sql.ENGINE_DATA_TIMES). Merges keep the newest row.
+CREATE TABLE IF NOT EXISTS engine_snapshots (
+    EngineId    String,
+    Writer      String,
+    Timestamp   DateTime
+) ENGINE = ReplacingMergeTree(Timestamp)
+ORDER BY (EngineId, Writer);

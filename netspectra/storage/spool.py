@@ -593,6 +593,32 @@ class QueuedWriter:
         if states and len(states.get("TaskName", ())):
             await self._backend.insert("sketch_states", states)
             self.rows_inserted += len(states["TaskName"])
+        await self._record_snapshot(rows)
+
+    def _rows_engine(self, rows: SnapshotRows) -> str:
+        """The stored EngineId of ``rows``: a killed incarnation's spooled rows keep theirs."""
+        if rows.flow_count and "EngineId" in rows.flows:
+            return str(as_arrow("EngineId", rows.flows["EngineId"])[0].as_py())
+        return self._stored_engine_id
+
+    async def _record_snapshot(self, rows: SnapshotRows) -> None:
+        """Say in engine_snapshots that this snapshot landed, when it wrote no row at all.
+
+        The store's data time (sql.ENGINE_DATA_TIMES) is the newest snapshot's: its flow rows'
+        Timestamp, and for a change snapshot with no changed flow (it writes no row, yet its counts
+        are as current as the snapshot) this row. The alerter makes its rates over these times.
+        """
+        states = getattr(rows, "states", None)
+        if rows.flow_count or rows.hitter_count or (states and len(states.get("TaskName", ()))):
+            return
+        await self._backend.insert(
+            "engine_snapshots",
+            {
+                "EngineId": as_arrow("EngineId", [self._rows_engine(rows)]),
+                "Writer": as_arrow("Writer", [rows.group]),
+                "Timestamp": as_arrow("Timestamp", [rows.taken_at_ns // 1_000_000_000]),
+            },
+        )
 
     async def _record_period(self, rows: SnapshotRows) -> None:
         """Say in engine_periods when this snapshot's period began, before its first rows land.
@@ -603,9 +629,7 @@ class QueuedWriter:
         counted under the old one. A row inserted twice (a retry, a restart) merges away.
         """
         period = getattr(rows, "period_start", 0)  # absent from snapshots spooled by older versions
-        engine = self._stored_engine_id
-        if rows.flow_count and "EngineId" in rows.flows:  # a killed incarnation's spooled rows
-            engine = as_arrow("EngineId", rows.flows["EngineId"])[0].as_py()
+        engine = self._rows_engine(rows)
         if not period or self._periods_recorded.get(engine) == period:
             return
         await self._backend.insert(

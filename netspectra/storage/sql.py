@@ -55,12 +55,14 @@ STATE_COLUMNS: tuple[str, ...] = (
     "State",
 )
 PERIOD_COLUMNS: tuple[str, ...] = ("EngineId", "PeriodStart")
+SNAPSHOT_COLUMNS: tuple[str, ...] = ("EngineId", "Writer", "Timestamp")
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "flow_metrics": FLOW_COLUMNS,
     "heavy_hitters": HITTER_COLUMNS,
     "engine_leases": LEASE_COLUMNS,
     "sketch_states": STATE_COLUMNS,
     "engine_periods": PERIOD_COLUMNS,
+    "engine_snapshots": SNAPSHOT_COLUMNS,
 }
 
 #: Added to a table created by Go2NetSpectra (which lacks it); the text is a constant.
@@ -387,8 +389,9 @@ TOP_WINDOW_FLOWS_BY = {"Packets": _top_window("P"), "Bytes": _top_window("B")}
 # period (engine_periods: the closing snapshot of the ended period is stamped at that start, so
 # its rows are left out, and so is a flow quiet since the reset). An engine with no recorded
 # period (Go's writers, older NetSpectra: full snapshots) keeps the rule for full snapshots: its
-# rows at its newest Timestamp. An engine (incarnation) whose newest flow row and lease heartbeat
-# are both older than {since} is gone and left out. Flows are then summed over engines by their
+# rows at its newest Timestamp. An engine (incarnation) whose newest flow row, newest snapshot that
+# wrote nothing (engine_snapshots) and lease heartbeat are all older than {since} is gone and left
+# out: one without a lease stays while it snapshots, quiet or not. Flows are then summed over engines by their
 # key fields: the merged view. One JOIN per SELECT (18.16), and ALL, not ANY: ANY INNER JOIN keeps one
 # left row per key in current ClickHouse (chdb). The right side has one row per EngineId.
 # Constant text; ``{order}`` is one of two constant column names.
@@ -398,6 +401,8 @@ _CURRENT_ENGINES = (
     " FROM flow_latest WHERE TaskName = {task:String} GROUP BY EngineId"
     " UNION ALL SELECT EngineId AS E, toUInt32(max(PeriodStart)) AS PS, toUInt32(0) AS N, toUInt32(0) AS F"
     " FROM engine_periods GROUP BY EngineId"
+    " UNION ALL SELECT EngineId AS E, toUInt32(0) AS PS, toUInt32(max(Timestamp)) AS N, toUInt32(0) AS F"
+    " FROM engine_snapshots GROUP BY EngineId"
     " UNION ALL SELECT concat(EngineId, '@', Incarnation) AS E, toUInt32(0) AS PS,"
     " toUInt32(max(Heartbeat)) AS N, toUInt32(0) AS F FROM engine_leases GROUP BY EngineId, Incarnation)"
     " GROUP BY E HAVING Newest >= {since:UInt32}"
@@ -426,6 +431,25 @@ CURRENT_HITTERS = (
     " AND Timestamp >= toDateTime({{since:UInt32}})"
     " GROUP BY EngineId, Flow)"
     " GROUP BY Flow ORDER BY Total DESC, Flow ASC LIMIT {{limit:UInt32}}"
+)
+#: Per engine incarnation in the alerter's view of ``task`` (as in _CURRENT_ENGINES: newest flow
+#: row or heartbeat since {since}): the time of its newest snapshot of {group} that landed (its
+#: newest flow row of ``task``, or the engine_snapshots row of a snapshot that wrote nothing; 0:
+#: none yet), and whether it is alive: no lease (Go's writers, one-shot runs) or a lease neither
+#: released nor silent for {lapse} seconds of the store's clock. Every packet counts in every
+#: exact task, so a snapshot that wrote rows wrote some of ``task``'s.
+ENGINE_DATA_TIMES = (
+    "SELECT E, max(M) AS Marked, if(max(K) = 1, max(L), 1) AS Live FROM ("
+    " SELECT EngineId AS E, toUInt32(max(Timestamp)) AS N, toUInt32(max(Timestamp)) AS M, toUInt8(0) AS L,"
+    " toUInt8(0) AS K FROM flow_latest WHERE TaskName = {task:String} GROUP BY EngineId"
+    " UNION ALL SELECT EngineId AS E, toUInt32(max(Timestamp)) AS N,"
+    " toUInt32(maxIf(Timestamp, Writer = {group:String})) AS M, toUInt8(0) AS L, toUInt8(0) AS K"
+    " FROM engine_snapshots GROUP BY EngineId"
+    " UNION ALL SELECT concat(EngineId, '@', Incarnation) AS E, toUInt32(max(Heartbeat)) AS N,"
+    " toUInt32(0) AS M,"
+    " toUInt8(argMax(Released, Heartbeat) = 0 AND max(Heartbeat) >= now() - {lapse:UInt32}) AS L,"
+    " toUInt8(1) AS K FROM engine_leases GROUP BY EngineId, Incarnation)"
+    " GROUP BY E HAVING max(N) >= {since:UInt32}"
 )
 
 PING = "SELECT 1"

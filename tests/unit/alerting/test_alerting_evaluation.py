@@ -156,3 +156,31 @@ def test_only_active_alerts_keep_their_samples_and_a_restored_flow_is_not_new() 
     assert after.unknown("r") == {"big"}  # not 110 000 / 10 s
     observed = after.evaluate(r, [Reading("busy", 30_000), Reading("big", 111_000)], now=30.0)
     assert [(o.key, o.value) for o in observed] == [("busy", 1000.0), ("big", 100.0)]
+
+
+def test_rates_are_made_over_the_data_time_and_a_reading_without_new_data_is_unknown() -> None:
+    """Checks every 10 s over a store written every 60 s: growth per second of data time; the checks
+    between snapshots (same data time), and those while a restarted engine has stored nothing yet
+    (data time 0), judge nothing; a counter that fell still counts from zero; counts that stop
+    growing while the data time advances (traffic stopped) read as rate 0."""
+    evaluator = Evaluator(check_interval=10)
+    r = rule(window="1m", threshold=50)
+    # (check time, count, data time): 100 pkt/s; snapshots at 60, 120, 180; a restart after 180,
+    # the new incarnation's first snapshot at 250 (its count alone: the old one left the view)
+    script = [
+        (60, 6000, 60.0),
+        (70, 6000, 60.0),
+        (120, 12000, 120.0),
+        (130, 12000, 120.0),
+        (190, 18000, 180.0),
+        (200, 18000, 0.0),
+        (240, 18000, 0.0),
+        (250, 7000, 250.0),
+        (310, 7000, 310.0),
+    ]
+    values = []
+    for now, count, at in script:
+        observed = evaluator.evaluate(r, [Reading("", count, at=at)], now=float(now))
+        values.append(observed[0].value if observed else None)
+        assert (observed == []) == ("" in evaluator.unknown("r"))
+    assert values == [None, None, 100.0, None, 100.0, None, None, 7000 / 70, 0.0]
