@@ -3,16 +3,17 @@
 A rate (``window: 1m``) is the growth of the cumulative value between the newest sample and the
 newest one at least ``window`` older, divided by the seconds between them; while the history is
 shorter than the window, the oldest sample stands in (a rate needs two samples). A value that
-fell (the period reset, an engine restarted under a new incarnation) counts from zero, as
-Prometheus treats a counter reset. A series that appears between two checks of its rule (a new
-flow, a hitter reported for the first time) had zero at the previous check, so a flood that starts
-between two checks has a rate at the first one. Series not seen for ``2 x window`` (or 10 checks)
-are forgotten.
-
-Counting from zero starts the series' samples afresh, from zero at the previous sample: those
-before the fall were another counter's (the period's, or an engine incarnation's that left the
-sum), so no later rate may mix them with this one's (a restarted engine's count climbing back to
-its predecessor's last value would read as no growth at all).
+fell starts the series' samples afresh at that value: its rate is unknown until the next sample.
+A sum falls when the period resets, but also when an engine incarnation leaves the view while
+another one's counts are in the sum (an engine restarted ~3 snapshot intervals ago): counting the
+new value from zero, as Prometheus treats a counter reset, read the surviving incarnation's whole
+count as one interval's growth there, a false flood. Unknown holds the alert as it is, so the
+price is one sample of delay after a reset, never a false alarm or a false resolve; and no later
+rate mixes samples of the two counters (a restarted engine's count climbing back to its
+predecessor's last value would read as no growth at all). A series that appears between two
+checks of its rule (a new flow, a hitter reported for the first time) had zero at the previous
+check, so a flood that starts between two checks has a rate at the first one. Series not seen
+for ``2 x window`` (or 10 checks) are forgotten.
 
 Samples are taken at the readings' **data time** (``Reading.at``: up to when the store held the
 counts, see :mod:`.readings`; the check's time when the store cannot tell), so a rate is the
@@ -136,10 +137,8 @@ class Evaluator:
             return None  # the store's data has not moved since the last sample: no new information
         if samples and samples[-1][0] == now:
             samples.pop()
-        if samples and value < samples[-1][1]:  # another counter from here on: it counts from zero
-            then = samples[-1][0]
+        if samples and value < samples[-1][1]:  # another counter from here on: start afresh
             samples.clear()
-            samples.append((then, 0.0))
         samples.append((now, value))
         while len(samples) > 2 and samples[1][0] <= now - rule.window:
             samples.popleft()
@@ -149,8 +148,7 @@ class Evaluator:
         elapsed = now - then
         if elapsed <= 0:
             return None
-        grown = value - before if value >= before else value
-        return grown / elapsed
+        return (value - before) / elapsed
 
     def _judge(
         self, rule: AlertRuleConfig, series: _Series, reading: Reading, value: float, now: float, active: bool

@@ -31,12 +31,28 @@ def test_a_window_rate_is_the_growth_over_the_window_not_since_the_period_began(
     assert not math.isclose(values[8], 145)
 
 
-def test_a_counter_that_fell_counts_from_zero() -> None:
+def test_a_counter_that_fell_starts_its_rate_afresh() -> None:
+    """The period reset (or an engine left the sum): unknown once, then the new counter's rate."""
     evaluator = Evaluator(check_interval=10)
     r = rule(window="10s")
     evaluator.evaluate(r, [Reading("", 1000)], now=0)
-    observed = evaluator.evaluate(r, [Reading("", 30)], now=10)  # the period reset
+    assert evaluator.evaluate(r, [Reading("", 30)], now=10) == []  # the period reset
+    assert evaluator.unknown("r") == {""}
+    observed = evaluator.evaluate(r, [Reading("", 60)], now=20)
     assert observed[0].value == 3.0
+
+
+def test_an_engine_leaving_the_sum_is_not_a_flood() -> None:
+    """Two incarnations in the sum (the old one frozen at 50 000, the restarted one counting
+    10 pkt/s), then the old one leaves the view: the sum falls to the new one's 2 000. Counting that
+    from zero read 2 000 in 10 s = 200 pkt/s, over the threshold with no flood."""
+    evaluator = Evaluator(check_interval=10)
+    r = rule(window="10s", threshold=100)
+    fired = []
+    for now, count in ((0, 51_800), (10, 51_900), (20, 2_000), (30, 2_100), (40, 2_200)):
+        observed = evaluator.evaluate(r, [Reading("", count)], now=float(now))
+        fired.append([o.value for o in observed])
+    assert fired == [[], [10.0], [], [10.0], [10.0]]
 
 
 def test_an_ewma_baseline_fires_on_a_surge_and_on_traffic_that_stopped_and_not_on_noise() -> None:
@@ -120,8 +136,9 @@ def test_after_a_fall_no_rate_mixes_the_two_counters() -> None:
     for now, count in enumerate(counts):
         observed = evaluator.evaluate(r, [Reading("", count)], now=float(now))
         values.append(observed[0].value if observed else None)
-    assert values[7] == 500.0  # from zero at t=6
-    assert values[9] == 2500 / 3
+    assert values[7] is None  # another counter: unknown until its second sample
+    assert values[8] == 1000.0
+    assert values[9] == 1000.0  # (2500 - 500) / 2: none of the old counter's samples
     assert evaluator.unknown("r") == set()
 
 
@@ -161,7 +178,7 @@ def test_only_active_alerts_keep_their_samples_and_a_restored_flow_is_not_new() 
 def test_rates_are_made_over_the_data_time_and_a_reading_without_new_data_is_unknown() -> None:
     """Checks every 10 s over a store written every 60 s: growth per second of data time; the checks
     between snapshots (same data time), and those while a restarted engine has stored nothing yet
-    (data time 0), judge nothing; a counter that fell still counts from zero; counts that stop
+    (data time 0), judge nothing; a counter that fell starts afresh (unknown once); counts that stop
     growing while the data time advances (traffic stopped) read as rate 0."""
     evaluator = Evaluator(check_interval=10)
     r = rule(window="1m", threshold=50)
@@ -183,4 +200,4 @@ def test_rates_are_made_over_the_data_time_and_a_reading_without_new_data_is_unk
         observed = evaluator.evaluate(r, [Reading("", count, at=at)], now=float(now))
         values.append(observed[0].value if observed else None)
         assert (observed == []) == ("" in evaluator.unknown("r"))
-    assert values == [None, None, 100.0, None, 100.0, None, None, 7000 / 70, 0.0]
+    assert values == [None, None, 100.0, None, 100.0, None, None, None, 0.0]
