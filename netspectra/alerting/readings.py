@@ -120,7 +120,13 @@ class StoreReader:
         since = max(0, int(now - self.engine_staleness))
         if metric in _HITTER_KINDS:
             hitters = await self._hitters(rule, now)
-            return [Reading(flow, float(value), (("flow", flow),)) for flow, value in hitters]
+            sketch_time = await self._once(
+                now,
+                ("sketch data time", rule.task_name, since),
+                lambda: self.store.current_data_time(rule.task_name, since=since, group="sketch"),
+            )
+            at = None if sketch_time is None else float(sketch_time)
+            return [Reading(flow, float(value), (("flow", flow),), at) for flow, value in hitters]
         data_time = await self._once(
             now,
             ("data time", rule.task_name, since),

@@ -381,9 +381,8 @@ class QueryStore:
         yet (it restarted: what it counted meanwhile is not in); None when no engine in view
         records its snapshots (Go's writers, older versions): the store cannot tell.
         """
-        rows = await self._select(
-            sql.ENGINE_DATA_TIMES, {"task": task, "since": since, "group": group, "lapse": lapse}
-        )
+        query = sql.SKETCH_DATA_TIMES if group == "sketch" else sql.ENGINE_DATA_TIMES
+        rows = await self._select(query, {"task": task, "since": since, "group": group, "lapse": lapse})
         marked = [int(at) for _, at, _ in rows if int(at)]
         if not marked:
             return None

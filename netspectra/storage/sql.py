@@ -438,10 +438,9 @@ CURRENT_HITTERS = (
 #: none yet), and whether it is alive: no lease (Go's writers, one-shot runs) or a lease neither
 #: released nor silent for {lapse} seconds of the store's clock. Every packet counts in every
 #: exact task, so a snapshot that wrote rows wrote some of ``task``'s.
-ENGINE_DATA_TIMES = (
+_DATA_TIMES = (
     "SELECT E, max(M) AS Marked, if(max(K) = 1, max(L), 1) AS Live FROM ("
-    " SELECT EngineId AS E, toUInt32(max(Timestamp)) AS N, toUInt32(max(Timestamp)) AS M, toUInt8(0) AS L,"
-    " toUInt8(0) AS K FROM flow_latest WHERE TaskName = {task:String} GROUP BY EngineId"
+    "{rows}"
     " UNION ALL SELECT EngineId AS E, toUInt32(max(Timestamp)) AS N,"
     " toUInt32(maxIf(Timestamp, Writer = {group:String})) AS M, toUInt8(0) AS L, toUInt8(0) AS K"
     " FROM engine_snapshots GROUP BY EngineId"
@@ -450,6 +449,19 @@ ENGINE_DATA_TIMES = (
     " toUInt8(argMax(Released, Heartbeat) = 0 AND max(Heartbeat) >= now() - {lapse:UInt32}) AS L,"
     " toUInt8(1) AS K FROM engine_leases GROUP BY EngineId, Incarnation)"
     " GROUP BY E HAVING max(N) >= {since:UInt32}"
+)
+_NEWEST_ROWS = (
+    " SELECT EngineId AS E, toUInt32(max(Timestamp)) AS N, toUInt32(max(Timestamp)) AS M, toUInt8(0) AS L,"
+    " toUInt8(0) AS K FROM {table} WHERE TaskName = {{task:String}} GROUP BY EngineId"
+)
+#: Per engine (incl. incarnation): its newest snapshot of an exact task, from the flow rows or the
+#: engine_snapshots row of a snapshot that wrote none; its lease's liveness (QueryStore.current_data_time).
+ENGINE_DATA_TIMES = _DATA_TIMES.replace("{rows}", _NEWEST_ROWS.format(table="flow_latest"))
+#: The same for a sketch task: its newest epoch state or hitter row (a snapshot writes one of them,
+#: or the engine_snapshots row).
+SKETCH_DATA_TIMES = _DATA_TIMES.replace(
+    "{rows}",
+    _NEWEST_ROWS.format(table="sketch_states") + " UNION ALL" + _NEWEST_ROWS.format(table="heavy_hitters"),
 )
 
 PING = "SELECT 1"
