@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import pytest
 from netspectra.model.packets import PacketColumns
 from netspectra.wire.codec import encode_packet_batch
 from netspectra.wire.subjects import DEFAULT_SUBJECT, batch_subject
+from tests.fixtures.http_receiver import serving
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.processes import free_port
 from tests.fixtures.tools import venv_tool
@@ -69,18 +70,8 @@ class Receiver(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver() -> Iterator[Any]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    server.accepted = []  # type: ignore[attr-defined]
-    server.refused = 0  # type: ignore[attr-defined]
-    server.status = 200  # type: ignore[attr-defined]
-    server.lock = threading.Lock()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Receiver, accepted=[], refused=0, status=200, lock=threading.Lock()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def ours(note: dict[str, Any], status: str) -> bool:

@@ -13,12 +13,11 @@ import json
 import shutil
 import ssl
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from netspectra.alerting.channels import (
 from netspectra.config.loader import load_settings
 from netspectra.config.models import AlerterConfig, ChannelConfig
 from tests.fixtures.clickhouse import free_port
+from tests.fixtures.http_receiver import serving
 from tests.integration.alerting_helpers import TraceRig, base_traffic, concat, scan
 from tests.integration.test_api_cli import self_signed
 from tests.unit.alerting.fakes import ManualClock, ScriptedReader
@@ -175,16 +175,8 @@ class Receiver(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver() -> Iterator[Any]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    server.posts = []  # type: ignore[attr-defined]
-    server.status = 200  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Receiver, posts=[], status=200) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def alerter_for(tmp_path: Path, channels: list[Any], clock: ManualClock, reader: ScriptedReader) -> Alerter:
