@@ -89,6 +89,8 @@ int main(int argc, char **argv) {
 """
 
 
+#: the longest any one stage of a measurement may take before the bench fails naming it
+STAGE_SECONDS = 60
 SKIPPED = 77  # the exit status of a smoke run that cannot run here (automake's "skipped")
 
 
@@ -160,11 +162,23 @@ async def measure(
             )
             for _ in range(senders)
         ]
-        outputs = [(await process.communicate())[0].split() for process in processes]
+        try:  # a stage that cannot end says which one, instead of hanging the bench (CI's smoke run)
+            outputs = [
+                (await asyncio.wait_for(process.communicate(), STAGE_SECONDS))[0].split()
+                for process in processes
+            ]
+        except TimeoutError:
+            for process in processes:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+            raise RuntimeError(f"{kind}: the sender did not finish within {STAGE_SECONDS} s") from None
         sent = sum(int(out[0]) for out in outputs)
         elapsed = max(float(out[1]) for out in outputs)
         last, still = -1, 0
+        settle_deadline = loop.time() + STAGE_SECONDS
         while still < 5:  # until the count stops moving for 0.5 s
+            if loop.time() > settle_deadline:
+                raise RuntimeError(f"{kind}: the captured count still moved after {STAGE_SECONDS} s")
             await asyncio.sleep(0.1)
             still = still + 1 if counts["data"] == last else 0
             last = counts["data"]
@@ -176,7 +190,10 @@ async def measure(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         stats = source.stats() if kind == "afpacket" else {}
-        await source.close()
+        try:
+            await asyncio.wait_for(source.close(), STAGE_SECONDS)
+        except TimeoutError:
+            print(f"{kind}: closing the source took over {STAGE_SECONDS} s", file=sys.stderr, flush=True)
         stats = stats or source.stats()
         for sink in sinks:
             sink.close()
