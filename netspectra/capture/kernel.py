@@ -63,7 +63,8 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from numba import njit
+
+from netspectra.jit import njit
 
 # Frame status codes (indexes into SKIP_REASONS).
 OK = 0

@@ -274,8 +274,10 @@ def _compile_kernels_if_needed(console: Console, *, flows: bool, writes: bool) -
     """Compile the kernels before the file is read when numba's cache lacks one, and say so.
 
     Only the first run after an install (or after the cache was cleared) compiles, ~10 s that
-    would otherwise sit inside the timed part and make the printed rate meaningless.
+    would otherwise sit inside the timed part and make the printed rate meaningless. Kernels the
+    ahead-of-time module holds (see :mod:`netspectra.jit`) are not asked about: asking imports numba.
     """
+    from netspectra.jit import AOT_MODULES, aot_state
     from netspectra.warmup import (
         ANALYZE_FLOWS_KERNEL_MODULES,
         ANALYZE_KERNEL_MODULES,
@@ -287,7 +289,9 @@ def _compile_kernels_if_needed(console: Console, *, flows: bool, writes: bool) -
     modules = [*ANALYZE_KERNEL_MODULES, *(ANALYZE_FLOWS_KERNEL_MODULES if flows else ())]
     if not writes:  # only the writers run the text kernels: a stale one must not start a warm-up
         modules.remove(ANALYZE_WRITER_KERNEL_MODULE)
-    if not missing_kernels(modules):
+    if aot_state() is not None:
+        modules = [module for module in modules if module not in AOT_MODULES]
+    if not modules or not missing_kernels(modules):
         return
     gc.enable()  # numba's compiler leaves cycles behind, unlike a start-up that only loads
     console.print("compiling kernels (first run after install): ", end="", markup=False, highlight=False)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numba as nb
 import numpy as np
 import numpy.typing as npt
 
+from netspectra.jit import njit
 from netspectra.model.fields import KeyField
 from netspectra.model.keys import key_width
 from netspectra.model.packets import PacketColumns
@@ -20,7 +20,7 @@ from netspectra.model.packets import PacketColumns
 _FIELD_CODE = {field: code for code, field in enumerate(KeyField)}
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _build_keys(src_ip, dst_ip, src_port, dst_port, protocol, codes, out):  # type: ignore[no-untyped-def]
     count = out.shape[0]
     for row in range(count):

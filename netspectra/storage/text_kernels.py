@@ -12,9 +12,10 @@ for the rest); times are RFC 3339 UTC with all nine fractional digits, for the y
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import numpy.typing as npt
+
+from netspectra.jit import njit
 
 #: Longest text of one address: eight 4-digit groups and seven colons.
 MAX_ADDRESS_TEXT = 39
@@ -29,7 +30,7 @@ _TEN = np.uint64(10)
 _BILLION = np.uint64(_NS)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _write_decimal(out: npt.NDArray[np.uint8], at: int, value: int) -> int:
     if value >= 100:
         out[at] = 48 + value // 100
@@ -41,7 +42,7 @@ def _write_decimal(out: npt.NDArray[np.uint8], at: int, value: int) -> int:
     return at + 1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _write_hextet(out: npt.NDArray[np.uint8], at: int, value: int, hexdigits: npt.NDArray[np.uint8]) -> int:
     started = False
     for shift in (12, 8, 4, 0):
@@ -53,7 +54,7 @@ def _write_hextet(out: npt.NDArray[np.uint8], at: int, value: int, hexdigits: np
     return at
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def write_address(  # type: ignore[no-untyped-def]
     out, at, raw, row, hextets, hexdigits
 ):
@@ -103,7 +104,7 @@ def write_address(  # type: ignore[no-untyped-def]
     return at
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def address_text_kernel(  # type: ignore[no-untyped-def]
     raw, hexdigits, out, offsets
 ):
@@ -116,7 +117,7 @@ def address_text_kernel(  # type: ignore[no-untyped-def]
         offsets[row + 1] = at
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _write_unsigned(out, at, value):  # type: ignore[no-untyped-def]
     """Decimal text of a non-negative integer, in uint64 throughout (numba turns mixed
     uint64/int64 operands into float64, which loses the low digits of a large counter)."""
@@ -136,7 +137,7 @@ def _write_unsigned(out, at, value):  # type: ignore[no-untyped-def]
         position -= 1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _write_digits(out, at, value, width):  # type: ignore[no-untyped-def]
     """``value`` (unsigned) zero-padded to ``width`` digits."""
     for position in range(width - 1, -1, -1):
@@ -145,7 +146,7 @@ def _write_digits(out, at, value, width):  # type: ignore[no-untyped-def]
     return at + width
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _second_text(prefix, seconds):  # type: ignore[no-untyped-def]
     """``prefix[:20]`` = ``YYYY-MM-DDTHH:MM:SS.`` of epoch ``seconds`` (civil date from days:
     H. Hinnant's algorithm, in unsigned arithmetic: the caller keeps to 1970-9999)."""
@@ -182,7 +183,7 @@ def _second_text(prefix, seconds):  # type: ignore[no-untyped-def]
 _SECOND_SLOTS = 4096
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _write_rfc3339(out, at, ns, prefixes, cached):  # type: ignore[no-untyped-def]
     """``2024-05-01T12:00:00.000000001Z``; ``prefixes[s]`` caches the text of second ``cached[s]``
     for slot ``s = second % _SECOND_SLOTS``: a snapshot's flows share a few thousand seconds, but
@@ -201,7 +202,7 @@ def _write_rfc3339(out, at, ns, prefixes, cached):  # type: ignore[no-untyped-de
     return at + 1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _copy(out, at, pieces, offsets, which):  # type: ignore[no-untyped-def]
     for index in range(offsets[which], offsets[which + 1]):
         out[at] = pieces[index]
@@ -209,7 +210,7 @@ def _copy(out, at, pieces, offsets, which):  # type: ignore[no-untyped-def]
     return at
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def jsonl_kernel(  # type: ignore[no-untyped-def]
     out,
     start,
@@ -280,7 +281,7 @@ def times_in_range(*columns: npt.NDArray[np.int64]) -> bool:
     return True
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def hitter_lines_kernel(  # type: ignore[no-untyped-def]
     out, order, flow_bytes, starts, ends, values
 ):
@@ -299,7 +300,7 @@ def hitter_lines_kernel(  # type: ignore[no-untyped-def]
     return at
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def native_strings_kernel(out, data, offsets):  # type: ignore[no-untyped-def]
     """ClickHouse Native String column of Arrow string buffers whose values are all shorter than
     128 bytes: per value one length byte (its varint), then the bytes. ``data`` starts at

@@ -39,13 +39,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from netspectra.engine.sketch.intrinsics import prefetch_row
+from netspectra.jit import njit, numba_only
 from netspectra.model.fields import KeyField
 from netspectra.model.snapshot import FlowTable
+
+# numba-only helpers: imported when a kernel is compiled (not at all with the ahead-of-time module)
+prefetch_row = numba_only("netspectra.engine.sketch.intrinsics", "prefetch_row")
 
 _SRC_IP, _DST_IP, _SRC_PORT, _DST_PORT, _PROTOCOL = 1, 2, 4, 8, 16
 _FIELD_BIT = {
@@ -69,13 +71,13 @@ _LOW32 = np.uint64(0xFFFFFFFF)
 _ONE = np.uint64(1)
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _absorb(h: np.uint64, word: np.uint64) -> np.uint64:  # scalars only: no refcounts in the loop
     h = (h ^ word) * _M0
     return h ^ (h >> _S32)
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _finish(h: np.uint64) -> np.uint64:
     h ^= h >> _S33
     h *= _M1
@@ -84,7 +86,7 @@ def _finish(h: np.uint64) -> np.uint64:
     return h ^ (h >> _S33)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _hash_kernel(fmask, width, src, dst, sport, dport, proto, hashes):  # type: ignore[no-untyped-def]
     """``hashes[i]`` = the 64-bit hash of packet i's key words (a pass of its own, so the insert
     loop knows every slot it will touch and can prefetch it)."""
@@ -121,7 +123,7 @@ slot (by then in cache) is read and the flow row it points to is prefetched too.
 100 k+ flows are megabytes, so without this nearly every packet waits for memory twice."""
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _insert_kernel(  # type: ignore[no-untyped-def]
     index, entries, count, fmask, width, src, dst, sport, dport, proto, ts, length, hashes, start, epoch
 ):
@@ -200,7 +202,7 @@ def _insert_kernel(  # type: ignore[no-untyped-def]
     return -1
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _rehash_kernel(index, entries, count, width):  # type: ignore[no-untyped-def]
     """Place rows ``0..count`` into an empty (larger) index."""
     mask = np.uint64(index.shape[0] - 1)
@@ -363,7 +365,7 @@ class FlowHashTable:
         )
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _direct_kernel(counters, which, sport, dport, proto, ts, length, epoch):  # type: ignore[no-untyped-def]
     """Count packets into a table indexed by the key itself (one port, or the protocol)."""
     for i in range(ts.shape[0]):
@@ -463,7 +465,7 @@ def make_table(task: str, key_fields: Sequence[KeyField]) -> FlowHashTable | Dir
 # Added beside the packet kernels, not folded into them: the packet path keeps its measured loop.
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _insert_weighted_kernel(  # type: ignore[no-untyped-def]
     index,
     entries,
@@ -547,7 +549,7 @@ def _insert_weighted_kernel(  # type: ignore[no-untyped-def]
     return -1
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _direct_weighted_kernel(counters, which, sport, dport, proto, first, last, packets, nbytes):  # type: ignore[no-untyped-def]
     """Like :func:`_direct_kernel`, with each record's packets, bytes, first and last seen."""
     for i in range(first.shape[0]):

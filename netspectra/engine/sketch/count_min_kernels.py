@@ -7,14 +7,16 @@ which ``config check`` and ``plugins list`` do to validate its parameters, does 
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
-from netspectra.engine.sketch.intrinsics import prefetch_row
 from netspectra.engine.sketch.murmur3 import hash_words_into, splitmix64_next
+from netspectra.jit import njit, numba_only
+
+# numba-only helpers: imported when a kernel is compiled (not at all with the ahead-of-time module)
+prefetch_row = numba_only("netspectra.engine.sketch.intrinsics", "prefetch_row")
 
 
-@nb.njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True)
 def _next_random(state):  # type: ignore[no-untyped-def]
     """(new state, 32 random bits): the high half of one splitmix64 step."""
     state, z = splitmix64_next(state)
@@ -25,7 +27,7 @@ _PREFETCH_AHEAD = 16
 """Packets between a bucket's prefetch and its update (8-16 measured best; 0 costs ~10 %)."""
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def update_row(words, sizes, buckets, cells, variant, thresholds, state):  # type: ignore[no-untyped-def]
     """Apply every packet of a batch to one row; returns the row's new random state.
 
@@ -114,14 +116,14 @@ def update_row(words, sizes, buckets, cells, variant, thresholds, state):  # typ
     return state
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def update_rows(words, sizes, buckets, cells, variant, thresholds, states):  # type: ignore[no-untyped-def]
     """Every row, one after the other, in the calling thread."""
     for r in range(cells.shape[0]):
         states[r] = update_row(words, sizes, buckets[r], cells[r], variant, thresholds, states[r])
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def linear_minimum(words, nbytes, seeds, linear, out):  # type: ignore[no-untyped-def]
     """``out[i]``: the smallest linear counter over rows of key i's buckets (Count-Min's upper bound)."""
     width = np.uint32(linear.shape[1])
@@ -136,7 +138,7 @@ def linear_minimum(words, nbytes, seeds, linear, out):  # type: ignore[no-untype
         out[i] = best
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def update_row_weighted(words, sizes, weights, buckets, cells, variant, thresholds, state):  # type: ignore[no-untyped-def]
     """:func:`update_row` for flow records: record i counts ``weights[i]`` packets and ``sizes[i]`` bytes.
 

@@ -7,20 +7,21 @@ matrix for Python callers (query, heavy-hitter recovery, tests).
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 import numpy.typing as npt
+
+from netspectra.jit import njit
 
 _C1 = np.uint32(0xCC9E2D51)
 _C2 = np.uint32(0x1B873593)
 
 
-@nb.njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True)
 def _rotl32(value, shift):  # type: ignore[no-untyped-def]
     return np.uint32((value << np.uint32(shift)) | (value >> np.uint32(32 - shift)))
 
 
-@nb.njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True)
 def murmur3_row(keys, row, seed):  # type: ignore[no-untyped-def]
     """MurmurHash3_x86_32 of ``keys[row, :]`` with ``seed`` (little-endian blocks, as Go reads them)."""
     length = keys.shape[1]
@@ -62,7 +63,7 @@ def murmur3_row(keys, row, seed):  # type: ignore[no-untyped-def]
     return h1
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _hash_rows(keys, seed, out):  # type: ignore[no-untyped-def]
     for row in range(keys.shape[0]):
         out[row] = murmur3_row(keys, row, seed)
@@ -95,7 +96,7 @@ def row_seeds(seed: int, count: int) -> npt.NDArray[np.uint32]:
     return out
 
 
-@nb.njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True)
 def splitmix64_next(state):  # type: ignore[no-untyped-def]
     """One splitmix64 step: (new state, 64 random bits); the sketches' sampling draws.
 
@@ -110,7 +111,7 @@ def splitmix64_next(state):  # type: ignore[no-untyped-def]
     return state, z
 
 
-@nb.njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True)
 def mix_block(k1):  # type: ignore[no-untyped-def]
     """The seed-independent half of one MurmurHash3 block round (shared by every row's hash)."""
     k1 = np.uint32(k1 * _C1)
@@ -118,7 +119,7 @@ def mix_block(k1):  # type: ignore[no-untyped-def]
     return np.uint32(k1 * _C2)
 
 
-@nb.njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True)
 def absorb_block(h1, mixed):  # type: ignore[no-untyped-def]
     """Fold one mixed block into a running hash."""
     h1 ^= mixed
@@ -126,7 +127,7 @@ def absorb_block(h1, mixed):  # type: ignore[no-untyped-def]
     return np.uint32(h1 * np.uint32(5) + np.uint32(0xE6546B64))
 
 
-@nb.njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True)
 def finish(h1, length):  # type: ignore[no-untyped-def]
     """Length fold and final avalanche."""
     h1 ^= np.uint32(length)
@@ -138,7 +139,7 @@ def finish(h1, length):  # type: ignore[no-untyped-def]
     return h1
 
 
-@nb.njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True)
 def word_block(words, row, block):  # type: ignore[no-untyped-def]
     """Block ``block`` (4 bytes, little-endian) of a key stored as little-endian uint64 words."""
     word = words[row, block >> 1]
@@ -147,7 +148,7 @@ def word_block(words, row, block):  # type: ignore[no-untyped-def]
     return np.uint32(word & np.uint64(0xFFFFFFFF))
 
 
-@nb.njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True)
 def hash_words_into(words, row, nbytes, seeds, out):  # type: ignore[no-untyped-def]
     """MurmurHash3 of the first ``nbytes`` bytes of ``words[row]`` for every seed, one pass over the key.
 
@@ -186,14 +187,14 @@ def as_words(keys: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
     return padded.view("<u8")
 
 
-@nb.njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True)
 def _tail_block(words, row, nbytes):  # type: ignore[no-untyped-def]
     """The zero-padded last partial block of a key (only called when ``nbytes % 4``)."""
     rest = nbytes & 3
     return word_block(words, row, nbytes >> 2) & np.uint32((1 << (8 * rest)) - 1)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def hash_buckets(words, nbytes, seeds, width, out):  # type: ignore[no-untyped-def]
     """``out[s, i] = murmur3(key i, seeds[s]) % width`` for a whole batch (a mask when width is 2^k).
 
@@ -231,7 +232,7 @@ def hash_buckets(words, nbytes, seeds, width, out):  # type: ignore[no-untyped-d
                 out[first + 1, i] = h_b & mask if power_of_two else h_b % width32
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def best_matching_value(words, nbytes, seeds, keys, values, out):  # type: ignore[no-untyped-def]
     """For each key row: the largest ``values[r, bucket]`` over rows whose cell holds exactly this key.
 

@@ -8,11 +8,14 @@ on-disk cache only notices edits of a function's own file).
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
-from netspectra.engine.sketch.intrinsics import clz32, prefetch_row
 from netspectra.engine.sketch.murmur3 import absorb_block, finish, hash_words_into, mix_block, word_block
+from netspectra.jit import njit, numba_only
+
+# numba-only helpers: imported when a kernel is compiled (not at all with the ahead-of-time module)
+clz32 = numba_only("netspectra.engine.sketch.intrinsics", "clz32")
+prefetch_row = numba_only("netspectra.engine.sketch.intrinsics", "prefetch_row")
 
 EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
 """Priority of a bucket no pair has reached (every real priority is smaller or equal)."""
@@ -21,7 +24,7 @@ _SETMAX = 0.875
 _PREFETCH_AHEAD = 8
 
 
-@nb.njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True)
 def _popcount(word):  # type: ignore[no-untyped-def]
     word = word - ((word >> np.uint64(1)) & np.uint64(0x5555555555555555))
     word = (word & np.uint64(0x3333333333333333)) + ((word >> np.uint64(2)) & np.uint64(0x3333333333333333))
@@ -29,7 +32,7 @@ def _popcount(word):  # type: ignore[no-untyped-def]
     return (word * np.uint64(0x0101010101010101)) >> np.uint64(56)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def update(flow_words, pair_words, pair_bytes, pair_seeds, buckets, cells, key_words, levels, level_words):  # type: ignore[no-untyped-def]
     """Apply one batch; ``cells`` is ``(depth * width, stride)``, ``buckets[r, i]`` already offset by
     ``r * width``. A bucket is ``[priority | key words | level 0 bitmap | level 1 | ...]``."""
@@ -83,7 +86,7 @@ def update(flow_words, pair_words, pair_bytes, pair_seeds, buckets, cells, key_w
                     cells[b, 1 + j] = flow_words[i, j]
 
 
-@nb.njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True)
 def _bucket_spread(cells, b, key_words, levels, level_words):  # type: ignore[no-untyped-def]
     """The MRB estimate of bucket ``b`` (see the module docstring)."""
     bits = level_words * 64
@@ -106,7 +109,7 @@ def _bucket_spread(cells, b, key_words, levels, level_words):  # type: ignore[no
     return total * 2.0**base
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def query(words, nbytes, seeds, width, cells, key_words, levels, level_words, out):  # type: ignore[no-untyped-def]
     """``out[i]``: the smallest bucket estimate over key i's rows, rounded."""
     buckets = np.empty(seeds.shape[0], np.uint32)
@@ -120,7 +123,7 @@ def query(words, nbytes, seeds, width, cells, key_words, levels, level_words, ou
         out[i] = np.uint64(best + 0.5)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def merge(cells, other, key_words):  # type: ignore[no-untyped-def]
     """OR of the bitmaps, smaller priority (with its key; larger key on a tie): the update's own rule."""
     for b in range(cells.shape[0]):

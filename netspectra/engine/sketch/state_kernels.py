@@ -12,11 +12,12 @@ list``) does not import numba; the protocol imports this module when it encodes 
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
+from netspectra.jit import njit
 
-@nb.njit(cache=True, nogil=True)
+
+@njit(cache=True, nogil=True)
 def shuffle_into(values, stored, out):  # type: ignore[no-untyped-def]
     """Write the low ``stored`` bytes of each of ``values`` (flat unsigned) into ``out`` as planes:
     ``out[j * n + i]`` is byte ``j`` (little-endian) of ``values[i]``. Plane by plane, so each
@@ -29,7 +30,7 @@ def shuffle_into(values, stored, out):  # type: ignore[no-untyped-def]
             plane[i] = np.uint8((values[i] >> shift) & 0xFF)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def unshuffle_into(planes, stored, out):  # type: ignore[no-untyped-def]
     """The inverse of :func:`shuffle_into`: ``out`` (flat unsigned, at least ``stored`` bytes wide)
     gets each element's ``stored`` low bytes from the planes, the bytes above them zero."""
@@ -44,7 +45,7 @@ def unshuffle_into(planes, stored, out):  # type: ignore[no-untyped-def]
             out[i] |= out.dtype.type(plane[i]) << shift
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def unshuffle_add(planes, stored, out):  # type: ignore[no-untyped-def]
     """``out += `` the values :func:`unshuffle_into` would write (a merge sums stored counters
     without a fresh array per state: writing 1 MB of new memory per state cost more than the sum)."""

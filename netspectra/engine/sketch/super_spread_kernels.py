@@ -8,18 +8,21 @@ imports this module when a sketch is built.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
-from netspectra.engine.sketch.intrinsics import clz32, prefetch_row
 from netspectra.engine.sketch.murmur3 import absorb_block, finish, mix_block, splitmix64_next, word_block
+from netspectra.jit import njit, numba_only
+
+# numba-only helpers: imported when a kernel is compiled (not at all with the ahead-of-time module)
+clz32 = numba_only("netspectra.engine.sketch.intrinsics", "clz32")
+prefetch_row = numba_only("netspectra.engine.sketch.intrinsics", "prefetch_row")
 
 _PREFETCH_AHEAD = 16
 """Packets between a register's prefetch and its test (the registers, 1 MB per row at 2^13 x 128,
 mostly live in L3)."""
 
 
-@nb.njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True)
 def _sample(geometric_hash, index_hash, m, max_value):  # type: ignore[no-untyped-def]
     """``(value << 16) | register index`` of one pair in one row (value = clz + 1, capped)."""
     value = clz32(geometric_hash) + np.uint32(1)
@@ -31,7 +34,7 @@ def _sample(geometric_hash, index_hash, m, max_value):  # type: ignore[no-untype
     return (value << np.uint32(16)) | index
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def pair_samples(pair_words, pair_bytes, pair_seeds, m, max_value, out):  # type: ignore[no-untyped-def]
     """``out[r, i]``: packet i's sampler register index and value in row r (see :func:`_sample`).
 
@@ -72,7 +75,7 @@ def pair_samples(pair_words, pair_bytes, pair_seeds, m, max_value, out):  # type
                 out[first + 1, i] = _sample(finish(h_c, pair_bytes), finish(h_d, pair_bytes), m, max_value)
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def update_row(  # type: ignore[no-untyped-def]
     flow_words, buckets, samples, keys, values, registers, probabilities, powers, max_value, thresholds, state
 ):
@@ -133,7 +136,7 @@ def update_row(  # type: ignore[no-untyped-def]
     return state
 
 
-@nb.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def update_rows(  # type: ignore[no-untyped-def]
     flow_words, buckets, samples, keys, values, registers, probabilities, powers, max_value, thresholds,
     states,

@@ -83,10 +83,10 @@ RANKS = {
 }
 #: Usable by every layer; they themselves import only each other, the shared data types and the
 #: wire contract's names that are config defaults (subjects, queue group).
-SHARED = {"__init__", "config", "errors", "logs", "plugins", "numba_internals"}
+SHARED = {"__init__", "config", "errors", "logs", "plugins", "numba_internals", "jit"}
 SHARED_MAY_IMPORT = {"netspectra.model", "netspectra.wire.subjects"}
 #: The composition root and the commands over it: they may import anything, nothing imports them.
-TOP = {"__main__", "app", "cli", "analysis", "supervisor", "telemetry", "warmup"}
+TOP = {"__main__", "app", "cli", "analysis", "supervisor", "telemetry", "warmup", "aot"}
 #: Modules inside a shared package that belong to the top: ``config.validate`` checks what every
 #: layer will do with the settings (plugins, writers, listen addresses) for ``run`` and ``config
 #: check``, so it may import any layer and nothing below the top may import it.

@@ -69,7 +69,8 @@ runpy.run_module("netspectra", run_name="__main__", alter_sys=True)
 
 
 def _python(code: str, *args: str, cwd: Path, cache: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    # numba's cache is under test, not the ahead-of-time module (netspectra/jit.py)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "NETSPECTRA_AOT": "0"}
     done = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
     )
