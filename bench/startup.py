@@ -9,10 +9,13 @@ NetSpectra's own code runs).
 * ``netspectra --help`` and ``netspectra config check config.yaml``: ≤ 0.25 s wall;
 * ``netspectra analyze`` of a 1 000-frame capture, warm caches: ≤ 0.35 s wall (with the default
   config, whose embedded store is written, and with the writers off);
+* the same two analyze runs under numba's JIT (``NETSPECTRA_AOT=0``) beside the ahead-of-time
+  kernels (``netspectra/jit.py``; built by ``netspectra warmup``), and their ratio;
 * first run after install within 1.5x of a warm run, on the demo trace (``scripts/dev demo``'s),
   in an empty ``NUMBA_CACHE_DIR`` (numba sees a fresh install; the repository's caches are left
-  alone), two ways: after ``netspectra warmup`` (what ``scripts/dev`` runs after ``pip install``),
-  and without it, where the first run must compile, says so, and reports a rate without the compile.
+  alone), three ways: with the ahead-of-time module ``netspectra warmup`` built (what
+  ``scripts/dev`` leaves), under the JIT after ``netspectra warmup``, and under the JIT without
+  it, where the first run must compile, says so, and reports a rate without the compile.
 
 Other engineers share this machine: each figure is the median of ``--repeat`` runs (after one
 unmeasured run that fills the page cache), with the best beside it, and the load average is
@@ -42,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config.yaml"
 OLD_CHAIN = "import numba, numpy, nats, grpclib, betterproto2, pydantic, typer, rich.progress, yaml"
 NETSPECTRA = (sys.executable, "-m", "netspectra")
+JIT_ROW = "same analyze under the JIT (NETSPECTRA_AOT=0)"
 _RATE = re.compile(r" in (?P<elapsed>[\d.]+)s = (?P<rate>[\d,]+) packets/s")
 #: One cached kernel: run once to fill the cache, then timed (numba's import + target start-up).
 _NUMBA_FLOOR = """
@@ -61,6 +65,10 @@ class Timing:
     cpu: float
 
 
+#: The environment of a run under numba's JIT, whatever ahead-of-time module is built.
+JIT_ENV = {**os.environ, "NETSPECTRA_AOT": "0"}
+
+
 def run(command: tuple[str, ...], *, cwd: Path, env: dict[str, str] | None = None) -> tuple[Timing, str, str]:
     """Wall and CPU seconds of ``command`` from spawn to exit, its stdout and stderr (it must succeed)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -74,9 +82,22 @@ def run(command: tuple[str, ...], *, cwd: Path, env: dict[str, str] | None = Non
     return Timing(elapsed, cpu), done.stdout, done.stderr
 
 
-def repeated(command: tuple[str, ...], repeat: int, *, cwd: Path) -> list[Timing]:
-    run(command, cwd=cwd)  # page cache, __pycache__, numba cache, store directory
-    return [run(command, cwd=cwd)[0] for _ in range(repeat)]
+def repeated(
+    command: tuple[str, ...], repeat: int, *, cwd: Path, env: dict[str, str] | None = None
+) -> list[Timing]:
+    run(command, cwd=cwd, env=env)  # page cache, __pycache__, numba cache, store directory
+    return [run(command, cwd=cwd, env=env)[0] for _ in range(repeat)]
+
+
+def aot_status() -> str:
+    """Whether this checkout's ahead-of-time module is built and current (the default runs use it)."""
+    from netspectra.jit import aot_state
+
+    if aot_state() is None:
+        return (
+            "ahead-of-time kernels: NOT built or stale (`python -m netspectra.warmup`): both rows run the JIT"
+        )
+    return "ahead-of-time kernels: built and current"
 
 
 def load() -> str:
@@ -122,15 +143,19 @@ def fixed_costs(repeat: int, scratch: Path) -> None:
          numba_row),
         ("netspectra analyze 1 000 frames (writers off)",
          (*NETSPECTRA, "analyze", str(small), "--config", str(config_off)), 0.35, numba_row),
+        (f"{JIT_ROW} (default config)", (*NETSPECTRA, "analyze", str(small)), None, numba_row),
+        (f"{JIT_ROW} (writers off)", (*NETSPECTRA, "analyze", str(small), "--config", str(config_off)),
+         None, numba_row),
         # what every command imported before issue 12 (--help took 0.8-1.3 s here, under load)
         ("old --help imports (numba, nats, grpclib, ...)", (sys.executable, "-c", OLD_CHAIN), None, None),
     ]  # fmt: skip
     print(f"fixed cost: median of {repeat} runs (best beside it), wall seconds from process start to exit")
+    print(f"  {aot_status()}")
     print(f"  {load()}")
     print(f"{'':50} {'median':>7} {'best':>7} {'cpu':>6} {'vs pass':>8} {'vs floor':>9} {'target':>7}")
     medians: dict[str, float] = {}
     for name, command, target, floor_row in rows:
-        timings = repeated(command, repeat, cwd=scratch)
+        timings = repeated(command, repeat, cwd=scratch, env=JIT_ENV if name.startswith(JIT_ROW) else None)
         wall = statistics.median(timing.wall for timing in timings)
         medians[name] = wall
         best = min(timing.wall for timing in timings)
@@ -139,12 +164,16 @@ def fixed_costs(repeat: int, scratch: Path) -> None:
         verdict = "" if target is None else f"{target:6.2f}s {'ok' if wall <= target else 'OVER'}"
         print(f"{name:50} {wall:6.3f}s {best:6.3f}s {cpu:5.2f}s {wall / medians[pass_row]:7.2f}x "
               f"{versus_floor:>9} {verdict}")  # fmt: skip
+    for config in ("default config", "writers off"):
+        aot, jitted = medians[f"netspectra analyze 1 000 frames ({config})"], medians[f"{JIT_ROW} ({config})"]
+        print(f"analyze 1 000 frames, {config}: ahead-of-time {aot:.3f}s vs JIT {jitted:.3f}s = "
+              f"{aot / jitted:.2f}x the JIT's wall time")  # fmt: skip
     print(f"  {load()}")
 
 
-def analyze_once(capture: Path, cwd: Path, cache: Path) -> tuple[float, float, float, str]:
+def analyze_once(capture: Path, cwd: Path, cache: Path, *, jit: bool) -> tuple[float, float, float, str]:
     """(wall s, reported elapsed s, reported packets/s, compile line or "") of one analyze."""
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    env = {**(JIT_ENV if jit else os.environ), "NUMBA_CACHE_DIR": str(cache)}
     timing, stdout, stderr = run((*NETSPECTRA, "analyze", str(capture), "--top", "1"), cwd=cwd, env=env)
     match = _RATE.search(stdout)
     if match is None:
@@ -153,9 +182,9 @@ def analyze_once(capture: Path, cwd: Path, cache: Path) -> tuple[float, float, f
     return timing.wall, float(match["elapsed"]), float(match["rate"].replace(",", "")), compiled
 
 
-def first_and_warm(capture: Path, repeat: int, scratch: Path, cache: Path, title: str) -> None:
-    first_wall, first_elapsed, first_rate, compiled = analyze_once(capture, scratch, cache)
-    warm = [analyze_once(capture, scratch, cache) for _ in range(repeat)]
+def first_and_warm(capture: Path, repeat: int, scratch: Path, cache: Path, title: str, *, jit: bool) -> None:
+    first_wall, first_elapsed, first_rate, compiled = analyze_once(capture, scratch, cache, jit=jit)
+    warm = [analyze_once(capture, scratch, cache, jit=jit) for _ in range(repeat)]
     warm_wall = statistics.median(run[0] for run in warm)
     warm_elapsed = statistics.median(run[1] for run in warm)
     warm_rate = statistics.median(run[2] for run in warm)
@@ -182,17 +211,20 @@ def first_and_warm(capture: Path, repeat: int, scratch: Path, cache: Path, title
 def first_run(demo_packets: int, repeat: int, scratch: Path) -> None:
     demo = generate(Path(tempfile.gettempdir()) / f"netspectra-demo-{demo_packets}.pcap", demo_packets,
                     50_000, spreaders=5, seed=7)  # fmt: skip
-    # as scripts/dev leaves a fresh install: pip, then `python -m netspectra.warmup`
+    title = f"the demo analyze ({demo_packets:,} packets)"
+    # as scripts/dev leaves a fresh install: pip, then `python -m netspectra.warmup` (which builds the
+    # ahead-of-time module); an empty numba cache, which the compiled kernels do not need
+    aot_title = f"first run after install, {aot_status()}: {title}"
+    first_and_warm(demo, repeat, scratch, scratch / "numba-cache-aot", aot_title, jit=False)
     warmed = scratch / "numba-cache-warmed"
     timing, stdout, _ = run((sys.executable, "-m", "netspectra.warmup"), cwd=scratch,
                             env={**os.environ, "NUMBA_CACHE_DIR": str(warmed)})  # fmt: skip
     print()
     print(f"python -m netspectra.warmup, empty NUMBA_CACHE_DIR: {stdout.strip()}, {timing.wall:.1f} s wall")
-    title = f"the demo analyze ({demo_packets:,} packets)"
-    first_and_warm(demo, repeat, scratch, warmed, f"first run after install + warmup (scripts/dev): {title}")
+    first_and_warm(demo, repeat, scratch, warmed, f"JIT: first run after install + warmup: {title}", jit=True)
     # a user who skipped the warm-up: the first analyze compiles, says so, and times without it
     cold = scratch / "numba-cache-cold"
-    first_and_warm(demo, repeat, scratch, cold, f"first run after install, no warmup: {title}")
+    first_and_warm(demo, repeat, scratch, cold, f"JIT: first run after install, no warmup: {title}", jit=True)
 
 
 def main() -> None:
