@@ -110,8 +110,10 @@ class AotState:
     entries: dict[str, dict[ArgKey, Callable[..., Any]]]
     #: Kernels that fell back to numba in this process (logged once each).
     fallbacks: set[str] = field(default_factory=set)
-    #: How often compiled entries ran, per kernel (what tests check the AOT path was taken by).
+    #: How often compiled entries ran, and how often calls fell back to numba, per kernel (what
+    #: tests check the AOT path was taken by).
     calls: dict[str, int] = field(default_factory=dict)
+    fallback_calls: dict[str, int] = field(default_factory=dict)
 
 
 _lock = threading.RLock()
@@ -215,6 +217,8 @@ class AotKernel:
         return self._dispatcher
 
     def _say_fallback(self, args: tuple[Any, ...]) -> None:
+        counts = self._state.fallback_calls
+        counts[self.name] = counts.get(self.name, 0) + 1
         if self.name in self._state.fallbacks:
             return
         self._state.fallbacks.add(self.name)
