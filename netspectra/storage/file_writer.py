@@ -14,9 +14,9 @@ skipped (the ``text`` writer is theirs).
 Speed: each task's file is formatted by one numba kernel into one byte buffer
 (:func:`netspectra.storage.text_kernels.jsonl_kernel`, ~2.2 M rows per CPU second against ~0.19 M for the
 per-row f-strings kept as :func:`flow_lines`, the reference and the path for times outside
-1970-9999), in chunks of 64 k rows on as many threads as there are cores (one task's chunks
-side by side too), written in order by one thread that syncs each file while the next one is
-formatted, all off the event loop. A snapshot
+1970-9999), in chunks of 4 k rows on as many threads as there are cores (one task's chunks
+side by side too), written in order by one thread while another syncs and renames the files
+already written, all off the event loop. A snapshot
 handed over by the engine holds only the flows changed since this writer's previous one (see
 :mod:`netspectra.engine.engine`), so each directory holds what changed; a flow's newest line
 across the directories is its current count, as a flow's latest row is in the stores.
@@ -138,9 +138,18 @@ _TIME_WIDTH = 30
 _COUNTER_WIDTH = 20
 
 
-#: Rows formatted per kernel call: the buffer (~25 MB) is reused, so pages are touched once
-#: (one buffer for a million flows cost as much in page faults and the copy out as formatting).
-_CHUNK_ROWS = 65_536
+#: Rows formatted per kernel call. Small enough that a chunk's buffer (~1.3 MB for a five-tuple
+#: task) stays in cache from the kernel's stores to the ``write`` that copies it out, and that
+#: the few buffers in flight are reused instead of fresh pages: a 2 M-frame ``analyze`` with the
+#: file writer on (457 k rows, 97 MB) spent 0.41-0.46 CPU s writing with 64 k-row chunks (~20 MB
+#: buffers, each new one page-faulted) and 0.22 s with 4 k rows (2 k: the same; one buffer for
+#: the whole table, before chunks, was worse than either).
+_CHUNK_ROWS = 4_096
+#: Below this many rows a snapshot is written on the calling thread (no pool to start).
+_THREADED_ROWS = 65_536
+#: Chunks formatted ahead of the writing thread, per formatting thread (bounds memory: each
+#: in-flight chunk holds one buffer; enough lead to ride out a descheduled writer thread).
+_AHEAD_PER_THREAD = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,21 +260,35 @@ def _chunk_jobs(tables: Sequence[FlowTable]) -> Iterator[tuple[int, FlowTable, _
 
 def _write_tables(directory: Path, tables: Sequence[FlowTable], threads: int) -> None:
     """Every task's file, its chunks formatted on ``threads`` threads (the kernel releases the
-    GIL), at most two per thread ahead of this one, which writes them in order and syncs each
-    file while the next is formatted."""
+    GIL), at most ``_AHEAD_PER_THREAD`` per thread ahead of this one, which writes them in order.
+
+    A finished file is synced and renamed on a thread of its own while this one writes the next
+    file: with the sync in line, the writing thread waited for the disk once per task while the
+    formatters, their lead used up, waited for it.
+    """
     buffers = _Buffers()
     jobs = _chunk_jobs(tables)
     pending: deque[tuple[int, Future[tuple[npt.NDArray[np.uint8] | None, memoryview]]]] = deque()
+    finishing: list[Future[None]] = []
     handle: BinaryIO | None = None
     current = -1
-    with ThreadPoolExecutor(threads, thread_name_prefix="netspectra-file-writer") as pool:
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="netspectra-file-sync") as syncer,
+        ThreadPoolExecutor(threads, thread_name_prefix="netspectra-file-writer") as pool,
+    ):
 
         def submit() -> None:
             job = next(jobs, None)
             if job is not None:
                 pending.append((job[0], pool.submit(_format_chunk, buffers, *job[1:])))
 
-        for _ in range(2 * threads):
+        def finish_current() -> None:
+            nonlocal handle
+            assert handle is not None
+            finishing.append(syncer.submit(_finish, handle, directory, tables[current]))
+            handle = None  # the syncer owns it now (and closes it, whatever happens)
+
+        for _ in range(_AHEAD_PER_THREAD * threads):
             submit()
         try:
             while pending:
@@ -273,7 +296,7 @@ def _write_tables(directory: Path, tables: Sequence[FlowTable], threads: int) ->
                 buffer, data = done.result()
                 if index != current:
                     if handle is not None:
-                        _finish(handle, directory, tables[current])
+                        finish_current()
                     current = index
                     handle = open(_temporary(directory, tables[index]), "wb")  # noqa: SIM115
                 assert handle is not None
@@ -281,13 +304,14 @@ def _write_tables(directory: Path, tables: Sequence[FlowTable], threads: int) ->
                 buffers.give(buffer)
                 submit()
             if handle is not None:
-                _finish(handle, directory, tables[current])
-                handle = None
+                finish_current()
         finally:
             if handle is not None:
                 handle.close()
             for _, future in pending:
                 future.cancel()
+    for finished in finishing:  # every file synced and renamed (the pools are shut down): its error
+        finished.result()
 
 
 def _temporary(directory: Path, table: FlowTable) -> Path:
@@ -354,7 +378,7 @@ class FileWriter:
         directory = self.root_path / name
         directory.mkdir(parents=True, exist_ok=True)
         threads = os.cpu_count() or 1
-        if threads <= 1 or sum(len(table) for table in snapshot.flows) <= _CHUNK_ROWS:
+        if threads <= 1 or sum(len(table) for table in snapshot.flows) <= _THREADED_ROWS:
             for table in snapshot.flows:
                 _write_task(directory, table)
         else:

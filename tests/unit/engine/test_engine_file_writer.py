@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from calendar import timegm
 from dataclasses import replace
 from pathlib import Path
 from time import strptime
 
 import numpy as np
+import pytest
 
 from netspectra.config.models import ExactTaskConfig, WriterConfig
 from netspectra.engine.exact import ExactGroup
@@ -161,3 +163,25 @@ def test_chunks_formatted_side_by_side_make_the_same_files(tmp_path: Path) -> No
     for table in tables:
         expected = "".join(line + "\n" for line in flow_lines(table)).encode()
         assert (directory / f"{table.task}.jsonl").read_bytes() == expected, table.task
+
+
+def test_a_failed_sync_fails_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files are synced and renamed on a thread of their own: a sync error still fails the write,
+    and a file whose sync failed never gets its name (readers see no half-written file)."""
+    real_fsync = os.fsync
+    synced: list[int] = []
+
+    def failing_second(fd: int) -> None:
+        synced.append(fd)
+        if len(synced) == 2:
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_second)
+    rng = np.random.default_rng(9)
+    tables = tuple(replace(random_table(rng, 40_000, FIELD_ORDER), task=f"t{i}") for i in range(3))
+    with pytest.raises(OSError, match="Input/output"):
+        FileWriter(tmp_path).write_sync(Snapshot("exact", 5 * S, 0, flows=tables))
+    (directory,) = tmp_path.iterdir()
+    named = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
+    assert "t1.jsonl" not in named and named == ["t0.jsonl", "t2.jsonl"]
