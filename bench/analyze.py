@@ -11,6 +11,9 @@ IPv6, VLAN/QinQ, fragments, ICMP, ARP; snap length 96), then measures on the sam
 * netspectra analyze with the whole default config (6 exact + 3 sketch tasks), in process;
 * tshark -T fields and dpkt (parse plus a five-tuple dict, the least a Python flow counter must
   do) on a smaller trace of the same generator (``--slice``), as their rates;
+* the six exact tasks' CLI with the writers on through main's file writer (before the cores work)
+  and through this one, and with the writers off, interleaved: wall, user + sys CPU and the work
+  part (first frame to last row written) of each, with the load average;
 * the CLI with the writers on (JSON Lines ``file`` writer for the exact tasks, ``text`` for the
   sketch tasks: the writers Go's ``pcap-analyzer`` runs by default) against the same command
   with the writers off, and both against Go2NetSpectra's figures from issue 12 (Go cannot be
@@ -28,11 +31,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 SNAPLEN = 96
@@ -132,6 +139,97 @@ def bench_cli(path: Path, config: Path) -> tuple[float, dict]:
     return document["packets"] / elapsed, document
 
 
+#: Run in the child before the CLI: the file writer as on main before the cores work (64 k-row
+#: chunks, two per thread in flight, each file synced in line), the baseline of the work table.
+MAIN_FILE_WRITER = (
+    "import netspectra.storage.file_writer as w; "
+    "w._CHUNK_ROWS = 65_536; w._AHEAD_PER_THREAD = 2; w._SYNC_BEHIND = False; "
+    "from netspectra.cli.main import app; app()"
+)
+
+
+@dataclass
+class Run:
+    """One CLI run: wall and CPU seconds of the whole process, the work part's seconds, frames."""
+
+    wall: float
+    cpu: float
+    work: float
+    frames: int
+
+
+def cli_run(path: Path, config: Path, *, baseline: bool = False) -> Run:
+    """The CLI end to end, as in :func:`bench_cli`; CPU is the child's user + sys time."""
+    entry = ["-c", MAIN_FILE_WRITER] if baseline else ["-m", "netspectra"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    output = subprocess.run(
+        [sys.executable, *entry, "analyze", str(path), "--config", str(config), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    document = json.loads(output)
+    return Run(wall, cpu, document["written_s"], document["frames"])
+
+
+def bench_work_part(trace: Path, off: Path, on: Path, repeat: int) -> None:
+    """Writers on through main's file writer and this one, and writers off, runs interleaved.
+
+    The work part is the analysis's own ``written_s``: from the first frame read to the last row
+    written (start-up excluded). Medians of ``repeat`` rounds; the machine is shared, so the
+    load average is printed before and after.
+    """
+    variants = {
+        "writers on, main's file writer": (on, True),
+        "writers on": (on, False),
+        "writers off": (off, False),
+    }
+    runs: dict[str, list[Run]] = {name: [] for name in variants}
+    load_before = os.getloadavg()
+    for _ in range(repeat):
+        for name, (config, baseline) in variants.items():
+            runs[name].append(cli_run(trace, config, baseline=baseline))
+            shutil.rmtree(config.parent / "out", ignore_errors=True)  # ~100 MB a run
+    load_after = os.getloadavg()
+    medians = {
+        name: Run(
+            *(
+                statistics.median(getattr(run, key) for run in done)
+                for key in ("wall", "cpu", "work", "frames")
+            )
+        )
+        for name, done in runs.items()
+    }
+    go = GO_FRAMES_PER_S["six exact"]
+    print()
+    print(f"CLI end to end, six exact tasks, median of {repeat} interleaved runs; work = first frame to")
+    print(f"last row written; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after:")
+    heads = (
+        ("wall s", 7),
+        ("user+sys", 9),
+        ("work s", 7),
+        ("frames/s", 11),
+        ("work frames/s", 14),
+        ("vs Go", 6),
+    )
+    print(f"{'':32} " + " ".join(f"{head:>{width}}" for head, width in heads))
+    for name, run in medians.items():
+        print(
+            f"{name:32} {run.wall:7.3f} {run.cpu:9.3f} {run.work:7.3f} {run.frames / run.wall:11,.0f} "
+            f"{run.frames / run.work:14,.0f} {run.frames / run.wall / go:5.1f}x"
+        )
+    main, now, off_run = medians.values()
+    print(
+        f"writers on vs main's file writer: whole process {main.wall / now.wall:.2f}x, work part "
+        f"{main.work / now.work:.2f}x, CPU {main.cpu / now.cpu:.2f}x; "
+        f"writers on/off {now.wall / off_run.wall:.2f}x"
+    )
+
+
 def bench_tshark(path: Path) -> float:
     fields = ["ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "ip.proto"]
     command = ["tshark", "-n", "-r", str(path), "-T", "fields"]
@@ -177,6 +275,7 @@ def main() -> None:
     parser.add_argument("--slice", type=int, default=100_000, help="packets given to tshark and dpkt")
     parser.add_argument("--repeat", type=int, default=3, help="runs per netspectra figure (best is shown)")
     parser.add_argument("--smoke", action="store_true", help="20 k packets, one run each: seconds")
+    parser.add_argument("--work-only", action="store_true", help="only the interleaved writers-on/off table")
     args = parser.parse_args()
     if args.smoke:
         args.packets, args.slice, args.repeat = 20_000, 5_000, 1
@@ -199,6 +298,10 @@ def main() -> None:
     size_mb = trace.stat().st_size / 1e6
     print(f"trace: {trace} ({args.packets:,} packets, {size_mb:.0f} MB, snap {SNAPLEN}); best of {repeat}")
 
+    if args.work_only:
+        bench_work_part(trace, config, write_config(work, writers=True), 1 if args.smoke else max(3, repeat))
+        shutil.rmtree(work)
+        return
     for warm in (default_config, write_default_config(work, writers=True)):
         bench_analyze_in_process(sliced, warm)  # warm the JIT cache (writers' kernels too) and the page cache
     parse = best_of(repeat, lambda: bench_parse(trace))
@@ -224,6 +327,7 @@ def main() -> None:
         rate_off = best_of(repeat, lambda off=off: bench_cli(trace, off)[0])
         rate_on = best_of(repeat, lambda on=on: bench_cli(trace, on)[0])
         writer_rows.append((name, rate_off, rate_on))
+    bench_work_part(trace, config, write_config(work, writers=True), 1 if args.smoke else max(3, repeat))
     startup_s = min(args.slice / bench_cli(sliced, config)[0] for _ in range(repeat))
     tshark = bench_tshark(sliced)
     dpkt_rate = bench_dpkt(sliced)

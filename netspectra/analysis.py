@@ -58,6 +58,8 @@ class AnalysisResult:
     bytes_read: int
     elapsed_s: float
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    #: From the first frame read to the last row written (writers done, engine closed); 0 if unknown
+    written_s: float = 0.0
     interrupted: bool = False  # cancelled (Ctrl-C): the snapshots hold what was counted until then
     #: ``--flows`` only: per exporter (sFlow: agent) records, raw_packets/raw_bytes as sent and
     #: packets/bytes renormalised by the sampling rate (the engine's tables hold only the latter)
@@ -92,6 +94,7 @@ class AnalysisResult:
             "error": self.error,
             "interrupted": self.interrupted,
             "elapsed_s": round(self.elapsed_s, 6),
+            "written_s": round(self.written_s, 6),
             "packets_per_s": round(self.packets_per_s, 1),
             "exact": {
                 table.task: {"flows": len(table), "top": top_flows(table, top)}
@@ -275,6 +278,7 @@ async def analyze_file(
         finally:
             elapsed = time.perf_counter() - started
             snapshots = await engine.close()
+            written = time.perf_counter() - started
     return AnalysisResult(
         path=str(path),
         frames=reader.frames,
@@ -286,6 +290,7 @@ async def analyze_file(
         elapsed_s=elapsed,
         snapshots=snapshots,
         interrupted=interrupted,
+        written_s=written,
     )
 
 

@@ -150,6 +150,9 @@ _THREADED_ROWS = 65_536
 #: Chunks formatted ahead of the writing thread, per formatting thread (bounds memory: each
 #: in-flight chunk holds one buffer; enough lead to ride out a descheduled writer thread).
 _AHEAD_PER_THREAD = 4
+#: Sync and rename finished files on a thread of their own (False: in line, the path before,
+#: kept as bench/analyze.py's baseline).
+_SYNC_BEHIND = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,8 +288,11 @@ def _write_tables(directory: Path, tables: Sequence[FlowTable], threads: int) ->
         def finish_current() -> None:
             nonlocal handle
             assert handle is not None
-            finishing.append(syncer.submit(_finish, handle, directory, tables[current]))
-            handle = None  # the syncer owns it now (and closes it, whatever happens)
+            if _SYNC_BEHIND:
+                finishing.append(syncer.submit(_finish, handle, directory, tables[current]))
+            else:
+                _finish(handle, directory, tables[current])
+            handle = None  # _finish owns it now (and closes it, whatever happens)
 
         for _ in range(_AHEAD_PER_THREAD * threads):
             submit()
@@ -343,9 +349,11 @@ class FileWriter:
     #: The engine hands this writer only the flows changed since its last written snapshot.
     writes_changes = True
 
-    def __init__(self, root_path: str | Path, group: str = "exact") -> None:
+    def __init__(self, root_path: str | Path, group: str = "exact", *, threads: int = 0) -> None:
         self.root_path = Path(root_path)
         self.group = group
+        #: Formatting threads for a large snapshot (0: one per core; 1: all on the calling thread).
+        self.threads = threads
         self._last_directory: str | None = None
         self._warned_sketch = False
 
@@ -377,7 +385,7 @@ class FileWriter:
             name = f"{name}.{snapshot.taken_at_ns % _NS:09d}"
         directory = self.root_path / name
         directory.mkdir(parents=True, exist_ok=True)
-        threads = os.cpu_count() or 1
+        threads = self.threads or os.cpu_count() or 1
         if threads <= 1 or sum(len(table) for table in snapshot.flows) <= _THREADED_ROWS:
             for table in snapshot.flows:
                 _write_task(directory, table)
