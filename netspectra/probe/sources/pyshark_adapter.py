@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,11 @@ from netspectra.model.packets import IPV4_MAPPED_PREFIX, PacketColumns
 from netspectra.probe.sources.afpacket import check_interface
 
 _FLUSH_EVERY = 256
+#: how long closing may wait for tshark's pipes: pyshark waits for its stderr readers to reach
+#: EOF, which a lingering child (tshark's dumpcap) can hold open indefinitely
+_CLOSE_SECONDS = 10.0
+
+logger = logging.getLogger(__name__)
 
 
 def _row(packet: Any) -> tuple[int, bytes, bytes, int, int, int, int, int] | None:
@@ -109,7 +115,15 @@ class PysharkSource:
         # leaks (a ResourceWarning when collected): remember the processes (pyshark's private
         # ``_running_processes``, which close_async empties) to close their transports below.
         processes = list(getattr(self.capture, "_running_processes", ()))
-        await self.capture.close_async()
+        try:
+            await asyncio.wait_for(self.capture.close_async(), _CLOSE_SECONDS)
+        except TimeoutError:  # the stderr readers were cancelled with it; the pipes close below
+            logger.warning(
+                "pyshark: tshark on %r did not release its pipes within %.0f s of being stopped; "
+                "closing them anyway",
+                self.iface,
+                _CLOSE_SECONDS,
+            )
         runner = self._runner
         if runner is not None and not runner.done():
             try:
