@@ -181,11 +181,25 @@ async def analyze_capture(
     storage = build_storage(settings, engine_id=settings.engine.engine_id or "analyze")
     try:
         engine = build_engine(settings, storage)
+        _keep_states_only_where_stored(engine)
         if flows:
             return await analyze_flow_file(path, engine)
         return await analyze_file(path, engine, progress=progress, batch_size=batch_size)
     finally:
         await storage.close()
+
+
+def _keep_states_only_where_stored(engine: Engine) -> None:
+    """Sketch states (zstd through pyarrow: ~80 ms to import) only for a group a writer stores.
+
+    An analysis takes one snapshot, the period's first epoch, whose hitters are the same with or
+    without the state beside them; only a store writer reads the state. (A live engine keeps them:
+    its later snapshots' hitters come from the merged epochs.)
+    """
+    written = {slot.group for slot in engine.writer_slots}
+    for name, group in engine.groups.items():
+        if name not in written and getattr(group, "include_state", False) is True:
+            group.include_state = False  # type: ignore[attr-defined]
 
 
 class Application:
