@@ -22,7 +22,11 @@ unmeasured run that fills the page cache), with the best beside it, and the load
 printed with every table. CPU seconds (user + system of the child) are shown too: under load they
 stay near what the command costs, while wall time includes waiting for a core.
 ``--smoke`` (seconds): one run each, no first-run measurement.
-Run: ``python bench/startup.py [--repeat R] [--demo-packets N] [--skip-first-run] [--smoke]``.
+``--baseline PYTHON``: the two 1 000-frame analyze runs also beside another checkout's (its venv's
+python, e.g. main's), alternating, with new/old ratios of wall and CPU time (``--only-baseline``:
+nothing else).
+Run: ``python bench/startup.py [--repeat R] [--demo-packets N] [--skip-first-run] [--smoke]
+[--baseline PYTHON [--only-baseline]]``.
 Not a timed test.
 """
 
@@ -171,6 +175,40 @@ def fixed_costs(repeat: int, scratch: Path) -> None:
     print(f"  {load()}")
 
 
+def versus_baseline(baseline: str, repeat: int, scratch: Path) -> None:
+    """This checkout's 1 000-frame analyze beside another checkout's (``--baseline``: its venv's
+    python, e.g. main's before a change), runs alternating so both see the same load."""
+    small = generate(scratch / "frames-1000.pcap", 1000, 100)
+    config_off = writers_off_config(scratch)
+    asked = "from netspectra.jit import aot_state; print(aot_state() is not None)"
+    state = subprocess.run((baseline, "-c", asked), cwd=scratch, capture_output=True, text=True)
+    print()
+    print(f"this checkout (new) vs --baseline {baseline} (old; its ahead-of-time kernels built and current: "
+          f"{state.stdout.strip()}), median of {repeat} runs each, alternating")  # fmt: skip
+    print(f"  {load()}")
+    print(
+        f"{'':40} {'old wall':>9} {'new wall':>9} {'new/old':>8} {'old cpu':>8} {'new cpu':>8} {'new/old':>8}"
+    )
+    cases = {
+        "analyze 1 000 frames (default config)": ("analyze", str(small)),
+        "analyze 1 000 frames (writers off)": ("analyze", str(small), "--config", str(config_off)),
+    }
+    for name, args in cases.items():
+        old_command, new_command = (baseline, "-m", "netspectra", *args), (*NETSPECTRA, *args)
+        run(old_command, cwd=scratch)  # page cache, __pycache__, the store directory
+        run(new_command, cwd=scratch)
+        old: list[Timing] = []
+        new: list[Timing] = []
+        for _ in range(repeat):
+            old.append(run(old_command, cwd=scratch)[0])
+            new.append(run(new_command, cwd=scratch)[0])
+        old_wall, new_wall = (statistics.median(t.wall for t in ts) for ts in (old, new))
+        old_cpu, new_cpu = (statistics.median(t.cpu for t in ts) for ts in (old, new))
+        print(f"{name:40} {old_wall:8.3f}s {new_wall:8.3f}s {new_wall / old_wall:7.2f}x "
+              f"{old_cpu:7.3f}s {new_cpu:7.3f}s {new_cpu / old_cpu:7.2f}x  (target 0.35 s wall)")  # fmt: skip
+    print(f"  {load()}")
+
+
 def analyze_once(capture: Path, cwd: Path, cache: Path, *, jit: bool) -> tuple[float, float, float, str]:
     """(wall s, reported elapsed s, reported packets/s, compile line or "") of one analyze."""
     env = {**(JIT_ENV if jit else os.environ), "NUMBA_CACHE_DIR": str(cache)}
@@ -233,12 +271,17 @@ def main() -> None:
     parser.add_argument("--demo-packets", type=int, default=1_000_000, help="packets of the demo trace")
     parser.add_argument("--skip-first-run", action="store_true", help="only the fixed costs")
     parser.add_argument("--smoke", action="store_true", help="one run each, no first-run measurement")
+    parser.add_argument("--baseline", metavar="PYTHON", help="also analyze beside this python's netspectra")
+    parser.add_argument("--only-baseline", action="store_true", help="with --baseline: only that comparison")
     args = parser.parse_args()
     repeat = 1 if args.smoke else args.repeat
     with tempfile.TemporaryDirectory(prefix="netspectra-bench-startup-") as directory:
         scratch = Path(directory)
-        fixed_costs(repeat, scratch)
-        if not (args.smoke or args.skip_first_run):
+        if not (args.baseline and args.only_baseline):
+            fixed_costs(repeat, scratch)
+        if args.baseline:
+            versus_baseline(args.baseline, repeat, scratch)
+        if not (args.smoke or args.skip_first_run or args.only_baseline):
             first_run(args.demo_packets, min(repeat, 3), scratch)
 
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +24,12 @@ from netspectra.config.validate import parse_roles as parse_roles  # `run` and t
 from netspectra.errors import ConfigError
 from netspectra.model.writer import SnapshotWriter
 from netspectra.storage.context import StorageContext, new_incarnation
-from netspectra.supervisor import RestartPolicy, Role, Supervisor
 
 if TYPE_CHECKING:  # the engine (numba kernels) is imported only by a process that builds one
     from netspectra.alerting.alerter import Alerter
     from netspectra.analysis import AnalysisResult, ProgressCallback
     from netspectra.engine.engine import Engine
+    from netspectra.supervisor import RestartPolicy, Role
     from netspectra.telemetry import MetricsServer, Telemetry
 
 logger = logging.getLogger(__name__)
@@ -77,16 +77,17 @@ def build_engine(
     """
     from netspectra.engine.engine import Engine
     from netspectra.engine.groups import build_groups
-    from netspectra.storage.registry import build_writer
 
     groups = build_groups(settings)
     writers: dict[str, list[tuple[WriterConfig, SnapshotWriter]]] = {}
     for name in groups:
         section = getattr(settings.aggregator, name, None)
-        configs: Sequence[WriterConfig] = getattr(section, "writers", ())
-        writers[name] = [
-            (config, build_writer(config, name, storage)) for config in configs if config.enabled
-        ]
+        configs = [config for config in getattr(section, "writers", ()) if config.enabled]
+        writers[name] = []
+        if configs:  # the registry imports the store's query layer (~20 ms): not without a writer
+            from netspectra.storage.registry import build_writer
+
+            writers[name] = [(config, build_writer(config, name, storage)) for config in configs]
         if telemetry is not None:
             writers[name] = [
                 (config, telemetry.timed_writer(name, f"{name}.writers[{position}] ({config.type})", writer))
@@ -273,6 +274,8 @@ class Application:
 
     async def run(self, stop: asyncio.Event, *, policy: RestartPolicy | None = None) -> int:
         """Serve until ``stop`` is set; returns the process exit code."""
+        from netspectra.supervisor import Supervisor
+
         roles = self.build()
         notice = ai_notice(self.settings)
         if notice is not None:
