@@ -77,6 +77,8 @@ DEFAULT_RUN_BYTES = 64 << 20
 DECODE_THREADS = 2
 
 StateKey = tuple[str, str, int, int, int]
+#: a stored run's decoded state in the state cache: (task, engine, period, first, last, StateCheck)
+RunStateKey = tuple[str, str, int, int, int, int]
 MergedKey = tuple[str, HitterKind, tuple[tuple[str, int, int, int], ...]]
 RunKey = MergedKey
 #: an aligned run of one engine and period: (engine, period start, epoch // RUN_EPOCHS)
@@ -146,7 +148,7 @@ class SketchStateReader:
         self._select = select
         #: reads State as bytes (both backends have it); without it State is read as hex
         self._select_binary = select_binary
-        self._cache: OrderedDict[StateKey, LabelledState | None] = OrderedDict()
+        self._cache: OrderedDict[StateKey | RunStateKey, LabelledState | None] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._cached_bytes = 0
         self._merged: OrderedDict[MergedKey, _Merged] = OrderedDict()
@@ -157,6 +159,8 @@ class SketchStateReader:
         self._run_bytes = 0
         #: stored states that did not decode (each counted once)
         self.corrupt_states = 0
+        #: stored runs of epochs read in place of their epochs (a run kept in the run cache: once)
+        self.runs_read = 0
         self._algorithms: dict[str, type[SketchAlgorithm]] = {}
 
     async def epochs(self, task: str, end: int | None, start: int | None) -> list[EpochRow]:
@@ -354,8 +358,8 @@ class SketchStateReader:
             fetched = await self._select_binary(sql.RUN_BYTES, params)
         else:
             fetched = await self._select(sql.RUN_TEXT, params)
-        todo: dict[RunSlot, tuple[str, Any]] = {}
-        for engine_id, period, first, last, digest, _check, data in fetched:
+        todo: dict[RunSlot, tuple[RunStateKey, str, Any]] = {}
+        for engine_id, period, first, last, digest, check, data in fetched:
             engine = bytes(engine_id).decode() if isinstance(engine_id, _BINARY) else str(engine_id)
             slot = (engine, int(period), run_index(int(first)))
             run = wanted.get(slot)
@@ -366,14 +370,25 @@ class SketchStateReader:
             ):
                 continue  # the window cuts the run, or an epoch row differs from the one it merged
             label = f"engine {engine!r} epochs {first}-{last} (period {int(period)}, a stored run)"
-            todo[slot] = (label, data)
-        items = [(slot, label, data) for slot, (label, data) in todo.items()]
+            todo[slot] = ((task, engine, int(period), int(first), int(last), int(check)), label, data)
         out: dict[RunSlot, LabelledState] = {}
+        items = []
+        for slot, (key, label, data) in todo.items():
+            if key not in self._cache:
+                items.append((slot, label, data))
+                continue
+            self._cache.move_to_end(key)
+            known = self._cache[key]
+            if known is not None:  # None: it did not decode before (counted then)
+                out[slot] = known
         for slot, label, state in await self._decode(items):
             if isinstance(state, Exception):
                 self._report_corrupt(task, label, state)
+                self._remember(todo[slot][0], None)
             else:
                 out[slot] = state
+                self._remember(todo[slot][0], state)
+        self.runs_read += len(out)
         return out
 
     async def _decode(
@@ -479,7 +494,7 @@ class SketchStateReader:
                 out.append((key, state))
         return out
 
-    def _remember(self, key: StateKey, state: LabelledState | None) -> None:
+    def _remember(self, key: StateKey | RunStateKey, state: LabelledState | None) -> None:
         self._cache[key] = state
         self._cached_bytes += _footprint(state)
         while self._cached_bytes > self._cache_bytes and len(self._cache) > 1:
