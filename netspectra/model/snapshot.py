@@ -117,8 +117,9 @@ class RunState:
 
     first_epoch: int
     last_epoch: int
-    #: when the run's first epoch began (the run row's EpochStart)
+    #: when the run's first epoch began (the run row's EpochStart) and ended (its FirstTimestamp)
     epoch_start_ns: int
+    first_timestamp_ns: int
     epochs: tuple[tuple[int, Callable[[], bytes | None]], ...]
     state: DeferredState = field(compare=False, repr=False)
 

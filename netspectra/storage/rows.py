@@ -65,6 +65,7 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "FirstEpoch": pa.uint64(),
     "LastEpoch": pa.uint64(),
     "Covers": pa.uint32(),
+    "FirstTimestamp": pa.uint32(),
 }
 
 
@@ -102,7 +103,9 @@ class SnapshotRows:
 
 
 logger = logging.getLogger(__name__)
-_DATETIME_COLUMNS = frozenset({"Timestamp", "StartTime", "EndTime", "PeriodStart", "EpochStart"})
+_DATETIME_COLUMNS = frozenset(
+    {"Timestamp", "StartTime", "EndTime", "PeriodStart", "EpochStart", "FirstTimestamp"}
+)
 _DATETIME_MAX = 2**32 - 1
 
 
@@ -285,6 +288,7 @@ def run_rows(snapshot: Snapshot, engine_id: str = "") -> dict[str, pa.Array]:
         columns["FirstEpoch"].append(run.first_epoch)
         columns["LastEpoch"].append(run.last_epoch)
         columns["EpochStart"].append(run.epoch_start_ns // _NS)
+        columns["FirstTimestamp"].append(run.first_timestamp_ns // _NS)
         columns["Timestamp"].append(snapshot.taken_at_ns // _NS)
         columns["Algorithm"].append(result.algorithm)
         # the epochs' states were made before the run's (it merged them): this reads their bytes

@@ -109,7 +109,8 @@ ORDER BY (TaskName, EngineId, PeriodStart, Epoch);
 -- Covers is the digest of the covered epochs' (Epoch, StateCheck) in epoch order: a query takes
 -- the run instead of its epochs only when the epoch rows it sees give the same digest (see
 -- netspectra/engine/sketch/runs.py, docs/storage-and-api.md "Runs of epochs"). Timestamp is the
--- last epoch's, EpochStart the first's; a row inserted twice has the same key and is read once.
+-- last epoch's, FirstTimestamp and EpochStart the first's (a window holds the whole run when
+-- FirstTimestamp and Timestamp lie in it); a row inserted twice has the same key and is read once.
 CREATE TABLE IF NOT EXISTS sketch_state_runs (
     TaskName    String,
     EngineId    String,
@@ -117,6 +118,7 @@ CREATE TABLE IF NOT EXISTS sketch_state_runs (
     FirstEpoch  UInt64,
     LastEpoch   UInt64,
     EpochStart  DateTime,
+    FirstTimestamp DateTime,
     Timestamp   DateTime,
     Algorithm   String,
     Covers      UInt32,

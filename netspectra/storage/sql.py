@@ -61,6 +61,7 @@ RUN_COLUMNS: tuple[str, ...] = (
     "FirstEpoch",
     "LastEpoch",
     "EpochStart",
+    "FirstTimestamp",
     "Timestamp",
     "Algorithm",
     "Covers",
@@ -356,14 +357,14 @@ STATE_BYTES = (
     " AND Timestamp <= toDateTime({end:UInt32})"
 )
 
-#: The stored runs of epochs of one task (sketch_state_runs) whose last epoch's Timestamp lies in
-#: (start, end], as stored, for :meth:`BinarySelect.select_binary`: what the reader matches against
-#: the epoch rows it sees (their digest, Covers), and the State bytes. RUN_TEXT: State as hex, for a
-#: backend without select_binary.
+#: The stored runs of epochs of one task (sketch_state_runs) whose epochs' Timestamps all lie in
+#: (start, end], as stored, for :meth:`BinarySelect.select_binary`: what the reader matches
+#: against the epoch rows it sees (their digest, Covers), and the State bytes. RUN_TEXT: State as
+#: hex, for a backend without select_binary.
 _RUNS = (
     "SELECT EngineId, toUInt32(PeriodStart), FirstEpoch, LastEpoch, Covers, StateCheck, {state}"
     " FROM sketch_state_runs WHERE TaskName = {{task:String}} AND Timestamp > toDateTime({{start:UInt32}})"
-    " AND Timestamp <= toDateTime({{end:UInt32}})"
+    " AND Timestamp <= toDateTime({{end:UInt32}}) AND FirstTimestamp > toDateTime({{start:UInt32}})"
 )
 RUN_BYTES = _RUNS.format(state="State")
 RUN_TEXT = _RUNS.format(state="hex(State)")

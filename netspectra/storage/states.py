@@ -274,7 +274,9 @@ class SketchStateReader:
         known = {key: self._runs[key] for key, _, _ in keyed if key in self._runs}
         for key in known:
             self._runs.move_to_end(key)
-        stored = await self._stored_runs(task, {slot: run for key, slot, run in keyed if key not in known})
+        stored = await self._stored_runs(
+            task, {slot: run for key, slot, run in keyed if key not in known}, start
+        )
         missing = [row for key, slot, run in keyed if key not in known and slot not in stored for row in run]
         found = await self._state_map(task, missing, end, start) if missing else {}
         # in row order: a cached run's first state stands for the run (its states were checked
@@ -329,7 +331,7 @@ class SketchStateReader:
         """The states to merge for ``rows`` (an algorithm without ``sum_states``): each stored run
         that covers exactly its rows there stands for them, the other rows' epoch states as stored."""
         slots = _slots(rows)
-        stored = await self._stored_runs(task, slots)
+        stored = await self._stored_runs(task, slots, start)
         rest = [row for slot, run in slots.items() if slot not in stored for row in run]
         found = await self._state_map(task, rest, end, start) if rest else {}
         out: list[LabelledState] = []
@@ -341,13 +343,17 @@ class SketchStateReader:
         return out
 
     async def _stored_runs(
-        self, task: str, slots: Mapping[RunSlot, Sequence[EpochRow]]
+        self, task: str, slots: Mapping[RunSlot, Sequence[EpochRow]], start: int | None
     ) -> dict[RunSlot, LabelledState]:
         """The decoded stored run (sketch_state_runs) of each of ``slots`` that covers exactly the
         epoch rows the query sees there: the same first and last epoch and the same digest of every
         epoch's (Epoch, StateCheck), so a window that cuts the run, an epoch missing or changed, or
         a run not closed (its engine stopped mid-run) reads the epochs. A run that does not decode
         is skipped, counted in :attr:`corrupt_states` and logged, and its epochs are read instead.
+
+        Only runs whose first and last epochs lie in the span of the rows asked for are fetched:
+        one the window cuts at its start would come with its bytes to be thrown away (every step
+        of a sliding window has one per engine).
         """
         wanted = {slot: run for slot, run in slots.items() if len(run) > 1}
         if not wanted:

@@ -100,8 +100,8 @@ class SketchTask:
     params: SketchParams | None = None
     #: the period's epochs before the current one, merged (None: first epoch, or no epochs kept)
     period: SketchAlgorithm | None = None
-    #: the epochs of the run not closed yet: (epoch, its start, its state as its row stores it)
-    run: list[tuple[int, int, Callable[[], bytes | None]]] = field(default_factory=list)
+    #: the epochs of the run not closed yet: (epoch, its start, its end, its state as its row stores it)
+    run: list[tuple[int, int, int, Callable[[], bytes | None]]] = field(default_factory=list)
 
     @property
     def keeps_epochs(self) -> bool:
@@ -258,7 +258,7 @@ class SketchGroup:
                         deferred = made
                     else:
                         state = made
-                    run = self._extend_run(task, epoch_start, made, closes_period)
+                    run = self._extend_run(task, (epoch_start, taken_at_ns), made, closes_period)
                 else:
                     hitters = task.sketch.heavy_hitters()
             except Exception as error:  # third-party merge/reset/heavy_hitters code
@@ -302,20 +302,25 @@ class SketchGroup:
         return task.period.heavy_hitters(), DeferredState(partial(self._state_of, task.name, epoch))
 
     def _extend_run(
-        self, task: SketchTask, epoch_start: int, made: bytes | DeferredState | None, closes_period: bool
+        self,
+        task: SketchTask,
+        bounds: tuple[int, int],
+        made: bytes | DeferredState | None,
+        closes_period: bool,
     ) -> RunState | None:
-        """Add the closing epoch to ``task``'s run; the run's state when this epoch closes the run."""
-        task.run.append(
-            (self._epoch, epoch_start, made if isinstance(made, DeferredState) else partial(_given, made))
-        )
+        """Add the closing epoch (``bounds``: its start and end) to ``task``'s run; the run's state
+        when this epoch closes the run."""
+        state = made if isinstance(made, DeferredState) else partial(_given, made)
+        task.run.append((self._epoch, *bounds, state))
         if not (runs.closes_run(self._epoch) or closes_period):
             return None
         epochs, task.run = task.run, []
         if len(epochs) < 2:
             return None
-        states = tuple((epoch, state) for epoch, _, state in epochs)
+        states = tuple((epoch, state) for epoch, _, _, state in epochs)
         merge = partial(self._run_state_of, task.name, type(task.sketch), states)
-        return RunState(epochs[0][0], epochs[-1][0], epochs[0][1], states, DeferredState(merge))
+        first, _, first_end, _ = epochs[0]
+        return RunState(first, epochs[-1][0], epochs[0][1], first_end, states, DeferredState(merge))
 
     @staticmethod
     def _run_state_of(
