@@ -499,8 +499,9 @@ class CountMin(SketchBase):
 
     @classmethod
     def from_sums(cls, first: SketchState, sums: CountMinSums) -> CountMin:
-        """The merged sketch of every state in ``sums`` (``first``: one of them, for the parameters)."""
-        sketch = cls.from_state(first)
+        """The merged sketch of every state in ``sums`` (``first``: one of them, for the parameters;
+        its arrays are not read: the sums replace them all)."""
+        sketch = cls.blank_like(first)
         sketch.linear_counts[...] = sums.linear[0]
         sketch.linear_bytes[...] = sums.linear[1]
         sketch._summaries.clear()
