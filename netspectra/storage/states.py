@@ -288,9 +288,7 @@ class SketchStateReader:
         known = {key: self._runs[key] for key, _, _ in keyed if key in self._runs}
         for key in known:
             self._runs.move_to_end(key)
-        stored = await self._stored_runs(
-            task, {slot: run for key, slot, run in keyed if key not in known}, start
-        )
+        stored = await self._stored_runs(task, {slot: run for key, slot, run in keyed if key not in known})
         missing = [row for key, slot, run in keyed if key not in known and slot not in stored for row in run]
         found = await self._state_map(task, missing, end, start) if missing else {}
         # in row order: a cached run's first state stands for the run (its states were checked
@@ -345,7 +343,7 @@ class SketchStateReader:
         """The states to merge for ``rows`` (an algorithm without ``sum_states``): each stored run
         that covers exactly its rows there stands for them, the other rows' epoch states as stored."""
         slots = _slots(rows)
-        stored = await self._stored_runs(task, slots, start)
+        stored = await self._stored_runs(task, slots)
         rest = [row for slot, run in slots.items() if slot not in stored for row in run]
         found = await self._state_map(task, rest, end, start) if rest else {}
         out: list[LabelledState] = []
@@ -357,7 +355,7 @@ class SketchStateReader:
         return out
 
     async def _stored_runs(
-        self, task: str, slots: Mapping[RunSlot, Sequence[EpochRow]], start: int | None
+        self, task: str, slots: Mapping[RunSlot, Sequence[EpochRow]]
     ) -> dict[RunSlot, LabelledState]:
         """The decoded stored run (sketch_state_runs) of each of ``slots`` that covers exactly the
         epoch rows the query sees there: the same first and last epoch and the same digest of every
