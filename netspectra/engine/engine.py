@@ -442,9 +442,13 @@ class Engine:
                 group = self._groups[name]
                 start = (since or {}).get(name, 0)
                 changes = getattr(group, "snapshot_changes", None)
+                # the sketch group closes its runs of epochs at the period's end (engine/sketch/runs.py)
+                closing = getattr(group, "snapshot_closing_period", None) if reset else None
                 try:
                     if changes is not None and start > 0:
                         snapshot = changes(now, self._period_start_ns, start)
+                    elif closing is not None:
+                        snapshot = closing(now, self._period_start_ns)
                     else:
                         snapshot = group.snapshot(taken_at_ns=now, period_start_ns=self._period_start_ns)
                     if self._progress is not None and isinstance(snapshot, Snapshot):

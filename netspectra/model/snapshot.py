@@ -107,6 +107,24 @@ class DeferredState:
 
 
 @dataclass(frozen=True, slots=True)
+class RunState:
+    """A closed run of epochs (see :mod:`netspectra.engine.sketch.runs`): the merge of their states.
+
+    ``epochs`` are the run's epochs in order, each with its state as the epoch's own row stores it
+    (the same DeferredState, so both rows hold the same bytes); ``state`` merges them, in the
+    writer's thread like an epoch's state (None when an epoch's state is missing: no run row).
+    """
+
+    first_epoch: int
+    last_epoch: int
+    #: when the run's first epoch began (the run row's EpochStart) and ended (its FirstTimestamp)
+    epoch_start_ns: int
+    first_timestamp_ns: int
+    epochs: tuple[tuple[int, Callable[[], bytes | None]], ...]
+    state: DeferredState = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class SketchResult:
     """The heavy hitters of one sketch task, each kind sorted by value, descending.
 
@@ -127,6 +145,8 @@ class SketchResult:
     epoch_start_ns: int = 0
     #: the state when it is made off the engine's lock (read it with :meth:`state_bytes`)
     deferred_state: DeferredState | None = field(default=None, compare=False, repr=False)
+    #: the run of epochs this epoch closes, merged (a ``sketch_state_runs`` row); None mid-run
+    run: RunState | None = field(default=None, compare=False, repr=False)
 
     def state_bytes(self) -> bytes | None:
         """``state``, or the deferred state's bytes (made on the first call)."""

@@ -1,6 +1,6 @@
-"""Retention: ``flow_metrics``, ``heavy_hitters`` and ``sketch_states`` keep ``retention`` seconds,
-and ``flow_latest`` forgets with them (it used to keep flows whose partitions were dropped, and
-answered for them).
+"""Retention: ``flow_metrics``, ``heavy_hitters``, ``sketch_states`` and ``sketch_state_runs`` keep
+``retention`` seconds, and ``flow_latest`` forgets with them (it used to keep flows whose
+partitions were dropped, and answered for them).
 
 Two mechanisms, chosen by the server's version:
 
@@ -29,7 +29,7 @@ from netspectra.storage.sql import SqlBackend
 logger = logging.getLogger(__name__)
 
 #: The tables retention applies to; flow_latest follows flow_metrics.
-RETAINED = ("flow_metrics", "heavy_hitters", "sketch_states")
+RETAINED = ("flow_metrics", "heavy_hitters", "sketch_states", "sketch_state_runs")
 _TTL_TABLES = (*RETAINED, "flow_latest")
 #: The first version with table TTL (MergeTree ... TTL, ALTER TABLE ... MODIFY TTL).
 TTL_VERSION = (19, 6)

@@ -19,9 +19,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from netspectra.engine.sketch.runs import covers, state_check
 from netspectra.model.fields import KeyField
 from netspectra.model.snapshot import FlowTable, Snapshot
-from netspectra.storage.sql import FLOW_COLUMNS, HITTER_COLUMNS, STATE_COLUMNS
+from netspectra.storage.sql import FLOW_COLUMNS, HITTER_COLUMNS, RUN_COLUMNS, STATE_COLUMNS
 from netspectra.storage.text_kernels import HEX_DIGITS, MAX_ADDRESS_TEXT, address_text_kernel
 
 _NS = 1_000_000_000
@@ -60,6 +61,11 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "StateSize": pa.uint32(),
     "StateCheck": pa.uint32(),
     "State": pa.binary(),
+    # sketch_state_runs
+    "FirstEpoch": pa.uint64(),
+    "LastEpoch": pa.uint64(),
+    "Covers": pa.uint32(),
+    "FirstTimestamp": pa.uint32(),
 }
 
 
@@ -84,6 +90,8 @@ class SnapshotRows:
     states: dict[str, Any] = field(default_factory=dict)
     #: The snapshot's period start in seconds, for engine_periods (absent from older spools: 0)
     period_start: int = 0
+    #: sketch_state_runs rows (absent from snapshots spooled by older versions: read with getattr)
+    runs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def flow_count(self) -> int:
@@ -95,7 +103,9 @@ class SnapshotRows:
 
 
 logger = logging.getLogger(__name__)
-_DATETIME_COLUMNS = frozenset({"Timestamp", "StartTime", "EndTime", "PeriodStart", "EpochStart"})
+_DATETIME_COLUMNS = frozenset(
+    {"Timestamp", "StartTime", "EndTime", "PeriodStart", "EpochStart", "FirstTimestamp"}
+)
 _DATETIME_MAX = 2**32 - 1
 
 
@@ -238,6 +248,7 @@ def snapshot_rows(snapshot: Snapshot, engine_id: str = "") -> SnapshotRows:
     hitter_columns = {name: as_arrow(name, values) for name, values in hitters.items()}
     rows = SnapshotRows(snapshot.group, snapshot.taken_at_ns, flows, hitter_columns)
     rows.states = state_rows(snapshot, engine_id)
+    rows.runs = run_rows(snapshot, engine_id)
     rows.period_start = snapshot.period_start_ns // _NS
     return rows
 
@@ -255,6 +266,34 @@ def state_rows(snapshot: Snapshot, engine_id: str = "") -> dict[str, pa.Array]:
         columns["Algorithm"].append(result.algorithm)
         state = result.state_bytes() or b""
         columns["StateSize"].append(len(state))
-        columns["StateCheck"].append(int.from_bytes(state[-4:], "little") if len(state) >= 4 else 0)
+        columns["StateCheck"].append(state_check(state))
+        columns["State"].append(state)
+    return {name: as_arrow(name, values) for name, values in columns.items()}
+
+
+def run_rows(snapshot: Snapshot, engine_id: str = "") -> dict[str, pa.Array]:
+    """One sketch_state_runs row per task whose run of epochs ``snapshot`` closes (none without a
+    state: a run of which an epoch's state is missing is not written; queries read its epochs)."""
+    columns: dict[str, list[Any]] = {name: [] for name in RUN_COLUMNS}
+    for result in snapshot.sketches:
+        run = result.run
+        if run is None:
+            continue
+        state = run.state()
+        if not state:
+            continue
+        columns["TaskName"].append(result.task)
+        columns["EngineId"].append(engine_id)
+        columns["PeriodStart"].append(snapshot.period_start_ns // _NS)
+        columns["FirstEpoch"].append(run.first_epoch)
+        columns["LastEpoch"].append(run.last_epoch)
+        columns["EpochStart"].append(run.epoch_start_ns // _NS)
+        columns["FirstTimestamp"].append(run.first_timestamp_ns // _NS)
+        columns["Timestamp"].append(snapshot.taken_at_ns // _NS)
+        columns["Algorithm"].append(result.algorithm)
+        # the epochs' states were made before the run's (it merged them): this reads their bytes
+        columns["Covers"].append(covers((epoch, state_check(made() or b"")) for epoch, made in run.epochs))
+        columns["StateSize"].append(len(state))
+        columns["StateCheck"].append(state_check(state))
         columns["State"].append(state)
     return {name: as_arrow(name, values) for name, values in columns.items()}

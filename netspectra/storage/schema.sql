@@ -102,6 +102,33 @@ CREATE TABLE IF NOT EXISTS sketch_states (
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (TaskName, EngineId, PeriodStart, Epoch);
 
+-- NetSpectra's own: the merged state of each closed run of epochs (the epochs of one engine
+-- incarnation and period with the same Epoch div 8, FirstEpoch..LastEpoch; a period's end closes a
+-- run early), written beside the run's sketch_states rows, which stay as they are (a reader that
+-- knows no runs reads the epochs; runs are a table of their own so it never counts them twice).
+-- Covers is the digest of the covered epochs' (Epoch, StateCheck) in epoch order: a query takes
+-- the run instead of its epochs only when the epoch rows it sees give the same digest (see
+-- netspectra/engine/sketch/runs.py, docs/storage-and-api.md "Runs of epochs"). Timestamp is the
+-- last epoch's, FirstTimestamp and EpochStart the first's (a window holds the whole run when
+-- FirstTimestamp and Timestamp lie in it); a row inserted twice has the same key and is read once.
+CREATE TABLE IF NOT EXISTS sketch_state_runs (
+    TaskName    String,
+    EngineId    String,
+    PeriodStart DateTime,
+    FirstEpoch  UInt64,
+    LastEpoch   UInt64,
+    EpochStart  DateTime,
+    FirstTimestamp DateTime,
+    Timestamp   DateTime,
+    Algorithm   String,
+    Covers      UInt32,
+    StateSize   UInt32,
+    StateCheck  UInt32,
+    State       String
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(Timestamp)
+ORDER BY (TaskName, EngineId, PeriodStart, FirstEpoch);
+
 -- NetSpectra's own: when each engine incarnation's period began (Go never sees it). Change
 -- snapshots write only the flows changed since the last one, so the newest snapshot no longer
 -- holds every flow of the running period; a flow's latest row belongs to the running period when

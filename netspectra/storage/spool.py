@@ -593,6 +593,12 @@ class QueuedWriter:
         if states and len(states.get("TaskName", ())):
             await self._backend.insert("sketch_states", states)
             self.rows_inserted += len(states["TaskName"])
+        # after the epochs it covers: a reader that sees the run sees its epochs (a retry repeats
+        # at most this row, read once)
+        runs = getattr(rows, "runs", None)  # absent from snapshots spooled by older versions
+        if runs and len(runs.get("TaskName", ())):
+            await self._backend.insert("sketch_state_runs", runs)
+            self.rows_inserted += len(runs["TaskName"])
         await self._record_snapshot(rows)
 
     def _rows_engine(self, rows: SnapshotRows) -> str:

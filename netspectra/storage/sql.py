@@ -54,6 +54,21 @@ STATE_COLUMNS: tuple[str, ...] = (
     "StateCheck",
     "State",
 )
+RUN_COLUMNS: tuple[str, ...] = (
+    "TaskName",
+    "EngineId",
+    "PeriodStart",
+    "FirstEpoch",
+    "LastEpoch",
+    "EpochStart",
+    "FirstTimestamp",
+    "Timestamp",
+    "Algorithm",
+    "Covers",
+    "StateSize",
+    "StateCheck",
+    "State",
+)
 PERIOD_COLUMNS: tuple[str, ...] = ("EngineId", "PeriodStart")
 SNAPSHOT_COLUMNS: tuple[str, ...] = ("EngineId", "Writer", "Timestamp")
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -61,6 +76,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "heavy_hitters": HITTER_COLUMNS,
     "engine_leases": LEASE_COLUMNS,
     "sketch_states": STATE_COLUMNS,
+    "sketch_state_runs": RUN_COLUMNS,
     "engine_periods": PERIOD_COLUMNS,
     "engine_snapshots": SNAPSHOT_COLUMNS,
 }
@@ -340,6 +356,18 @@ STATE_BYTES = (
     " WHERE TaskName = {task:String} AND Timestamp > toDateTime({start:UInt32})"
     " AND Timestamp <= toDateTime({end:UInt32})"
 )
+
+#: The stored runs of epochs of one task (sketch_state_runs) whose epochs' Timestamps all lie in
+#: (start, end], as stored, for :meth:`BinarySelect.select_binary`: what the reader matches
+#: against the epoch rows it sees (their digest, Covers), and the State bytes. RUN_TEXT: State as
+#: hex, for a backend without select_binary.
+_RUNS = (
+    "SELECT EngineId, toUInt32(PeriodStart), FirstEpoch, LastEpoch, Covers, StateCheck, {state}"
+    " FROM sketch_state_runs WHERE TaskName = {{task:String}} AND Timestamp > toDateTime({{start:UInt32}})"
+    " AND Timestamp <= toDateTime({{end:UInt32}}) AND FirstTimestamp > toDateTime({{start:UInt32}})"
+)
+RUN_BYTES = _RUNS.format(state="State")
+RUN_TEXT = _RUNS.format(state="hex(State)")
 
 #: Does the task have Go-style hitter rows at all (a windowed query of a task without states)?
 HITTER_ROWS_OF_TASK = "SELECT count() FROM heavy_hitters WHERE TaskName = {task:String}"

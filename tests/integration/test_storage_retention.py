@@ -14,7 +14,7 @@ from typing import Any
 from netspectra.model.snapshot import HitterKind
 from netspectra.storage.query import FlowFilter, QueryStore
 from netspectra.storage.retention import apply_retention, month_end, server_version, supports_ttl
-from netspectra.storage.sql import HITTER_COLUMNS
+from netspectra.storage.sql import HITTER_COLUMNS, RUN_COLUMNS, STATE_COLUMNS
 from tests.integration.test_storage_latest import RecordingBackend, backend, load, totals_truth
 
 __all__ = ["backend"]  # the two-backend fixture
@@ -68,25 +68,37 @@ async def test_retention_drops_old_rows_from_every_table(backend: RecordingBacke
             for name in HITTER_COLUMNS
         },
     )
+    # an old and a recent epoch state and run of epochs (their contents do not matter here)
+    sketch_values = {"TaskName": "cm", "EngineId": "e", "PeriodStart": OLD, "Epoch": 0, "FirstEpoch": 0,
+                     "LastEpoch": 1, "EpochStart": OLD, "FirstTimestamp": OLD, "Algorithm": "count_min",
+                     "Covers": 0, "StateSize": 0, "StateCheck": 0, "State": b""}  # fmt: skip
+    for table, columns in (("sketch_states", STATE_COLUMNS), ("sketch_state_runs", RUN_COLUMNS)):
+        await backend.insert(
+            table,
+            {name: [{**sketch_values, "Timestamp": at}[name] for at in (OLD, now - 60)] for name in columns},
+        )
     store = QueryStore(backend, description="test")
     assert await store.aggregate_flows(FlowFilter()) == totals_truth(rows)  # nothing dropped yet
 
     done = await apply_retention(backend, THIRTY_DAYS, now_s=now)
     if await supports_ttl(backend):
         assert done.startswith("TTL")
-        for table in ("flow_metrics", "heavy_hitters", "flow_latest"):
+        for table in ("flow_metrics", "heavy_hitters", "flow_latest", "sketch_states", "sketch_state_runs"):
             await backend.execute(f"OPTIMIZE TABLE {table} FINAL")  # the TTL merge, without waiting for it
     else:
         assert "flow_metrics 202001" in done and "heavy_hitters 202001" in done, done
+        assert "sketch_states 202001" in done and "sketch_state_runs 202001" in done, done
 
     kept = [row for row in rows if row["Timestamp"] >= now - THIRTY_DAYS]
     assert await store.aggregate_flows(FlowFilter()) == totals_truth(kept)
     assert [t.flow_count for t in await store.aggregate_flows(FlowFilter())] == [8]
-    for table in ("flow_metrics", "flow_latest", "heavy_hitters"):
+    for table in ("flow_metrics", "flow_latest", "heavy_hitters", "sketch_states", "sketch_state_runs"):
         stale = await backend.select(
             f"SELECT count() FROM {table} WHERE Timestamp < toDateTime({now - THIRTY_DAYS})"
         )
         assert int(stale[0][0]) == 0, table
+    for table in ("sketch_states", "sketch_state_runs"):  # the recent rows stay
+        assert int((await backend.select(f"SELECT count() FROM {table}"))[0][0]) == 1, table
     assert await store.heavy_hitters("cm", HitterKind.COUNT, 10, None) == [("new-flow", 7)]
     # a second pass finds nothing more to do, and answers stay the same
     await apply_retention(backend, THIRTY_DAYS, now_s=now)

@@ -61,6 +61,7 @@ from netspectra.engine.sketch.protocol import (
     SketchParams,
     SketchState,
     SketchStateError,
+    encode_state,
     sorted_unique_rows,
     unique_rows,
 )
@@ -196,12 +197,18 @@ class CandidateSums:
             floor,
         )
 
-    def finish(self, limit: int) -> Candidates:
-        """The merged summary (what :func:`merge_candidates` of every summary added returns)."""
+    def finish(self, limit: int | None) -> Candidates:
+        """The merged summary (what :func:`merge_candidates` of every summary added returns).
+
+        ``limit`` None keeps every key: a summary that, added to others, gives what adding its
+        parts would (each listed key's ``missing`` already holds the floors of the parts that do
+        not list it, and its floor is theirs all), bit for bit; a stored run of epochs is one.
+        """
         if self.keys.shape[0] == 0:
             return Candidates(self.keys, np.zeros(0, np.uint64), np.zeros(0, np.uint64), self.floor)
         missing = self.missing + (np.uint64(self.floor) - self.present)
-        return Candidates(self.keys, self.lower, missing, self.floor).top(limit)
+        merged = Candidates(self.keys, self.lower, missing, self.floor)
+        return merged if limit is None else merged.top(limit)
 
     @property
     def nbytes(self) -> int:
@@ -492,13 +499,39 @@ class CountMin(SketchBase):
 
     @classmethod
     def from_sums(cls, first: SketchState, sums: CountMinSums) -> CountMin:
-        """The merged sketch of every state in ``sums`` (``first``: one of them, for the parameters)."""
-        sketch = cls.from_state(first)
+        """The merged sketch of every state in ``sums`` (``first``: one of them, for the parameters;
+        its arrays are not read: the sums replace them all)."""
+        sketch = cls.blank_like(first)
         sketch.linear_counts[...] = sums.linear[0]
         sketch.linear_bytes[...] = sums.linear[1]
         sketch._summaries.clear()
         sketch._carried = {kind: part.finish(sketch.p.candidates) for kind, part in sums.candidates.items()}
         return sketch
+
+    @classmethod
+    def sums_to_bytes(cls, first: SketchState, sums: CountMinSums) -> bytes:
+        """The state of the merge ``sums`` holds, its candidate lists not cut back to ``candidates``.
+
+        A stored run of epochs (see :mod:`netspectra.engine.sketch.runs`): :meth:`sum_states` of
+        it and other states is the sum of its epochs and those states, bit for bit (the cut comes
+        once, when the query's merged sketch is read), so a query reading the run answers as one
+        reading its epochs. Both kinds must have been summed.
+        """
+        arrays: dict[str, npt.NDArray[Any]] = {"linear": sums.linear}
+        for label, kind in _KIND_LABELS:
+            summary = sums.candidates[kind].finish(None)
+            arrays[f"{label}_keys"] = summary.keys
+            arrays[f"{label}_lower"] = summary.lower
+            arrays[f"{label}_missing"] = summary.missing
+            arrays[f"{label}_floor"] = np.array([summary.floor], np.uint64)
+        return encode_state(
+            first.algorithm,
+            first.params,
+            first.flow_fields,
+            first.element_fields,
+            arrays,
+            planes=cls.state_planes,
+        )
 
     @property
     def merged(self) -> bool:

@@ -605,8 +605,9 @@ class SketchBase:
         return cls.from_state(decode_state(data))
 
     @classmethod
-    def from_state(cls, state: SketchState) -> Self:
-        """A sketch holding an already decoded state (a query keeps decoded epochs in a cache)."""
+    def blank_like(cls, state: SketchState) -> Self:
+        """An empty sketch with ``state``'s parameters and key fields, its arrays not read (a merge
+        that fills every array itself: count_min's ``from_sums``)."""
         name = cls.algorithm_name()
         if state.algorithm != name:
             raise SketchStateError(f"sketch state was written by {state.algorithm!r}, not {name!r}")
@@ -614,7 +615,13 @@ class SketchBase:
             params = cls.Params.model_validate(state.params)
         except ValueError as error:
             raise SketchStateError(f"sketch state of {name!r} carries invalid parameters: {error}") from error
-        sketch = cls(params, flow_fields=state.flow_fields, element_fields=state.element_fields)
+        return cls(params, flow_fields=state.flow_fields, element_fields=state.element_fields)
+
+    @classmethod
+    def from_state(cls, state: SketchState) -> Self:
+        """A sketch holding an already decoded state (a query keeps decoded epochs in a cache)."""
+        name = cls.algorithm_name()
+        sketch = cls.blank_like(state)
         expected = sketch.state_arrays()
         for array_name, array in expected.items():
             got = state.arrays.get(array_name)

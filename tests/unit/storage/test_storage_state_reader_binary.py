@@ -27,6 +27,8 @@ class BinaryStore(MemoryStore):
         self.binary_reads = 0
 
     async def select_binary(self, text: str, params: Mapping[str, Any] | None) -> list[tuple[Any, ...]]:
+        if text == sql.RUN_BYTES:
+            return []  # no runs of epochs stored
         assert text == sql.STATE_BYTES and params is not None and params["task"] == "cm"
         self.binary_reads += 1
         out: list[tuple[Any, ...]] = []
