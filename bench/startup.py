@@ -22,11 +22,16 @@ unmeasured run that fills the page cache), with the best beside it, and the load
 printed with every table. CPU seconds (user + system of the child) are shown too: under load they
 stay near what the command costs, while wall time includes waiting for a core.
 ``--smoke`` (seconds): one run each, no first-run measurement.
-``--baseline PYTHON``: the two 1 000-frame analyze runs also beside another checkout's (its venv's
-python, e.g. main's), alternating, with new/old ratios of wall and CPU time (``--only-baseline``:
-nothing else).
-Run: ``python bench/startup.py [--repeat R] [--demo-packets N] [--skip-first-run] [--smoke]
-[--baseline PYTHON [--only-baseline]]``.
+
+The children run with the bytecode cache on (``PYTHONDONTWRITEBYTECODE`` dropped from their
+environment), so the unmeasured first run leaves the ``.pyc`` files an installed package has from
+pip; without them every command compiles NetSpectra's sources again (a ``config check`` ran ~15 %
+more instructions so, measured with callgrind). ``config check`` is also shown against its own
+floor, the libraries it cannot do without (typer, pydantic, PyYAML, importlib.metadata), and with
+``--baseline REV`` against the same commands of an older revision (``git archive REV`` of the
+package, run in the same loop, interleaved), so a change is measured as a ratio in one run.
+Run: ``python bench/startup.py [--repeat R] [--demo-packets N] [--skip-first-run] [--baseline REV]
+[--smoke]``.
 Not a timed test.
 """
 
@@ -42,13 +47,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config.yaml"
 OLD_CHAIN = "import numba, numpy, nats, grpclib, betterproto2, pydantic, typer, rich.progress, yaml"
+#: What `config check` imports before any line of NetSpectra's own runs: typer parses (and, from
+#: 0.29, imports pydantic to convert every parameter), pydantic validates, PyYAML reads,
+#: importlib.metadata finds plugins (ours, and pydantic's own plugin loader).
+CONFIG_FLOOR = "import typer, pydantic.fields, pydantic.main, yaml, importlib.metadata"
+#: The children's environment: the bytecode cache on, as an installed package has it.
+CHILD_ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 NETSPECTRA = (sys.executable, "-m", "netspectra")
 JIT_ROW = "same analyze under the JIT (NETSPECTRA_AOT=0)"
 _RATE = re.compile(r" in (?P<elapsed>[\d.]+)s = (?P<rate>[\d,]+) packets/s")
@@ -71,14 +81,14 @@ class Timing:
 
 
 #: The environment of a run under numba's JIT, whatever ahead-of-time module is built.
-JIT_ENV = {**os.environ, "NETSPECTRA_AOT": "0"}
+JIT_ENV = {**CHILD_ENV, "NETSPECTRA_AOT": "0"}
 
 
 def run(command: tuple[str, ...], *, cwd: Path, env: dict[str, str] | None = None) -> tuple[Timing, str, str]:
     """Wall and CPU seconds of ``command`` from spawn to exit, its stdout and stderr (it must succeed)."""
-    env = bytecode_cached(os.environ if env is None else env)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
+    env = CHILD_ENV if env is None else env
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -86,22 +96,6 @@ def run(command: tuple[str, ...], *, cwd: Path, env: dict[str, str] | None = Non
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return Timing(elapsed, cpu), done.stdout, done.stderr
-
-
-#: where every child keeps its compiled bytecode (set by main: a directory of the run's scratch)
-PYCACHE: Path | None = None
-
-
-def bytecode_cached(env: Mapping[str, str]) -> dict[str, str]:
-    """``env`` for a warm run: bytecode written and read again (under :data:`PYCACHE`, so neither
-    checkout's tree is written). With ``PYTHONDONTWRITEBYTECODE`` set (as in some shells and CI
-    images) an editable install recompiles every NetSpectra module from source on every run:
-    ~0.1 s of a 1 000-frame analyze here, which an installed package (pip compiles at install)
-    never pays."""
-    cached = {key: value for key, value in env.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    if PYCACHE is not None:
-        cached["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
-    return cached
 
 
 def repeated(
@@ -154,13 +148,15 @@ def fixed_costs(repeat: int, scratch: Path) -> None:
     floor.write_text(_NUMBA_FLOOR)
     pass_row = "python -c pass (baseline)"
     numba_row = "numba floor: import + one cached kernel"
+    config_floor_row = "config check's libraries (typer, pydantic, ...)"
     rows = [
         (pass_row, (sys.executable, "-c", "pass"), None, None),
         ("python -c 'import numba' (for scale)", (sys.executable, "-c", "import numba"), None, None),
         (numba_row, (sys.executable, str(floor)), None, None),
         ("netspectra --help", (*NETSPECTRA, "--help"), 0.25, pass_row),
+        (config_floor_row, (sys.executable, "-c", CONFIG_FLOOR), None, None),
         ("netspectra config check config.yaml", (*NETSPECTRA, "config", "check", str(CONFIG)), 0.25,
-         pass_row),
+         config_floor_row),
         ("netspectra analyze 1 000 frames (default config)", (*NETSPECTRA, "analyze", str(small)), 0.35,
          numba_row),
         ("netspectra analyze 1 000 frames (writers off)",
@@ -193,44 +189,38 @@ def fixed_costs(repeat: int, scratch: Path) -> None:
     print(f"  {load()}")
 
 
-def versus_baseline(baseline: str, repeat: int, scratch: Path) -> None:
-    """This checkout's 1 000-frame analyze beside another checkout's (``--baseline``: its venv's
-    python, e.g. main's before a change), runs alternating so both see the same load."""
-    small = generate(scratch / "frames-1000.pcap", 1000, 100)
-    config_off = writers_off_config(scratch)
-    asked = "from netspectra.jit import aot_state; print(aot_state() is not None)"
-    state = subprocess.run((baseline, "-c", asked), cwd=scratch, capture_output=True, text=True,
-                           env=bytecode_cached(os.environ))  # fmt: skip
+def against_baseline(revision: str, repeat: int, scratch: Path) -> None:
+    """``--help`` and ``config check`` of this tree and of ``revision``, interleaved, as ratios."""
+    old = scratch / "baseline"
+    old.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "netspectra"], capture_output=True,
+                             check=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    # `python -m netspectra` takes the package of its working directory first: ROOT's, or the old one
+    commands = [("netspectra --help", ("--help",)),
+                ("netspectra config check config.yaml", ("config", "check", str(CONFIG)))]  # fmt: skip
     print()
-    print(f"this checkout (new) vs --baseline {baseline} (old; its ahead-of-time kernels built and current: "
-          f"{state.stdout.strip()}), median of {repeat} runs each, alternating")  # fmt: skip
+    print(f"this tree against {revision} (its package from git archive), interleaved, median of {repeat}")
     print(f"  {load()}")
-    print(
-        f"{'':40} {'old wall':>9} {'new wall':>9} {'new/old':>8} {'old cpu':>8} {'new cpu':>8} {'new/old':>8}"
-    )
-    cases = {
-        "analyze 1 000 frames (default config)": ("analyze", str(small)),
-        "analyze 1 000 frames (writers off)": ("analyze", str(small), "--config", str(config_off)),
-    }
-    for name, args in cases.items():
-        old_command, new_command = (baseline, "-m", "netspectra", *args), (*NETSPECTRA, *args)
-        run(old_command, cwd=scratch)  # page cache, __pycache__, the store directory
-        run(new_command, cwd=scratch)
-        old: list[Timing] = []
-        new: list[Timing] = []
+    print(f"{'':50} {'this':>7} {revision[:12]:>12} {'this/old':>9} {'cpu this':>9} {'cpu old':>8}")
+    for name, arguments in commands:
+        command = (*NETSPECTRA, *arguments)
+        for tree in (ROOT, old):
+            run(command, cwd=tree)  # bytecode, page cache
+        timings: dict[Path, list[Timing]] = {ROOT: [], old: []}
         for _ in range(repeat):
-            old.append(run(old_command, cwd=scratch)[0])
-            new.append(run(new_command, cwd=scratch)[0])
-        old_wall, new_wall = (statistics.median(t.wall for t in ts) for ts in (old, new))
-        old_cpu, new_cpu = (statistics.median(t.cpu for t in ts) for ts in (old, new))
-        print(f"{name:40} {old_wall:8.3f}s {new_wall:8.3f}s {new_wall / old_wall:7.2f}x "
-              f"{old_cpu:7.3f}s {new_cpu:7.3f}s {new_cpu / old_cpu:7.2f}x  (target 0.35 s wall)")  # fmt: skip
+            for tree in (ROOT, old):
+                timings[tree].append(run(command, cwd=tree)[0])
+        new_wall, old_wall = (statistics.median(t.wall for t in timings[tree]) for tree in (ROOT, old))
+        new_cpu, old_cpu = (statistics.median(t.cpu for t in timings[tree]) for tree in (ROOT, old))
+        print(f"{name:50} {new_wall:6.3f}s {old_wall:11.3f}s {new_wall / old_wall:8.2f}x "
+              f"{new_cpu:8.2f}s {old_cpu:7.2f}s")  # fmt: skip
     print(f"  {load()}")
 
 
 def analyze_once(capture: Path, cwd: Path, cache: Path, *, jit: bool) -> tuple[float, float, float, str]:
     """(wall s, reported elapsed s, reported packets/s, compile line or "") of one analyze."""
-    env = {**(JIT_ENV if jit else os.environ), "NUMBA_CACHE_DIR": str(cache)}
+    env = {**(JIT_ENV if jit else CHILD_ENV), "NUMBA_CACHE_DIR": str(cache)}
     timing, stdout, stderr = run((*NETSPECTRA, "analyze", str(capture), "--top", "1"), cwd=cwd, env=env)
     match = _RATE.search(stdout)
     if match is None:
@@ -275,7 +265,7 @@ def first_run(demo_packets: int, repeat: int, scratch: Path) -> None:
     first_and_warm(demo, repeat, scratch, scratch / "numba-cache-aot", aot_title, jit=False)
     warmed = scratch / "numba-cache-warmed"
     timing, stdout, _ = run((sys.executable, "-m", "netspectra.warmup"), cwd=scratch,
-                            env={**os.environ, "NUMBA_CACHE_DIR": str(warmed)})  # fmt: skip
+                            env={**CHILD_ENV, "NUMBA_CACHE_DIR": str(warmed)})  # fmt: skip
     print()
     print(f"python -m netspectra.warmup, empty NUMBA_CACHE_DIR: {stdout.strip()}, {timing.wall:.1f} s wall")
     first_and_warm(demo, repeat, scratch, warmed, f"JIT: first run after install + warmup: {title}", jit=True)
@@ -290,20 +280,15 @@ def main() -> None:
     parser.add_argument("--demo-packets", type=int, default=1_000_000, help="packets of the demo trace")
     parser.add_argument("--skip-first-run", action="store_true", help="only the fixed costs")
     parser.add_argument("--smoke", action="store_true", help="one run each, no first-run measurement")
-    parser.add_argument("--baseline", metavar="PYTHON", help="also analyze beside this python's netspectra")
-    parser.add_argument("--only-baseline", action="store_true", help="with --baseline: only that comparison")
+    parser.add_argument("--baseline", metavar="REV", help="also --help and config check of this git revision")
     args = parser.parse_args()
     repeat = 1 if args.smoke else args.repeat
     with tempfile.TemporaryDirectory(prefix="netspectra-bench-startup-") as directory:
         scratch = Path(directory)
-        global PYCACHE
-        PYCACHE = scratch / "pycache"
-        print(f"bytecode cached under {PYCACHE} (the first, unmeasured run of each command fills it)")
-        if not (args.baseline and args.only_baseline):
-            fixed_costs(repeat, scratch)
+        fixed_costs(repeat, scratch)
         if args.baseline:
-            versus_baseline(args.baseline, repeat, scratch)
-        if not (args.smoke or args.skip_first_run or args.only_baseline):
+            against_baseline(args.baseline, repeat, scratch)
+        if not (args.smoke or args.skip_first_run):
             first_run(args.demo_packets, min(repeat, 3), scratch)
 
 

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import entry_points
 from typing import Any
 
 from netspectra import __version__
@@ -55,11 +55,44 @@ class PluginSource:
         return loaded
 
 
-def _source_of(point: EntryPoint) -> PluginSource:
-    dist = point.dist
-    if dist is None:
-        return PluginSource(point.name, point.value, "?", "?")
-    return PluginSource(point.name, point.value, dist.metadata["Name"] or dist.name, dist.version)
+class _InstalledPoints:
+    """Every installed entry point, read once per state of ``sys.path`` for all registries.
+
+    One ``entry_points()`` reads every distribution's entry points; asking it once per group (the
+    registries of aggregator types and sketch algorithms, and each again after a change) read them
+    all each time. A distribution's name and version come from its METADATA, parsed with the
+    email parser (~1 ms each): once per distribution here, where each point used to parse it twice
+    (``metadata["Name"]``, then ``version``).
+    """
+
+    def __init__(self) -> None:
+        self._installed: tuple[tuple[str, int | None], ...] | None = None
+        self._points: Any = None  # what entry_points() gave: .select(group=...) on 3.11 and later
+        self._groups: dict[str, list[PluginSource]] = {}
+        self._origins: dict[int, tuple[str, str]] = {}  # id(distribution) → (name, version)
+
+    def sources(self, group: str, installed: tuple[tuple[str, int | None], ...]) -> list[PluginSource]:
+        if self._installed != installed:
+            self._installed, self._points = installed, entry_points()
+            self._groups, self._origins = {}, {}
+        if group not in self._groups:
+            self._groups[group] = [
+                PluginSource(point.name, point.value, *self._origin(point.dist))
+                for point in self._points.select(group=group)
+            ]
+        return self._groups[group]
+
+    def _origin(self, dist: Any) -> tuple[str, str]:
+        if dist is None:
+            return ("?", "?")
+        if id(dist) not in self._origins:  # the points keep their distribution alive: ids are stable
+            metadata = dist.metadata
+            self._origins[id(dist)] = (metadata["Name"] or dist.name, metadata["Version"] or "?")
+        return self._origins[id(dist)]
+
+
+#: Shared by every registry of the process (each keeps its own last scan on top of it).
+_INSTALLED = _InstalledPoints()
 
 
 class UnknownPluginError(PluginError):
@@ -132,7 +165,8 @@ class PluginRegistry:
     process runs (or a test's temporary ``.dist-info``) is seen: the last scan is reused only
     while no directory of ``sys.path`` changed (the test importlib.metadata's own directory cache
     makes). Reading every distribution's entry points and metadata took ~5 ms a scan here, and
-    ``config check`` asks up to once per sketch task and aggregator type.
+    ``config check`` asks up to once per sketch task and aggregator type; the registries share one
+    reading of the entry points (:class:`_InstalledPoints`).
     """
 
     def __init__(self, kind: str, group: str | None, builtins: Mapping[str, str]) -> None:
@@ -145,19 +179,17 @@ class PluginRegistry:
         installed = _installed_fingerprint() if self.group else ()
         if self._last is not None and self._last[0] == installed:
             return self._last[1]
-        scan = self._scan()
+        scan = self._scan(installed)
         self._last = (installed, scan)
         return scan
 
-    def _scan(self) -> PluginScan:
+    def _scan(self, installed: tuple[tuple[str, int | None], ...]) -> PluginScan:
         found: dict[str, list[PluginSource]] = {
             name: [PluginSource(name, target, BUILTIN_DISTRIBUTION, __version__)]
             for name, target in self.builtins.items()
         }
-        points = entry_points(group=self.group) if self.group else ()
-        for point in points:
-            source = _source_of(point)
-            held = found.setdefault(point.name, [])
+        for source in _INSTALLED.sources(self.group, installed) if self.group else ():
+            held = found.setdefault(source.name, [])
             if any(_same(source, other) for other in held):
                 continue  # NetSpectra's own entry point of a built-in, or one dist seen twice
             held.append(source)

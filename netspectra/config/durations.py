@@ -58,5 +58,8 @@ def format_duration(seconds: float) -> str:
     return f"{seconds * 1000:g}ms"
 
 
-#: A duration in seconds, read from a Go duration string.
-Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+#: A duration in seconds, read from a Go duration string. ``return_type`` given, or pydantic reads
+#: it from format_duration's annotation again for every Duration field of the schema it builds.
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]

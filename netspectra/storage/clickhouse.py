@@ -32,7 +32,7 @@ from netspectra.storage.context import StorageContext
 from netspectra.storage.native_block import encode_column
 from netspectra.storage.rows import as_arrow, as_list
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
-from netspectra.storage.sql import TABLE_COLUMNS, bind
+from netspectra.storage.sql import TABLE_COLUMNS, SqlBackend, bind
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +174,14 @@ class ClickHouseBackend:
             for node in await self._cluster_nodes():
                 await node._run(statement.sql, None)
 
+    async def shard_nodes(self) -> list[tuple[str, SqlBackend]] | None:
+        """Every node of the cluster, each running SQL as written there (for the retention, which
+        alters the local tables node by node); None on one server. Closed with this backend."""
+        if not self.options.cluster:
+            return None
+        nodes = await self._cluster_nodes()
+        return [(f"{node.options.host}:{node.options.port}", _OneNode(node)) for node in nodes]
+
     async def _cluster_nodes(self) -> list[ClickHouseBackend]:
         """Every node of the cluster (this server's own pool for itself), found once.
 
@@ -219,6 +227,26 @@ class ClickHouseBackend:
         if self._started:
             self._started = False
             await self._pool.shutdown()
+
+
+class _OneNode:
+    """One node of a cluster as a plain server: statements run on it as written, not in their
+    cluster form (which would go to every node and to the Distributed tables too)."""
+
+    def __init__(self, node: ClickHouseBackend) -> None:
+        self._node = node
+
+    async def select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return await self._node.select(sql, params)
+
+    async def insert(self, table: str, columns: Mapping[str, Any]) -> None:
+        await self._node.insert(table, columns)
+
+    async def execute(self, sql: str) -> None:
+        await self._node._run(sql, None)
+
+    async def close(self) -> None:
+        """Nothing: the node's pool belongs to the cluster's backend."""
 
 
 def _safe_name(text: str) -> str:

@@ -119,6 +119,19 @@ CASES = [
         },
     ),
     (
+        "bad retentions, each named",
+        "aggregator:\n  exact:\n    writers:\n"
+        "      - {{type: clickhouse, clickhouse: {{retention: 30days, queue_dir: {tmp}/spool}}}}\n"
+        "      - {{type: embedded, embedded: {{retention: -5, path: {tmp}/store}}}}\n"
+        "  sketch:\n    writers:\n"
+        "      - {{type: clickhouse, clickhouse: {{retention: true, queue_dir: {tmp}/spool}}}}\n" + QUIET_API,
+        {
+            "aggregator.exact.writers[0].clickhouse.retention": "'30days' is not a duration",
+            "aggregator.exact.writers[1].embedded.retention": "cannot be negative",
+            "aggregator.sketch.writers[0].clickhouse.retention": "a duration must be a string",
+        },
+    ),
+    (
         "metrics address without a port",
         'metrics:\n  listen_addr: "127.0.0.1"\n' + QUIET_API,
         {"metrics.listen_addr": "is not HOST:PORT"},
