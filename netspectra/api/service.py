@@ -98,6 +98,13 @@ def epoch_seconds(stamp: object | None, what: str = "end_time") -> int | None:
     return min(seconds, 0xFFFFFFFF)
 
 
+def raw_counts(packets: int | None, total_bytes: int | None) -> v1.RawCounts | None:
+    """The answer's raw (as sent) counts; unset when the store's read had none."""
+    if packets is None or total_bytes is None:
+        return None
+    return v1.RawCounts(packets=packets, bytes=total_bytes)
+
+
 def timestamp(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
@@ -153,6 +160,7 @@ class QueryService(v1.QueryServiceBase):
                         total_bytes=t.total_bytes,
                         total_packets=t.total_packets,
                         flow_count=t.flow_count,
+                        raw=raw_counts(t.raw_packets, t.raw_bytes),
                     )
                     for t in totals
                 ]
@@ -182,6 +190,7 @@ class QueryService(v1.QueryServiceBase):
                     last_seen=timestamp(trace.last_seen),
                     total_packets=trace.packets,
                     total_bytes=trace.bytes,
+                    raw=raw_counts(trace.raw_packets, trace.raw_bytes),
                 )
             )
 
