@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from netspectra.config.models import ClickHouseOptions
 from netspectra.model.fields import KeyField
 from netspectra.storage import sql
+from netspectra.storage.clickhouse import ClickHouseBackend
 from netspectra.storage.query import FlowFilter, QueryStore
 from netspectra.storage.sql import FLOW_COLUMNS, RAW_FLOW_COLUMNS
+from tests.fixtures.clickhouse import ClickHouseCluster
 from tests.integration.test_storage_latest import (
     RecordingBackend,
     Row,
@@ -153,11 +156,7 @@ async def test_a_store_of_the_previous_version_is_migrated_in_place(backend: Rec
     columns = await backend.select(sql.TABLE_COLUMNS_QUERY)
     assert not {name for _, name in columns} & set(RAW_FLOW_COLUMNS)  # it was the previous schema
     rows = await load(backend, [[{**row, "RawPacketCount": 1, "RawByteCount": 2} for row in batches[3]]])
-    rows = [
-        {**row, "RawPacketCount": row["PacketCount"], "RawByteCount": row["ByteCount"]}
-        for batch in batches[:3]
-        for row in batch
-    ] + rows
+    rows = as_stored_before(batches[:3]) + rows
     present = await backend.select(sql.TABLE_COLUMNS_QUERY)
     for table in ("flow_metrics", "flow_latest"):
         assert set(RAW_FLOW_COLUMNS) <= {name for t, name in present if t == table}
@@ -170,3 +169,53 @@ async def test_a_store_of_the_previous_version_is_migrated_in_place(backend: Rec
     # the schema check again is a no-op: nothing is dropped or back-filled twice
     await sql.ensure_schema(backend)
     assert await store.aggregate_flows(FlowFilter()) == totals_truth(rows)
+
+
+async def test_a_cluster_of_the_previous_version_is_migrated_in_place(
+    clickhouse_cluster: ClickHouseCluster, cluster_database: str
+) -> None:
+    """Two shards (local tables + Distributed ones, the view on every node) made by the previous
+    version: the ALTERs reach every node's local and Distributed tables, the view is made again on
+    each, and the answers over the shards hold the raw counts of rows stored after and before."""
+    first = clickhouse_cluster.servers[0]
+    options = {"host": first.host, "port": first.tcp_port, "database": cluster_database}
+    backend = ClickHouseBackend(
+        ClickHouseOptions.model_validate({**options, "cluster": ClickHouseCluster.name})
+    )
+    try:
+        for statement in previous_schema():
+            await backend.execute(statement)
+        await backend.execute(sql.LATEST_VIEW.replace(", RawPacketCount, RawByteCount FROM", " FROM"))
+        await backend.execute(sql.LATEST_FILLED)
+        batches = sampled_batches()
+        old = batches[:3]
+        for batch in old:
+            await backend.insert(
+                "flow_metrics", {name: [row[name] for row in batch] for name in FLOW_COLUMNS}
+            )
+        rows = await load(backend, batches[3:])
+        rows = as_stored_before(old) + rows
+        for server in clickhouse_cluster.servers:
+            for table in ("flow_metrics", "flow_metrics_local", "flow_latest", "flow_latest_local"):
+                where = f"database = '{cluster_database}' AND table = '{table}'"
+                names = server.query(f"SELECT name FROM system.columns WHERE {where}").split()
+                assert set(RAW_FLOW_COLUMNS) <= set(names), (server.tcp_port, table)
+        store = QueryStore(backend, description="test")
+        for query in (FlowFilter(), FlowFilter(end=1060)):
+            got = await store.aggregate_flows(query)
+            assert got == totals_truth(rows, query.end)
+            raw = totals_truth(as_raw(rows), query.end)
+            assert [(t.raw_packets, t.raw_bytes) for t in got] == [
+                (t.total_packets, t.total_bytes) for t in raw
+            ]
+    finally:
+        await backend.close()
+
+
+def as_stored_before(batches: list[list[Row]]) -> list[Row]:
+    """Rows a previous version stored (no raw counts): they read as unsampled."""
+    return [
+        {**row, "RawPacketCount": row["PacketCount"], "RawByteCount": row["ByteCount"]}
+        for batch in batches
+        for row in batch
+    ]
