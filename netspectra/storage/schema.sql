@@ -1,12 +1,12 @@
 -- NetSpectra storage schema: one text for ClickHouse 18.16 (Debian) and current ClickHouse (chdb).
 -- Column names, types, engine, partitioning and order are the Go2NetSpectra ones, so the Go
 -- ns-api reads our tables and we read its tables. EngineId (several engines sharing one store)
--- has a default, so Go's writers, which do not send it, still insert. So do RawPacketCount and
--- RawByteCount (flow_metrics, flow_latest): the packets and bytes as an exporter sent them, before
--- renormalisation by the sampling rate (PacketCount/ByteCount are the renormalised estimates).
--- Only a task fed flow records writes them; every other row (ours from packets, Go's) gets the
--- default, its own counts: unsampled, raw = counted. A store made by an older version gets them
--- by ALTER (sql.ensure_schema).
+-- has a default, so Go's writers, which do not send it, still insert. So do ExtrapolatedPackets and
+-- ExtrapolatedBytes (flow_metrics, flow_latest): what renormalisation by the sampling rate added
+-- to PacketCount/ByteCount (the renormalised estimates), so the counts as the exporters sent them
+-- are PacketCount - ExtrapolatedPackets (bytes alike). Only a task fed flow records writes them;
+-- every other row (ours from packets, Go's) gets 0: unsampled, raw = counted. A store made by an
+-- older version gets them by ALTER (sql.ensure_schema).
 -- Stay within 18.16: no LowCardinality, IPv6, DateTime64, TTL or CTEs.
 
 CREATE TABLE IF NOT EXISTS flow_metrics (
@@ -22,8 +22,8 @@ CREATE TABLE IF NOT EXISTS flow_metrics (
     ByteCount   UInt64,
     PacketCount UInt64,
     EngineId    String DEFAULT '',
-    RawPacketCount UInt64 DEFAULT PacketCount,
-    RawByteCount   UInt64 DEFAULT ByteCount
+    ExtrapolatedPackets UInt64 DEFAULT 0,
+    ExtrapolatedBytes   UInt64 DEFAULT 0
 ) ENGINE = MergeTree()
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (TaskName, Timestamp);
@@ -62,8 +62,8 @@ CREATE TABLE IF NOT EXISTS flow_latest (
     EndTime     DateTime,
     ByteCount   UInt64,
     PacketCount UInt64,
-    RawPacketCount UInt64 DEFAULT PacketCount,
-    RawByteCount   UInt64 DEFAULT ByteCount
+    ExtrapolatedPackets UInt64 DEFAULT 0,
+    ExtrapolatedBytes   UInt64 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(Timestamp)
 ORDER BY (TaskName, FlowKey, EngineId, isNull(SrcIP), ifNull(SrcIP, ''), isNull(DstIP), ifNull(DstIP, ''),
           ifNull(toInt32(SrcPort), -1), ifNull(toInt32(DstPort), -1), ifNull(toInt16(Protocol), -1));

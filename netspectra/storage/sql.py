@@ -33,9 +33,12 @@ FLOW_COLUMNS: tuple[str, ...] = (
     "PacketCount",
     "EngineId",
 )
-#: flow_metrics' raw (as sent) counts: inserted only by tasks fed flow records (the column
-#: defaults are the counts themselves), so a packet task's rows and inserts stay as they were.
-RAW_FLOW_COLUMNS: tuple[str, ...] = ("RawPacketCount", "RawByteCount")
+#: What renormalisation by the sampling rate added to a flow row's counts (renormalised minus raw:
+#: raw = PacketCount - ExtrapolatedPackets, bytes alike). Inserted only by tasks fed flow records;
+#: the default 0 (unsampled: raw = counted) fills every other row, ours from packets and Go's. The
+#: difference, not the raw counts, is stored so that the default costs nothing: a column of
+#: zeros is nearly free to write, a copy of PacketCount is not (bench note in docs/flow-export.md).
+EXTRAPOLATED_COLUMNS: tuple[str, ...] = ("ExtrapolatedPackets", "ExtrapolatedBytes")
 HITTER_COLUMNS: tuple[str, ...] = ("Timestamp", "TaskName", "Flow", "Value", "Type", "EngineId")
 LEASE_COLUMNS: tuple[str, ...] = (
     "EngineId",
@@ -71,7 +74,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 #: Columns of a table whose insert may leave them out (their defaults fill them).
-OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"flow_metrics": RAW_FLOW_COLUMNS}
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"flow_metrics": EXTRAPOLATED_COLUMNS}
 
 
 def insert_columns(table: str, columns: Mapping[str, Any]) -> tuple[str, ...]:
@@ -85,12 +88,12 @@ ADD_ENGINE_ID = {
     "flow_metrics": "ALTER TABLE flow_metrics ADD COLUMN EngineId String DEFAULT ''",
     "heavy_hitters": "ALTER TABLE heavy_hitters ADD COLUMN EngineId String DEFAULT ''",
 }
-#: Added to a store made by Go2NetSpectra or an older NetSpectra (in this order: the defaults read
-#: the counts). 18.16 has no ADD COLUMN IF NOT EXISTS: system.columns says which are missing.
-ADD_RAW_COUNTS: dict[str, tuple[tuple[str, str], ...]] = {
-    table: (
-        ("RawPacketCount", f"ALTER TABLE {table} ADD COLUMN RawPacketCount UInt64 DEFAULT PacketCount"),
-        ("RawByteCount", f"ALTER TABLE {table} ADD COLUMN RawByteCount UInt64 DEFAULT ByteCount"),
+#: Added to a store made by Go2NetSpectra or an older NetSpectra (its rows read as unsampled).
+#: 18.16 has no ADD COLUMN IF NOT EXISTS: system.columns says which are missing.
+ADD_EXTRAPOLATED: dict[str, tuple[tuple[str, str], ...]] = {
+    table: tuple(
+        (column, f"ALTER TABLE {table} ADD COLUMN {column} UInt64 DEFAULT 0")
+        for column in EXTRAPOLATED_COLUMNS
     )
     for table in ("flow_metrics", "flow_latest")
 }
@@ -117,11 +120,11 @@ FLOW_IDENTITY = _FLOW_IDENTITY
 LATEST_SELECT = (
     f"SELECT TaskName, cityHash64({_FLOW_IDENTITY}) AS FlowKey, sipHash64({_FLOW_IDENTITY}) AS FlowCheck,"  # noqa: S608
     " EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol, Timestamp, StartTime, EndTime, ByteCount,"
-    " PacketCount, RawPacketCount, RawByteCount FROM flow_metrics"
+    " PacketCount, ExtrapolatedPackets, ExtrapolatedBytes FROM flow_metrics"
 )
 #: Every INSERT into flow_metrics (ours or Go's) also lands in flow_latest.
 LATEST_VIEW = f"CREATE MATERIALIZED VIEW IF NOT EXISTS flow_latest_mv TO flow_latest AS {LATEST_SELECT}"
-#: A view made by an older version selects no raw counts: it is made again (then back-filled).
+#: A view made by an older version selects no Extrapolated*: it is made again (then back-filled).
 DROP_LATEST_VIEW = "DROP TABLE IF EXISTS flow_latest_mv"
 #: Rows stored before the view existed (a Go-made store, an older NetSpectra). Run once, after the
 #: view is created, so nothing inserted meanwhile is missed; a row seen twice is harmless (the
@@ -218,10 +221,11 @@ _DISTINCT_FLOWS = (
     " ifNull(toInt16({pr}), -1))"
 )
 _FLOW_COLUMNS = "TaskName, SrcIP, DstIP, SrcPort, DstPort, Protocol"
-# Every flow answer ends with the raw (as sent) sums, the same way as the renormalised ones.
+# Every flow answer ends with the raw (as sent) sums, the same way as the renormalised ones: a
+# row's raw counts are its counts minus what renormalisation added (EXTRAPOLATED_COLUMNS).
 _LATEST_RAW = (
-    " argMax(RawByteCount, Timestamp) AS LatestRawBytes,"
-    " argMax(RawPacketCount, Timestamp) AS LatestRawPackets"
+    " argMax(toUInt64(ByteCount - ExtrapolatedBytes), Timestamp) AS LatestRawBytes,"
+    " argMax(toUInt64(PacketCount - ExtrapolatedPackets), Timestamp) AS LatestRawPackets"
 )
 AGGREGATE_FLOWS = (
     "SELECT TaskName, sum(LatestBytes), sum(LatestPackets),"  # noqa: S608
@@ -243,8 +247,8 @@ _LATEST_PER_ENGINE = (
     "SELECT any(TaskName) AS Task, any(SrcIP) AS S, any(DstIP) AS D, any(SrcPort) AS SP,"
     " any(DstPort) AS DP, any(Protocol) AS PR,"
     " argMax(ByteCount, Timestamp) AS LatestBytes, argMax(PacketCount, Timestamp) AS LatestPackets,{more}"
-    " argMax(RawByteCount, Timestamp) AS LatestRawBytes,"
-    " argMax(RawPacketCount, Timestamp) AS LatestRawPackets,"
+    " argMax(toUInt64(ByteCount - ExtrapolatedBytes), Timestamp) AS LatestRawBytes,"
+    " argMax(toUInt64(PacketCount - ExtrapolatedPackets), Timestamp) AS LatestRawPackets,"
     " max(Timestamp) AS Latest, max(FlowCheck) != min(FlowCheck) AS Collided"
     " FROM flow_latest {{where}} GROUP BY FlowKey"
 )
@@ -284,13 +288,14 @@ TRACE_FLOW = (
 # the difference of the cumulative rows at the two ends, and a reset inside the window costs
 # nothing. Only "the latest row ≤ t per flow" is relied on: a flow absent from a snapshot (not
 # written because unchanged) simply has no row, and the next row's increment covers the gap.
-# The raw counts are cumulative alike and take the same increments (RawPackets, RawBytes).
-# R: the (Timestamp, PacketCount, ByteCount, StartTime, EndTime, RawPacketCount, RawByteCount)
-# rows, sorted by Timestamp.
+# The raw counts (counts minus Extrapolated*) are cumulative alike and take the same increments
+# (RawPackets, RawBytes). R: the (Timestamp, PacketCount, ByteCount, StartTime, EndTime, raw
+# packets, raw bytes) rows, sorted by Timestamp.
 _WINDOW_PER_ENGINE = (
     "SELECT TaskName, SrcIP, DstIP, SrcPort, DstPort, Protocol,"
     " arraySort(r -> r.1, groupArray((toUInt32(Timestamp), PacketCount, ByteCount,"
-    " toUInt32(StartTime), toUInt32(EndTime), RawPacketCount, RawByteCount))) AS R,"
+    " toUInt32(StartTime), toUInt32(EndTime), toUInt64(PacketCount - ExtrapolatedPackets),"
+    " toUInt64(ByteCount - ExtrapolatedBytes)))) AS R,"
     # one array per column, and each shifted by one (the previous row): every lambda below reads
     # only its own arguments, as a lambda reading a whole array copies it for every element
     " arrayMap(r -> r.1, R) AS Stamps, arrayMap(r -> r.2, R) AS P, arrayMap(r -> r.3, R) AS B,"
@@ -581,11 +586,11 @@ async def _add_column(backend: SqlBackend, table: str, column: str, alter: str) 
 
 async def ensure_schema(backend: SqlBackend) -> None:
     """Create the tables if missing, add the columns older stores lack (EngineId to tables
-    Go2NetSpectra created, the raw counts to those of Go and of older NetSpectra versions), then
+    Go2NetSpectra created, Extrapolated* to those of Go and of older NetSpectra versions), then
     create flow_latest's view and back-fill flow_latest unless a back-fill has completed before.
 
-    The view reads EngineId and the raw counts, so it comes after the ALTERs; the back-fill comes
-    after the view, so no insert falls between the two. A flow_latest without raw counts has an
+    The view reads EngineId and Extrapolated*, so it comes after the ALTERs; the back-fill comes
+    after the view, so no insert falls between the two. A flow_latest without Extrapolated* has an
     older view, which selects none: it is dropped first, then made again and the back-fill runs
     again (the rows inserted while no view existed are back-filled; rows back-filled twice are
     harmless). The marker table keeps restarts cheap; a back-fill run twice (two processes at
@@ -598,10 +603,10 @@ async def ensure_schema(backend: SqlBackend) -> None:
     for table, alter in ADD_ENGINE_ID.items():
         if "EngineId" not in present.get(table, set()):
             await backend.execute(alter)
-    if not set(RAW_FLOW_COLUMNS) <= present.get("flow_latest", set()):
+    if not set(EXTRAPOLATED_COLUMNS) <= present.get("flow_latest", set()):
         await backend.execute(DROP_LATEST_VIEW)
         filled = False
-    for table, alters in ADD_RAW_COUNTS.items():
+    for table, alters in ADD_EXTRAPOLATED.items():
         for column, alter in alters:
             if column not in present.get(table, set()):
                 await _add_column(backend, table, column, alter)

@@ -195,8 +195,9 @@ async def test_raw_and_renormalised_counts_per_stored_flow(
 
 
 _STORED = (
-    "SELECT SrcIP, DstIP, SrcPort, DstPort, Protocol, argMax(RawPacketCount, Timestamp),"
-    " argMax(RawByteCount, Timestamp), argMax(PacketCount, Timestamp), argMax(ByteCount, Timestamp)"
+    "SELECT SrcIP, DstIP, SrcPort, DstPort, Protocol, argMax(PacketCount - ExtrapolatedPackets, Timestamp),"
+    " argMax(ByteCount - ExtrapolatedBytes, Timestamp), argMax(PacketCount, Timestamp),"
+    " argMax(ByteCount, Timestamp)"
     " FROM flow_metrics WHERE TaskName = 'per_five_tuple' GROUP BY SrcIP, DstIP, SrcPort, DstPort, Protocol"
 )
 

@@ -18,7 +18,7 @@ from netspectra.model.fields import KeyField
 from netspectra.storage import sql
 from netspectra.storage.clickhouse import ClickHouseBackend
 from netspectra.storage.query import FlowFilter, QueryStore
-from netspectra.storage.sql import FLOW_COLUMNS, RAW_FLOW_COLUMNS
+from netspectra.storage.sql import EXTRAPOLATED_COLUMNS, FLOW_COLUMNS
 from tests.fixtures.clickhouse import ClickHouseCluster
 from tests.integration.test_storage_latest import (
     RecordingBackend,
@@ -59,11 +59,15 @@ def sampled_batches() -> list[list[Row]]:
 
 
 async def load(backend: Any, batches: list[list[Row]]) -> list[Row]:
+    """Insert as the writers do: a sampled task's rows with what renormalisation added."""
     store = QueryStore(backend, description="test")
     await store.tasks()  # creates the schema (and the view) before any row arrives
     for batch in batches:
-        names = FLOW_COLUMNS if batch[0]["TaskName"] == "go" else FLOW_COLUMNS + RAW_FLOW_COLUMNS
-        await backend.insert("flow_metrics", {name: [row[name] for row in batch] for name in names})
+        columns = {name: [row[name] for row in batch] for name in FLOW_COLUMNS}
+        if batch[0]["TaskName"] != "go":
+            columns["ExtrapolatedPackets"] = [row["PacketCount"] - row["RawPacketCount"] for row in batch]
+            columns["ExtrapolatedBytes"] = [row["ByteCount"] - row["RawByteCount"] for row in batch]
+        await backend.insert("flow_metrics", columns)
     return [row for batch in batches for row in batch]
 
 
@@ -135,10 +139,10 @@ async def test_trace_flow_raw_counts_equal_brute_force(backend: RecordingBackend
 
 
 def previous_schema() -> list[str]:
-    """The statements of the version before raw counts: no raw columns, the older view."""
+    """The statements of the version before raw counts: no Extrapolated*, the older view."""
     statements = []
     for statement in sql.schema_statements():
-        for column in RAW_FLOW_COLUMNS:
+        for column in EXTRAPOLATED_COLUMNS:
             statement = "\n".join(line for line in statement.splitlines() if column not in line)
         statement = statement.replace("EngineId    String DEFAULT '',\n)", "EngineId    String DEFAULT ''\n)")
         statements.append(statement.replace("PacketCount UInt64,\n)", "PacketCount UInt64\n)"))
@@ -148,18 +152,18 @@ def previous_schema() -> list[str]:
 async def test_a_store_of_the_previous_version_is_migrated_in_place(backend: RecordingBackend) -> None:
     for statement in previous_schema():
         await backend.execute(statement)
-    await backend.execute(sql.LATEST_VIEW.replace(", RawPacketCount, RawByteCount FROM", " FROM"))
+    await backend.execute(sql.LATEST_VIEW.replace(", ExtrapolatedPackets, ExtrapolatedBytes FROM", " FROM"))
     await backend.execute(sql.LATEST_FILLED)
     batches = make_rows()
     for batch in batches[:3]:  # stored by the previous version
         await backend.insert("flow_metrics", {name: [row[name] for row in batch] for name in FLOW_COLUMNS})
     columns = await backend.select(sql.TABLE_COLUMNS_QUERY)
-    assert not {name for _, name in columns} & set(RAW_FLOW_COLUMNS)  # it was the previous schema
+    assert not {name for _, name in columns} & set(EXTRAPOLATED_COLUMNS)  # it was the previous schema
     rows = await load(backend, [[{**row, "RawPacketCount": 1, "RawByteCount": 2} for row in batches[3]]])
     rows = as_stored_before(batches[:3]) + rows
     present = await backend.select(sql.TABLE_COLUMNS_QUERY)
     for table in ("flow_metrics", "flow_latest"):
-        assert set(RAW_FLOW_COLUMNS) <= {name for t, name in present if t == table}
+        assert set(EXTRAPOLATED_COLUMNS) <= {name for t, name in present if t == table}
     store = QueryStore(backend, description="test")
     for query in (FlowFilter(), FlowFilter(end=1060)):  # flow_latest (view made again), flow_metrics
         got = await store.aggregate_flows(query)
@@ -185,7 +189,9 @@ async def test_a_cluster_of_the_previous_version_is_migrated_in_place(
     try:
         for statement in previous_schema():
             await backend.execute(statement)
-        await backend.execute(sql.LATEST_VIEW.replace(", RawPacketCount, RawByteCount FROM", " FROM"))
+        await backend.execute(
+            sql.LATEST_VIEW.replace(", ExtrapolatedPackets, ExtrapolatedBytes FROM", " FROM")
+        )
         await backend.execute(sql.LATEST_FILLED)
         batches = sampled_batches()
         old = batches[:3]
@@ -199,7 +205,7 @@ async def test_a_cluster_of_the_previous_version_is_migrated_in_place(
             for table in ("flow_metrics", "flow_metrics_local", "flow_latest", "flow_latest_local"):
                 where = f"database = '{cluster_database}' AND table = '{table}'"
                 names = server.query(f"SELECT name FROM system.columns WHERE {where}").split()
-                assert set(RAW_FLOW_COLUMNS) <= set(names), (server.tcp_port, table)
+                assert set(EXTRAPOLATED_COLUMNS) <= set(names), (server.tcp_port, table)
         store = QueryStore(backend, description="test")
         for query in (FlowFilter(), FlowFilter(end=1060)):
             got = await store.aggregate_flows(query)
