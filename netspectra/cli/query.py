@@ -148,9 +148,14 @@ def _sampled(answer: Any) -> bool:
     return raw is not None and (raw.packets, raw.bytes) != (answer.total_packets, answer.total_bytes)
 
 
-def _raw_cells(answer: Any) -> tuple[str, str, str]:
-    """Raw packets, raw bytes and the effective sampling rate (renormalised / raw packets)."""
+def _raw_cells(answer: Any, sampled: bool) -> tuple[str, ...]:
+    """Raw packets, raw bytes and the effective sampling rate (renormalised / raw packets) when
+    the table shows them (``sampled``); "-" for an answer without raw counts."""
     raw = answer.raw
+    if not sampled:
+        return ()
+    if raw is None:
+        return "-", "-", "-"
     rate = f"{answer.total_packets / raw.packets:,.6g}" if raw.packets else "-"
     return f"{raw.packets:,}", f"{raw.bytes:,}", rate
 
@@ -171,7 +176,7 @@ def _render(mode: Mode, response: Any, console: Console) -> None:
         table = Table("task", "flows", "packets", "bytes", *_RAW_HEADERS * sampled)
         for s in response.summaries:
             counts = (f"{s.flow_count:,}", f"{s.total_packets:,}", f"{s.total_bytes:,}")
-            table.add_row(s.task_name, *counts, *_raw_cells(s) * sampled)
+            table.add_row(s.task_name, *counts, *_raw_cells(s, sampled))
         console.print(table)
     elif mode is Mode.TRACE:
         life = response.lifecycle
@@ -182,7 +187,7 @@ def _render(mode: Mode, response: Any, console: Console) -> None:
             str(life.last_seen),
             f"{life.total_packets:,}",
             f"{life.total_bytes:,}",
-            *_raw_cells(life) * sampled,
+            *_raw_cells(life, sampled),
         )
         console.print(table)
     else:
