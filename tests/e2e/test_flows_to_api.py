@@ -366,7 +366,10 @@ async def test_exports_through_nats_and_the_store_answer_tsharks_totals(
     for key, lifecycle in zip([*timed, *untimed], traces, strict=True):
         packets, nbytes, first, last, raw_packets, raw_bytes = five[key]
         assert (lifecycle.total_packets, lifecycle.total_bytes) == (packets, nbytes), key
-        assert (lifecycle.raw.packets, lifecycle.raw.bytes) == (raw_packets, raw_bytes), key
+        # raw is set only when it differs from the totals (sampled): unset means raw = total
+        raw = (lifecycle.raw.packets, lifecycle.raw.bytes) if lifecycle.HasField("raw") else (packets, nbytes)
+        assert raw == (raw_packets, raw_bytes), key
+        assert lifecycle.HasField("raw") == ((raw_packets, raw_bytes) != (packets, nbytes)), key
         if last >= 0:
             assert (lifecycle.first_seen.seconds, lifecycle.last_seen.seconds) == (first, last), key
         else:  # sFlow carries no time: first = last = arrival, within this test's run

@@ -512,7 +512,8 @@ class TaskSummary(betterproto2.Message):
     """
     NetSpectra extension: total_* are renormalised by the sampling rate (estimates of the real
     traffic); raw_* are the packets and bytes as exporters sent them (equal to total_* for
-    captured packets). The effective sampling rate is total_packets / raw_packets.
+    captured packets). The effective sampling rate is total_packets / raw.packets. Unset when
+    raw = total (nothing sampled), so an unsampled answer is Go's message byte for byte.
     """
 
 
