@@ -17,6 +17,13 @@ and ``flows`` heavy hitters for the text writer, each written by, best of ``--re
 Rows/s is the writer's own time from snapshot in hand to rows stored (the engine never waits on
 it: the store writers queue, the file writers run in a thread). ``--smoke``: 20 000 flows, one
 run each (CI runs it so it cannot rot).
+
+Raw counts (flow-export input, issue 15): the file, embedded and clickhouse writers also write the
+same snapshot as tasks fed flow records write it (raw counts beside the counts: two more numbers
+per JSON Lines object, the two Extrapolated* columns), and the packet tasks' snapshot into the
+schema of the version before them (no Extrapolated* columns), interleaved with this schema's runs;
+the summary prints packet tasks on this schema against the previous one, and flow-record tasks
+against packet tasks.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +93,44 @@ def snapshots(flows: int) -> tuple[Snapshot, Snapshot]:
     return exact, sketch
 
 
+def sampled(snapshot: Snapshot) -> Snapshot:
+    """``snapshot`` as tasks fed flow records (1-in-100 on average) hand it over: raw counts too."""
+    tables = tuple(
+        replace(table, raw_packets=table.packets // 100 + 1, raw_bytes=table.bytes // 100 + 1)
+        for table in snapshot.flows
+    )
+    return replace(snapshot, flows=tables)
+
+
+def previous_schema() -> list[str]:
+    """The schema statements and flow_latest's view of the version before raw counts."""
+    from netspectra.storage import sql
+
+    statements = []
+    for statement in sql.schema_statements():
+        for column in sql.EXTRAPOLATED_COLUMNS:
+            statement = "\n".join(line for line in statement.splitlines() if column not in line)
+        statement = statement.replace("EngineId    String DEFAULT '',\n)", "EngineId    String DEFAULT ''\n)")
+        statements.append(statement.replace("PacketCount UInt64,\n)", "PacketCount UInt64\n)"))
+    return [*statements, sql.LATEST_VIEW.replace(", ExtrapolatedPackets, ExtrapolatedBytes FROM", " FROM")]
+
+
+async def create_schema(backend: Any, previous: bool) -> None:
+    """This version's schema (as the writers make it), or the previous version's."""
+    from netspectra.storage.sql import ensure_schema
+
+    if not previous:
+        await ensure_schema(backend)
+        return
+    for statement in previous_schema():
+        await backend.execute(statement)
+
+
+def rotated(count: int, shift: int) -> list[int]:
+    """``0..count`` starting at ``shift``: each variant runs first, middle and last in turn."""
+    return [(index + shift) % count for index in range(count)]
+
+
 def best(repeat: int, run: Callable[[], Awaitable[object]]) -> tuple[float, float]:
     """(wall, process CPU) seconds of the fastest of ``repeat`` runs."""
     times = []
@@ -108,7 +155,6 @@ def main() -> None:
     from netspectra.storage import file_writer, text_writer
     from netspectra.storage.embedded import EmbeddedBackend
     from netspectra.storage.rows import snapshot_rows
-    from netspectra.storage.sql import ensure_schema
 
     exact, sketch = snapshots(args.flows)
     rows = sum(len(table) for table in exact.flows)
@@ -151,6 +197,14 @@ def main() -> None:
             ("file", "kernel of now, a thread per task (before)", rows, best(args.repeat, write_per_task))
         )
         results.append(("file", "kernel, chunks on every core", rows, best(args.repeat, write_file)))
+        flow_records = sampled(exact)
+
+        async def write_file_sampled() -> None:
+            writer.write_sync(flow_records)
+
+        results.append(
+            ("file", "same, flow-record tasks (raw counts)", rows, best(args.repeat, write_file_sampled))
+        )
 
         async def write_text_lines() -> None:  # before: per-line f-strings, Python's sort
             directory = work / "text-lines"
@@ -166,23 +220,39 @@ def main() -> None:
         results.append(("text", "per-line f-strings (before)", hitters, best(args.repeat, write_text_lines)))
         results.append(("text", "columns + kernel", hitters, best(args.repeat, write_text)))
 
-        def embedded(settings: str) -> tuple[float, float]:
-            timings: list[tuple[float, float]] = []
+        def embedded(settings: str, variants: list[tuple[Snapshot, bool]]) -> list[tuple[float, float]]:
+            """Best (wall, CPU) of each (snapshot, previous schema) variant, runs interleaved."""
+            timings: list[list[tuple[float, float]]] = [[] for _ in variants]
+
+            rounds = [0]
 
             async def write_embedded() -> None:
-                backend = EmbeddedBackend(str(work / f"chdb-{time.monotonic_ns()}"), insert_settings=settings)
-                await ensure_schema(backend)
-                started, cpu = time.perf_counter(), time.process_time()
-                await backend.insert("flow_metrics", snapshot_rows(exact, "bench").flows)
-                timings.append((time.perf_counter() - started, time.process_time() - cpu))
-                await backend.close()
+                # a warm-up insert first, then the variants in a rotated order each round
+                order = [0] * (rounds[0] == 0) + rotated(len(variants), rounds[0])
+                rounds[0] += 1
+                for position, index in enumerate(order):
+                    snapshot, previous = variants[index]
+                    backend = EmbeddedBackend(
+                        str(work / f"chdb-{time.monotonic_ns()}"), insert_settings=settings
+                    )
+                    await create_schema(backend, previous)
+                    started, cpu = time.perf_counter(), time.process_time()
+                    await backend.insert("flow_metrics", snapshot_rows(snapshot, "bench").flows)
+                    if position or rounds[0] > 1:
+                        timings[index].append((time.perf_counter() - started, time.process_time() - cpu))
+                    await backend.close()
+                    shutil.rmtree(backend.path, ignore_errors=True)
 
             best(args.repeat, write_embedded)
-            return min(timings)
+            return [min(runs) for runs in timings]
 
         before = "optimize_on_insert = 1, parallel_view_processing = 0"
-        results.append(("embedded", "Arrow + view, chdb defaults (before)", rows, embedded(before)))
-        results.append(("embedded", "Arrow + view, no in-block merge", rows, embedded(INSERT_SETTINGS)))
+        (defaults,) = embedded(before, [(exact, False)])
+        results.append(("embedded", "Arrow + view, chdb defaults (before)", rows, defaults))
+        now, previous, raw = embedded(INSERT_SETTINGS, [(exact, False), (exact, True), (flow_records, False)])
+        results.append(("embedded", "Arrow + view, no in-block merge", rows, now))
+        results.append(("embedded", "same, schema before raw counts", rows, previous))
+        results.append(("embedded", "same, flow-record tasks (raw counts)", rows, raw))
         results.extend(clickhouse(exact, rows, args.repeat, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -207,13 +277,41 @@ def main() -> None:
             f" {cpu_rate:11,.0f} {cpu_rate / TARGET:11.2f}x"
             f" {rate / wall_first:12.2f}x {cpu_rate / cpu_first:11.2f}x"
         )
+    raw_counts_summary(results)
+
+
+def raw_counts_summary(results: list[Result]) -> None:
+    """Packet tasks on this schema vs the previous one, flow-record tasks vs packet tasks (rows/s)."""
+    measured = {
+        (writer, variant): (count / wall, count / max(cpu, 1e-9))
+        for writer, variant, count, (wall, cpu) in results
+    }
+    packet_variant = {
+        "file": "kernel, chunks on every core",
+        "embedded": "Arrow + view, no in-block merge",
+        "clickhouse": "Native block over asynch (+ view)",
+    }
+    print("raw counts (issue 15), rows/s as wall / CPU ratios measured above in this run:")
+    for writer, packets in packet_variant.items():
+        base = measured.get((writer, packets))
+        if base is None:
+            continue
+        previous = measured.get((writer, "same, schema before raw counts"))
+        if previous is not None:
+            print(
+                f"  {writer:10} packet tasks, this schema vs the previous: "
+                f"{base[0] / previous[0]:.2f}x / {base[1] / previous[1]:.2f}x"
+            )
+        raw = measured.get((writer, "same, flow-record tasks (raw counts)"))
+        if raw is not None:
+            ratios = f"{raw[0] / base[0]:.2f}x / {raw[1] / base[1]:.2f}x"
+            print(f"  {writer:10} flow-record tasks vs packet tasks: {ratios}")
 
 
 def clickhouse(exact: Snapshot, rows: int, repeat: int, work: Path) -> list[Result]:
     from netspectra.config.models import ClickHouseOptions
     from netspectra.storage.clickhouse import ClickHouseBackend
     from netspectra.storage.rows import snapshot_rows
-    from netspectra.storage.sql import ensure_schema
     from tests.fixtures.clickhouse import ClickHouseServer, find_clickhouse_server
 
     binary = find_clickhouse_server()
@@ -222,23 +320,41 @@ def clickhouse(exact: Snapshot, rows: int, repeat: int, work: Path) -> list[Resu
         return []
     server = ClickHouseServer(binary, work / "clickhouse")
     server.start()
-    timings: list[tuple[float, float]] = []
+    variants = [(exact, False), (exact, True), (sampled(exact), False)]
+    timings: list[list[tuple[float, float]]] = [[] for _ in variants]
     try:
+        rounds = [0]
 
         async def write() -> None:
-            options = ClickHouseOptions.model_validate({"host": server.host, "port": server.tcp_port})
-            backend = ClickHouseBackend(options)
-            await ensure_schema(backend)
-            await backend.execute("TRUNCATE TABLE flow_metrics")
-            started, cpu = time.perf_counter(), time.process_time()
-            await backend.insert("flow_metrics", snapshot_rows(exact, "bench").flows)
-            timings.append((time.perf_counter() - started, time.process_time() - cpu))
-            await backend.close()
+            order = [0] * (rounds[0] == 0) + rotated(len(variants), rounds[0])  # as the embedded runs
+            rounds[0] += 1
+            for position, index in enumerate(order):
+                snapshot, previous = variants[index]
+                database = f"bench{index}"
+                setup = ClickHouseBackend(
+                    ClickHouseOptions.model_validate({"host": server.host, "port": server.tcp_port})
+                )
+                await setup.execute(f"DROP DATABASE IF EXISTS {database}")
+                await setup.execute(f"CREATE DATABASE {database}")
+                await setup.close()
+                options = {"host": server.host, "port": server.tcp_port, "database": database}
+                backend = ClickHouseBackend(ClickHouseOptions.model_validate(options))
+                await create_schema(backend, previous)
+                started, cpu = time.perf_counter(), time.process_time()
+                await backend.insert("flow_metrics", snapshot_rows(snapshot, "bench").flows)
+                if position or rounds[0] > 1:
+                    timings[index].append((time.perf_counter() - started, time.process_time() - cpu))
+                await backend.close()
 
         best(repeat, write)
     finally:
         server.stop()
-    return [("clickhouse", "Native block over asynch (+ view)", rows, min(timings))]
+    now, previous, raw = (min(runs) for runs in timings)
+    return [
+        ("clickhouse", "Native block over asynch (+ view)", rows, now),
+        ("clickhouse", "same, schema before raw counts", rows, previous),
+        ("clickhouse", "same, flow-record tasks (raw counts)", rows, raw),
+    ]
 
 
 if __name__ == "__main__":

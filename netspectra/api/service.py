@@ -98,6 +98,16 @@ def epoch_seconds(stamp: object | None, what: str = "end_time") -> int | None:
     return min(seconds, 0xFFFFFFFF)
 
 
+def raw_counts(
+    raw_packets: int | None, raw_bytes: int | None, total_packets: int, total_bytes: int
+) -> v1.RawCounts | None:
+    """The answer's raw (as sent) counts, set only when they differ from the totals (the answer
+    counted sampled flow-export input): an unsampled answer's message is byte for byte Go's."""
+    if raw_packets is None or raw_bytes is None or (raw_packets, raw_bytes) == (total_packets, total_bytes):
+        return None
+    return v1.RawCounts(packets=raw_packets, bytes=raw_bytes)
+
+
 def timestamp(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
@@ -153,6 +163,7 @@ class QueryService(v1.QueryServiceBase):
                         total_bytes=t.total_bytes,
                         total_packets=t.total_packets,
                         flow_count=t.flow_count,
+                        raw=raw_counts(t.raw_packets, t.raw_bytes, t.total_packets, t.total_bytes),
                     )
                     for t in totals
                 ]
@@ -182,6 +193,7 @@ class QueryService(v1.QueryServiceBase):
                     last_seen=timestamp(trace.last_seen),
                     total_packets=trace.packets,
                     total_bytes=trace.bytes,
+                    raw=raw_counts(trace.raw_packets, trace.raw_bytes, trace.packets, trace.bytes),
                 )
             )
 

@@ -138,6 +138,28 @@ async def _call(
         channel.close()
 
 
+#: Shown only when an answer was sampled (raw differs from the renormalised counts): flow-export
+#: input; a capture-only deployment's tables look as they always did.
+_RAW_HEADERS = ("raw packets", "raw bytes", "rate")
+
+
+def _sampled(answer: Any) -> bool:
+    raw = answer.raw
+    return raw is not None and (raw.packets, raw.bytes) != (answer.total_packets, answer.total_bytes)
+
+
+def _raw_cells(answer: Any, sampled: bool) -> tuple[str, ...]:
+    """Raw packets, raw bytes and the effective sampling rate (renormalised / raw packets) when
+    the table shows them (``sampled``); "-" for an answer without raw counts."""
+    raw = answer.raw
+    if not sampled:
+        return ()
+    if raw is None:
+        return "-", "-", "-"
+    rate = f"{answer.total_packets / raw.packets:,.6g}" if raw.packets else "-"
+    return f"{raw.packets:,}", f"{raw.bytes:,}", rate
+
+
 def _render(mode: Mode, response: Any, console: Console) -> None:
     from rich.table import Table
 
@@ -150,15 +172,22 @@ def _render(mode: Mode, response: Any, console: Console) -> None:
             table.add_row(name, kind)
         console.print(table)
     elif mode is Mode.AGGREGATE:
-        table = Table("task", "flows", "packets", "bytes")
+        sampled = any(_sampled(s) for s in response.summaries)
+        table = Table("task", "flows", "packets", "bytes", *_RAW_HEADERS * sampled)
         for s in response.summaries:
-            table.add_row(s.task_name, f"{s.flow_count:,}", f"{s.total_packets:,}", f"{s.total_bytes:,}")
+            counts = (f"{s.flow_count:,}", f"{s.total_packets:,}", f"{s.total_bytes:,}")
+            table.add_row(s.task_name, *counts, *_raw_cells(s, sampled))
         console.print(table)
     elif mode is Mode.TRACE:
         life = response.lifecycle
-        table = Table("first seen", "last seen", "packets", "bytes")
+        sampled = _sampled(life)
+        table = Table("first seen", "last seen", "packets", "bytes", *_RAW_HEADERS * sampled)
         table.add_row(
-            str(life.first_seen), str(life.last_seen), f"{life.total_packets:,}", f"{life.total_bytes:,}"
+            str(life.first_seen),
+            str(life.last_seen),
+            f"{life.total_packets:,}",
+            f"{life.total_bytes:,}",
+            *_raw_cells(life, sampled),
         )
         console.print(table)
     else:

@@ -45,9 +45,25 @@ class FlowTable:
     last_seen_ns: npt.NDArray[np.int64]
     #: Each flow's last change epoch (see :class:`Snapshot`); None from a table that keeps none.
     changed_epoch: npt.NDArray[np.uint64] | None = None
+    #: The packets and bytes as sent, before renormalisation by the sampling rate (``packets`` and
+    #: ``bytes`` are the renormalised estimates): kept by a task fed flow records; None when the
+    #: task counted only packets in this period (then raw = ``packets`` / ``bytes``: unsampled).
+    raw_packets: npt.NDArray[np.uint64] | None = None
+    raw_bytes: npt.NDArray[np.uint64] | None = None
 
     def __len__(self) -> int:
         return int(self.packets.shape[0])
+
+    @property
+    def sampled(self) -> bool:
+        """True when the task kept raw values (it was fed flow records this period)."""
+        return self.raw_packets is not None
+
+    def raw_or_counted(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+        """(raw packets, raw bytes): the kept raw values, else the counts (unsampled: the same)."""
+        if self.raw_packets is None or self.raw_bytes is None:
+            return self.packets, self.bytes
+        return self.raw_packets, self.raw_bytes
 
     def changed_since(self, epoch: int) -> FlowTable:
         """Only the flows changed in ``epoch`` or later (all of them without change epochs)."""
@@ -69,6 +85,8 @@ class FlowTable:
             self.first_seen_ns[keep],
             self.last_seen_ns[keep],
             self.changed_epoch[keep],
+            None if self.raw_packets is None else self.raw_packets[keep],
+            None if self.raw_bytes is None else self.raw_bytes[keep],
         )
 
 

@@ -32,7 +32,7 @@ from netspectra.storage.context import StorageContext
 from netspectra.storage.native_block import encode_column
 from netspectra.storage.rows import as_arrow, as_list
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
-from netspectra.storage.sql import TABLE_COLUMNS, SqlBackend, bind
+from netspectra.storage.sql import SqlBackend, bind, insert_columns
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class ClickHouseBackend:
     async def insert(self, table: str, columns: Mapping[str, Any]) -> None:
         """One Native block built from the Arrow columns (see storage/native_block.py); asynch's
         own value-by-value columnar insert only on a compressed connection."""
-        names = TABLE_COLUMNS[table]
+        names = insert_columns(table, columns)
         sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES"
         rows = len(as_arrow(names[0], columns[names[0]]))
 

@@ -23,7 +23,7 @@ from netspectra.errors import StorageError, StorageRefusedError
 from netspectra.storage.context import StorageContext
 from netspectra.storage.rows import as_arrow
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
-from netspectra.storage.sql import TABLE_COLUMNS, bind, quote_string
+from netspectra.storage.sql import bind, insert_columns, quote_string
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class EmbeddedBackend:
         import pyarrow as pa
         import pyarrow.ipc
 
-        names = TABLE_COLUMNS[table]
+        names = insert_columns(table, columns)
         frame = pa.Table.from_arrays([as_arrow(name, columns[name]) for name in names], names=list(names))
         listed = ", ".join(names)
         # An Arrow stream file read by file(): chdb's Python() table function imports pandas

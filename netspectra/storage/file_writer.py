@@ -6,6 +6,10 @@ Layout: ``<root_path>/<YYYY-MM-DD_HH-MM-SS>/<task>.jsonl`` where the directory i
     {"task": "per_src_ip", "fields": {"SrcIP": "10.0.0.1"}, "packets": 3, "bytes": 180,
      "first_seen": "2024-05-01T12:00:00.000000001Z", "last_seen": "2024-05-01T12:00:01.5Z"...}
 
+A task fed flow records (NetFlow/IPFIX/sFlow) ends each object with the raw counts as the
+exporters sent them, ``..., "raw_packets": 3, "raw_bytes": 180}``; ``packets`` and ``bytes`` are
+then renormalised by the sampling rate. Tasks that counted only packets write no raw counts.
+
 Times are RFC 3339 in UTC with all nine nanosecond digits; IPv4 is dotted, IPv6 compressed;
 only the task's key fields appear, in its configured order. Each file is written to a temporary
 name and renamed, so a reader never sees half a file. Sketch snapshots carry no flows and are
@@ -112,15 +116,17 @@ def flow_lines(table: FlowTable) -> list[str]:
     sizes = table.bytes.tolist()
     first = table.first_seen_ns.tolist()
     last = table.last_seen_ns.tolist()
+    raw_packets, raw_bytes = (column.tolist() for column in table.raw_or_counted())
     lines = []
     for row in range(rows):
         fields = ", ".join(
             f'"{name}": "{values[row]}"' if quoted else f'"{name}": {values[row]}'
             for name, values, quoted in columns
         )
+        raw = f', "raw_packets": {raw_packets[row]}, "raw_bytes": {raw_bytes[row]}' if table.sampled else ""
         lines.append(
             f'{{"task": {task}, "fields": {{{fields}}}, "packets": {packets[row]}, "bytes": {sizes[row]}, '
-            f'"first_seen": "{time_text(first[row])}", "last_seen": "{time_text(last[row])}"}}'
+            f'"first_seen": "{time_text(first[row])}", "last_seen": "{time_text(last[row])}"{raw}}}'
         )
     return lines
 
@@ -161,7 +167,7 @@ class _Formatter:
 
     pieces: npt.NDArray[np.uint8]
     offsets: npt.NDArray[np.int64]
-    columns: tuple[npt.NDArray[Any], ...]
+    columns: tuple[npt.NDArray[Any] | bool, ...]
     #: the longest a record can be, in bytes
     widest: int
 
@@ -182,12 +188,15 @@ def _formatter(table: FlowTable) -> _Formatter | None:
     for position, field in enumerate(table.key_fields):
         quote = '"' if _KIND[field] <= 1 else ""
         texts.append(f'{", " if position else ""}"{field.value}": {quote}')
-    texts += ['}, "packets": ', ', "bytes": ', ', "first_seen": "', '", "last_seen": "', '"}\n']
+    texts += ['}, "packets": ', ', "bytes": ', ', "first_seen": "', '", "last_seen": "']
+    texts += ['", "raw_packets": ', ', "raw_bytes": ', "}\n"] if table.sampled else ['"}\n']
     encoded = [text.encode() for text in texts]
     offsets = np.zeros(len(encoded) + 1, np.int64)
     np.cumsum([len(piece) for piece in encoded], out=offsets[1:])
     pieces = np.frombuffer(b"".join(encoded), np.uint8)
     widest = int(offsets[-1]) + sum(_VALUE_WIDTH[kind] for kind in kinds) + 2 * (_TIME_WIDTH + _COUNTER_WIDTH)
+    widest += 2 * _COUNTER_WIDTH * table.sampled
+    raw_packets, raw_bytes = table.raw_or_counted()
     columns = (
         np.array(kinds, np.int64),
         np.ascontiguousarray(table.src_ip),
@@ -199,6 +208,9 @@ def _formatter(table: FlowTable) -> _Formatter | None:
         table.bytes,
         table.first_seen_ns,
         table.last_seen_ns,
+        table.sampled,
+        raw_packets,
+        raw_bytes,
     )
     return _Formatter(pieces, offsets, columns, widest)
 

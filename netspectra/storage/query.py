@@ -8,6 +8,7 @@ Empty results are told apart from unknown tasks so the API can answer NOT_FOUND.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -88,19 +89,29 @@ class FlowFilter:
 
 @dataclass(frozen=True, slots=True)
 class TaskTotals:
+    """``total_*`` are renormalised (estimates of the real traffic); ``raw_*`` as the exporters sent
+    them (the same for packets captured; None where a read has none: the alerter's). The raw
+    counts are left out of ``==`` so an answer compares with Go's four fields; compare them apart."""
+
     task: str
     total_bytes: int
     total_packets: int
     flow_count: int
+    raw_bytes: int | None = dataclasses.field(default=None, compare=False)
+    raw_packets: int | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class FlowTrace:
+    """As :class:`TaskTotals`: ``packets``/``bytes`` renormalised, ``raw_*`` as sent."""
+
     first_seen: int  # epoch seconds
     last_seen: int
     packets: int
     bytes: int
     flows: int
+    raw_packets: int | None = dataclasses.field(default=None, compare=False)
+    raw_bytes: int | None = dataclasses.field(default=None, compare=False)
 
 
 def check_window(start: int | None, end: int | None) -> None:
@@ -122,6 +133,12 @@ class TopFlow:
     bytes: int
     first_seen: int  # epoch seconds
     last_seen: int
+
+
+def _totals(*row: Any) -> TaskTotals:
+    """One row of the AggregateFlows queries: task, bytes, packets, flows, raw bytes, raw packets."""
+    task, total_bytes, packets, flows, raw_bytes, raw_packets = row
+    return TaskTotals(str(task), int(total_bytes), int(packets), int(flows), int(raw_bytes), int(raw_packets))
 
 
 def _needs_history(latest: Any, collided: Any, end: int | None) -> bool:
@@ -205,20 +222,14 @@ class QueryStore:
         if query.start is not None:
             text = sql.WINDOW_AGGREGATE_FLOWS.replace("{where}", sql.flow_where(list(params)))
             rows = await self._select(text, {**params, "start": query.start})
-            return [TaskTotals(str(t), int(b), int(p), int(f)) for t, b, p, f in rows]
+            return [_totals(*row) for row in rows]
         latest_params = {name: value for name, value in params.items() if name != "end"}
         text = sql.LATEST_AGGREGATE_FLOWS.replace("{where}", sql.flow_where(list(latest_params)))
         rows = await self._select(text, latest_params)
         if not any(_needs_history(latest, collided, query.end) for *_, latest, collided in rows):
-            return [
-                TaskTotals(str(task), int(total_bytes), int(packets), int(flows))
-                for task, total_bytes, packets, flows, _, _ in rows
-            ]
+            return [_totals(*row[:-2]) for row in rows]
         text = sql.AGGREGATE_FLOWS.replace("{where}", sql.flow_where(list(params)))
-        return [
-            TaskTotals(str(task), int(total_bytes), int(packets), int(flows))
-            for task, total_bytes, packets, flows in await self._select(text, params)
-        ]
+        return [_totals(*row) for row in await self._select(text, params)]
 
     async def trace_flow(
         self, task: str, keys: Mapping[KeyField, str | int], end: int | None, start: int | None = None
@@ -240,20 +251,25 @@ class QueryStore:
                 params["end"] = end
             text = sql.WINDOW_TRACE_FLOW.replace("{where}", sql.flow_where(list(params)))
             rows = await self._select(text, {**params, "start": start})
-            count, first, last, packets, total_bytes = rows[0] if rows else (0, 0, 0, 0, 0)
+            count, first, last, packets, total_bytes, raw_packets, raw_bytes = rows[0] if rows else (0,) * 7
         else:
             text = sql.LATEST_TRACE_FLOW.replace("{where}", sql.flow_where(list(params)))
             rows = await self._select(text, params)
-            count, first, last, packets, total_bytes, latest, collided = rows[0] if rows else (0,) * 7
+            count, first, last, packets, total_bytes, raw_packets, raw_bytes, latest, collided = (
+                rows[0] if rows else (0,) * 9
+            )
             if _needs_history(latest, collided, end):
                 if end is not None:
                     params["end"] = end
                 text = sql.TRACE_FLOW.replace("{where}", sql.flow_where(list(params)))
                 rows = await self._select(text, params)
-                count, first, last, packets, total_bytes = rows[0] if rows else (0, 0, 0, 0, 0)
+                count, first, last, packets, total_bytes, raw_packets, raw_bytes = (
+                    rows[0] if rows else (0,) * 7
+                )
         if int(count) == 0:
             return None
-        return FlowTrace(int(first), int(last), int(packets), int(total_bytes), int(count))
+        counts = (int(packets), int(total_bytes), int(count), int(raw_packets), int(raw_bytes))
+        return FlowTrace(int(first), int(last), *counts)
 
     async def heavy_hitters(
         self, task: str, kind: HitterKind, limit: int, end: int | None, start: int | None = None

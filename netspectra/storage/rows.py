@@ -22,7 +22,13 @@ import pyarrow as pa
 from netspectra.engine.sketch.runs import covers, state_check
 from netspectra.model.fields import KeyField
 from netspectra.model.snapshot import FlowTable, Snapshot
-from netspectra.storage.sql import FLOW_COLUMNS, HITTER_COLUMNS, RUN_COLUMNS, STATE_COLUMNS
+from netspectra.storage.sql import (
+    EXTRAPOLATED_COLUMNS,
+    FLOW_COLUMNS,
+    HITTER_COLUMNS,
+    RUN_COLUMNS,
+    STATE_COLUMNS,
+)
 from netspectra.storage.text_kernels import HEX_DIGITS, MAX_ADDRESS_TEXT, address_text_kernel
 
 _NS = 1_000_000_000
@@ -41,6 +47,8 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "EndTime": pa.uint32(),
     "ByteCount": pa.uint64(),
     "PacketCount": pa.uint64(),
+    "ExtrapolatedPackets": pa.uint64(),
+    "ExtrapolatedBytes": pa.uint64(),
     "Flow": pa.string(),
     "Value": pa.uint64(),
     "Type": pa.uint8(),
@@ -201,7 +209,9 @@ def _repeat(name: str, value: Any, count: int) -> pa.Array:
     return _numeric(name, np.full(count, value))
 
 
-def _flow_columns(table: FlowTable, seconds: int, engine_id: str) -> dict[str, pa.Array]:
+def _flow_columns(table: FlowTable, seconds: int, engine_id: str, raw: bool) -> dict[str, pa.Array]:
+    """Go's columns of ``table``; with ``raw``, what renormalisation added too (renormalised minus
+    raw; 0 for a table that kept no raw counts: it counted packets, unsampled)."""
     n = len(table)
     keyed = set(table.key_fields)
 
@@ -212,7 +222,7 @@ def _flow_columns(table: FlowTable, seconds: int, engine_id: str) -> dict[str, p
             return addresses_arrow(values)
         return _numeric(name, values)
 
-    return {
+    columns = {
         "Timestamp": _repeat("Timestamp", seconds, n),
         "TaskName": _repeat("TaskName", table.task, n),
         "SrcIP": nullable("SrcIP", KeyField.SRC_IP, table.src_ip),
@@ -226,15 +236,22 @@ def _flow_columns(table: FlowTable, seconds: int, engine_id: str) -> dict[str, p
         "PacketCount": _numeric("PacketCount", table.packets),
         "EngineId": _repeat("EngineId", engine_id, n),
     }
+    if raw:
+        raw_packets, raw_bytes = table.raw_or_counted()
+        columns["ExtrapolatedPackets"] = _numeric("ExtrapolatedPackets", table.packets - raw_packets)
+        columns["ExtrapolatedBytes"] = _numeric("ExtrapolatedBytes", table.bytes - raw_bytes)
+    return columns
 
 
 def snapshot_rows(snapshot: Snapshot, engine_id: str = "") -> SnapshotRows:
-    """Every flow and heavy hitter of ``snapshot`` as columns named as in the schema."""
+    """Every flow and heavy hitter of ``snapshot`` as columns named as in the schema; Extrapolated*
+    only when a task kept raw counts (fed flow records), so packet tasks insert what they did."""
     seconds = snapshot.taken_at_ns // _NS
-    tables = [_flow_columns(table, seconds, engine_id) for table in snapshot.flows]
+    raw = any(table.sampled for table in snapshot.flows)
+    tables = [_flow_columns(table, seconds, engine_id, raw) for table in snapshot.flows]
     flows: dict[str, Any] = {
         name: pa.concat_arrays([columns[name] for columns in tables]) if tables else as_arrow(name, [])
-        for name in FLOW_COLUMNS
+        for name in FLOW_COLUMNS + (EXTRAPOLATED_COLUMNS if raw else ())
     }
     hitters: dict[str, list[Any]] = {name: [] for name in HITTER_COLUMNS}
     for result in snapshot.sketches:

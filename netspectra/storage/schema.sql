@@ -1,7 +1,12 @@
 -- NetSpectra storage schema: one text for ClickHouse 18.16 (Debian) and current ClickHouse (chdb).
 -- Column names, types, engine, partitioning and order are the Go2NetSpectra ones, so the Go
 -- ns-api reads our tables and we read its tables. EngineId (several engines sharing one store)
--- has a default, so Go's writers, which do not send it, still insert.
+-- has a default, so Go's writers, which do not send it, still insert. So do ExtrapolatedPackets and
+-- ExtrapolatedBytes (flow_metrics, flow_latest): what renormalisation by the sampling rate added
+-- to PacketCount/ByteCount (the renormalised estimates), so the counts as the exporters sent them
+-- are PacketCount - ExtrapolatedPackets (bytes alike). Only a task fed flow records writes them;
+-- every other row (ours from packets, Go's) gets 0: unsampled, raw = counted. A store made by an
+-- older version gets them by ALTER (sql.ensure_schema).
 -- Stay within 18.16: no LowCardinality, IPv6, DateTime64, TTL or CTEs.
 
 CREATE TABLE IF NOT EXISTS flow_metrics (
@@ -16,7 +21,9 @@ CREATE TABLE IF NOT EXISTS flow_metrics (
     EndTime     DateTime,
     ByteCount   UInt64,
     PacketCount UInt64,
-    EngineId    String DEFAULT ''
+    EngineId    String DEFAULT '',
+    ExtrapolatedPackets UInt64 DEFAULT 0,
+    ExtrapolatedBytes   UInt64 DEFAULT 0
 ) ENGINE = MergeTree()
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (TaskName, Timestamp);
@@ -54,7 +61,9 @@ CREATE TABLE IF NOT EXISTS flow_latest (
     StartTime   DateTime,
     EndTime     DateTime,
     ByteCount   UInt64,
-    PacketCount UInt64
+    PacketCount UInt64,
+    ExtrapolatedPackets UInt64 DEFAULT 0,
+    ExtrapolatedBytes   UInt64 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(Timestamp)
 ORDER BY (TaskName, FlowKey, EngineId, isNull(SrcIP), ifNull(SrcIP, ''), isNull(DstIP), ifNull(DstIP, ''),
           ifNull(toInt32(SrcPort), -1), ifNull(toInt32(DstPort), -1), ifNull(toInt16(Protocol), -1));

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
+from netspectra.errors import StorageError
+
 #: Columns we insert, in table order (EngineId last: it is the one column Go's tables lack).
 FLOW_COLUMNS: tuple[str, ...] = (
     "Timestamp",
@@ -31,6 +33,12 @@ FLOW_COLUMNS: tuple[str, ...] = (
     "PacketCount",
     "EngineId",
 )
+#: What renormalisation by the sampling rate added to a flow row's counts (renormalised minus raw:
+#: raw = PacketCount - ExtrapolatedPackets, bytes alike). Inserted only by tasks fed flow records;
+#: the default 0 (unsampled: raw = counted) fills every other row, ours from packets and Go's. The
+#: difference, not the raw counts, is stored so that the default costs nothing: a column of
+#: zeros is nearly free to write, a copy of PacketCount is not (bench note in docs/flow-export.md).
+EXTRAPOLATED_COLUMNS: tuple[str, ...] = ("ExtrapolatedPackets", "ExtrapolatedBytes")
 HITTER_COLUMNS: tuple[str, ...] = ("Timestamp", "TaskName", "Flow", "Value", "Type", "EngineId")
 LEASE_COLUMNS: tuple[str, ...] = (
     "EngineId",
@@ -81,14 +89,33 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "engine_snapshots": SNAPSHOT_COLUMNS,
 }
 
+#: Columns of a table whose insert may leave them out (their defaults fill them).
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"flow_metrics": EXTRAPOLATED_COLUMNS}
+
+
+def insert_columns(table: str, columns: Mapping[str, Any]) -> tuple[str, ...]:
+    """The columns an insert of ``columns`` into ``table`` names: every required one, in table
+    order, then the optional ones present (a packet task's flows carry no raw counts)."""
+    return TABLE_COLUMNS[table] + tuple(name for name in OPTIONAL_COLUMNS.get(table, ()) if name in columns)
+
+
 #: Added to a table created by Go2NetSpectra (which lacks it); the text is a constant.
 ADD_ENGINE_ID = {
     "flow_metrics": "ALTER TABLE flow_metrics ADD COLUMN EngineId String DEFAULT ''",
     "heavy_hitters": "ALTER TABLE heavy_hitters ADD COLUMN EngineId String DEFAULT ''",
 }
+#: Added to a store made by Go2NetSpectra or an older NetSpectra (its rows read as unsampled).
+#: 18.16 has no ADD COLUMN IF NOT EXISTS: system.columns says which are missing.
+ADD_EXTRAPOLATED: dict[str, tuple[tuple[str, str], ...]] = {
+    table: tuple(
+        (column, f"ALTER TABLE {table} ADD COLUMN {column} UInt64 DEFAULT 0")
+        for column in EXTRAPOLATED_COLUMNS
+    )
+    for table in ("flow_metrics", "flow_latest")
+}
 TABLE_COLUMNS_QUERY = (
     "SELECT table, name FROM system.columns WHERE database = currentDatabase() "
-    "AND table IN ('flow_metrics', 'heavy_hitters')"
+    "AND table IN ('flow_metrics', 'heavy_hitters', 'flow_latest')"
 )
 LATEST_FILLED_QUERY = (
     "SELECT name FROM system.tables WHERE database = currentDatabase() AND name = 'flow_latest_filled'"
@@ -109,10 +136,12 @@ FLOW_IDENTITY = _FLOW_IDENTITY
 LATEST_SELECT = (
     f"SELECT TaskName, cityHash64({_FLOW_IDENTITY}) AS FlowKey, sipHash64({_FLOW_IDENTITY}) AS FlowCheck,"  # noqa: S608
     " EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol, Timestamp, StartTime, EndTime, ByteCount,"
-    " PacketCount FROM flow_metrics"
+    " PacketCount, ExtrapolatedPackets, ExtrapolatedBytes FROM flow_metrics"
 )
 #: Every INSERT into flow_metrics (ours or Go's) also lands in flow_latest.
 LATEST_VIEW = f"CREATE MATERIALIZED VIEW IF NOT EXISTS flow_latest_mv TO flow_latest AS {LATEST_SELECT}"
+#: A view made by an older version selects no Extrapolated*: it is made again (then back-filled).
+DROP_LATEST_VIEW = "DROP TABLE IF EXISTS flow_latest_mv"
 #: Rows stored before the view existed (a Go-made store, an older NetSpectra). Run once, after the
 #: view is created, so nothing inserted meanwhile is missed; a row seen twice is harmless (the
 #: queries take the latest row per flow, and identical rows merge away).
@@ -208,11 +237,19 @@ _DISTINCT_FLOWS = (
     " ifNull(toInt16({pr}), -1))"
 )
 _FLOW_COLUMNS = "TaskName, SrcIP, DstIP, SrcPort, DstPort, Protocol"
+# Every flow answer ends with the raw (as sent) sums, the same way as the renormalised ones: a
+# row's raw counts are its counts minus what renormalisation added (EXTRAPOLATED_COLUMNS).
+_LATEST_RAW = (
+    " argMax(toUInt64(ByteCount - ExtrapolatedBytes), Timestamp) AS LatestRawBytes,"
+    " argMax(toUInt64(PacketCount - ExtrapolatedPackets), Timestamp) AS LatestRawPackets"
+)
 AGGREGATE_FLOWS = (
     "SELECT TaskName, sum(LatestBytes), sum(LatestPackets),"  # noqa: S608
-    f" {_DISTINCT_FLOWS.format(s='SrcIP', d='DstIP', sp='SrcPort', dp='DstPort', pr='Protocol')} FROM ("
+    f" {_DISTINCT_FLOWS.format(s='SrcIP', d='DstIP', sp='SrcPort', dp='DstPort', pr='Protocol')},"
+    " sum(LatestRawBytes), sum(LatestRawPackets) FROM ("
     f" SELECT {_FLOW_COLUMNS},"
-    " argMax(ByteCount, Timestamp) AS LatestBytes, argMax(PacketCount, Timestamp) AS LatestPackets"
+    " argMax(ByteCount, Timestamp) AS LatestBytes, argMax(PacketCount, Timestamp) AS LatestPackets,"
+    f"{_LATEST_RAW}"
     f" FROM flow_metrics {{where}} GROUP BY {_FLOW_COLUMNS}, EngineId)"
     " GROUP BY TaskName ORDER BY TaskName"
 )
@@ -226,12 +263,15 @@ _LATEST_PER_ENGINE = (
     "SELECT any(TaskName) AS Task, any(SrcIP) AS S, any(DstIP) AS D, any(SrcPort) AS SP,"
     " any(DstPort) AS DP, any(Protocol) AS PR,"
     " argMax(ByteCount, Timestamp) AS LatestBytes, argMax(PacketCount, Timestamp) AS LatestPackets,{more}"
+    " argMax(toUInt64(ByteCount - ExtrapolatedBytes), Timestamp) AS LatestRawBytes,"
+    " argMax(toUInt64(PacketCount - ExtrapolatedPackets), Timestamp) AS LatestRawPackets,"
     " max(Timestamp) AS Latest, max(FlowCheck) != min(FlowCheck) AS Collided"
     " FROM flow_latest {{where}} GROUP BY FlowKey"
 )
 _LATEST_DISTINCT = _DISTINCT_FLOWS.format(s="S", d="D", sp="SP", dp="DP", pr="PR")
 LATEST_AGGREGATE_FLOWS = (
     f"SELECT Task, sum(LatestBytes), sum(LatestPackets), {_LATEST_DISTINCT},"  # noqa: S608
+    " sum(LatestRawBytes), sum(LatestRawPackets),"
     f" toUInt32(max(Latest)), max(Collided) FROM ({_LATEST_PER_ENGINE.format(more='')})"
     " GROUP BY Task ORDER BY Task"
 )
@@ -239,17 +279,19 @@ LATEST_AGGREGATE_FLOWS = (
 _LATEST_SEEN = " argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
 LATEST_TRACE_FLOW = (
     f"SELECT {_LATEST_DISTINCT}, toUInt32(min(First)), toUInt32(max(Last)), sum(LatestPackets),"  # noqa: S608
-    " sum(LatestBytes), toUInt32(max(Latest)), max(Collided)"
+    " sum(LatestBytes), sum(LatestRawPackets), sum(LatestRawBytes), toUInt32(max(Latest)), max(Collided)"
     f" FROM ({_LATEST_PER_ENGINE.format(more=_LATEST_SEEN)})"
 )
 
 TRACE_FLOW = (
     "SELECT "  # noqa: S608
     f"{_DISTINCT_FLOWS.format(s='SrcIP', d='DstIP', sp='SrcPort', dp='DstPort', pr='Protocol')},"
-    " toUInt32(min(First)), toUInt32(max(Last)), sum(LatestPackets), sum(LatestBytes) FROM ("
+    " toUInt32(min(First)), toUInt32(max(Last)), sum(LatestPackets), sum(LatestBytes),"
+    " sum(LatestRawPackets), sum(LatestRawBytes) FROM ("
     f" SELECT {_FLOW_COLUMNS},"
     " argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
-    " argMax(PacketCount, Timestamp) AS LatestPackets, argMax(ByteCount, Timestamp) AS LatestBytes"
+    " argMax(PacketCount, Timestamp) AS LatestPackets, argMax(ByteCount, Timestamp) AS LatestBytes,"
+    f"{_LATEST_RAW}"
     f" FROM flow_metrics {{where}} GROUP BY {_FLOW_COLUMNS}, EngineId)"
 )
 
@@ -262,25 +304,36 @@ TRACE_FLOW = (
 # the difference of the cumulative rows at the two ends, and a reset inside the window costs
 # nothing. Only "the latest row ≤ t per flow" is relied on: a flow absent from a snapshot (not
 # written because unchanged) simply has no row, and the next row's increment covers the gap.
-# R: the (Timestamp, PacketCount, ByteCount, StartTime, EndTime) rows, sorted by Timestamp.
+# The raw counts (counts minus Extrapolated*) are cumulative alike and take the same increments
+# (RawPackets, RawBytes). R: the (Timestamp, PacketCount, ByteCount, StartTime, EndTime, raw
+# packets, raw bytes) rows, sorted by Timestamp.
 _WINDOW_PER_ENGINE = (
     "SELECT TaskName, SrcIP, DstIP, SrcPort, DstPort, Protocol,"
     " arraySort(r -> r.1, groupArray((toUInt32(Timestamp), PacketCount, ByteCount,"
-    " toUInt32(StartTime), toUInt32(EndTime)))) AS R,"
+    " toUInt32(StartTime), toUInt32(EndTime), toUInt64(PacketCount - ExtrapolatedPackets),"
+    " toUInt64(ByteCount - ExtrapolatedBytes)))) AS R,"
     # one array per column, and each shifted by one (the previous row): every lambda below reads
     # only its own arguments, as a lambda reading a whole array copies it for every element
     " arrayMap(r -> r.1, R) AS Stamps, arrayMap(r -> r.2, R) AS P, arrayMap(r -> r.3, R) AS B,"
     " arrayMap(r -> r.4, R) AS Firsts, arrayMap(r -> r.5, R) AS Lasts,"
+    " arrayMap(r -> r.6, R) AS RP, arrayMap(r -> r.7, R) AS RB,"
     " arrayPushFront(arrayPopBack(P), toUInt64(0)) AS PrevP,"
     " arrayPushFront(arrayPopBack(B), toUInt64(0)) AS PrevB,"
+    " arrayPushFront(arrayPopBack(RP), toUInt64(0)) AS PrevRP,"
+    " arrayPushFront(arrayPopBack(RB), toUInt64(0)) AS PrevRB,"
     " arrayPushFront(arrayPopBack(Lasts), toUInt32(0)) AS PrevLasts,"
     " arrayMap((i, f, pl, p, pp, b, pb) -> i > 1 AND f <= pl AND p >= pp AND b >= pb,"
     " arrayEnumerate(R), Firsts, PrevLasts, P, PrevP, B, PrevB) AS Continues,"
     " arrayMap((c, p, pp) -> if(c, toUInt64(p - pp), p), Continues, P, PrevP) AS AddedPackets,"
     " arrayMap((c, b, pb) -> if(c, toUInt64(b - pb), b), Continues, B, PrevB) AS AddedBytes,"
+    " arrayMap((c, p, pp) -> if(c AND p >= pp, toUInt64(p - pp), p), Continues, RP, PrevRP)"
+    " AS AddedRawPackets,"
+    " arrayMap((c, b, pb) -> if(c AND b >= pb, toUInt64(b - pb), b), Continues, RB, PrevRB) AS AddedRawBytes,"
     " arrayMap((t, a) -> t > {start:UInt32} AND a > 0, Stamps, AddedPackets) AS Counted,"
     " arraySum(arrayMap((c, a) -> if(c, a, 0), Counted, AddedPackets)) AS Packets,"
     " arraySum(arrayMap((c, a) -> if(c, a, 0), Counted, AddedBytes)) AS Bytes,"
+    " arraySum(arrayMap((c, a) -> if(c, a, 0), Counted, AddedRawPackets)) AS RawPackets,"
+    " arraySum(arrayMap((c, a) -> if(c, a, 0), Counted, AddedRawBytes)) AS RawBytes,"
     " arrayFirstIndex(c -> c, Counted) AS FirstCounted,"
     " arrayReduce('max', arrayMap((c, l) -> if(c, l, 0), Counted, Lasts)) AS Last,"
     # a flow already counting when the window began: its first packet in the window is not
@@ -291,11 +344,12 @@ _WINDOW_PER_ENGINE = (
 )
 _WINDOW_DISTINCT = _DISTINCT_FLOWS.format(s="SrcIP", d="DstIP", sp="SrcPort", dp="DstPort", pr="Protocol")
 WINDOW_AGGREGATE_FLOWS = (
-    f"SELECT TaskName, sum(Bytes), sum(Packets), {_WINDOW_DISTINCT}"  # noqa: S608
+    f"SELECT TaskName, sum(Bytes), sum(Packets), {_WINDOW_DISTINCT}, sum(RawBytes), sum(RawPackets)"  # noqa: S608
     f" FROM ({_WINDOW_PER_ENGINE}) GROUP BY TaskName ORDER BY TaskName"
 )
 WINDOW_TRACE_FLOW = (
-    f"SELECT {_WINDOW_DISTINCT}, toUInt32(min(First)), toUInt32(max(Last)), sum(Packets), sum(Bytes)"  # noqa: S608
+    f"SELECT {_WINDOW_DISTINCT}, toUInt32(min(First)), toUInt32(max(Last)), sum(Packets), sum(Bytes),"  # noqa: S608
+    " sum(RawPackets), sum(RawBytes)"
     f" FROM ({_WINDOW_PER_ENGINE})"
 )
 #: The Grafana series: per snapshot second in (start, end], what every engine counted then.
@@ -542,23 +596,48 @@ class BinarySelect(Protocol):
         ...
 
 
-async def ensure_schema(backend: SqlBackend) -> None:
-    """Create the tables if missing, add EngineId to tables Go2NetSpectra created, then create
-    flow_latest's view and back-fill flow_latest unless a back-fill has completed before.
+async def _present_columns(backend: SqlBackend) -> dict[str, set[str]]:
+    present: dict[str, set[str]] = {}
+    for table, column in await backend.select(TABLE_COLUMNS_QUERY):
+        present.setdefault(table, set()).add(column)
+    return present
 
-    The view reads EngineId, so it comes after the ALTER; the back-fill comes after the view, so
-    no insert falls between the two. The marker table keeps restarts cheap; a back-fill run twice
-    (two processes at once, or a crash before the marker) only repeats rows, which is harmless.
+
+async def _add_column(backend: SqlBackend, table: str, column: str, alter: str) -> None:
+    """Run ``alter``; an error is fine when the column is there after all (another process added it)."""
+    try:
+        await backend.execute(alter)
+    except StorageError:
+        if column not in (await _present_columns(backend)).get(table, set()):
+            raise
+
+
+async def ensure_schema(backend: SqlBackend) -> None:
+    """Create the tables if missing, add the columns older stores lack (EngineId to tables
+    Go2NetSpectra created, Extrapolated* to those of Go and of older NetSpectra versions), then
+    create flow_latest's view and back-fill flow_latest unless a back-fill has completed before.
+
+    The view reads EngineId and Extrapolated*, so it comes after the ALTERs; the back-fill comes
+    after the view, so no insert falls between the two. A flow_latest without Extrapolated* has an
+    older view, which selects none: it is dropped first, then made again and the back-fill runs
+    again (the rows inserted while no view existed are back-filled; rows back-filled twice are
+    harmless). The marker table keeps restarts cheap; a back-fill run twice (two processes at
+    once, or a crash before the marker) only repeats rows, which is harmless.
     """
     filled = bool(await backend.select(LATEST_FILLED_QUERY))
     for statement in schema_statements():
         await backend.execute(statement)
-    present: dict[str, set[str]] = {}
-    for table, column in await backend.select(TABLE_COLUMNS_QUERY):
-        present.setdefault(table, set()).add(column)
+    present = await _present_columns(backend)
     for table, alter in ADD_ENGINE_ID.items():
         if "EngineId" not in present.get(table, set()):
             await backend.execute(alter)
+    if not set(EXTRAPOLATED_COLUMNS) <= present.get("flow_latest", set()):
+        await backend.execute(DROP_LATEST_VIEW)
+        filled = False
+    for table, alters in ADD_EXTRAPOLATED.items():
+        for column, alter in alters:
+            if column not in present.get(table, set()):
+                await _add_column(backend, table, column, alter)
     await backend.execute(LATEST_VIEW)
     if not filled:
         await backend.execute(LATEST_BACKFILL)

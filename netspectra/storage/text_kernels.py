@@ -227,6 +227,9 @@ def jsonl_kernel(  # type: ignore[no-untyped-def]
     nbytes,
     first,
     last,
+    has_raw,
+    raw_packets,
+    raw_bytes,
 ):
     """Rows ``start..stop`` as JSON Lines records from ``out[0]``; returns the bytes written.
 
@@ -234,7 +237,8 @@ def jsonl_kernel(  # type: ignore[no-untyped-def]
     and ``"fields": {``), piece ``1 + k`` precedes key field ``k`` (its name, and the opening
     quote for an address), then the four pieces before packets, bytes, first and last seen and
     the one closing the record. ``kinds[k]``: 0 source, 1 destination address, 2 source port,
-    3 destination port, 4 protocol.
+    3 destination port, 4 protocol. With ``has_raw`` (a task fed flow records) the record ends
+    with the raw counts instead: the pieces before raw packets and raw bytes, then the closing one.
     """
     hextets = np.zeros(8, np.int64)
     prefixes = np.zeros((_SECOND_SLOTS, 20), np.uint8)
@@ -270,6 +274,11 @@ def jsonl_kernel(  # type: ignore[no-untyped-def]
         at = _copy(out, at, pieces, piece_offsets, tail + 3)
         at = _write_rfc3339(out, at, last[row], prefixes, cached)
         at = _copy(out, at, pieces, piece_offsets, tail + 4)
+        if has_raw:
+            at = _write_unsigned(out, at, raw_packets[row])
+            at = _copy(out, at, pieces, piece_offsets, tail + 5)
+            at = _write_unsigned(out, at, raw_bytes[row])
+            at = _copy(out, at, pieces, piece_offsets, tail + 6)
     return at
 
 

@@ -11,6 +11,8 @@ The truth is tshark's decode of the same files, record by record: NetFlow/IPFIX
 as it decodes them), sFlow samples' rate and frame length with the sampled header (tshark's
 ``sflow_245.header`` bytes) decoded by scapy. Per task: packets and bytes times the sampling
 rate, and the number of distinct keys; per traced flow: totals and first/last seen in seconds.
+The raw counts (as sent: tshark's values before the rate) are answered beside them, per task
+and per traced flow, sampled ones of both kinds included.
 """
 
 from __future__ import annotations
@@ -76,13 +78,16 @@ _NS = 10**9
 
 @dataclass(frozen=True)
 class Record:
-    """One exported record as tshark (and scapy, for sFlow headers) decode it; counts renormalised."""
+    """One exported record as tshark (and scapy, for sFlow headers) decode it; counts renormalised,
+    and as sent (``raw_*``)."""
 
     key: tuple[str, str, int, int, int]
     packets: int
     bytes: int
     first_s: int | None  # None: sFlow (arrival time)
     last_s: int | None
+    raw_packets: int
+    raw_bytes: int
 
 
 def _tshark_frames(path: Path, fields: list[str], decode: list[str]) -> list[dict[str, list[str]]]:
@@ -178,6 +183,8 @@ def _netflow_records(paths: list[Path], tmp_path: Path) -> list[Record]:
                     int(columns["cflow.octets"][i]) * rates[i],
                     firsts[i] // _NS,
                     lasts[i] // _NS,
+                    int(columns["cflow.packets"][i]),
+                    int(columns["cflow.octets"][i]),
                 )
             )
     return records
@@ -201,7 +208,8 @@ def _sflow_records(path: Path) -> list[Record]:
             ports = (int(transport.sport), int(transport.dport)) if transport is not None else (0, 0)
             protocol = int(ip.proto if ip.version == 4 else ip.nh)
             key = (str(ipaddress.ip_address(ip.src)), str(ipaddress.ip_address(ip.dst)), *ports, protocol)
-            records.append(Record(key, max(1, int(rate)), int(length) * max(1, int(rate)), None, None))
+            scale = max(1, int(rate))
+            records.append(Record(key, scale, int(length) * scale, None, None, 1, int(length)))
     return records
 
 
@@ -216,12 +224,15 @@ def _value(record: Record, field: KeyField) -> str | int:
 
 
 def _aggregate(records: list[Record], fields: tuple[KeyField, ...]) -> dict[tuple[object, ...], list[int]]:
-    """key → [packets, bytes, first_s, last_s] (times only from records that have them)."""
-    out: dict[tuple[object, ...], list[int]] = defaultdict(lambda: [0, 0, 2**62, -1])
+    """key → [packets, bytes, first_s, last_s, raw packets, raw bytes] (times only from records
+    that have them)."""
+    out: dict[tuple[object, ...], list[int]] = defaultdict(lambda: [0, 0, 2**62, -1, 0, 0])
     for record in records:
         row = out[tuple(_value(record, f) for f in fields)]
         row[0] += record.packets
         row[1] += record.bytes
+        row[4] += record.raw_packets
+        row[5] += record.raw_bytes
         if record.first_s is not None and record.last_s is not None:
             row[2] = min(row[2], record.first_s)
             row[3] = max(row[3], record.last_s)
@@ -301,6 +312,9 @@ async def test_exports_through_nats_and_the_store_answer_tsharks_totals(
     # a few flows of each kind: the largest v5/v9/IPFIX flows (first/last from the export) and an sFlow one
     timed = sorted((k for k, v in five.items() if v[3] >= 0), key=lambda k: -five[k][0])[:4]
     untimed = [k for k, v in five.items() if v[3] < 0][:1]
+    # and sampled flows of both kinds (renormalised != raw): their raw counts are answered too
+    timed += [k for k, v in five.items() if v[3] >= 0 and v[0] != v[4] and k not in timed][:2]
+    untimed += [k for k, v in five.items() if v[3] < 0 and v[0] != v[4] and k not in untimed][:2]
     pb, pb_grpc = official_protos.query_pb2, official_protos.query_pb2_grpc
 
     def ask(address: str):
@@ -335,6 +349,8 @@ async def test_exports_through_nats_and_the_store_answer_tsharks_totals(
 
     want_packets = sum(r.packets for r in records)
     want_bytes = sum(r.bytes for r in records)
+    want_raw = (sum(r.raw_packets for r in records), sum(r.raw_bytes for r in records))
+    assert want_raw != (want_packets, want_bytes)  # sampled input: the raw check can fail
     for task in TASKS:
         [row] = aggregates[task]
         assert (row.task_name, row.total_packets, row.total_bytes, row.flow_count) == (
@@ -343,9 +359,17 @@ async def test_exports_through_nats_and_the_store_answer_tsharks_totals(
             want_bytes,
             len(truth[task]),
         ), task
+        assert row.HasField("raw") and (row.raw.packets, row.raw.bytes) == want_raw, task
+    assert any(five[key][0] != five[key][4] for key in timed) and any(
+        five[key][0] != five[key][4] for key in untimed
+    )
     for key, lifecycle in zip([*timed, *untimed], traces, strict=True):
-        packets, nbytes, first, last = five[key]
+        packets, nbytes, first, last, raw_packets, raw_bytes = five[key]
         assert (lifecycle.total_packets, lifecycle.total_bytes) == (packets, nbytes), key
+        # raw is set only when it differs from the totals (sampled): unset means raw = total
+        raw = (lifecycle.raw.packets, lifecycle.raw.bytes) if lifecycle.HasField("raw") else (packets, nbytes)
+        assert raw == (raw_packets, raw_bytes), key
+        assert lifecycle.HasField("raw") == ((raw_packets, raw_bytes) != (packets, nbytes)), key
         if last >= 0:
             assert (lifecycle.first_seen.seconds, lifecycle.last_seen.seconds) == (first, last), key
         else:  # sFlow carries no time: first = last = arrival, within this test's run

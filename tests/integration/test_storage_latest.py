@@ -245,7 +245,7 @@ async def test_a_flow_key_collision_falls_back_to_flow_metrics(backend: Recordin
     # existing flow's FlowKey, with a different FlowCheck. The answer must ignore the forgery.
     await backend.execute(
         "INSERT INTO flow_latest SELECT TaskName, FlowKey, FlowCheck + 1, EngineId, '203.0.113.9', DstIP,"
-        " SrcPort, DstPort, Protocol, Timestamp, StartTime, EndTime, 7, 7 FROM flow_latest"
+        " SrcPort, DstPort, Protocol, Timestamp, StartTime, EndTime, 7, 7, 7, 7 FROM flow_latest"
         " WHERE TaskName = 'five' AND SrcIP = '10.0.0.0' AND EngineId = 'a' LIMIT 1"
     )
     backend.tables_read()

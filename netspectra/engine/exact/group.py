@@ -72,7 +72,8 @@ class ExactGroup:
         return [(f"exact.{table.task}", partial(table.insert, *columns)) for table in self._tables]
 
     def insert_flow_jobs(self, flows: FlowColumns) -> list[tuple[str, Callable[[], None]]]:
-        """One job per task for a batch of flow records: each adds its packets and bytes."""
+        """One job per task for a batch of flow records: each adds its packets and bytes, renormalised
+        and raw, stamped with the change epoch like packets (so change snapshots carry them)."""
         if not len(flows) or not self._tables:
             return []
         from netspectra.engine.exact.table import address_words, insert_weighted
@@ -87,6 +88,9 @@ class ExactGroup:
             flows.last_ns,
             flows.packets,
             flows.bytes,
+            flows.raw_packets,
+            flows.raw_bytes,
+            self._epoch,
         )
         return [(f"exact.{table.task}", partial(insert_weighted, table, *columns)) for table in self._tables]
 

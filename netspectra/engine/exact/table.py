@@ -247,12 +247,16 @@ class FlowHashTable:
         self._initial_rows = max(16, 1 << (int(initial_rows) - 1).bit_length())
         self._count = np.zeros(1, np.int64)
         self._hashes = np.empty(0, np.uint64)  # scratch: the current batch's key hashes
+        #: Per row, what renormalisation added (packets, bytes): scaled minus raw, see
+        #: :func:`insert_weighted`. None until the period's first flow record: packets add nothing.
+        self._upscaled: npt.NDArray[np.uint64] | None = None
         self._allocate(self._initial_rows)
 
     def _allocate(self, rows: int) -> None:
         self._entries = np.empty((rows, self._width + _COUNTERS), np.uint64)
         self._index = np.zeros(rows * 2, np.uint64)
         self._count[0] = 0
+        self._upscaled = None
 
     def __len__(self) -> int:
         return int(self._count[0])
@@ -260,7 +264,8 @@ class FlowHashTable:
     @property
     def nbytes(self) -> int:
         """Bytes held by the table's arrays (rows allocated, not only used)."""
-        return int(self._entries.nbytes + self._index.nbytes)
+        upscaled = 0 if self._upscaled is None else self._upscaled.nbytes
+        return int(self._entries.nbytes + self._index.nbytes + upscaled)
 
     def insert(
         self,
@@ -309,6 +314,10 @@ class FlowHashTable:
             grown = np.empty((self._entries.shape[0] * 2, self._entries.shape[1]), np.uint64)
             grown[:rows] = self._entries[:rows]
             self._entries = grown
+            if self._upscaled is not None:
+                upscaled = np.zeros((grown.shape[0], 2), np.uint64)
+                upscaled[:rows] = self._upscaled[:rows]
+                self._upscaled = upscaled
         if rows + 1 > self._index.shape[0] // 2:
             self._index = np.zeros(self._index.shape[0] * 2, np.uint64)
             _rehash_kernel(self._index, self._entries, rows, self._width)
@@ -320,16 +329,19 @@ class FlowHashTable:
         else:
             self._index.fill(0)
             self._count[0] = 0
+            self._upscaled = None
 
     def flow_table(self, since: int = 0) -> FlowTable:
         """A copy of every flow changed in epoch ``since`` or later (all when 0) as columns (fields
         not in the key are zero), each with its change epoch."""
         data = self._entries[: len(self)]
+        upscaled = None if self._upscaled is None else self._upscaled[: len(self)]
         width = self._width
         if since > 0:
             keep = data[:, width + 4] >= np.uint64(since)
             if not bool(keep.all()):  # all changed: the slice, not a second copy of the table
                 data = data[keep]
+                upscaled = None if upscaled is None else upscaled[keep]
         rows = data.shape[0]
         src_ip = np.zeros((rows, 16), np.uint8)
         dst_ip = np.zeros((rows, 16), np.uint8)
@@ -349,6 +361,8 @@ class FlowHashTable:
             src_port = np.zeros(rows, np.uint16)
             dst_port = np.zeros(rows, np.uint16)
             protocol = np.zeros(rows, np.uint8)
+        packets = data[:, width].copy()
+        nbytes = data[:, width + 1].copy()
         return FlowTable(
             task=self.task,
             key_fields=self.key_fields,
@@ -357,11 +371,13 @@ class FlowHashTable:
             src_port=src_port,
             dst_port=dst_port,
             protocol=protocol,
-            packets=data[:, width].copy(),
-            bytes=data[:, width + 1].copy(),
+            packets=packets,
+            bytes=nbytes,
             first_seen_ns=data[:, width + 2].view(np.int64).copy(),
             last_seen_ns=data[:, width + 3].view(np.int64).copy(),
             changed_epoch=data[:, width + 4].copy(),
+            raw_packets=None if upscaled is None else packets - upscaled[:, 0],
+            raw_bytes=None if upscaled is None else nbytes - upscaled[:, 1],
         )
 
 
@@ -404,13 +420,15 @@ class DirectTable:
         self.key_fields = (key_field,)
         self._which = _FIELD_BIT[key_field]
         self._counters = np.zeros((_DIRECT_SIZE[key_field], _COUNTERS), np.uint64)
+        #: as FlowHashTable's: allocated by the first flow record of a period
+        self._upscaled: npt.NDArray[np.uint64] | None = None
 
     def __len__(self) -> int:
         return int(np.count_nonzero(self._counters[:, 0]))
 
     @property
     def nbytes(self) -> int:
-        return int(self._counters.nbytes)
+        return int(self._counters.nbytes) + (0 if self._upscaled is None else int(self._upscaled.nbytes))
 
     def insert(
         self,
@@ -429,6 +447,7 @@ class DirectTable:
 
     def reset(self) -> None:
         self._counters.fill(0)
+        self._upscaled = None
 
     def flow_table(self, since: int = 0) -> FlowTable:
         used = self._counters[:, 0] != 0
@@ -437,6 +456,7 @@ class DirectTable:
         keys = np.flatnonzero(used)
         rows = keys.shape[0]
         data = self._counters[keys]
+        upscaled = None if self._upscaled is None else self._upscaled[keys]
         zeros16 = np.zeros(rows, np.uint16)
         return FlowTable(
             task=self.task,
@@ -451,6 +471,8 @@ class DirectTable:
             first_seen_ns=data[:, 2].view(np.int64).copy(),
             last_seen_ns=data[:, 3].view(np.int64).copy(),
             changed_epoch=data[:, 4].copy(),
+            raw_packets=None if upscaled is None else data[:, 0] - upscaled[:, 0],
+            raw_bytes=None if upscaled is None else data[:, 1] - upscaled[:, 1],
         )
 
 
@@ -463,12 +485,21 @@ def make_table(task: str, key_fields: Sequence[KeyField]) -> FlowHashTable | Dir
 
 # --- weighted entry points (flow records: N packets, B bytes between first and last seen) ------
 # Added beside the packet kernels, not folded into them: the packet path keeps its measured loop.
+#
+# Raw values: a flow record's packets and bytes are renormalised (raw x sampling rate); the table
+# keeps the raw sums too, as what renormalisation added per flow (``upscaled``: scaled minus raw)
+# in a side array of two words per row, allocated by the first flow record of a period. Stored as
+# the difference, not the raw sums, so the packet kernels never touch it: a captured packet adds
+# nothing to it (raw = scaled), and a flow fed by both packets and records still reads raw = scaled
+# minus upscaled. Tasks that only see packets keep no side array, so their rows, snapshots and
+# writers stay as they were. The arithmetic is modulo 2**64 like every counter: exact.
 
 
 @njit(cache=True, nogil=True)
 def _insert_weighted_kernel(  # type: ignore[no-untyped-def]
     index,
     entries,
+    upscaled,
     count,
     fmask,
     width,
@@ -481,10 +512,14 @@ def _insert_weighted_kernel(  # type: ignore[no-untyped-def]
     last,
     packets,
     nbytes,
+    raw_packets,
+    raw_bytes,
     hashes,
     start,
+    epoch,
 ):
-    """Like :func:`_insert_kernel`, but record i adds ``packets[i]`` and ``nbytes[i]``, seen first..last."""
+    """Like :func:`_insert_kernel`, but record i adds ``packets[i]`` and ``nbytes[i]``, seen
+    first..last, and ``packets[i] - raw_packets[i]`` (bytes alike) to the row's ``upscaled``."""
     n = count[0]
     records = first.shape[0]
     mask = np.uint64(index.shape[0] - 1)
@@ -526,6 +561,9 @@ def _insert_weighted_kernel(  # type: ignore[no-untyped-def]
                 entries[n, width + 1] = nbytes[i]
                 entries[n, width + 2] = np.uint64(first[i])
                 entries[n, width + 3] = np.uint64(last[i])
+                entries[n, width + 4] = epoch
+                upscaled[n, 0] = packets[i] - raw_packets[i]
+                upscaled[n, 1] = nbytes[i] - raw_bytes[i]
                 n += 1
                 index[pos] = tag | np.uint64(n)
                 break
@@ -543,6 +581,9 @@ def _insert_weighted_kernel(  # type: ignore[no-untyped-def]
                         entries[row, width + 2] = np.uint64(first[i])
                     if last[i] > np.int64(entries[row, width + 3]):
                         entries[row, width + 3] = np.uint64(last[i])
+                    entries[row, width + 4] = epoch
+                    upscaled[row, 0] += packets[i] - raw_packets[i]
+                    upscaled[row, 1] += nbytes[i] - raw_bytes[i]
                     break
             pos = (pos + _ONE) & mask
     count[0] = n
@@ -550,7 +591,10 @@ def _insert_weighted_kernel(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _direct_weighted_kernel(counters, which, sport, dport, proto, first, last, packets, nbytes):  # type: ignore[no-untyped-def]
+def _direct_weighted_kernel(  # type: ignore[no-untyped-def]
+    counters, upscaled, which, sport, dport, proto, first, last, packets, nbytes, raw_packets, raw_bytes,
+    epoch,
+):  # fmt: skip
     """Like :func:`_direct_kernel`, with each record's packets, bytes, first and last seen."""
     for i in range(first.shape[0]):
         if which == _SRC_PORT:
@@ -574,6 +618,9 @@ def _direct_weighted_kernel(counters, which, sport, dport, proto, first, last, p
                 counters[key, 3] = np.uint64(last[i])
         counters[key, 0] += packets[i]
         counters[key, 1] += nbytes[i]
+        counters[key, 4] = epoch
+        upscaled[key, 0] += packets[i] - raw_packets[i]
+        upscaled[key, 1] += nbytes[i] - raw_bytes[i]
 
 
 def insert_weighted(
@@ -587,21 +634,31 @@ def insert_weighted(
     last_ns: npt.NDArray[np.int64],
     packets: npt.NDArray[np.uint64],
     nbytes: npt.NDArray[np.uint64],
+    raw_packets: npt.NDArray[np.uint64],
+    raw_bytes: npt.NDArray[np.uint64],
+    epoch: int = 1,
 ) -> None:
-    """Count flow records into ``table``: each adds its packets and bytes (growing as needed)."""
+    """Count flow records into ``table`` in change epoch ``epoch``: each adds its (renormalised)
+    packets and bytes, and the table keeps the raw ones beside them (growing as needed)."""
     if isinstance(table, DirectTable):
+        if table._upscaled is None:
+            table._upscaled = np.zeros((table._counters.shape[0], 2), np.uint64)
         _direct_weighted_kernel(
-            table._counters, table._which, src_port, dst_port, protocol, first_ns, last_ns, packets, nbytes
-        )
+            table._counters, table._upscaled, table._which, src_port, dst_port, protocol, first_ns, last_ns,
+            packets, nbytes, raw_packets, raw_bytes, np.uint64(epoch),
+        )  # fmt: skip
         return
+    if table._upscaled is None:  # rows counted from packets so far: nothing upscaled
+        table._upscaled = np.zeros((table._entries.shape[0], 2), np.uint64)
     records = first_ns.shape[0]
     hashes = np.empty(records, np.uint64)
     _hash_kernel(table._mask, table._width, src_words, dst_words, src_port, dst_port, protocol, hashes)
     start = 0
     while True:
         start = _insert_weighted_kernel(
-            table._index, table._entries, table._count, table._mask, table._width, src_words, dst_words,
-            src_port, dst_port, protocol, first_ns, last_ns, packets, nbytes, hashes, start,
+            table._index, table._entries, table._upscaled, table._count, table._mask, table._width,
+            src_words, dst_words, src_port, dst_port, protocol, first_ns, last_ns, packets, nbytes,
+            raw_packets, raw_bytes, hashes, start, np.uint64(epoch),
         )  # fmt: skip
         if start < 0:
             return

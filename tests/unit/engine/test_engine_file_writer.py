@@ -185,3 +185,52 @@ def test_a_failed_sync_fails_the_write(tmp_path: Path, monkeypatch: pytest.Monke
     (directory,) = tmp_path.iterdir()
     named = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
     assert "t1.jsonl" not in named and named == ["t0.jsonl", "t2.jsonl"]
+
+
+def sampled(table: FlowTable, rng: np.random.Generator) -> FlowTable:
+    """``table`` as a task fed flow records keeps it: raw counts beside the counts (extremes too)."""
+    rows = len(table)
+    raw_packets = rng.integers(0, 2**64 - 1, rows, dtype=np.uint64, endpoint=True)
+    return replace(table, raw_packets=raw_packets, raw_bytes=raw_packets[::-1].copy())
+
+
+def test_raw_counts_kernel_lines_equal_the_python_lines() -> None:
+    rng = np.random.default_rng(9)
+    for fields in (FIELD_ORDER, (KeyField.SRC_IP,), (KeyField.PROTOCOL,)):
+        table = sampled(random_table(rng, 70_000, fields), rng)
+        written = flow_bytes(table)
+        assert written == "".join(line + "\n" for line in flow_lines(table)).encode(), fields
+        records = [json.loads(line) for line in written.decode().splitlines()]
+        assert [r["raw_packets"] for r in records] == table.raw_packets.tolist()
+        assert [r["raw_bytes"] for r in records] == table.raw_bytes.tolist()
+        assert [r["packets"] for r in records] == table.packets.tolist()
+        early = replace(table, first_seen_ns=table.first_seen_ns - 2**62)  # the Python path
+        assert json.loads(flow_bytes(early).splitlines()[0])["raw_bytes"] == int(table.raw_bytes[0])
+
+
+def test_packet_tasks_write_no_raw_counts(tmp_path: Path) -> None:
+    """Unchanged files for tasks that only counted packets: the keys Go's gob writer reader expects."""
+    table = random_table(np.random.default_rng(10), 100, FIELD_ORDER)
+    assert all(
+        list(json.loads(line)) == ["task", "fields", "packets", "bytes", "first_seen", "last_seen"]
+        for line in flow_bytes(table).decode().splitlines()
+    )
+
+
+async def test_flow_records_are_written_with_their_raw_counts(tmp_path: Path) -> None:
+    from tests.unit.engine.test_engine_exact_weighted import random_flows, truth
+
+    group = ExactGroup([ExactTaskConfig(name=name, key_fields=fields) for name, fields in TASKS.items()])
+    flows = random_flows(4000, 12)
+    for _label, job in group.insert_flow_jobs(flows):
+        job()
+    directory = FileWriter(tmp_path).write_sync(group.snapshot(taken_at_ns=5 * S, period_start_ns=0))
+    for name, fields in TASKS.items():
+        got = {}
+        for line in (directory / f"{name}.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            got[tuple(record["fields"].values())] = [
+                record["packets"], record["bytes"], parse_time(record["first_seen"]),
+                parse_time(record["last_seen"]), record["raw_packets"], record["raw_bytes"],
+            ]  # fmt: skip
+        assert got == truth(flows, fields, raw=True), name

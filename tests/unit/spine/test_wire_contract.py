@@ -82,14 +82,30 @@ def _cases(traffic, query):
                 summaries=[
                     v1.TaskSummary(task_name="a", total_bytes=2**63, total_packets=7, flow_count=3),
                     v1.TaskSummary(),
+                    v1.TaskSummary(
+                        task_name="s",
+                        total_bytes=2**40,
+                        total_packets=700,
+                        raw=v1.RawCounts(packets=7, bytes=2),
+                    ),
                 ]
             ),
             query.QueryTotalCountsResponse(
                 summaries=[
                     query.TaskSummary(task_name="a", total_bytes=2**63, total_packets=7, flow_count=3),
                     query.TaskSummary(),
+                    query.TaskSummary(
+                        task_name="s",
+                        total_bytes=2**40,
+                        total_packets=700,
+                        raw=query.RawCounts(packets=7, bytes=2),
+                    ),
                 ]
             ),
+        ),
+        (
+            v1.FlowLifecycle(total_packets=9, raw=v1.RawCounts(packets=3, bytes=2**63)),
+            query.FlowLifecycle(total_packets=9, raw=query.RawCounts(packets=3, bytes=2**63)),
         ),
         (
             v1.TraceFlowResponse(
@@ -205,7 +221,7 @@ def test_every_message_encodes_to_the_official_bytes_and_back(official, official
     traffic, query = official
     cases = _cases(traffic, query) + _flow_cases(official_protos.flow_pb2, traffic)
     covered = {type(ours).__name__ for ours, _ in cases}
-    nested = {"TraceFlowRequest", "FlowLifecycle", "TaskSummary", "HeavyHitter", "Alert"}
+    nested = {"TraceFlowRequest", "FlowLifecycle", "TaskSummary", "HeavyHitter", "Alert", "RawCounts"}
     assert covered | nested >= set(v1.__all__) - {"QueryServiceBase", "QueryServiceStub"}
     for ours, theirs in cases:
         expected = theirs.SerializeToString(deterministic=True)

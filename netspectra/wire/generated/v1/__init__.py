@@ -22,6 +22,7 @@ __all__ = (
     "QueryServiceBase",
     "QueryServiceStub",
     "QueryTotalCountsResponse",
+    "RawCounts",
     "SearchTasksRequest",
     "SearchTasksResponse",
     "TaskSummary",
@@ -189,6 +190,11 @@ class FlowLifecycle(betterproto2.Message):
     total_packets: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)
 
     total_bytes: "int" = betterproto2.field(4, betterproto2.TYPE_UINT64)
+
+    raw: "RawCounts | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    NetSpectra extension: as TaskSummary.raw.
+    """
 
 
 default_message_pool.register_message("v1", "FlowLifecycle", FlowLifecycle)
@@ -438,6 +444,25 @@ default_message_pool.register_message("v1", "QueryTotalCountsResponse", QueryTot
 
 
 @dataclass(eq=False, repr=False)
+class RawCounts(betterproto2.Message):
+    """
+    NetSpectra extension: the unscaled counts of flow-export input (NetFlow/IPFIX/sFlow).
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return V1_QUERY_PROTO_DESCRIPTOR.message_types_by_name["RawCounts"]
+
+    packets: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+
+    bytes: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+
+
+default_message_pool.register_message("v1", "RawCounts", RawCounts)
+
+
+@dataclass(eq=False, repr=False)
 class SearchTasksRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -482,6 +507,14 @@ class TaskSummary(betterproto2.Message):
     total_packets: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)
 
     flow_count: "int" = betterproto2.field(4, betterproto2.TYPE_UINT64)
+
+    raw: "RawCounts | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    NetSpectra extension: total_* are renormalised by the sampling rate (estimates of the real
+    traffic); raw_* are the packets and bytes as exporters sent them (equal to total_* for
+    captured packets). The effective sampling rate is total_packets / raw.packets. Unset when
+    raw = total (nothing sampled), so an unsampled answer is Go's message byte for byte.
+    """
 
 
 default_message_pool.register_message("v1", "TaskSummary", TaskSummary)
@@ -655,7 +688,7 @@ V1_TRAFFIC_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerialized
     b'\n\x10v1/traffic.proto\x12\x02v1\x1a\x1fgoogle/protobuf/timestamp.proto"\x8b\x01\n\tFiveTuple\x12\x15\n\x06src_ip\x18\x01 \x01(\x0cR\x05srcIp\x12\x15\n\x06dst_ip\x18\x02 \x01(\x0cR\x05dstIp\x12\x19\n\x08src_port\x18\x03 \x01(\rR\x07srcPort\x12\x19\n\x08dst_port\x18\x04 \x01(\rR\x07dstPort\x12\x1a\n\x08protocol\x18\x05 \x01(\rR\x08protocol"\x8c\x01\n\nPacketInfo\x128\n\ttimestamp\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\ttimestamp\x12,\n\nfive_tuple\x18\x02 \x01(\x0b2\r.v1.FiveTupleR\tfiveTuple\x12\x16\n\x06length\x18\x03 \x01(\x04R\x06length"7\n\x0bPacketBatch\x12(\n\x07packets\x18\x01 \x03(\x0b2\x0e.v1.PacketInfoR\x07packetsB\x1dZ\x1bGo2NetSpectra/api/gen/v1;v1b\x06proto3'
 )
 V1_QUERY_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x0ev1/query.proto\x12\x02v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xa3\x02\n\x12AggregationRequest\x125\n\x08end_time\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x1b\n\ttask_name\x18\x02 \x01(\tR\x08taskName\x12\x15\n\x06src_ip\x18\x03 \x01(\tR\x05srcIp\x12\x15\n\x06dst_ip\x18\x04 \x01(\tR\x05dstIp\x12\x19\n\x08src_port\x18\x05 \x01(\rR\x07srcPort\x12\x19\n\x08dst_port\x18\x06 \x01(\rR\x07dstPort\x12\x1a\n\x08protocol\x18\x07 \x01(\rR\x08protocol\x129\n\nstart_time\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime"\x8f\x01\n\x0bTaskSummary\x12\x1b\n\ttask_name\x18\x01 \x01(\tR\x08taskName\x12\x1f\n\x0btotal_bytes\x18\x02 \x01(\x04R\ntotalBytes\x12#\n\rtotal_packets\x18\x03 \x01(\x04R\x0ctotalPackets\x12\x1d\n\nflow_count\x18\x04 \x01(\x04R\tflowCount"I\n\x18QueryTotalCountsResponse\x12-\n\tsummaries\x18\x01 \x03(\x0b2\x0f.v1.TaskSummaryR\tsummaries"\x9f\x02\n\x10TraceFlowRequest\x12\x1b\n\ttask_name\x18\x01 \x01(\tR\x08taskName\x12?\n\tflow_keys\x18\x02 \x03(\x0b2".v1.TraceFlowRequest.FlowKeysEntryR\x08flowKeys\x125\n\x08end_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x129\n\nstart_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x1a;\n\rFlowKeysEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\xc9\x01\n\rFlowLifecycle\x129\n\nfirst_seen\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\tfirstSeen\x127\n\tlast_seen\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08lastSeen\x12#\n\rtotal_packets\x18\x03 \x01(\x04R\x0ctotalPackets\x12\x1f\n\x0btotal_bytes\x18\x04 \x01(\x04R\ntotalBytes"D\n\x11TraceFlowResponse\x12/\n\tlifecycle\x18\x01 \x01(\x0b2\x11.v1.FlowLifecycleR\tlifecycle"\x14\n\x12HealthCheckRequest"-\n\x13HealthCheckResponse\x12\x16\n\x06status\x18\x01 \x01(\tR\x06status"\x14\n\x12SearchTasksRequest"S\n\x13SearchTasksResponse\x12\x1d\n\ntask_names\x18\x01 \x03(\tR\ttaskNames\x12\x1d\n\ntask_kinds\x18\x02 \x03(\tR\ttaskKinds"\xce\x01\n\x13HeavyHittersRequest\x12\x1b\n\ttask_name\x18\x01 \x01(\tR\x08taskName\x12\x12\n\x04type\x18\x02 \x01(\x05R\x04type\x125\n\x08end_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x14\n\x05limit\x18\x04 \x01(\x05R\x05limit\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime"7\n\x0bHeavyHitter\x12\x12\n\x04flow\x18\x01 \x01(\tR\x04flow\x12\x14\n\x05value\x18\x02 \x01(\x04R\x05value"A\n\x14HeavyHittersResponse\x12)\n\x07hitters\x18\x01 \x03(\x0b2\x0f.v1.HeavyHitterR\x07hitters"S\n\x11ListAlertsRequest\x12\x14\n\x05state\x18\x01 \x01(\tR\x05state\x12\x12\n\x04rule\x18\x02 \x01(\tR\x04rule\x12\x14\n\x05limit\x18\x03 \x01(\x05R\x05limit"\x8f\x04\n\x05Alert\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04rule\x18\x02 \x01(\tR\x04rule\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x1b\n\ttask_name\x18\x04 \x01(\tR\x08taskName\x12\x16\n\x06metric\x18\x05 \x01(\tR\x06metric\x12\x1a\n\x08severity\x18\x06 \x01(\tR\x08severity\x12\x16\n\x06status\x18\x07 \x01(\tR\x06status\x12\x14\n\x05value\x18\x08 \x01(\x01R\x05value\x12\x14\n\x05bound\x18\t \x01(\x01R\x05bound\x12\x1c\n\tcondition\x18\n \x01(\tR\tcondition\x12-\n\x06labels\x18\x0b \x03(\x0b2\x15.v1.Alert.LabelsEntryR\x06labels\x12?\n\rpending_since\x18\x0c \x01(\x0b2\x1a.google.protobuf.TimestampR\x0cpendingSince\x125\n\x08fired_at\x18\r \x01(\x0b2\x1a.google.protobuf.TimestampR\x07firedAt\x12;\n\x0bresolved_at\x18\x0e \x01(\x0b2\x1a.google.protobuf.TimestampR\nresolvedAt\x1a9\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"7\n\x12ListAlertsResponse\x12!\n\x06alerts\x18\x01 \x03(\x0b2\t.v1.AlertR\x06alerts2\x95\x03\n\x0cQueryService\x12>\n\x0bHealthCheck\x12\x16.v1.HealthCheckRequest\x1a\x17.v1.HealthCheckResponse\x12>\n\x0bSearchTasks\x12\x16.v1.SearchTasksRequest\x1a\x17.v1.SearchTasksResponse\x12F\n\x0eAggregateFlows\x12\x16.v1.AggregationRequest\x1a\x1c.v1.QueryTotalCountsResponse\x128\n\tTraceFlow\x12\x14.v1.TraceFlowRequest\x1a\x15.v1.TraceFlowResponse\x12F\n\x11QueryHeavyHitters\x12\x17.v1.HeavyHittersRequest\x1a\x18.v1.HeavyHittersResponse\x12;\n\nListAlerts\x12\x15.v1.ListAlertsRequest\x1a\x16.v1.ListAlertsResponseB\x1dZ\x1bGo2NetSpectra/api/gen/v1;v1b\x06proto3'
+    b'\n\x0ev1/query.proto\x12\x02v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xa3\x02\n\x12AggregationRequest\x125\n\x08end_time\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x1b\n\ttask_name\x18\x02 \x01(\tR\x08taskName\x12\x15\n\x06src_ip\x18\x03 \x01(\tR\x05srcIp\x12\x15\n\x06dst_ip\x18\x04 \x01(\tR\x05dstIp\x12\x19\n\x08src_port\x18\x05 \x01(\rR\x07srcPort\x12\x19\n\x08dst_port\x18\x06 \x01(\rR\x07dstPort\x12\x1a\n\x08protocol\x18\x07 \x01(\rR\x08protocol\x129\n\nstart_time\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime"\xb0\x01\n\x0bTaskSummary\x12\x1b\n\ttask_name\x18\x01 \x01(\tR\x08taskName\x12\x1f\n\x0btotal_bytes\x18\x02 \x01(\x04R\ntotalBytes\x12#\n\rtotal_packets\x18\x03 \x01(\x04R\x0ctotalPackets\x12\x1d\n\nflow_count\x18\x04 \x01(\x04R\tflowCount\x12\x1f\n\x03raw\x18\x05 \x01(\x0b2\r.v1.RawCountsR\x03raw";\n\tRawCounts\x12\x18\n\x07packets\x18\x01 \x01(\x04R\x07packets\x12\x14\n\x05bytes\x18\x02 \x01(\x04R\x05bytes"I\n\x18QueryTotalCountsResponse\x12-\n\tsummaries\x18\x01 \x03(\x0b2\x0f.v1.TaskSummaryR\tsummaries"\x9f\x02\n\x10TraceFlowRequest\x12\x1b\n\ttask_name\x18\x01 \x01(\tR\x08taskName\x12?\n\tflow_keys\x18\x02 \x03(\x0b2".v1.TraceFlowRequest.FlowKeysEntryR\x08flowKeys\x125\n\x08end_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x129\n\nstart_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x1a;\n\rFlowKeysEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\xea\x01\n\rFlowLifecycle\x129\n\nfirst_seen\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\tfirstSeen\x127\n\tlast_seen\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08lastSeen\x12#\n\rtotal_packets\x18\x03 \x01(\x04R\x0ctotalPackets\x12\x1f\n\x0btotal_bytes\x18\x04 \x01(\x04R\ntotalBytes\x12\x1f\n\x03raw\x18\x05 \x01(\x0b2\r.v1.RawCountsR\x03raw"D\n\x11TraceFlowResponse\x12/\n\tlifecycle\x18\x01 \x01(\x0b2\x11.v1.FlowLifecycleR\tlifecycle"\x14\n\x12HealthCheckRequest"-\n\x13HealthCheckResponse\x12\x16\n\x06status\x18\x01 \x01(\tR\x06status"\x14\n\x12SearchTasksRequest"S\n\x13SearchTasksResponse\x12\x1d\n\ntask_names\x18\x01 \x03(\tR\ttaskNames\x12\x1d\n\ntask_kinds\x18\x02 \x03(\tR\ttaskKinds"\xce\x01\n\x13HeavyHittersRequest\x12\x1b\n\ttask_name\x18\x01 \x01(\tR\x08taskName\x12\x12\n\x04type\x18\x02 \x01(\x05R\x04type\x125\n\x08end_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x14\n\x05limit\x18\x04 \x01(\x05R\x05limit\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime"7\n\x0bHeavyHitter\x12\x12\n\x04flow\x18\x01 \x01(\tR\x04flow\x12\x14\n\x05value\x18\x02 \x01(\x04R\x05value"A\n\x14HeavyHittersResponse\x12)\n\x07hitters\x18\x01 \x03(\x0b2\x0f.v1.HeavyHitterR\x07hitters"S\n\x11ListAlertsRequest\x12\x14\n\x05state\x18\x01 \x01(\tR\x05state\x12\x12\n\x04rule\x18\x02 \x01(\tR\x04rule\x12\x14\n\x05limit\x18\x03 \x01(\x05R\x05limit"\x8f\x04\n\x05Alert\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04rule\x18\x02 \x01(\tR\x04rule\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x1b\n\ttask_name\x18\x04 \x01(\tR\x08taskName\x12\x16\n\x06metric\x18\x05 \x01(\tR\x06metric\x12\x1a\n\x08severity\x18\x06 \x01(\tR\x08severity\x12\x16\n\x06status\x18\x07 \x01(\tR\x06status\x12\x14\n\x05value\x18\x08 \x01(\x01R\x05value\x12\x14\n\x05bound\x18\t \x01(\x01R\x05bound\x12\x1c\n\tcondition\x18\n \x01(\tR\tcondition\x12-\n\x06labels\x18\x0b \x03(\x0b2\x15.v1.Alert.LabelsEntryR\x06labels\x12?\n\rpending_since\x18\x0c \x01(\x0b2\x1a.google.protobuf.TimestampR\x0cpendingSince\x125\n\x08fired_at\x18\r \x01(\x0b2\x1a.google.protobuf.TimestampR\x07firedAt\x12;\n\x0bresolved_at\x18\x0e \x01(\x0b2\x1a.google.protobuf.TimestampR\nresolvedAt\x1a9\n\x0bLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"7\n\x12ListAlertsResponse\x12!\n\x06alerts\x18\x01 \x03(\x0b2\t.v1.AlertR\x06alerts2\x95\x03\n\x0cQueryService\x12>\n\x0bHealthCheck\x12\x16.v1.HealthCheckRequest\x1a\x17.v1.HealthCheckResponse\x12>\n\x0bSearchTasks\x12\x16.v1.SearchTasksRequest\x1a\x17.v1.SearchTasksResponse\x12F\n\x0eAggregateFlows\x12\x16.v1.AggregationRequest\x1a\x1c.v1.QueryTotalCountsResponse\x128\n\tTraceFlow\x12\x14.v1.TraceFlowRequest\x1a\x15.v1.TraceFlowResponse\x12F\n\x11QueryHeavyHitters\x12\x17.v1.HeavyHittersRequest\x1a\x18.v1.HeavyHittersResponse\x12;\n\nListAlerts\x12\x15.v1.ListAlertsRequest\x1a\x16.v1.ListAlertsResponseB\x1dZ\x1bGo2NetSpectra/api/gen/v1;v1b\x06proto3'
 )
 V1_FLOW_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
     b'\n\rv1/flow.proto\x12\x02v1\x1a\x10v1/traffic.proto"\xaf\x02\n\nFlowRecord\x12,\n\nfive_tuple\x18\x01 \x01(\x0b2\r.v1.FiveTupleR\tfiveTuple\x12\x18\n\x07packets\x18\x02 \x01(\x04R\x07packets\x12\x14\n\x05bytes\x18\x03 \x01(\x04R\x05bytes\x12"\n\rfirst_seen_ns\x18\x04 \x01(\x03R\x0bfirstSeenNs\x12 \n\x0clast_seen_ns\x18\x05 \x01(\x03R\nlastSeenNs\x12\x1a\n\x08exporter\x18\x06 \x01(\x0cR\x08exporter\x12#\n\rsampling_rate\x18\x07 \x01(\rR\x0csamplingRate\x12\x1f\n\x0braw_packets\x18\x08 \x01(\x04R\nrawPackets\x12\x1b\n\traw_bytes\x18\t \x01(\x04R\x08rawBytes";\n\x0fFlowRecordBatch\x12(\n\x07records\x18\x01 \x03(\x0b2\x0e.v1.FlowRecordR\x07recordsB\x1dZ\x1bGo2NetSpectra/api/gen/v1;v1b\x06proto3'
