@@ -210,6 +210,11 @@ def bind(sql: str, params: Mapping[str, Any] | None = None) -> str:
 # --- queries -----------------------------------------------------------------------------------
 # Latest row of every flow (argMax over Timestamp: counters are cumulative within a period), then
 # sums. EngineId is part of the flow identity: engines sharing a queue group count disjoint packets.
+# Timestamp has whole seconds, and two snapshots of one engine can share one (a sub-second
+# snapshot_interval, or a periodic snapshot and the final one at a stop): "latest" is therefore
+# the greatest (Timestamp, EndTime, PacketCount, ByteCount), as the counters of a period only grow
+# (argMax over Timestamp alone picked either row of a tie: a flow's TraceFlow came out short), and
+# a window's rows are sorted the same way. Hitter rows: (Timestamp, Value), cumulative alike.
 
 FLOW_FILTERS: dict[str, str] = {
     "task": " AND TaskName = {task:String}",
@@ -240,15 +245,18 @@ _FLOW_COLUMNS = "TaskName, SrcIP, DstIP, SrcPort, DstPort, Protocol"
 # Every flow answer ends with the raw (as sent) sums, the same way as the renormalised ones: a
 # row's raw counts are its counts minus what renormalisation added (EXTRAPOLATED_COLUMNS).
 _LATEST_RAW = (
-    " argMax(toUInt64(ByteCount - ExtrapolatedBytes), Timestamp) AS LatestRawBytes,"
-    " argMax(toUInt64(PacketCount - ExtrapolatedPackets), Timestamp) AS LatestRawPackets"
+    " argMax(toUInt64(ByteCount - ExtrapolatedBytes),"
+    " (Timestamp, EndTime, PacketCount, ByteCount)) AS LatestRawBytes,"
+    " argMax(toUInt64(PacketCount - ExtrapolatedPackets),"
+    " (Timestamp, EndTime, PacketCount, ByteCount)) AS LatestRawPackets"
 )
 AGGREGATE_FLOWS = (
     "SELECT TaskName, sum(LatestBytes), sum(LatestPackets),"  # noqa: S608
     f" {_DISTINCT_FLOWS.format(s='SrcIP', d='DstIP', sp='SrcPort', dp='DstPort', pr='Protocol')},"
     " sum(LatestRawBytes), sum(LatestRawPackets) FROM ("
     f" SELECT {_FLOW_COLUMNS},"
-    " argMax(ByteCount, Timestamp) AS LatestBytes, argMax(PacketCount, Timestamp) AS LatestPackets,"
+    " argMax(ByteCount, (Timestamp, EndTime, PacketCount, ByteCount)) AS LatestBytes, argMax(PacketCount,"
+    " (Timestamp, EndTime, PacketCount, ByteCount)) AS LatestPackets,"
     f"{_LATEST_RAW}"
     f" FROM flow_metrics {{where}} GROUP BY {_FLOW_COLUMNS}, EngineId)"
     " GROUP BY TaskName ORDER BY TaskName"
@@ -262,9 +270,12 @@ AGGREGATE_FLOWS = (
 _LATEST_PER_ENGINE = (
     "SELECT any(TaskName) AS Task, any(SrcIP) AS S, any(DstIP) AS D, any(SrcPort) AS SP,"
     " any(DstPort) AS DP, any(Protocol) AS PR,"
-    " argMax(ByteCount, Timestamp) AS LatestBytes, argMax(PacketCount, Timestamp) AS LatestPackets,{more}"
-    " argMax(toUInt64(ByteCount - ExtrapolatedBytes), Timestamp) AS LatestRawBytes,"
-    " argMax(toUInt64(PacketCount - ExtrapolatedPackets), Timestamp) AS LatestRawPackets,"
+    " argMax(ByteCount, (Timestamp, EndTime, PacketCount, ByteCount)) AS LatestBytes, argMax(PacketCount,"
+    " (Timestamp, EndTime, PacketCount, ByteCount)) AS LatestPackets,{more}"
+    " argMax(toUInt64(ByteCount - ExtrapolatedBytes),"
+    " (Timestamp, EndTime, PacketCount, ByteCount)) AS LatestRawBytes,"
+    " argMax(toUInt64(PacketCount - ExtrapolatedPackets),"
+    " (Timestamp, EndTime, PacketCount, ByteCount)) AS LatestRawPackets,"
     " max(Timestamp) AS Latest, max(FlowCheck) != min(FlowCheck) AS Collided"
     " FROM flow_latest {{where}} GROUP BY FlowKey"
 )
@@ -276,7 +287,10 @@ LATEST_AGGREGATE_FLOWS = (
     " GROUP BY Task ORDER BY Task"
 )
 
-_LATEST_SEEN = " argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
+_LATEST_SEEN = (
+    " argMax(StartTime, (Timestamp, EndTime, PacketCount, ByteCount)) AS First,"
+    " argMax(EndTime, (Timestamp, EndTime, PacketCount, ByteCount)) AS Last,"
+)
 LATEST_TRACE_FLOW = (
     f"SELECT {_LATEST_DISTINCT}, toUInt32(min(First)), toUInt32(max(Last)), sum(LatestPackets),"  # noqa: S608
     " sum(LatestBytes), sum(LatestRawPackets), sum(LatestRawBytes), toUInt32(max(Latest)), max(Collided)"
@@ -289,8 +303,10 @@ TRACE_FLOW = (
     " toUInt32(min(First)), toUInt32(max(Last)), sum(LatestPackets), sum(LatestBytes),"
     " sum(LatestRawPackets), sum(LatestRawBytes) FROM ("
     f" SELECT {_FLOW_COLUMNS},"
-    " argMax(StartTime, Timestamp) AS First, argMax(EndTime, Timestamp) AS Last,"
-    " argMax(PacketCount, Timestamp) AS LatestPackets, argMax(ByteCount, Timestamp) AS LatestBytes,"
+    " argMax(StartTime, (Timestamp, EndTime, PacketCount, ByteCount)) AS First, argMax(EndTime,"
+    " (Timestamp, EndTime, PacketCount, ByteCount)) AS Last,"
+    " argMax(PacketCount, (Timestamp, EndTime, PacketCount, ByteCount)) AS LatestPackets, argMax(ByteCount,"
+    " (Timestamp, EndTime, PacketCount, ByteCount)) AS LatestBytes,"
     f"{_LATEST_RAW}"
     f" FROM flow_metrics {{where}} GROUP BY {_FLOW_COLUMNS}, EngineId)"
 )
@@ -309,7 +325,7 @@ TRACE_FLOW = (
 # packets, raw bytes) rows, sorted by Timestamp.
 _WINDOW_PER_ENGINE = (
     "SELECT TaskName, SrcIP, DstIP, SrcPort, DstPort, Protocol,"
-    " arraySort(r -> r.1, groupArray((toUInt32(Timestamp), PacketCount, ByteCount,"
+    " arraySort(r -> (r.1, r.5, r.2, r.3), groupArray((toUInt32(Timestamp), PacketCount, ByteCount,"
     " toUInt32(StartTime), toUInt32(EndTime), toUInt64(PacketCount - ExtrapolatedPackets),"
     " toUInt64(ByteCount - ExtrapolatedBytes)))) AS R,"
     # one array per column, and each shifted by one (the previous row): every lambda below reads
@@ -364,7 +380,7 @@ WINDOW_TASK_INCREMENTS = (
 
 _HITTERS = (
     "SELECT Flow, {combine}(Latest) AS Total FROM ("
-    " SELECT EngineId, Flow, argMax(Value, Timestamp) AS Latest FROM heavy_hitters"
+    " SELECT EngineId, Flow, argMax(Value, (Timestamp, Value)) AS Latest FROM heavy_hitters"
     " WHERE TaskName = {{task:String}} AND Type = {{type:UInt8}}{end}"
     " GROUP BY EngineId, Flow)"
     " GROUP BY Flow ORDER BY Total DESC, Flow ASC LIMIT {{limit:UInt32}}"
@@ -439,11 +455,15 @@ _TOP_FLOWS = (
     "SELECT SrcIP, DstIP, SrcPort, DstPort, Protocol, sum(P) AS Packets, sum(B) AS Bytes,"
     " toUInt32(min(F)), toUInt32(max(L)) FROM ("
     " SELECT EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol,"
-    " argMax(PacketCount, Timestamp) AS P1, argMax(ByteCount, Timestamp) AS B1,"
-    " argMaxIf(PacketCount, Timestamp, Timestamp < toDateTime({{start:UInt32}})) AS P0,"
-    " argMaxIf(ByteCount, Timestamp, Timestamp < toDateTime({{start:UInt32}})) AS B0,"
+    " argMax(PacketCount, (Timestamp, EndTime, PacketCount, ByteCount)) AS P1, argMax(ByteCount,"
+    " (Timestamp, EndTime, PacketCount, ByteCount)) AS B1,"
+    " argMaxIf(PacketCount,"
+    " (Timestamp, EndTime, PacketCount, ByteCount), Timestamp < toDateTime({{start:UInt32}})) AS P0,"
+    " argMaxIf(ByteCount,"
+    " (Timestamp, EndTime, PacketCount, ByteCount), Timestamp < toDateTime({{start:UInt32}})) AS B0,"
     " if(P1 >= P0, toUInt64(P1 - P0), P1) AS P, if(B1 >= B0, toUInt64(B1 - B0), B1) AS B,"
-    " argMax(StartTime, Timestamp) AS F, argMax(EndTime, Timestamp) AS L"
+    " argMax(StartTime, (Timestamp, EndTime, PacketCount, ByteCount)) AS F, argMax(EndTime,"
+    " (Timestamp, EndTime, PacketCount, ByteCount)) AS L"
     " FROM flow_metrics {{where}} GROUP BY EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol)"
     " WHERE P > 0"
     " GROUP BY SrcIP, DstIP, SrcPort, DstPort, Protocol"
@@ -492,7 +512,8 @@ _CURRENT_ENGINES = (
 _CURRENT_FLOWS = (
     "SELECT S, D, SP, DP, PR, sum(Packets) AS P, sum(Bytes) AS B FROM ("  # noqa: S608
     " SELECT EngineId, any(SrcIP) AS S, any(DstIP) AS D, any(SrcPort) AS SP, any(DstPort) AS DP,"
-    " any(Protocol) AS PR, argMax(PacketCount, Timestamp) AS Packets, argMax(ByteCount, Timestamp) AS Bytes,"
+    " any(Protocol) AS PR, argMax(PacketCount, (Timestamp, EndTime, PacketCount, ByteCount)) AS Packets,"
+    " argMax(ByteCount, (Timestamp, EndTime, PacketCount, ByteCount)) AS Bytes,"
     " toUInt32(max(Timestamp)) AS Latest"
     " FROM flow_latest WHERE TaskName = {task:String} GROUP BY FlowKey, EngineId) AS Flows"
     f" ALL INNER JOIN ({_CURRENT_ENGINES}) AS Engines USING EngineId"
@@ -508,7 +529,7 @@ CURRENT_TOTALS = f"SELECT sum(P), sum(B), count() FROM ({_CURRENT_FLOWS})"  # no
 #: cannot be told from the table; the alerter passes a little over one snapshot interval).
 CURRENT_HITTERS = (
     "SELECT Flow, {combine}(Latest) AS Total FROM ("
-    " SELECT EngineId, Flow, argMax(Value, Timestamp) AS Latest FROM heavy_hitters"
+    " SELECT EngineId, Flow, argMax(Value, (Timestamp, Value)) AS Latest FROM heavy_hitters"
     " WHERE TaskName = {{task:String}} AND Type = {{type:UInt8}}"
     " AND Timestamp >= toDateTime({{since:UInt32}})"
     " GROUP BY EngineId, Flow)"

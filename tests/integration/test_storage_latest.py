@@ -20,7 +20,7 @@ from netspectra.config.models import ClickHouseOptions
 from netspectra.model.fields import KeyField
 from netspectra.storage.clickhouse import ClickHouseBackend
 from netspectra.storage.embedded import EmbeddedBackend
-from netspectra.storage.query import FlowFilter, QueryStore, TaskTotals
+from netspectra.storage.query import FlowFilter, FlowTrace, QueryStore, TaskTotals
 from netspectra.storage.sql import FLOW_COLUMNS, SqlBackend
 from tests.fixtures.clickhouse import ClickHouseServer
 
@@ -262,3 +262,28 @@ async def test_a_flow_key_collision_falls_back_to_flow_metrics(backend: Recordin
     # tasks the forgery does not touch still come from flow_latest
     assert await store.aggregate_flows(FlowFilter(task="src")) == totals_truth(rows, TaskName="src")
     assert backend.tables_read() == ["latest"]
+
+
+async def test_two_snapshots_in_one_second_answer_the_later_one(backend: RecordingBackend) -> None:
+    """Timestamp has whole seconds: a sub-second snapshot_interval (or a periodic snapshot and the
+    final one at a stop) stamps two snapshots of one engine alike. The later one, inserted after
+    the earlier as the engine writes them, holds every packet: each answer must take it, on the
+    flow_latest path, the flow_metrics path (an end) and a window. (argMax over Timestamp alone
+    keeps the first row of a tie: 3 packets instead of 7 here.)"""
+    flow = {"TaskName": "src", "SrcIP": "10.9.9.9", "DstIP": None, "SrcPort": None, "DstPort": None}
+    base = {**flow, "Protocol": None, "EngineId": "e", "StartTime": 1990}
+    earlier = {**base, "Timestamp": 2000, "EndTime": 1999, "PacketCount": 3, "ByteCount": 300}
+    later = {**base, "Timestamp": 2000, "EndTime": 2000, "PacketCount": 7, "ByteCount": 700}
+    newer_elsewhere = {**base, "SrcIP": "10.9.9.10", "Timestamp": 2100, "EndTime": 2100,
+                       "PacketCount": 1, "ByteCount": 60}  # fmt: skip
+    await load(backend, [[earlier], [later], [newer_elsewhere]])
+    store = QueryStore(backend, description="test")
+    one = {KeyField.SRC_IP: "10.9.9.9"}
+    expected = FlowTrace(first_seen=1990, last_seen=2000, packets=7, bytes=700, flows=1)
+    assert await store.trace_flow("src", one, None) == expected  # flow_latest
+    assert await store.trace_flow("src", one, 2050) == expected  # flow_metrics (an end before 2100)
+    assert await store.trace_flow("src", one, 2050, start=1000) == expected  # a window
+    totals = [TaskTotals("src", 700, 7, 1)]
+    assert await store.aggregate_flows(FlowFilter(src_ip="10.9.9.9")) == totals
+    assert await store.aggregate_flows(FlowFilter(end=2050)) == totals
+    assert await store.aggregate_flows(FlowFilter(end=2050, start=1000)) == totals
