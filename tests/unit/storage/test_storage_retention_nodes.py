@@ -71,12 +71,12 @@ async def test_each_node_gets_the_mechanism_its_version_has() -> None:
 
     assert new.executed == [
         f"ALTER TABLE {table}_local MODIFY TTL Timestamp + INTERVAL {MONTH} SECOND"
-        for table in ("flow_metrics", "heavy_hitters", "sketch_states", "flow_latest")
+        for table in ("flow_metrics", "heavy_hitters", "sketch_states", "sketch_state_runs", "flow_latest")
     ]
     # the cutoff (mid October 2023) keeps October and November; the rows before October 1 go
     drops = [
         f"ALTER TABLE {t}_local DROP PARTITION 202301"
-        for t in ("flow_metrics", "heavy_hitters", "sketch_states")
+        for t in ("flow_metrics", "heavy_hitters", "sketch_states", "sketch_state_runs")
     ]
     assert old.executed == [
         *drops,
