@@ -52,7 +52,11 @@ def _configure_logging(settings: Settings, console: Console) -> None:
 def _run(
     path: Path, settings: Settings, console: Console, show_progress: bool, flows: bool = False
 ) -> AnalysisResult:
-    from rich.progress import (
+    from netspectra.app import analyze_capture
+
+    if not show_progress:
+        return _run_keeping_result(analyze_capture(path, settings, flows=flows))
+    from rich.progress import (  # only with a terminal to draw it on: ~5 ms of every piped run
         BarColumn,
         DownloadColumn,
         Progress,
@@ -62,10 +66,6 @@ def _run(
         TransferSpeedColumn,
     )
 
-    from netspectra.app import analyze_capture
-
-    if not show_progress:
-        return _run_keeping_result(analyze_capture(path, settings, flows=flows))
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
