@@ -150,11 +150,22 @@ def _strings(values: Sequence[str | None]) -> pa.Array:
 
 
 def _binaries(values: Sequence[bytes]) -> pa.Array:
-    """Binary column from Python bytes (sketch states), built from buffers like :func:`_strings`."""
+    """Binary column from Python bytes (sketch states), built from buffers like :func:`_strings`.
+
+    Built as ``binary`` (32-bit offsets) directly: a ``large_binary`` cast to it imported
+    pyarrow.compute, which parses every compute function's docstring (~25-80 ms of every process
+    that stores a sketch state). Only a column past 2 GiB takes the large type and the cast.
+    """
     offsets = np.zeros(len(values) + 1, np.int64)
     np.cumsum([len(item) for item in values], out=offsets[1:])
-    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))]
-    return pa.Array.from_buffers(pa.large_binary(), len(values), buffers).cast(pa.binary())
+    data = pa.py_buffer(b"".join(values))
+    if offsets[-1] <= np.iinfo(np.int32).max:
+        return pa.Array.from_buffers(
+            pa.binary(), len(values), [None, pa.py_buffer(offsets.astype(np.int32)), data]
+        )
+    return pa.Array.from_buffers(pa.large_binary(), len(values), [None, pa.py_buffer(offsets), data]).cast(
+        pa.binary()
+    )
 
 
 def as_arrow(name: str, values: pa.Array | Sequence[Any]) -> pa.Array:
