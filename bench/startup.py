@@ -8,7 +8,9 @@ NetSpectra's own code runs).
 
 * ``netspectra --help`` and ``netspectra config check config.yaml``: ≤ 0.25 s wall;
 * ``netspectra analyze`` of a 1 000-frame capture, warm caches: ≤ 0.35 s wall (with the default
-  config, whose embedded store is written, and with the writers off);
+  config, whose embedded store is written, shown against chdb's own floor: its import, a session
+  and one insert; with Go's ``pcap-analyzer`` writers, JSON Lines and text files, the config issue
+  12's side-by-side measured; and with the writers off);
 * the same two analyze runs under numba's JIT (``NETSPECTRA_AOT=0``) beside the ahead-of-time
   kernels (``netspectra/jit.py``; built by ``netspectra warmup``), and their ratio;
 * first run after install within 1.5x of a warm run, on the demo trace (``scripts/dev demo``'s),
@@ -29,7 +31,9 @@ pip; without them every command compiles NetSpectra's sources again (a ``config 
 more instructions so, measured with callgrind). ``config check`` is also shown against its own
 floor, the libraries it cannot do without (typer, pydantic, PyYAML, importlib.metadata), and with
 ``--baseline REV`` against the same commands of an older revision (``git archive REV`` of the
-package, run in the same loop, interleaved), so a change is measured as a ratio in one run.
+package, run in the same loop, interleaved), so a change is measured as a ratio in one run (the
+three analyze runs too: the old tree gets this tree's ahead-of-time module, which it uses only when
+its kernels' sources are the same).
 Run: ``python bench/startup.py [--repeat R] [--demo-packets N] [--skip-first-run] [--baseline REV]
 [--smoke]``.
 Not a timed test.
@@ -42,6 +46,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -61,6 +66,18 @@ CONFIG_FLOOR = "import typer, pydantic.fields, pydantic.main, yaml, importlib.me
 CHILD_ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 NETSPECTRA = (sys.executable, "-m", "netspectra")
 JIT_ROW = "same analyze under the JIT (NETSPECTRA_AOT=0)"
+AOT_IN_USE = "from netspectra.jit import aot_state; print(aot_state() is not None)"
+GO_WRITERS_ROW = "netspectra analyze 1 000 frames (Go's writers)"
+#: What the default config's embedded store costs before any of ours runs: chdb's import starts
+#: (and stops) a ClickHouse engine of its own to read its version, then ours opens a session.
+CHDB_ROW = "chdb floor: import + session + one insert"
+CHDB_FLOOR = """
+from chdb import session
+s = session.Session({path!r})
+s.query("CREATE TABLE IF NOT EXISTS t (a UInt64) ENGINE = MergeTree ORDER BY a")
+s.query("INSERT INTO t VALUES (1)")
+s.close()
+"""
 _RATE = re.compile(r" in (?P<elapsed>[\d.]+)s = (?P<rate>[\d,]+) packets/s")
 #: One cached kernel: run once to fill the cache, then timed (numba's import + target start-up).
 _NUMBA_FLOOR = """
@@ -141,9 +158,25 @@ def writers_off_config(directory: Path) -> Path:
     return path
 
 
+def go_writers_config(directory: Path) -> Path:
+    """The default config's tasks with Go's ``pcap-analyzer`` writers: JSON Lines (Go's gob) for the
+    exact tasks, text for the sketch tasks (issue 12's side-by-side measured the fixed cost so)."""
+    import yaml
+
+    config = yaml.safe_load(CONFIG.read_text())
+    for group, kind in (("exact", "file"), ("sketch", "text")):
+        root = directory / "go-writers-out" / group
+        writer = {"type": kind, "enabled": True, kind: {"root_path": str(root)}}
+        config["aggregator"][group]["writers"] = [writer]
+    path = directory / "go-writers.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
 def fixed_costs(repeat: int, scratch: Path) -> None:
     small = generate(scratch / "frames-1000.pcap", 1000, 100)
     config_off = writers_off_config(scratch)
+    config_go = go_writers_config(scratch)
     floor = scratch / "numba_floor.py"
     floor.write_text(_NUMBA_FLOOR)
     pass_row = "python -c pass (baseline)"
@@ -157,8 +190,10 @@ def fixed_costs(repeat: int, scratch: Path) -> None:
         (config_floor_row, (sys.executable, "-c", CONFIG_FLOOR), None, None),
         ("netspectra config check config.yaml", (*NETSPECTRA, "config", "check", str(CONFIG)), 0.25,
          config_floor_row),
+        (CHDB_ROW, (sys.executable, "-c", CHDB_FLOOR.format(path=str(scratch / "chdb-floor"))), None, None),
         ("netspectra analyze 1 000 frames (default config)", (*NETSPECTRA, "analyze", str(small)), 0.35,
-         numba_row),
+         CHDB_ROW),
+        (GO_WRITERS_ROW, (*NETSPECTRA, "analyze", str(small), "--config", str(config_go)), 0.35, numba_row),
         ("netspectra analyze 1 000 frames (writers off)",
          (*NETSPECTRA, "analyze", str(small), "--config", str(config_off)), 0.35, numba_row),
         (f"{JIT_ROW} (default config)", (*NETSPECTRA, "analyze", str(small)), None, numba_row),
@@ -196,11 +231,24 @@ def against_baseline(revision: str, repeat: int, scratch: Path) -> None:
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "netspectra"], capture_output=True,
                              check=True).stdout  # fmt: skip
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    # the ahead-of-time module is built, not committed: the old tree gets this one, which its own
+    # manifest check accepts only when the kernels' sources are the same (else it runs the JIT)
+    for built in (ROOT / "netspectra").glob("_aot_kernels*"):
+        shutil.copy2(built, old / "netspectra" / built.name)
+    small = generate(scratch / "frames-1000.pcap", 1000, 100)
     # `python -m netspectra` takes the package of its working directory first: ROOT's, or the old one
     commands = [("netspectra --help", ("--help",)),
-                ("netspectra config check config.yaml", ("config", "check", str(CONFIG)))]  # fmt: skip
+                ("netspectra config check config.yaml", ("config", "check", str(CONFIG))),
+                ("netspectra analyze 1 000 frames (writers off)",
+                 ("analyze", str(small), "--config", str(writers_off_config(scratch)))),
+                (GO_WRITERS_ROW, ("analyze", str(small), "--config", str(go_writers_config(scratch)))),
+                ("netspectra analyze 1 000 frames (default config)", ("analyze", str(small)))]  # fmt: skip
     print()
     print(f"this tree against {revision} (its package from git archive), interleaved, median of {repeat}")
+    for tree, label in ((ROOT, "this tree"), (old, revision)):
+        state = subprocess.run((sys.executable, "-c", AOT_IN_USE), cwd=tree, env=CHILD_ENV,
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+        print(f"  {label}: ahead-of-time kernels {'in use' if state == 'True' else 'NOT in use (JIT)'}")
     print(f"  {load()}")
     print(f"{'':50} {'this':>7} {revision[:12]:>12} {'this/old':>9} {'cpu this':>9} {'cpu old':>8}")
     for name, arguments in commands:
