@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 
 import hypothesis  # noqa: F401  (see below)
 import pytest
@@ -25,6 +26,24 @@ pytestmark = [
 ]
 
 
+@contextlib.contextmanager
+def udp_ports(count: int) -> Iterator[list[int]]:
+    """``count`` UDP ports of loopback that no other process gets while the test holds them.
+
+    Each is bound here (the kernel picks a free one), so two suites on one machine, or a test run
+    beside one, never count each other's datagrams, as fixed port numbers did. A capture on lo
+    sees every datagram sent to them whether or not the holding socket reads it.
+    """
+    holders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
+    try:
+        for holder in holders:
+            holder.bind(("127.0.0.1", 0))
+        yield [holder.getsockname()[1] for holder in holders]
+    finally:
+        for holder in holders:
+            holder.close()
+
+
 async def marked(sender: socket.socket, marker: int, seen, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
     """Send a datagram to ``marker`` every 0.1 s until ``seen()`` says a new one was captured.
 
@@ -41,8 +60,14 @@ async def marked(sender: socket.socket, marker: int, seen, timeout: float = 20.0
         await asyncio.sleep(0.1)
 
 
-async def count_sent(kind: str, sent: int, port: int) -> tuple[int, dict[str, int]]:
-    started, ended = port + 100, port + 200
+async def count_sent(kind: str, sent: int) -> tuple[int, dict[str, int]]:
+    with udp_ports(3) as (port, started, ended):
+        return await _count_sent(kind, sent, port, started, ended)
+
+
+async def _count_sent(
+    kind: str, sent: int, port: int, started: int, ended: int
+) -> tuple[int, dict[str, int]]:
     extra = {"bpf_filter": f"udp port {port} or udp port {started} or udp port {ended}"}
     source = open_source(ProbeConfig(source=kind, iface="lo", **extra if kind == "dumpcap" else {}))  # type: ignore[arg-type]
     counts = {port: 0, started: 0, ended: 0}
@@ -70,7 +95,7 @@ async def count_sent(kind: str, sent: int, port: int) -> tuple[int, dict[str, in
 
 @pytest.mark.parametrize("kind", ["afpacket", "dumpcap"])
 async def test_live_source_counts_packets_sent_to_loopback(kind: str) -> None:
-    got, stats = await count_sent(kind, 5000, 39_000 + (kind == "dumpcap"))
+    got, stats = await count_sent(kind, 5000)
     assert got == 5000
     assert stats.get("kernel_drops", 0) == 0
     assert stats.get("dumpcap_dropped", 0) == 0
@@ -85,8 +110,12 @@ def test_missing_interface_is_a_clear_error() -> None:
 
 async def test_afpacket_fanout_two_sockets_split_by_flow() -> None:
     """PACKET_FANOUT (hash): two sockets in one group share lo; every flow lands whole on one of them."""
-    port, flows, per_flow = 39_010, 64, 40
-    started, ended = port + 100, port + 200
+    with udp_ports(3) as (port, started, ended):
+        await _fanout_splits_by_flow(port, started, ended)
+
+
+async def _fanout_splits_by_flow(port: int, started: int, ended: int) -> None:
+    flows, per_flow = 64, 40
     sources = [
         open_source(ProbeConfig(source="afpacket", iface="lo", fanout_group=4242 + os.getpid() % 1000))
         for _ in range(2)
@@ -148,7 +177,14 @@ async def test_afpacket_fanout_two_sockets_split_by_flow() -> None:
 )
 async def test_pyshark_source_applies_the_display_filter() -> None:
     """pyshark (tshark dissectors): only datagrams matching the display filter arrive, all of them."""
-    ready_port, wanted_port, other_port, end_port, sent = 39_020, 39_021, 39_022, 39_023, 150
+    with udp_ports(4) as (ready_port, wanted_port, other_port, end_port):
+        await _display_filter_passes_only_wanted(ready_port, wanted_port, other_port, end_port)
+
+
+async def _display_filter_passes_only_wanted(
+    ready_port: int, wanted_port: int, other_port: int, end_port: int
+) -> None:
+    sent = 150
     source = open_source(
         ProbeConfig(
             source="pyshark",
