@@ -252,6 +252,7 @@ async def analyze_file(
     *,
     progress: ProgressCallback | None = None,
     batch_size: int = 65536,
+    compat: str | None = None,
 ) -> AnalysisResult:
     """Run ``path`` through ``engine`` (not yet started); its writers get the final snapshot.
 
@@ -261,9 +262,10 @@ async def analyze_file(
     Cancelling it (Ctrl-C under ``asyncio.run``) stops reading, still gives the writers the final
     snapshot of what was counted, and returns that result with ``interrupted`` set.
 
-    Raises :class:`~netspectra.errors.CaptureError` when the file cannot be opened.
+    Raises :class:`~netspectra.errors.CaptureError` when the file cannot be opened. ``compat``:
+    ``probe.compat`` (``"go"``: frames decoded as gopacket 1.1.19 decodes them).
     """
-    with CaptureReader(path, batch_size=batch_size) as reader:
+    with CaptureReader(path, batch_size=batch_size, compat=compat) as reader:
         await engine.start(schedule=False)
         started = time.perf_counter()
         stop = threading.Event()

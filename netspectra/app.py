@@ -185,7 +185,9 @@ async def analyze_capture(
         _keep_states_only_where_stored(engine)
         if flows:
             return await analyze_flow_file(path, engine)
-        return await analyze_file(path, engine, progress=progress, batch_size=batch_size)
+        return await analyze_file(
+            path, engine, progress=progress, batch_size=batch_size, compat=settings.probe.compat
+        )
     finally:
         await storage.close()
 

@@ -88,6 +88,8 @@ def warm_up() -> float:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="netspectra-warmup-") as scratch:
         batches = [_read_trace(Path(scratch), capture_format) for capture_format in ("pcap", "pcapng")]
+        for capture_format in ("pcap", "pcapng"):  # probe.compat: go walks with its own kernels
+            _read_trace(Path(scratch), capture_format, compat="go")
     for batch in batches:
         _count(batch)
     _parse_one_frame()
@@ -102,7 +104,7 @@ def compile_if_needed(modules: Iterable[str] = ANALYZE_KERNEL_MODULES) -> float 
     return warm_up() if missing_kernels(modules) else None
 
 
-def _read_trace(scratch: Path, capture_format: str) -> Any:
+def _read_trace(scratch: Path, capture_format: str, compat: str | None = None) -> Any:
     from netspectra.capture.reader import CaptureReader
     from netspectra.model.packets import PacketColumns
     from netspectra.synth import TrafficSpec, write_trace
@@ -110,7 +112,7 @@ def _read_trace(scratch: Path, capture_format: str) -> Any:
     path = scratch / f"warmup.{capture_format}"
     spec = TrafficSpec(packets=256, flows=32, spreaders=1, spreader_fanout=8, format=capture_format)  # type: ignore[arg-type]
     write_trace(path, spec)
-    with CaptureReader(path) as reader:
+    with CaptureReader(path, compat=compat) as reader:
         return PacketColumns.concat(list(reader))
 
 
@@ -299,6 +301,7 @@ def _wire_and_outputs(batch: Any) -> None:
     encode_column("SrcIP", "Nullable(String)", addresses_arrow(batch.src_ip))
     murmur3_rows(build_keys(batch, FIELD_ORDER), 1)
     afpacket_warm_up()
+    afpacket_warm_up(compat="go")
 
 
 def main() -> int:

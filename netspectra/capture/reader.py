@@ -35,6 +35,7 @@ class CaptureReader:
     those of :class:`~netspectra.capture.stream.CaptureStreamParser`, and ``error`` holds the
     message that ended a corrupt or truncated file early (packets before it were yielded).
     Opening a path that does not exist raises :class:`~netspectra.errors.CaptureError`.
+    ``compat="go"`` decodes as gopacket 1.1.19 (``probe.compat``; docs/go-compatibility.md).
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class CaptureReader:
         *,
         batch_size: int = 65536,
         chunk_bytes: int = 8 << 20,
+        compat: str | None = None,
     ) -> None:
         if batch_size < 1 or chunk_bytes < 64:
             raise ValueError(
@@ -67,7 +69,7 @@ class CaptureReader:
         self.bytes_read = 0
         self._batch_size = batch_size
         self._chunk_bytes = chunk_bytes
-        self._parser = CaptureStreamParser(initial_buffer=chunk_bytes)
+        self._parser = CaptureStreamParser(initial_buffer=chunk_bytes, compat=compat)
         self._iterated = False
 
     # Counters delegate to the stream parser.

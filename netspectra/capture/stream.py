@@ -35,7 +35,9 @@ from netspectra.capture.kernel import (
     PCAPNG_SHB,
     SKIP_REASONS,
     walk_pcap,
+    walk_pcap_go,
     walk_pcapng,
+    walk_pcapng_go,
 )
 from netspectra.model.packets import PacketColumns
 
@@ -66,9 +68,16 @@ class CaptureStreamParser:
     Counters (cumulative): ``frames`` records seen, ``packets`` IP packets emitted, ``bytes``
     their wire bytes, ``skips`` frames not emitted by reason, ``error`` the message that ended
     the input (``None`` while all is well). After an error further input is ignored.
+
+    ``compat="go"`` (``probe.compat``) decodes frames as gopacket 1.1.19 does: the walkers are
+    chosen here, once, so the default walkers stay the kernels they were.
     """
 
-    def __init__(self, initial_buffer: int = 1 << 16) -> None:
+    def __init__(self, initial_buffer: int = 1 << 16, *, compat: str | None = None) -> None:
+        if compat not in (None, "go"):
+            raise ValueError(f"compat must be None or 'go' (got {compat!r})")
+        self._walk_pcap = walk_pcap_go if compat == "go" else walk_pcap
+        self._walk_pcapng = walk_pcapng_go if compat == "go" else walk_pcapng
         self._buf: npt.NDArray[np.uint8] = np.empty(max(initial_buffer, 64), np.uint8)
         self._start = 0
         self._end = 0
@@ -207,14 +216,14 @@ class CaptureStreamParser:
                 if self._format is None:  # not a capture: error is set
                     break
             if self._format == "pcap":
-                pos, n, reason = walk_pcap(
+                pos, n, reason = self._walk_pcap(
                     self._buf, self._start, self._end, self._big, self._frac_to_ns, self._record_header,
                     MAX_CAPLEN, self._linktype,
                     *columns.arrays(), n, capacity, self._counters,
                 )  # fmt: skip
             else:
                 lt, exp, binary, offset_ns, snaplen = self._if_arrays
-                pos, n, reason = walk_pcapng(
+                pos, n, reason = self._walk_pcapng(
                     self._buf, self._start, self._end, self._big, MAX_BLOCK,
                     lt, exp, binary, offset_ns, snaplen, len(self._if_linktype),
                     *columns.arrays(), n, capacity, self._counters,

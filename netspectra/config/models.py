@@ -141,6 +141,14 @@ class FlowExportConfig(Model):
         return value
 
 
+#: Sources whose packets our frame parser does not decode, so ``compat`` cannot apply to them.
+_SOURCES_WITHOUT_OUR_PARSER = {
+    "pyshark": "tshark's dissectors decode its packets",
+    "netflow": "it counts flow records, and Go2NetSpectra has no flow input",
+    "sflow": "it counts flow samples, and Go2NetSpectra has no flow input",
+}
+
+
 class ProbeConfig(Model):
     """Where packets come from and where the probe publishes them."""
 
@@ -159,6 +167,9 @@ class ProbeConfig(Model):
     bpf_filter: str = ""
     display_filter: str = ""
     snaplen: int = Field(262_144, ge=64, le=262_144)
+    #: ``go``: decode frames as gopacket 1.1.19 (Go2NetSpectra's parser) does, so a mixed Go/Python
+    #: deployment counts the same keys; unset: as tshark does (docs/go-compatibility.md).
+    compat: Literal["go"] | None = None
     buffer_mb: int = Field(64, ge=1)
     fanout_group: int | None = Field(None, ge=0, le=65_535)
     batch: int = Field(0, ge=0, description="0 = one PacketInfo per message (Go-compatible)")
@@ -188,6 +199,12 @@ class ProbeConfig(Model):
     def _one_pace(self) -> Self:
         if self.rate is not None and self.speed is not None:
             raise ValueError("set at most one of 'rate' and 'speed'")
+        if self.compat is not None and self.source in _SOURCES_WITHOUT_OUR_PARSER:
+            raise ValueError(
+                f"compat: {self.compat} applies to the sources our frame parser decodes (afpacket, "
+                f"dumpcap, file, and analyze); {self.source!r} does not use it "
+                f"({_SOURCES_WITHOUT_OUR_PARSER[self.source]})"
+            )
         return self
 
 

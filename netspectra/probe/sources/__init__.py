@@ -32,7 +32,7 @@ def open_source(config: ProbeConfig) -> PacketSource:
             raise CaptureError("probe.source is 'file' but probe.pcap is not set: pass --pcap FILE")
         from netspectra.probe.sources.file import FileReplaySource
 
-        return FileReplaySource(config.pcap, rate=config.rate, speed=config.speed)
+        return FileReplaySource(config.pcap, rate=config.rate, speed=config.speed, compat=config.compat)
     if config.source in ("netflow", "sflow"):
         from netspectra.probe.sources.flow_export import FlowExportSource
 
@@ -48,12 +48,17 @@ def open_source(config: ProbeConfig) -> PacketSource:
             buffer_mb=config.buffer_mb,
             fanout_group=config.fanout_group,
             bpf_filter=config.bpf_filter,
+            compat=config.compat,
         )
     if config.source == "dumpcap":
         from netspectra.probe.sources.dumpcap import DumpcapSource
 
         return DumpcapSource(
-            config.iface, bpf_filter=config.bpf_filter, snaplen=config.snaplen, buffer_mb=config.buffer_mb
+            config.iface,
+            bpf_filter=config.bpf_filter,
+            snaplen=config.snaplen,
+            buffer_mb=config.buffer_mb,
+            compat=config.compat,
         )
     from netspectra.probe.sources.pyshark_adapter import PysharkSource
 

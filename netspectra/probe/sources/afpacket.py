@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from netspectra.capture.kernel import SKIP_REASONS, walk_tpacket_v3
+from netspectra.capture.kernel import SKIP_REASONS, walk_tpacket_v3, walk_tpacket_v3_go
 from netspectra.errors import CaptureError
 from netspectra.model.packets import PacketColumns
 
@@ -66,10 +66,10 @@ def check_interface(iface: str) -> None:
         raise CaptureError(f"interface {iface!r} does not exist; available: {available}") from None
 
 
-def warm_up_kernel() -> None:
+def warm_up_kernel(compat: str | None = None) -> None:
     """Compile (or load) the ring kernel on an empty block (also run by ``netspectra warmup``)."""
     empty = PacketColumns.empty(1)
-    walk_tpacket_v3(
+    (walk_tpacket_v3_go if compat == "go" else walk_tpacket_v3)(
         np.zeros(64, np.uint8),
         64,
         1,
@@ -93,6 +93,7 @@ class AfPacketSource:
         buffer_mb: int = 64,
         fanout_group: int | None = None,
         bpf_filter: str = "",
+        compat: str | None = None,
     ) -> None:
         if bpf_filter:
             raise CaptureError(
@@ -100,7 +101,8 @@ class AfPacketSource:
                 f"bpf_filter {bpf_filter!r}"
             )
         check_interface(iface)
-        warm_up_kernel()  # compile (or load) the kernel before the ring starts filling
+        self._walk = walk_tpacket_v3_go if compat == "go" else walk_tpacket_v3  # chosen once
+        warm_up_kernel(compat)  # compile (or load) the kernel before the ring starts filling
         self.iface = iface
         self.linktype = interface_linktype(iface)
         self.loopback = _arphrd(iface) == 772
@@ -150,7 +152,7 @@ class AfPacketSource:
 
     def _poll(self) -> PacketColumns:
         columns = PacketColumns.empty(BATCH_CAPACITY)
-        rows = walk_tpacket_v3(
+        rows = self._walk(
             self.ring,
             BLOCK_SIZE,
             self.block_nr,

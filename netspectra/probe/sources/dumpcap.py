@@ -46,7 +46,13 @@ class DumpcapSource:
     name = "dumpcap"
 
     def __init__(
-        self, iface: str, *, bpf_filter: str = "", snaplen: int = 262_144, buffer_mb: int = 64
+        self,
+        iface: str,
+        *,
+        bpf_filter: str = "",
+        snaplen: int = 262_144,
+        buffer_mb: int = 64,
+        compat: str | None = None,
     ) -> None:
         check_interface(iface)
         self.binary = find_dumpcap()
@@ -65,7 +71,7 @@ class DumpcapSource:
         ]
         if bpf_filter:
             self.command += ["-f", bpf_filter]
-        self.parser = CaptureStreamParser()
+        self.parser = CaptureStreamParser(compat=compat)
         self.process: asyncio.subprocess.Process | None = None
         self.received = 0
         self.dropped = 0

@@ -18,11 +18,13 @@ CHUNK = 4096
 class FileReplaySource:
     name = "file"
 
-    def __init__(self, path: str, *, rate: float | None = None, speed: float | None = None) -> None:
+    def __init__(
+        self, path: str, *, rate: float | None = None, speed: float | None = None, compat: str | None = None
+    ) -> None:
         self.path = path
         self.rate = rate
         self.speed = speed
-        self._reader = CaptureReader(path)  # raises CaptureError naming the file when missing
+        self._reader = CaptureReader(path, compat=compat)  # raises CaptureError naming the file when missing
         self.packets = 0
 
     def stats(self) -> dict[str, int]:
