@@ -12,13 +12,16 @@ the frames in each class where gopacket's answer differs from ours (and tshark's
   fragments of TCP/UDP (later fragments have ports 0 in both);
 * IPv6 packets whose first next-header is an extension header: gopacket reports that value (0 hop
   by hop, 44 fragment, 43, 60, ...) as the protocol, we the upper-layer protocol after the chain;
-* TCP headers cut by the snap length (fewer than 20 bytes, or than the data offset, captured, at
-  least the 4 port bytes): gopacket's TCP decoder fails, ports 0; ours reads the ports.
+* TCP headers cut by the snap length (at least the 4 port bytes but fewer than 20 captured):
+  gopacket's TCP decoder fails before it reads the ports, ports 0; ours reads them. (With 20
+  bytes or more but fewer than the data offset the decoder fails after reading them, and the TCP
+  layer is kept: the real ports, as ours.) UDP headers with 4 to 7 bytes captured: ports 0 there.
 
-Go itself cannot be built here (no Go toolchain), so the classes follow gopacket 1.1.19's source
-(layers/ethernet.go, ip4.go, ip6.go, tcp.go) and issue 12's side-by-side run (50,075 of 2 M frames
-dropped for 0x9100). Prints each class's share of the frames, and "frames Go keys as we do" as a
-ratio. ``--smoke``: 20 000 packets in a temporary folder.
+The classes follow gopacket 1.1.19's source (layers/ethernet.go, ip4.go, ip6.go, tcp.go, udp.go)
+and were checked against gopacket itself (tests/unit/capture/test_capture_compat.py builds a small
+Go program against Debian's gopacket 1.1.19; ``probe.compat: go`` agrees with it frame by frame).
+Prints each class's share of the frames, and "frames Go keys as we do" as a ratio. ``--smoke``:
+20 000 packets in a temporary folder.
 """
 
 from __future__ import annotations
@@ -57,8 +60,8 @@ def classify(frame: bytes) -> set[str]:
         protocol = frame[at + 9]
         if protocol in (6, 17) and flags & 0x2000 and flags & 0x1FFF == 0:
             found.add("IPv4 first fragment (MF, offset 0): ports 0")
-        elif protocol == 6 and flags & 0x1FFF == 0:
-            _tcp_cut(frame, at + ihl, found)
+        elif protocol in (6, 17) and flags & 0x3FFF == 0:
+            _l4_cut(frame, at + ihl, protocol, found)
     elif ethertype == 0x86DD and at + 40 <= len(frame):
         header = frame[at + 6]
         if header in _EXTENSIONS:
@@ -79,18 +82,19 @@ def classify(frame: bytes) -> set[str]:
                 header, position = frame[position], position + (frame[position + 1] + 1) * 8
         if fragment and header in (6, 17) and position + 4 <= len(frame):
             found.add("IPv6 first fragment of TCP/UDP: ports 0")
-        elif header == 6:
-            _tcp_cut(frame, position, found)
+        elif header in (6, 17) and not fragment:
+            _l4_cut(frame, position, header, found)
     return found
 
 
-def _tcp_cut(frame: bytes, at: int, found: set[str]) -> None:
+def _l4_cut(frame: bytes, at: int, protocol: int, found: set[str]) -> None:
     captured = len(frame) - at
     if captured < 4:
         return  # we give ports 0 too
-    offset = (frame[at + 12] >> 4) * 4 if captured > 12 else 20
-    if captured < max(20, offset):
-        found.add("TCP header cut by the snap length: ports 0")
+    if protocol == 6 and captured < 20:
+        found.add("TCP header cut by the snap length (< 20 bytes): ports 0")
+    elif protocol == 17 and captured < 8:
+        found.add("UDP header cut by the snap length (< 8 bytes): ports 0")
 
 
 def main() -> None:
