@@ -271,3 +271,26 @@ def test_every_frame_of_a_generated_trace_gets_gopackets_key(oracle: Path, tmp_p
     with CaptureReader(path) as reader:  # the default parser does differ on this trace
         default = sum(len(batch) for batch in reader)
     assert default > len(kept)  # it counts the 0x9100 frames gopacket drops
+
+
+def test_compat_walkers_run_ahead_of_time_compiled_and_give_the_jit_s_rows(tmp_path: Path) -> None:
+    """The AOT module holds the compat variants too: compat mode does not fall back to numba."""
+    from netspectra import jit
+
+    state = jit.aot_state()
+    if state is None:
+        pytest.skip("no current ahead-of-time module (`python -m netspectra.warmup` builds it)")
+    before, fell_back = dict(state.calls), dict(state.fallback_calls)
+    rows = {}
+    for capture_format in ("pcap", "pcapng"):
+        path = tmp_path / f"mix.{capture_format}"
+        write_trace(path, TrafficSpec(packets=2_000, flows=50, format=capture_format))  # type: ignore[arg-type]
+        with CaptureReader(path, compat="go") as reader:
+            rows[capture_format] = [column.copy() for batch in reader for column in batch.arrays()]
+        with jit.forced_jit(), CaptureReader(path, compat="go") as reader:
+            jitted = [column.copy() for batch in reader for column in batch.arrays()]
+        assert len(rows[capture_format]) == len(jitted)
+        assert all((a == b).all() for a, b in zip(rows[capture_format], jitted, strict=True))
+    for kernel in ("netspectra.capture.kernel.walk_pcap_go", "netspectra.capture.kernel.walk_pcapng_go"):
+        assert state.calls.get(kernel, 0) > before.get(kernel, 0), kernel
+        assert state.fallback_calls.get(kernel, 0) == fell_back.get(kernel, 0), kernel
