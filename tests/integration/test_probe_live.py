@@ -221,3 +221,71 @@ async def _display_filter_passes_only_wanted(
     assert ports.count(wanted_port) == sent
     assert other_port not in ports
     assert set(ports) == {ready_port, wanted_port, end_port}
+
+
+@pytest.mark.parametrize("kind", ["afpacket", "dumpcap"])
+async def test_live_source_with_compat_go_decodes_as_gopacket(kind: str) -> None:
+    """``probe.compat: go`` on a live source: Ethernet frames injected on lo through a packet socket,
+    IPv4 first fragments of UDP (gopacket: ports 0) and 0x9100-tagged frames (gopacket: no decoder,
+    so skipped as go_undecoded, counted)."""
+    import numpy as np
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Dot1Q, Ether
+
+    port = 39_400 + (kind == "dumpcap")
+    started, ended = port + 100, port + 200
+    fragment_src, tagged_src, frames = "192.0.2.77", "192.0.2.78", 50
+    extra = {
+        "bpf_filter": f"udp port {started} or udp port {ended} or host {fragment_src} or ether proto 0x9100"
+    }
+    source = open_source(
+        ProbeConfig(source=kind, iface="lo", compat="go", **extra if kind == "dumpcap" else {})
+    )  # type: ignore[arg-type]
+    mapped = {
+        name: np.frombuffer(bytes(10) + b"\xff\xff" + socket.inet_aton(address), np.uint8)
+        for name, address in (("fragment", fragment_src), ("tagged", tagged_src))
+    }
+    counts = {started: 0, ended: 0, "fragment": 0, "fragment_ports": 0, "tagged": 0}
+
+    async def consume() -> None:
+        async for batch in source.batches():
+            for number in (started, ended):
+                counts[number] += int(((batch.dst_port == number) & (batch.protocol == 17)).sum())
+            for name in ("fragment", "tagged"):
+                rows = (batch.src_ip == mapped[name]).all(axis=1)
+                counts[name] += int(rows.sum())
+                if name == "fragment":
+                    counts["fragment_ports"] += int((batch.dst_port[rows] != 0).sum())
+
+    def undecoded() -> int:
+        if kind == "dumpcap":
+            return source.parser.skips.get("go_undecoded", 0)  # type: ignore[attr-defined]
+        return source.stats().get("skipped_go_undecoded", 0)
+
+    fragment = bytes(
+        Ether() / IP(src=fragment_src, dst="127.0.0.1", flags="MF") / UDP(sport=1111, dport=port)
+    )
+    tagged = bytes(Ether(type=0x9100) / Dot1Q(vlan=5) / IP(src=tagged_src, dst="127.0.0.1") / UDP(dport=port))
+    task = asyncio.create_task(consume())
+    try:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+            socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as injector,
+        ):
+            injector.bind(("lo", 0))
+            await marked(sender, started, lambda: counts[started])  # capturing
+            for _ in range(frames):
+                injector.send(fragment)
+                injector.send(tagged)
+            await marked(sender, ended, lambda: counts[ended])
+            deadline = asyncio.get_running_loop().time() + 20
+            while (counts["fragment"], undecoded()) != (frames, frames):  # a condition, not a sleep
+                assert asyncio.get_running_loop().time() < deadline, (counts, undecoded())
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await source.close()
+    assert counts["fragment"] == frames and counts["fragment_ports"] == 0  # gopacket: ports 0
+    assert counts["tagged"] == 0 and undecoded() == frames  # gopacket: dropped; we count why
