@@ -228,13 +228,18 @@ async def test_live_source_with_compat_go_decodes_as_gopacket(kind: str) -> None
     """``probe.compat: go`` on a live source: Ethernet frames injected on lo through a packet socket,
     IPv4 first fragments of UDP (gopacket: ports 0) and 0x9100-tagged frames (gopacket: no decoder,
     so skipped as go_undecoded, counted)."""
+    with udp_ports(3) as (port, started, ended):
+        await _compat_go_on_lo(kind, port, started, ended)
+
+
+async def _compat_go_on_lo(kind: str, port: int, started: int, ended: int) -> None:
     import numpy as np
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Dot1Q, Ether
 
-    port = 39_400 + (kind == "dumpcap")
-    started, ended = port + 100, port + 200
-    fragment_src, tagged_src, frames = "192.0.2.77", "192.0.2.78", 50
+    # addresses of this run only (from a port it holds): another suite's frames never match them
+    fragment_src, tagged_src = (f"10.{tag}.{port >> 8}.{port & 255}" for tag in (77, 78))
+    frames = 50
     extra = {
         "bpf_filter": f"udp port {started} or udp port {ended} or host {fragment_src} or ether proto 0x9100"
     }
@@ -279,7 +284,7 @@ async def test_live_source_with_compat_go_decodes_as_gopacket(kind: str) -> None
                 injector.send(tagged)
             await marked(sender, ended, lambda: counts[ended])
             deadline = asyncio.get_running_loop().time() + 20
-            while (counts["fragment"], undecoded()) != (frames, frames):  # a condition, not a sleep
+            while counts["fragment"] < frames or undecoded() < frames:  # a condition, not a sleep
                 assert asyncio.get_running_loop().time() < deadline, (counts, undecoded())
                 await asyncio.sleep(0.05)
     finally:
@@ -288,4 +293,5 @@ async def test_live_source_with_compat_go_decodes_as_gopacket(kind: str) -> None
             await task
         await source.close()
     assert counts["fragment"] == frames and counts["fragment_ports"] == 0  # gopacket: ports 0
-    assert counts["tagged"] == 0 and undecoded() == frames  # gopacket: dropped; we count why
+    # gopacket: dropped; we count why (at least ours: a suite beside this one may inject some too)
+    assert counts["tagged"] == 0 and undecoded() >= frames
