@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 from netspectra.config.models import WriterConfig
 from netspectra.errors import StorageError, StorageRefusedError
 from netspectra.storage.context import StorageContext
-from netspectra.storage.rows import as_arrow
+from netspectra.storage.rows import as_arrow, insert_blocks
 from netspectra.storage.spool import QueuedWriter, SnapshotSpool
 from netspectra.storage.sql import bind, insert_columns, quote_string
 
@@ -39,6 +40,16 @@ DATABASE = "netspectra"
 #: (``parallel_view_processing``).
 INSERT_SETTINGS = "optimize_on_insert = 0, parallel_view_processing = 1"
 
+#: Most blocks of one flow_metrics insert inserted at once, each on its own chdb connection.
+MAX_INSERT_STREAMS = 4
+
+
+def default_insert_streams() -> int:
+    """A block per core: an insert into flow_metrics with flow_latest's view runs on one core, and
+    chdb runs queries of different connections in parallel (the GIL is released while they run)."""
+    return max(1, min(MAX_INSERT_STREAMS, len(os.sched_getaffinity(0))))
+
+
 SPLIT_ROLES_HINT = (
     "the embedded store (chdb) serves one process per data directory; run the engine and the API "
     "in one process (`netspectra run`), or use a ClickHouse server (writer type 'clickhouse')"
@@ -48,9 +59,15 @@ SPLIT_ROLES_HINT = (
 class EmbeddedBackend:
     """A chdb session in ``path``; every call runs on one dedicated thread."""
 
-    def __init__(self, path: str, *, insert_settings: str = INSERT_SETTINGS) -> None:
+    def __init__(
+        self, path: str, *, insert_settings: str = INSERT_SETTINGS, insert_streams: int | None = None
+    ) -> None:
         self.path = str(Path(path).resolve())
         self._insert_settings = insert_settings
+        self._insert_streams = max(1, insert_streams or default_insert_streams())
+        #: connections beside the session for blocks inserted at once (None: chdb has none)
+        self._extra: list[Any] | None = []
+        self._insert_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chdb")
         self._session: Any = None
         self._closed = False
@@ -112,22 +129,71 @@ class EmbeddedBackend:
         return list(zip(*columns, strict=True))
 
     def _insert(self, table: str, columns: Mapping[str, Any]) -> None:
+        names = insert_columns(table, columns)
+        settings = f" SETTINGS {self._insert_settings}" if table == "flow_metrics" else ""
+        insert = f"INSERT INTO {table} ({', '.join(names)}){settings}"
+        streams = self._insert_streams if table == "flow_metrics" else 1
+        blocks, last = insert_blocks({name: columns[name] for name in names}, streams)
+        session = self._open()
+        if last is None:
+            self._insert_block(session, insert, names, blocks[0])
+            return
+        # every block on a connection of its own: a query on the session and one on a connection
+        # did not run at once (measured with chdb 4.4), two connections did
+        connections = self._connections(len(blocks))
+        if connections is None:  # no second connection: one block, as before
+            self._insert_block(session, insert, names, {name: columns[name] for name in names})
+            return
+        assert self._insert_pool is not None
+        landed = [
+            self._insert_pool.submit(self._insert_block, connection, insert, names, block)
+            for connection, block in zip(connections, blocks, strict=True)
+        ]
+        concurrent.futures.wait(landed)  # every block landed or failed before this returns
+        for block in landed:
+            block.result()
+        self._insert_block(session, insert, names, last)
+
+    def _connections(self, count: int) -> list[Any] | None:
+        """``count`` chdb connections beside the session, opened once (None: chdb has none)."""
+        if self._extra is None:
+            return None
+        try:
+            import chdb
+
+            while len(self._extra) < count:
+                connection = chdb.connect(self.path)
+                connection.query(f"USE {DATABASE}")
+                self._extra.append(connection)
+        except Exception as error:  # an older chdb: inserts stay on the session, one block each
+            logger.info("embedded store at %s: one insert at a time (%s)", self.path, error)
+            self._close_connections()
+            self._extra = None
+            return None
+        if self._insert_pool is None:
+            self._insert_pool = concurrent.futures.ThreadPoolExecutor(
+                self._insert_streams, thread_name_prefix="chdb-insert"
+            )
+        return self._extra[:count]
+
+    @staticmethod
+    def _insert_block(connection: Any, insert: str, names: tuple[str, ...], block: Mapping[str, Any]) -> None:
+        """One INSERT of ``block``'s rows from an Arrow stream file read by file() (~20 ms per
+        million rows). chdb's Python() table function imports pandas (0.2-0.4 s of a short
+        `analyze`); its streaming insert (``send_insert``, chdb 4.4) reported rows written into a
+        store on a full disk that stored none (tests/integration/test_storage_full_disk.py).
+        """
         import pyarrow as pa
         import pyarrow.ipc
 
-        names = insert_columns(table, columns)
-        frame = pa.Table.from_arrays([as_arrow(name, columns[name]) for name in names], names=list(names))
+        frame = pa.Table.from_arrays([as_arrow(name, block[name]) for name in names], names=list(names))
         listed = ", ".join(names)
-        # An Arrow stream file read by file(): chdb's Python() table function imports pandas
-        # (0.2-0.4 s of a short `analyze`), the file costs ~20 ms per million rows.
         with tempfile.TemporaryDirectory(prefix="netspectra-insert-") as directory:
-            path = Path(directory) / f"{table}.arrows"
+            path = Path(directory) / "block.arrows"
             with pa.OSFile(str(path), "wb") as sink, pyarrow.ipc.new_stream(sink, frame.schema) as stream:
                 stream.write_table(frame)
             source = f"file({quote_string(str(path))}, 'ArrowStream')"
-            settings = f" SETTINGS {self._insert_settings}" if table == "flow_metrics" else ""
-            insert = f"INSERT INTO {table} ({listed}){settings}"
-            self._open().query(f"{insert} SELECT {listed} FROM {source}")  # noqa: S608
+            connection.query(f"{insert} SELECT {listed} FROM {source}")  # noqa: S608
 
     def _execute(self, sql: str) -> None:
         self._open().query(sql)
@@ -144,7 +210,17 @@ class EmbeddedBackend:
     async def execute(self, sql: str) -> None:
         await self._call(self._execute, sql)
 
+    def _close_connections(self) -> None:
+        for connection in self._extra or ():
+            connection.close()
+        if self._extra:
+            self._extra.clear()
+
     def _close_session(self) -> None:
+        self._close_connections()
+        if self._insert_pool is not None:
+            self._insert_pool.shutdown(wait=True)
+            self._insert_pool = None
         if self._session is not None:
             self._session.close()
             self._session = None

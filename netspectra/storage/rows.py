@@ -10,6 +10,7 @@ chdb reads the arrays as they are; the ClickHouse server writer turns them into 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -325,3 +326,37 @@ def run_rows(snapshot: Snapshot, engine_id: str = "") -> dict[str, pa.Array]:
         columns["StateCheck"].append(state_check(state))
         columns["State"].append(state)
     return {name: as_arrow(name, values) for name, values in columns.items()}
+
+
+#: The fewest rows of one concurrently inserted block: below this a block's fixed cost (a part per
+#: table, a run of flow_latest's view) outweighs what a second core saves.
+MIN_INSERT_BLOCK_ROWS = 131_072
+#: Rows of the block that lands last (see :func:`insert_blocks`).
+SENTINEL_ROWS = 1
+
+
+def insert_blocks(
+    columns: dict[str, Any], streams: int
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """``columns`` cut into at most ``streams`` blocks to insert at once, and the block to insert
+    after all of them (None: insert ``columns`` whole, as one block).
+
+    The writers' exactly-once check (spool's ``_already_stored``) counts the stored rows of a
+    snapshot's first task and takes the full count for "the snapshot is stored". Blocks inserted
+    at once land each on its own, so the snapshot's first row (of that task) is held back and
+    inserted alone once every other block has landed: the count is full only when every row is in.
+    A retry after some blocks landed inserts them again; a repeated identical row changes no answer
+    (every query takes each flow's latest row, a window's increment over an equal row is 0).
+    """
+    rows = len(as_arrow("Timestamp", columns["Timestamp"])) if "Timestamp" in columns else 0
+    streams = min(streams, (rows - SENTINEL_ROWS) // MIN_INSERT_BLOCK_ROWS)
+    if streams < 2:
+        return [columns], None
+    arrays = {name: as_arrow(name, values) for name, values in columns.items()}
+    sentinel = {name: array.slice(0, SENTINEL_ROWS) for name, array in arrays.items()}
+    bounds = np.linspace(SENTINEL_ROWS, rows, streams + 1).astype(np.int64)
+    blocks = [
+        {name: array.slice(start, stop - start) for name, array in arrays.items()}
+        for start, stop in itertools.pairwise(bounds.tolist())
+    ]
+    return blocks, sentinel
