@@ -10,9 +10,19 @@ and ``flows`` heavy hitters for the text writer, each written by, best of ``--re
   task (its form before chunks were formatted on every core), measured in the same run;
 * ``text`` (sketch hitters as Go's text files) against the per-line f-strings (``hitter_texts``);
 * ``embedded`` (rows as Arrow columns, inserted into chdb with flow_latest's view) with the
-  insert settings of storage/embedded.py against chdb's defaults;
-* ``clickhouse`` (asynch columnar insert into the local clickhouse-server 18.16, started on a free
-  port in a temporary directory; skipped when the binary is missing).
+  insert settings of storage/embedded.py against chdb's defaults, as one INSERT (the writer before
+  blocks) and as blocks inserted at once on connections of their own (the writer now);
+* ``clickhouse`` (Native blocks over asynch into the local clickhouse-server 18.16, started on a
+  free port in a temporary directory; skipped when the binary is missing), one block and blocks
+  sent at once over pooled connections.
+
+Ceilings, measured in the same run so the gap to 3 M rows/s can be split into ours and
+ClickHouse's own insert work: the same rows without flow_latest's view (flow_metrics alone); for
+the server, a Native file of the rows handed to its HTTP input (no client: the server's own
+parsing and insert) and to clickhouse-client (when installed), whole and as two halves at once;
+for chdb, its other input paths (the Python() table function over the Arrow table, the streaming
+insert of the Arrow stream's bytes). Each run checks that every row landed once; 'server CPU s'
+is the clickhouse-server process's own CPU (/proc) during the insert.
 
 Rows/s is the writer's own time from snapshot in hand to rows stored (the engine never waits on
 it: the store writers queue, the file writers run in a thread). ``--smoke``: 20 000 flows, one
@@ -234,7 +244,7 @@ def main() -> None:
     print("the writer's first variant (its path before this work), 'vs prev': against the row above it,")
     print("both measured in this run; 'ceiling' rows are ClickHouse's own limits (see the closing note)")
     print(
-        f"{'writer':10} {'variant':41} {'rows':>10} {'wall s':>7} {'rows/s':>11} {'CPU s':>6}"
+        f"{'writer':10} {'variant':45} {'rows':>10} {'wall s':>7} {'rows/s':>11} {'CPU s':>6}"
         f" {'rows/CPU s':>11} {'CPU vs 3 M/s':>12} {'wall vs first':>13} {'CPU vs first':>12}"
         f" {'wall vs prev':>12} {'server CPU s':>12}"
     )
@@ -247,7 +257,7 @@ def main() -> None:
         previous_of[writer_name] = rate
         on_server = SERVER_CPU.get((writer_name, variant))
         print(
-            f"{writer_name:10} {variant:41} {count:10,} {seconds:7.3f} {rate:11,.0f} {cpu:6.3f}"
+            f"{writer_name:10} {variant:45} {count:10,} {seconds:7.3f} {rate:11,.0f} {cpu:6.3f}"
             f" {cpu_rate:11,.0f} {cpu_rate / TARGET:11.2f}x"
             f" {rate / wall_first:12.2f}x {cpu_rate / cpu_first:11.2f}x {rate / wall_previous:11.2f}x"
             f" {'' if on_server is None else f'{on_server:12.3f}'}"
@@ -473,7 +483,7 @@ def clickhouse(exact: Snapshot, rows: int, repeat: int, work: Path) -> list[Resu
 
     from netspectra.config.models import ClickHouseOptions
     from netspectra.storage.clickhouse import MAX_INSERT_STREAMS, ClickHouseBackend
-    from netspectra.storage.rows import insert_blocks, snapshot_rows
+    from netspectra.storage.rows import snapshot_rows
     from netspectra.storage.sql import DROP_LATEST_VIEW, insert_columns
     from tests.fixtures.clickhouse import ClickHouseServer, find_clickhouse_server
 
@@ -486,7 +496,11 @@ def clickhouse(exact: Snapshot, rows: int, repeat: int, work: Path) -> list[Resu
     columns = snapshot_rows(exact, "bench").flows
     listed = ", ".join(insert_columns("flow_metrics", columns))
     whole = native_file(columns)
-    halves = [native_file(block) for block in insert_blocks(columns, 2)[0]]
+    half = rows // 2
+    halves = [
+        native_file({name: column.slice(*bounds) for name, column in columns.items()})
+        for bounds in ((0, half), (half,))
+    ]
     client = find_clickhouse_client()
     streams = MAX_INSERT_STREAMS
     # label, snapshot, previous schema, insert streams (0: a ceiling, by its label), view

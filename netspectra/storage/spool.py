@@ -646,8 +646,10 @@ class QueuedWriter:
         """True when the store holds this snapshot's rows of its first task (see sql.STORED_FLOW_ROWS).
 
         The key is the snapshot's own (EngineId with its incarnation, its second, its task), so a
-        file a killed incarnation left is recognised by the next one. An INSERT lands whole or not
-        at all, so fewer rows than the snapshot carries means "not stored": insert it.
+        file a killed incarnation left is recognised by the next one. An insert's first task is
+        counted whole only once every row landed (a backend sending blocks at once inserts the first
+        row after the others: rows.insert_blocks), so fewer rows than the snapshot carries means
+        "not stored": insert it.
         """
         if not all(name in columns for name in ("EngineId", "Timestamp", "TaskName")):
             return False  # rows from a spool too old to carry the key: insert (argMax absorbs a repeat)
