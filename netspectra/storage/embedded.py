@@ -47,7 +47,8 @@ MAX_INSERT_STREAMS = 4
 def default_insert_streams() -> int:
     """A block per core: an insert into flow_metrics with flow_latest's view runs on one core, and
     chdb runs queries of different connections in parallel (the GIL is released while they run)."""
-    return max(1, min(MAX_INSERT_STREAMS, len(os.sched_getaffinity(0))))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_INSERT_STREAMS, cores))
 
 
 SPLIT_ROLES_HINT = (
