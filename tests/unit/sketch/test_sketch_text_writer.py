@@ -94,3 +94,20 @@ def test_column_built_files_of_many_tied_hitters_equal_the_reference() -> None:
     result = SketchResult("task", "count_min", hitters)
     expected = {kind: text.encode() for kind, text in hitter_texts(result).items()}
     assert {kind: bytes(text) for kind, text in hitter_files(result).items()} == expected
+
+
+def test_lines_kernel_without_room_past_its_text_writes_the_same_bytes() -> None:
+    """A buffer exactly as long as the lines: word copies give way to byte copies at its end."""
+    from netspectra.storage.text_kernels import hitter_lines_kernel
+
+    flows = ["10.0.0.1 443", "2001:db8::1", "", "a much longer flow text than one word"] * 5
+    values = np.array([0, 9, 10, 2**64 - 1] * 5, np.uint64)
+    text = np.frombuffer(("\n".join(flows) + "\n").encode(), np.uint8)  # no padding after it
+    ends = np.flatnonzero(text == 10)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    order = np.arange(len(flows))[::-1].copy()
+    expected = "".join(f"{flows[row]} {int(values[row])}\n" for row in order).encode()
+    guard = np.full(len(expected) + 16, 0xAA, np.uint8)
+    assert hitter_lines_kernel(guard[: len(expected)], order, text, starts, ends, values) == len(expected)
+    assert guard[: len(expected)].tobytes() == expected
+    assert (guard[len(expected) :] == 0xAA).all()
