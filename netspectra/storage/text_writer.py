@@ -9,9 +9,10 @@ Speed: the hitters arrive as objects, so they are read once into columns (flow t
 kind), ordered with numpy and written by one numba kernel into one byte buffer per file
 (:func:`hitter_files`; the per-line f-strings are kept as :func:`hitter_texts`, the reference
 and the path for what the columns cannot hold: a value outside uint64, a flow with a newline).
-Ties in value are ordered by flow: the flows' rank and the value are one uint64 key where they
-fit (one plain sort), else ``np.lexsort``. Reading the objects' attributes and ranking the flows
-(Python's sort of the strings) are most of what is left (bench/writers.py prints the ratio).
+Ties in value are put in flow order by a kernel too
+(:func:`~netspectra.storage.text_kernels.order_ties_by_flow`, a merge sort of each run of equal
+values on the flows' UTF-8 bytes), not by Python's sort of a million strings. Reading the
+objects' attributes is most of what is left (bench/writers.py prints the ratio).
 """
 
 from __future__ import annotations
@@ -71,26 +72,9 @@ def hitter_texts(result: SketchResult) -> dict[HitterKind, str]:
     return files
 
 
-def _value_then_rank(descending: np.ndarray, rank: np.ndarray, ranks: int) -> np.ndarray:
-    """The order of ``(descending, rank)`` pairs (ranks distinct, below ``ranks``).
-
-    Where the values' spread leaves room for the rank's bits in one uint64, the pairs are one
-    key and one plain sort orders them (~10 ms a million, against ~130 ms for ``np.lexsort``).
-    """
-    bits = max(ranks - 1, 1).bit_length()
-    low = int(descending.min())
-    if (int(descending.max()) - low) >> (64 - bits):
-        return np.lexsort((rank, descending))
-    keys = (descending - np.uint64(low)) << np.uint64(bits) | rank.astype(np.uint64)
-    keys.sort()
-    position = np.empty(ranks, np.int64)
-    position[rank] = np.arange(rank.shape[0])
-    return position[(keys & np.uint64((1 << bits) - 1)).astype(np.int64)]
-
-
 def hitter_files(result: SketchResult) -> dict[HitterKind, memoryview | bytes]:
     """Each file's bytes (kind → text), ordered by value descending then flow, as Go writes them."""
-    from netspectra.storage.text_kernels import WORD_ROOM, hitter_lines_kernel
+    from netspectra.storage.text_kernels import WORD_ROOM, hitter_lines_kernel, order_ties_by_flow
 
     hitters = result.hitters
     rows = len(hitters)
@@ -112,24 +96,19 @@ def hitter_files(result: SketchResult) -> dict[HitterKind, memoryview | bytes]:
     present = np.flatnonzero(np.bincount(kinds)) if rows else kinds  # kinds are small numbers
     first = np.array([np.argmax(kinds == code) for code in present], np.int64)
     known = list(KINDS_OF_ALGORITHM.get(result.algorithm, ()))
-    descending = ~values  # uint64: the largest value first, in one stable ascending sort
-    flow_rank: np.ndarray | None = None
+    descending = ~values  # uint64: the largest value first, in one ascending sort
     files: dict[HitterKind, memoryview | bytes] = {}
     for kind in known + [HitterKind(int(code)) for code in present[np.argsort(first)] if code not in known]:
         of_kind = np.flatnonzero(kinds == int(kind))
         order = of_kind[np.argsort(descending[of_kind])]
-        if order.shape[0] > 1 and bool((np.diff(values[order]) == 0).any()):  # ties go by flow
-            if flow_rank is None:
-                flow_rank = np.empty(rows, np.int64)
-                flow_rank[np.fromiter(sorted(range(rows), key=flows.__getitem__), np.int64, rows)] = (
-                    np.arange(rows)
-                )
-            order = of_kind[_value_then_rank(descending[of_kind], flow_rank[of_kind], rows)]
-        # the columns gathered in file order: the kernel then reads only the flows' text at random
-        # (reading all four at random rows, it waited on memory: ~190 ns a line, ~60 after)
-        begin, end = starts[order], ends[order]
+        # the columns gathered in file order: the kernels then read only the flows' text at
+        # random rows (reading every column at random rows, they waited on memory: the lines
+        # ~190 ns a line, ~60 after)
+        ordered_values, begin, end = values[order], starts[order], ends[order]
+        positions = np.arange(order.shape[0])
+        order_ties_by_flow(positions, ordered_values, text, begin, end, np.empty_like(positions))
         out = np.empty(int((end - begin).sum()) + order.shape[0] * 22 + WORD_ROOM, np.uint8)
-        written = hitter_lines_kernel(out, np.arange(order.shape[0]), text, begin, end, values[order])
+        written = hitter_lines_kernel(out, positions, text, begin, end, ordered_values)
         files[kind] = memoryview(out[:written])  # type: ignore[arg-type]
     return files
 

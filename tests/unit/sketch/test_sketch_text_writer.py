@@ -111,3 +111,20 @@ def test_lines_kernel_without_room_past_its_text_writes_the_same_bytes() -> None
     assert hitter_lines_kernel(guard[: len(expected)], order, text, starts, ends, values) == len(expected)
     assert guard[: len(expected)].tobytes() == expected
     assert (guard[len(expected) :] == 0xAA).all()
+
+
+def test_long_runs_of_ties_are_ordered_by_flow_as_python_orders_them() -> None:
+    """Thousands of hitters sharing a few values (runs far longer than the merge's first widths),
+    flows with shared prefixes, non-ASCII and NUL characters, duplicates."""
+    rng = np.random.default_rng(3)
+    alphabet = ["1", "0", ".", " ", "a", "\u00e9", "\u4e2d", "\x00", "\U0001f600"]
+    flows = ["".join(rng.choice(alphabet, int(rng.integers(0, 12)))) for _ in range(5000)]
+    hitters = tuple(
+        HeavyHitter(flow, int(value), HitterKind(int(kind)))
+        for flow, value, kind in zip(
+            flows + flows[:500], rng.integers(0, 4, 5500), rng.integers(0, 2, 5500), strict=True
+        )
+    )
+    result = SketchResult("task", "count_min", hitters)
+    expected = {kind: text.encode() for kind, text in hitter_texts(result).items()}
+    assert {kind: bytes(text) for kind, text in hitter_files(result).items()} == expected
