@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from netspectra.config.models import WriterConfig
 from netspectra.errors import ConfigError
 from netspectra.model.snapshot import HeavyHitter, HitterKind, SketchResult, Snapshot
-from netspectra.storage.text_writer import TextWriter, hitter_files, hitter_texts
+from netspectra.storage.text_writer import FILE_OF_KIND, TextWriter, hitter_files, hitter_texts
 
 TAKEN_AT_NS = 1_700_000_000 * 10**9
 
@@ -128,3 +128,30 @@ def test_long_runs_of_ties_are_ordered_by_flow_as_python_orders_them() -> None:
     result = SketchResult("task", "count_min", hitters)
     expected = {kind: text.encode() for kind, text in hitter_texts(result).items()}
     assert {kind: bytes(text) for kind, text in hitter_files(result).items()} == expected
+
+
+async def test_files_formatted_on_several_threads_equal_the_sequential_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pieces cut at value changes, sorted and formatted side by side, make the same files."""
+    from netspectra.storage import text_writer
+
+    monkeypatch.setattr(text_writer, "_THREADED_HITTERS", 10)
+    rng = np.random.default_rng(4)
+    hitters = tuple(
+        HeavyHitter(f"10.0.{int(flow) % 7}.{int(flow)}", int(value), HitterKind(int(kind)))
+        for flow, value, kind in zip(
+            rng.integers(0, 300, 3000), rng.integers(0, 40, 3000), rng.integers(0, 2, 3000), strict=True
+        )
+    )
+    one_value = tuple(HeavyHitter(f"f{index}", 5, HitterKind.COUNT) for index in range(200))  # one run
+    for result in (SketchResult("mixed", "count_min", hitters), SketchResult("flat", "count_min", one_value)):
+        expected = {kind: text.encode() for kind, text in hitter_texts(result).items()}
+        parts = text_writer.hitter_parts(result, threads=3)
+        assert {kind: b"".join(pieces) for kind, pieces in parts.items()} == expected
+        assert max(len(pieces) for pieces in parts.values()) == (3 if result.task == "mixed" else 1)
+        writer = TextWriter(tmp_path / result.task, threads=3)
+        await writer.write(Snapshot("sketch", TAKEN_AT_NS, 0, sketches=(result,)))
+        directory = tmp_path / result.task / time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(1_700_000_000))
+        for kind, text in expected.items():
+            assert (directory / result.task / FILE_OF_KIND[kind]).read_bytes() == text
