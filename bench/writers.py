@@ -9,7 +9,9 @@ and ``flows`` heavy hitters for the text writer, each written by, best of ``--re
   formatting it replaced (``flow_lines``, written the same way), the kernel on one thread per
   task (its form before chunks were formatted on every core) and the writer with no writeback
   before its closing fsync (its form before ``_WRITEBACK_BYTES``), measured in the same run;
-* ``text`` (sketch hitters as Go's text files) against the per-line f-strings (``hitter_texts``);
+* ``text`` (sketch hitters as Go's text files) against the per-line f-strings (``hitter_texts``)
+  and the same writer on one thread (its form before pieces were sorted and formatted on every
+  core);
 * ``embedded`` (rows as Arrow columns, inserted into chdb with flow_latest's view) with the
   insert settings of storage/embedded.py against chdb's defaults;
 * ``clickhouse`` (asynch columnar insert into the local clickhouse-server 18.16, started on a free
@@ -223,12 +225,20 @@ def main() -> None:
                 (directory / text_writer.FILE_OF_KIND[kind]).write_text(text)
 
         text = text_writer.TextWriter(work / "text")
+        text_one_thread = text_writer.TextWriter(work / "text-one-thread", threads=1)
 
         async def write_text() -> None:
             await text.write(sketch)
 
+        async def write_text_one_thread() -> None:  # before: sorted and formatted on one thread
+            await text_one_thread.write(sketch)
+
         results.append(("text", "per-line f-strings (before)", hitters, best(args.repeat, write_text_lines)))
-        results.append(("text", "columns + kernel", hitters, best(args.repeat, write_text)))
+        one_thread = best(args.repeat, write_text_one_thread)
+        results.append(("text", "columns + kernel, one thread (before)", hitters, one_thread))
+        results.append(
+            ("text", "columns + kernels, pieces on every core", hitters, best(args.repeat, write_text))
+        )
 
         def embedded(settings: str, variants: list[tuple[Snapshot, bool]]) -> list[tuple[float, float]]:
             """Best (wall, CPU) of each (snapshot, previous schema) variant, runs interleaved."""
@@ -301,13 +311,19 @@ def raw_counts_summary(results: list[Result]) -> None:
         "embedded": "Arrow + view, no in-block merge",
         "clickhouse": "Native block over asynch (+ view)",
     }
-    now, before = (
-        measured.get(("file", "kernel, chunks on every core")),
-        measured.get(("file", "same, fsync at the end only (before)")),
-    )
-    if now is not None and before is not None:
-        ratios = f"{now[0] / before[0]:.2f}x / {now[1] / before[1]:.2f}x"
-        print(f"file: writeback behind the writes vs fsync at the end only, rows/s wall / CPU: {ratios}")
+    for writer, now_variant, before_variant, what in (
+        ("file", "kernel, chunks on every core", "same, fsync at the end only (before)", "writeback behind"),
+        (
+            "text",
+            "columns + kernels, pieces on every core",
+            "columns + kernel, one thread (before)",
+            "pieces",
+        ),
+    ):
+        now, before = measured.get((writer, now_variant)), measured.get((writer, before_variant))
+        if now is not None and before is not None:
+            ratios = f"{now[0] / before[0]:.2f}x / {now[1] / before[1]:.2f}x"
+            print(f"{writer}: {what} vs before, rows/s wall / CPU: {ratios}")
     print("raw counts (issue 15), rows/s as wall / CPU ratios measured above in this run:")
     for writer, packets in packet_variant.items():
         base = measured.get((writer, packets))
