@@ -6,9 +6,12 @@ One snapshot of ``flows`` five-tuple flows (10 % IPv6) plus a per-source task of
 and ``flows`` heavy hitters for the text writer, each written by, best of ``--repeat``:
 
 * ``file`` (JSON Lines to a local file under /tmp; fsync included) against the per-row f-string
-  formatting it replaced (``flow_lines``, written the same way) and the kernel on one thread per
-  task (its form before chunks were formatted on every core), measured in the same run;
-* ``text`` (sketch hitters as Go's text files) against the per-line f-strings (``hitter_texts``);
+  formatting it replaced (``flow_lines``, written the same way), the kernel on one thread per
+  task (its form before chunks were formatted on every core) and the writer with no writeback
+  before its closing fsync (its form before ``_WRITEBACK_BYTES``), measured in the same run;
+* ``text`` (sketch hitters as Go's text files) against the per-line f-strings (``hitter_texts``)
+  and the same writer on one thread (its form before pieces were sorted and formatted on every
+  core);
 * ``embedded`` (rows as Arrow columns, inserted into chdb with flow_latest's view) with the
   insert settings of storage/embedded.py against chdb's defaults, as one INSERT (the writer before
   blocks) and as blocks inserted at once on connections of their own (the writer now);
@@ -200,11 +203,20 @@ def main() -> None:
         async def write_file() -> None:
             writer.write_sync(exact)
 
+        async def write_file_sync_at_end() -> None:  # before: no writeback until the closing fsync
+            writeback, file_writer._WRITEBACK_BYTES = file_writer._WRITEBACK_BYTES, 0
+            try:
+                writer.write_sync(exact)
+            finally:
+                file_writer._WRITEBACK_BYTES = writeback
+
         results.append(("file", "per-row f-strings (before issue 12)", rows, best(args.repeat, write_lines)))
         results.append(
             ("file", "kernel of now, a thread per task (before)", rows, best(args.repeat, write_per_task))
         )
+        sync_at_end = best(args.repeat, write_file_sync_at_end)
         results.append(("file", "kernel, chunks on every core", rows, best(args.repeat, write_file)))
+        results.append(("file", "same, fsync at the end only (before)", rows, sync_at_end))
         flow_records = sampled(exact)
 
         async def write_file_sampled() -> None:
@@ -221,12 +233,20 @@ def main() -> None:
                 (directory / text_writer.FILE_OF_KIND[kind]).write_text(text)
 
         text = text_writer.TextWriter(work / "text")
+        text_one_thread = text_writer.TextWriter(work / "text-one-thread", threads=1)
 
         async def write_text() -> None:
             await text.write(sketch)
 
+        async def write_text_one_thread() -> None:  # before: sorted and formatted on one thread
+            await text_one_thread.write(sketch)
+
         results.append(("text", "per-line f-strings (before)", hitters, best(args.repeat, write_text_lines)))
-        results.append(("text", "columns + kernel", hitters, best(args.repeat, write_text)))
+        one_thread = best(args.repeat, write_text_one_thread)
+        results.append(("text", "columns + kernel, one thread (before)", hitters, one_thread))
+        results.append(
+            ("text", "columns + kernels, pieces on every core", hitters, best(args.repeat, write_text))
+        )
 
         results.extend(embedded(exact, flow_records, rows, args.repeat, work))
         results.extend(clickhouse(exact, rows, args.repeat, work))
@@ -276,6 +296,19 @@ def raw_counts_summary(results: list[Result]) -> None:
         "embedded": "Arrow + view, no in-block merge",
         "clickhouse": "Native block over asynch (+ view)",
     }
+    for writer, now_variant, before_variant, what in (
+        ("file", "kernel, chunks on every core", "same, fsync at the end only (before)", "writeback behind"),
+        (
+            "text",
+            "columns + kernels, pieces on every core",
+            "columns + kernel, one thread (before)",
+            "pieces",
+        ),
+    ):
+        now, before = measured.get((writer, now_variant)), measured.get((writer, before_variant))
+        if now is not None and before is not None:
+            ratios = f"{now[0] / before[0]:.2f}x / {now[1] / before[1]:.2f}x"
+            print(f"{writer}: {what} vs before, rows/s wall / CPU: {ratios}")
     print("raw counts (issue 15), rows/s as wall / CPU ratios measured above in this run:")
     for writer, packets in packet_variant.items():
         base = measured.get((writer, packets))

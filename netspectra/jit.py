@@ -62,7 +62,7 @@ AOT_MODULES = (
     "netspectra.storage.text_kernels",
 )
 #: Sources compiled into those kernels besides their own modules (inlined into them).
-AOT_EXTRA_SOURCES = ("netspectra.engine.sketch.intrinsics",)
+AOT_EXTRA_SOURCES = ("netspectra.engine.sketch.intrinsics", "netspectra.storage.text_intrinsics")
 
 #: A compiled entry's key: one item per argument (see :func:`arg_key`).
 ArgKey = tuple[Any, ...]

@@ -16,7 +16,8 @@ name and renamed, so a reader never sees half a file. Sketch snapshots carry no 
 skipped (the ``text`` writer is theirs).
 
 Speed: each task's file is formatted by one numba kernel into one byte buffer
-(:func:`netspectra.storage.text_kernels.jsonl_kernel`, ~2.2 M rows per CPU second against ~0.19 M for the
+(:func:`netspectra.storage.text_kernels.jsonl_kernel`, ~7.7 M five-tuple rows per CPU second,
+~2.2 M before its pieces were written in line and copied by words, against ~0.19 M for the
 per-row f-strings kept as :func:`flow_lines`, the reference and the path for times outside
 1970-9999), in chunks of 4 k rows on as many threads as there are cores (one task's chunks
 side by side too), written in order by one thread while another syncs and renames the files
@@ -159,6 +160,35 @@ _AHEAD_PER_THREAD = 4
 #: Sync and rename finished files on a thread of their own (False: in line, the path before,
 #: kept as bench/analyze.py's baseline).
 _SYNC_BEHIND = True
+#: Bytes of a file after which the kernel is asked to start writing them to disk (0: never, the
+#: path before). The closing fsync of a 300 MB file then finds ~nothing left to write: 0.13 s of
+#: its wall time here went to the sync, ~0.01 s after (bench/writers.py prints both).
+_WRITEBACK_BYTES = 16 << 20
+
+
+class _Output:
+    """A task's temporary file, asking the kernel to start writeback behind the writes.
+
+    ``posix_fadvise(DONTNEED)`` on Linux starts writing the range's dirty pages without waiting
+    for them (and drops them from the page cache once clean: a snapshot is read later, if ever).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.handle: BinaryIO = open(path, "wb")  # noqa: SIM115  # closed by _finish
+        self._written = 0
+        self._started = 0
+
+    def write(self, data: memoryview | bytes) -> None:
+        self._written += self.handle.write(data)
+        if _WRITEBACK_BYTES and self._written - self._started >= _WRITEBACK_BYTES and _FADVISE:
+            self.handle.flush()
+            os.posix_fadvise(
+                self.handle.fileno(), self._started, self._written - self._started, os.POSIX_FADV_DONTNEED
+            )
+            self._started = self._written
+
+
+_FADVISE = hasattr(os, "posix_fadvise") and hasattr(os, "POSIX_FADV_DONTNEED")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +223,7 @@ def _formatter(table: FlowTable) -> _Formatter | None:
     encoded = [text.encode() for text in texts]
     offsets = np.zeros(len(encoded) + 1, np.int64)
     np.cumsum([len(piece) for piece in encoded], out=offsets[1:])
-    pieces = np.frombuffer(b"".join(encoded), np.uint8)
+    pieces = np.frombuffer(b"".join(encoded) + bytes(8), np.uint8)  # room to copy the last word
     widest = int(offsets[-1]) + sum(_VALUE_WIDTH[kind] for kind in kinds) + 2 * (_TIME_WIDTH + _COUNTER_WIDTH)
     widest += 2 * _COUNTER_WIDTH * table.sampled
     raw_packets, raw_bytes = table.raw_or_counted()
@@ -215,6 +245,13 @@ def _formatter(table: FlowTable) -> _Formatter | None:
     return _Formatter(pieces, offsets, columns, widest)
 
 
+def _buffer_size(formatter: _Formatter, rows: int) -> int:
+    """Bytes ``rows`` records may take, and the room the kernel's word copies need past them."""
+    from netspectra.storage.text_kernels import WORD_ROOM
+
+    return rows * formatter.widest + WORD_ROOM
+
+
 def _python_text(table: FlowTable) -> bytes:
     return "".join(line + "\n" for line in flow_lines(table)).encode()
 
@@ -226,7 +263,7 @@ def flow_chunks(table: FlowTable) -> Iterator[memoryview]:
         yield memoryview(_python_text(table))
         return
     rows = len(table)
-    out = np.empty(min(rows, _CHUNK_ROWS) * formatter.widest, np.uint8)
+    out = np.empty(_buffer_size(formatter, min(rows, _CHUNK_ROWS)), np.uint8)
     for start in range(0, rows, _CHUNK_ROWS):
         written = formatter(out, start, min(rows, start + _CHUNK_ROWS))
         yield memoryview(out[:written])  # type: ignore[arg-type]
@@ -260,7 +297,7 @@ def _format_chunk(
 ) -> tuple[npt.NDArray[np.uint8] | None, memoryview]:
     if formatter is None:
         return None, memoryview(_python_text(table))
-    out = buffers.take((stop - start) * formatter.widest)
+    out = buffers.take(_buffer_size(formatter, stop - start))
     return out, memoryview(out[: formatter(out, start, stop)])  # type: ignore[arg-type]
 
 
@@ -285,7 +322,7 @@ def _write_tables(directory: Path, tables: Sequence[FlowTable], threads: int) ->
     jobs = _chunk_jobs(tables)
     pending: deque[tuple[int, Future[tuple[npt.NDArray[np.uint8] | None, memoryview]]]] = deque()
     finishing: list[Future[None]] = []
-    handle: BinaryIO | None = None
+    handle: _Output | None = None
     current = -1
     with (
         ThreadPoolExecutor(1, thread_name_prefix="netspectra-file-sync") as syncer,
@@ -301,9 +338,9 @@ def _write_tables(directory: Path, tables: Sequence[FlowTable], threads: int) ->
             nonlocal handle
             assert handle is not None
             if _SYNC_BEHIND:
-                finishing.append(syncer.submit(_finish, handle, directory, tables[current]))
+                finishing.append(syncer.submit(_finish, handle.handle, directory, tables[current]))
             else:
-                _finish(handle, directory, tables[current])
+                _finish(handle.handle, directory, tables[current])
             handle = None  # _finish owns it now (and closes it, whatever happens)
 
         for _ in range(_AHEAD_PER_THREAD * threads):
@@ -316,7 +353,7 @@ def _write_tables(directory: Path, tables: Sequence[FlowTable], threads: int) ->
                     if handle is not None:
                         finish_current()
                     current = index
-                    handle = open(_temporary(directory, tables[index]), "wb")  # noqa: SIM115
+                    handle = _Output(_temporary(directory, tables[index]))
                 assert handle is not None
                 handle.write(data)
                 buffers.give(buffer)
@@ -325,7 +362,7 @@ def _write_tables(directory: Path, tables: Sequence[FlowTable], threads: int) ->
                 finish_current()
         finally:
             if handle is not None:
-                handle.close()
+                handle.handle.close()
             for _, future in pending:
                 future.cancel()
     for finished in finishing:  # every file synced and renamed (the pools are shut down): its error
@@ -347,12 +384,14 @@ def _finish(handle: BinaryIO, directory: Path, table: FlowTable) -> None:
 
 
 def _write_task(directory: Path, table: FlowTable) -> None:
-    with open(_temporary(directory, table), "wb") as handle:
+    output = _Output(_temporary(directory, table))
+    try:
         for chunk in flow_chunks(table):
-            handle.write(chunk)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(_temporary(directory, table), directory / f"{table.task}.jsonl")
+            output.write(chunk)
+    except BaseException:
+        output.handle.close()
+        raise
+    _finish(output.handle, directory, table)
 
 
 class FileWriter:

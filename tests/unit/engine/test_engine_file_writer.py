@@ -133,6 +133,24 @@ def test_kernel_lines_equal_the_python_lines() -> None:
         assert flow_bytes(random_table(rng, 0, fields)) == b""
 
 
+def test_kernel_without_room_past_its_text_writes_the_same_bytes() -> None:
+    """A buffer exactly as long as the text: the word copies give way to byte copies at its end
+    (and never write past it)."""
+    from netspectra.storage.file_writer import _formatter
+
+    rng = np.random.default_rng(8)
+    for fields in (FIELD_ORDER, (KeyField.SRC_IP,), (KeyField.PROTOCOL, KeyField.DST_IP)):
+        table = random_table(rng, 300, fields)
+        for sampled in (table, replace(table, raw_packets=table.packets // 3, raw_bytes=table.bytes // 3)):
+            expected = "".join(line + "\n" for line in flow_lines(sampled)).encode()
+            formatter = _formatter(sampled)
+            assert formatter is not None
+            guard = np.full(len(expected) + 16, 0xAA, np.uint8)  # the text, then bytes to keep
+            assert formatter(guard[: len(expected)], 0, len(sampled)) == len(expected)
+            assert guard[: len(expected)].tobytes() == expected
+            assert (guard[len(expected) :] == 0xAA).all()
+
+
 def test_times_outside_the_kernels_years_take_the_python_path() -> None:
     table = random_table(np.random.default_rng(6), 10, FIELD_ORDER)
     early = FlowTable(

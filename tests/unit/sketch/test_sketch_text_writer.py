@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from netspectra.config.models import WriterConfig
 from netspectra.errors import ConfigError
 from netspectra.model.snapshot import HeavyHitter, HitterKind, SketchResult, Snapshot
-from netspectra.storage.text_writer import TextWriter, hitter_files, hitter_texts
+from netspectra.storage.text_writer import FILE_OF_KIND, TextWriter, hitter_files, hitter_texts
 
 TAKEN_AT_NS = 1_700_000_000 * 10**9
 
@@ -94,3 +94,64 @@ def test_column_built_files_of_many_tied_hitters_equal_the_reference() -> None:
     result = SketchResult("task", "count_min", hitters)
     expected = {kind: text.encode() for kind, text in hitter_texts(result).items()}
     assert {kind: bytes(text) for kind, text in hitter_files(result).items()} == expected
+
+
+def test_lines_kernel_without_room_past_its_text_writes_the_same_bytes() -> None:
+    """A buffer exactly as long as the lines: word copies give way to byte copies at its end."""
+    from netspectra.storage.text_kernels import hitter_lines_kernel
+
+    flows = ["10.0.0.1 443", "2001:db8::1", "", "a much longer flow text than one word"] * 5
+    values = np.array([0, 9, 10, 2**64 - 1] * 5, np.uint64)
+    text = np.frombuffer(("\n".join(flows) + "\n").encode(), np.uint8)  # no padding after it
+    ends = np.flatnonzero(text == 10)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    order = np.arange(len(flows))[::-1].copy()
+    expected = "".join(f"{flows[row]} {int(values[row])}\n" for row in order).encode()
+    guard = np.full(len(expected) + 16, 0xAA, np.uint8)
+    assert hitter_lines_kernel(guard[: len(expected)], order, text, starts, ends, values) == len(expected)
+    assert guard[: len(expected)].tobytes() == expected
+    assert (guard[len(expected) :] == 0xAA).all()
+
+
+def test_long_runs_of_ties_are_ordered_by_flow_as_python_orders_them() -> None:
+    """Thousands of hitters sharing a few values (runs far longer than the merge's first widths),
+    flows with shared prefixes, non-ASCII and NUL characters, duplicates."""
+    rng = np.random.default_rng(3)
+    alphabet = ["1", "0", ".", " ", "a", "\u00e9", "\u4e2d", "\x00", "\U0001f600"]
+    flows = ["".join(rng.choice(alphabet, int(rng.integers(0, 12)))) for _ in range(5000)]
+    hitters = tuple(
+        HeavyHitter(flow, int(value), HitterKind(int(kind)))
+        for flow, value, kind in zip(
+            flows + flows[:500], rng.integers(0, 4, 5500), rng.integers(0, 2, 5500), strict=True
+        )
+    )
+    result = SketchResult("task", "count_min", hitters)
+    expected = {kind: text.encode() for kind, text in hitter_texts(result).items()}
+    assert {kind: bytes(text) for kind, text in hitter_files(result).items()} == expected
+
+
+async def test_files_formatted_on_several_threads_equal_the_sequential_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pieces cut at value changes, sorted and formatted side by side, make the same files."""
+    from netspectra.storage import text_writer
+
+    monkeypatch.setattr(text_writer, "_THREADED_HITTERS", 10)
+    rng = np.random.default_rng(4)
+    hitters = tuple(
+        HeavyHitter(f"10.0.{int(flow) % 7}.{int(flow)}", int(value), HitterKind(int(kind)))
+        for flow, value, kind in zip(
+            rng.integers(0, 300, 3000), rng.integers(0, 40, 3000), rng.integers(0, 2, 3000), strict=True
+        )
+    )
+    one_value = tuple(HeavyHitter(f"f{index}", 5, HitterKind.COUNT) for index in range(200))  # one run
+    for result in (SketchResult("mixed", "count_min", hitters), SketchResult("flat", "count_min", one_value)):
+        expected = {kind: text.encode() for kind, text in hitter_texts(result).items()}
+        parts = text_writer.hitter_parts(result, threads=3)
+        assert {kind: b"".join(pieces) for kind, pieces in parts.items()} == expected
+        assert max(len(pieces) for pieces in parts.values()) == (3 if result.task == "mixed" else 1)
+        writer = TextWriter(tmp_path / result.task, threads=3)
+        await writer.write(Snapshot("sketch", TAKEN_AT_NS, 0, sketches=(result,)))
+        directory = tmp_path / result.task / time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(1_700_000_000))
+        for kind, text in expected.items():
+            assert (directory / result.task / FILE_OF_KIND[kind]).read_bytes() == text
