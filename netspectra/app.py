@@ -193,13 +193,16 @@ async def analyze_capture(
 
 
 def _keep_states_only_where_stored(engine: Engine) -> None:
-    """Sketch states (zstd through pyarrow: ~80 ms to import) only for a group a writer stores.
+    """Sketch states (zstd through pyarrow: ~80 ms to import) only for a group a writer reads them of.
 
     An analysis takes one snapshot, the period's first epoch, whose hitters are the same with or
-    without the state beside them; only a store writer reads the state. (A live engine keeps them:
-    its later snapshots' hitters come from the merged epochs.)
+    without the state beside them; only a store writer reads the state (the text and file writers
+    say ``reads_sketch_state = False``). A live engine keeps them: its later snapshots' hitters
+    come from the merged epochs.
     """
-    written = {slot.group for slot in engine.writer_slots}
+    written = {
+        slot.group for slot in engine.writer_slots if getattr(slot.writer, "reads_sketch_state", True)
+    }
     for name, group in engine.groups.items():
         if name not in written and getattr(group, "include_state", False) is True:
             group.include_state = False  # type: ignore[attr-defined]

@@ -399,6 +399,8 @@ class FileWriter:
 
     #: The engine hands this writer only the flows changed since its last written snapshot.
     writes_changes = True
+    #: exact flows only: never a sketch state (see SnapshotWriter)
+    reads_sketch_state = False
 
     def __init__(self, root_path: str | Path, group: str = "exact", *, threads: int = 0) -> None:
         self.root_path = Path(root_path)

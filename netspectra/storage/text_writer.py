@@ -179,6 +179,9 @@ def hitter_files(result: SketchResult, threads: int = 1) -> dict[HitterKind, mem
 class TextWriter:
     """Writes each sketch snapshot to a new timestamped directory under ``root_path``."""
 
+    #: hitters only, as Go writes them: never a sketch state (see SnapshotWriter)
+    reads_sketch_state = False
+
     def __init__(self, root_path: str | os.PathLike[str], *, threads: int = 0) -> None:
         self.root_path = Path(root_path)
         #: Threads sorting and formatting a large file (0: one per core; 1: the calling thread).

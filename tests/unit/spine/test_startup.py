@@ -141,6 +141,39 @@ def test_analyze_without_writers_imports_no_store_bus_or_api_library(tmp_path: P
     assert [name for name in heavy(modules) if name.split(".")[0] not in ("numba", "llvmlite")] == []
 
 
+def test_analyze_with_go_s_file_writers_serialises_no_sketch_state(tmp_path: Path) -> None:
+    """The JSON Lines and text writers never read a sketch's state, so an analysis writing only
+    them skips its zstd (pyarrow) — and still writes the heavy hitters."""
+    from netspectra.synth import TrafficSpec, write_trace
+
+    capture = tmp_path / "small.pcap"
+    write_trace(capture, TrafficSpec(packets=200, flows=20))
+    config = tmp_path / "go-writers.yaml"
+    config.write_text(
+        "aggregator:\n"
+        "  types: [exact, sketch]\n"
+        "  exact:\n"
+        f"    writers: [{{type: file, file: {{root_path: {tmp_path / 'exact'}}}}}]\n"
+        "    tasks: [{name: per_src, key_fields: [SrcIP]}]\n"
+        "  sketch:\n"
+        f"    writers: [{{type: text, text: {{root_path: {tmp_path / 'sketch'}}}}}]\n"
+        "    tasks: [{name: cm, algorithm: count_min, flow_fields: [SrcIP], element_fields: [DstIP],\n"
+        "             width: 4096, depth: 2, count_thereshold: 1, size_thereshold: 1}]\n"
+    )
+    modules = imported_by("analyze", str(capture), "--config", str(config), "--json", cwd=tmp_path)
+    assert "pyarrow" not in modules
+    import dpkt
+
+    with capture.open("rb") as handle:  # the truth: every source address that sent a frame
+        sources = {
+            ip.src
+            for _, frame in dpkt.pcap.Reader(handle)
+            if isinstance(ip := dpkt.ethernet.Ethernet(frame).data, dpkt.ip.IP | dpkt.ip6.IP6)
+        }
+    (count_file,) = (tmp_path / "sketch").glob("*/cm/count_hh.txt")
+    assert len(count_file.read_text().splitlines()) == len(sources) > 0  # each sent a packet: above 1
+
+
 def test_a_short_command_pauses_the_garbage_collector_only_while_it_runs() -> None:
     """``config check`` runs without cyclic collections (start-up builds no garbage) and leaves the
     collector enabled when it returns, as a test calling the CLI in-process needs."""
