@@ -43,7 +43,19 @@ def pause_garbage_collection(ctx: typer.Context) -> None:
     """
     if gc.isenabled():
         gc.disable()
-        ctx.call_on_close(gc.enable)
+        ctx.call_on_close(_resume_garbage_collection)
+
+
+def _resume_garbage_collection() -> None:
+    """Enable the collector again, the objects built meanwhile frozen first (see :func:`gc.freeze`).
+
+    Every object allocated while the collector was paused is in its youngest generation, so the
+    first allocation after ``gc.enable()`` walked all of them: ~25 ms at the end of a 1 000-frame
+    ``analyze``, spent just before the process exits. Frozen, they are never walked again (the
+    few that become garbage later are not collected; a short command is about to exit).
+    """
+    gc.freeze()
+    gc.enable()
 
 
 def default_config_path() -> Path:

@@ -8,13 +8,16 @@ the shared backend, so the API reads the very store the engine's writers fill.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from netspectra.config.models import ClickHouseOptions, EmbeddedStoreOptions, StoreConfig, WriterConfig
 from netspectra.errors import ConfigError
 from netspectra.model.writer import SnapshotWriter
 from netspectra.plugins import PluginRegistry, UnknownPluginError
 from netspectra.storage.context import StorageContext
-from netspectra.storage.query import QueryStore
+
+if TYPE_CHECKING:  # the reader's SQL and state decoding (~8 ms): a writer-only run never loads it
+    from netspectra.storage.query import QueryStore
 
 #: Writer type → "module:class"; imported only when a config uses it. Built-ins only: the config
 #: model names the writer types it accepts, so there is no entry-point group for writers yet.
@@ -43,6 +46,8 @@ def build_writer(config: WriterConfig, group: str, context: StorageContext) -> S
 
 
 def _clickhouse_store(config: StoreConfig, context: StorageContext) -> QueryStore:
+    from netspectra.storage.query import QueryStore
+
     options = config.clickhouse or ClickHouseOptions()
     return QueryStore(
         context.clickhouse_pool(options), description=f"clickhouse {options.host}:{options.port}"
@@ -50,6 +55,8 @@ def _clickhouse_store(config: StoreConfig, context: StorageContext) -> QueryStor
 
 
 def _embedded_store(config: StoreConfig, context: StorageContext) -> QueryStore:
+    from netspectra.storage.query import QueryStore
+
     options = config.embedded or EmbeddedStoreOptions()
     backend = context.embedded_session(options.path)
     return QueryStore(backend, description=f"embedded {backend.path}")
