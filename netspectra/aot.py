@@ -3,7 +3,7 @@
 What the build makes and how a run uses it is written in :mod:`netspectra.jit`. The entries are
 exactly the signatures the JIT compiled in this process: :func:`netspectra.warmup.warm_up` runs
 every kernel with the argument types the real paths use, so after it each dispatcher of
-:data:`~netspectra.jit.AOT_MODULES` lists them (35 entries of 32 kernels today). The build runs
+:data:`~netspectra.jit.AOT_MODULES` lists them (39 entries of 36 kernels today). The build runs
 under numba's JIT (``NETSPECTRA_AOT=0``), needs a C compiler and the Python headers (``scripts/dev``
 installs gcc and python3-dev), takes 75-100 s here, and replaces nothing until it has succeeded:
 a failed build leaves the JIT path in charge and the install goes on.

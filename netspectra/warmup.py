@@ -135,7 +135,13 @@ def _warmup_settings() -> Any:
                 },
                 "sketch": {
                     "tasks": [
-                        {"name": "cm_decay", "algorithm": "count_min", "flow_fields": ["SrcIP"], **small},
+                        {
+                            "name": "cm_decay",
+                            "algorithm": "count_min",
+                            "flow_fields": ["SrcIP"],
+                            "parallel_rows": True,
+                            **small,
+                        },
                         {
                             "name": "cm_go",
                             "algorithm": "count_min",
@@ -149,6 +155,7 @@ def _warmup_settings() -> Any:
                             "flow_fields": ["DstIP"],
                             "element_fields": ["SrcIP"],
                             "m": 16,
+                            "parallel_rows": True,
                             **small,
                         },
                         {
@@ -171,7 +178,9 @@ def _count(batch: Any) -> None:
     """Both groups as the engine runs them, then what readers of a sketch call."""
     from netspectra.engine.groups import build_groups
     from netspectra.engine.sketch.group import SketchGroup
+    from netspectra.engine.sketch.rows import PARALLEL_MIN_BATCH
     from netspectra.model.key_kernel import build_keys
+    from netspectra.model.packets import PacketColumns
     from netspectra.storage.file_writer import flow_bytes
     from netspectra.storage.text_writer import hitter_files
 
@@ -186,6 +195,9 @@ def _count(batch: Any) -> None:
             hitter_files(result)
     sketches = groups["sketch"]
     assert isinstance(sketches, SketchGroup), sketches
+    # a batch large enough for parallel_rows' one-row kernels, which a cached update_rows does
+    # not compile (without this, the ahead-of-time build lacked them whenever numba's cache was warm)
+    sketches.insert(PacketColumns.concat([batch] * -(-PARALLEL_MIN_BATCH // len(batch))))
     assert not sketches.failed_tasks, sketches.failed_tasks
     twin = SketchGroup.from_config(settings)
     twin.insert(batch)

@@ -30,7 +30,7 @@ from netspectra.storage.sql import (
     RUN_COLUMNS,
     STATE_COLUMNS,
 )
-from netspectra.storage.text_kernels import HEX_DIGITS, MAX_ADDRESS_TEXT, address_text_kernel
+from netspectra.storage.text_kernels import HEX_DIGITS, MAX_ADDRESS_TEXT, WORD_ROOM, address_text_kernel
 
 _NS = 1_000_000_000
 
@@ -200,7 +200,7 @@ def addresses_arrow(raw: npt.NDArray[np.uint8]) -> pa.StringArray:
     """Text of every 16-byte address row as one Arrow string array (no Python str per row)."""
     rows = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1, 16)
     count = rows.shape[0]
-    out = np.empty(count * MAX_ADDRESS_TEXT, np.uint8)
+    out = np.empty(count * MAX_ADDRESS_TEXT + WORD_ROOM, np.uint8)  # room for the last row's words
     offsets = np.empty(count + 1, np.int32)
     address_text_kernel(rows, HEX_DIGITS, out, offsets)
     data = out[: int(offsets[-1])]

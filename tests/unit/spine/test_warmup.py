@@ -113,3 +113,47 @@ def test_the_first_analyze_compiles_before_timing_and_says_so_then_nothing_compi
     done = _python("import runpy; runpy.run_module('netspectra.warmup', run_name='__main__')",
                    cwd=tmp_path, cache=cache)  # fmt: skip
     assert f"0 of {total} kernels compiled" in done.stdout
+
+
+_SIGNATURES_AFTER_WARM_UP = """
+import importlib, json, sys
+from numba.core.registry import CPUDispatcher
+from netspectra.jit import AOT_MODULES
+from netspectra.warmup import warm_up
+
+warm_up()
+found = {}
+for module_name in AOT_MODULES:
+    for name, value in vars(importlib.import_module(module_name)).items():
+        if isinstance(value, CPUDispatcher) and value.__module__ == module_name:
+            if value.targetoptions.get("inline") != "always":  # inlined helpers have no entry of their own
+                found[f"{module_name}.{name}"] = len(value.signatures)
+json.dump(found, sys.stdout)
+"""
+
+
+@pytest.mark.slow
+def test_the_warm_up_gives_every_ahead_of_time_kernel_a_signature_from_a_warm_cache(tmp_path: Path) -> None:
+    """The ahead-of-time build compiles the signatures the warm-up's process holds. A kernel that
+    only another kernel calls in the warm-up (count_min's one-row kernel, which ``parallel_rows``
+    calls from Python) got one only when its caller was compiled, not loaded from the cache: a
+    rebuild on a warm cache then left it out, and the first parallel batch compiled it under numba.
+    Run twice on the package's own cache (``scripts/dev`` filled it: both runs only load), the
+    second must still hold every kernel's signature."""
+    env = {**os.environ, "NETSPECTRA_AOT": "0"}
+    env.pop("NUMBA_CACHE_DIR", None)
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", _SIGNATURES_AFTER_WARM_UP],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=600,
+        )
+        for _ in range(2)
+    ]
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    found = json.loads(runs[1].stdout)
+    assert "netspectra.engine.sketch.count_min_kernels.update_row" in found
+    assert {name: count for name, count in found.items() if count == 0} == {}
