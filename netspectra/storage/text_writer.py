@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import time
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
@@ -31,7 +32,7 @@ import numpy as np
 
 from netspectra.config.models import WriterConfig
 from netspectra.errors import ConfigError, StorageError
-from netspectra.model.snapshot import HitterKind, SketchResult, Snapshot
+from netspectra.model.snapshot import HeavyHitter, HitterKind, SketchResult, Snapshot
 from netspectra.storage.context import StorageContext
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,15 @@ class _File:
         return memoryview(out[:written])  # type: ignore[arg-type]
 
 
+def _kind_codes(hitters: tuple[HeavyHitter, ...]) -> np.ndarray:
+    """Each hitter's kind as a number: ``bytes()`` reads the IntEnums (ints) in one C loop, a third
+    of the time of ``np.fromiter`` over ``kind._value_`` (25 against 68 ms a million here)."""
+    try:
+        return np.frombuffer(bytes(map(attrgetter("kind"), hitters)), np.uint8).astype(np.int64)
+    except ValueError:  # a kind past 255 (none today): read one by one
+        return np.fromiter(map(attrgetter("kind._value_"), hitters), np.int64, len(hitters))
+
+
 def hitter_parts(result: SketchResult, threads: int = 1) -> dict[HitterKind, list[memoryview | bytes]]:
     """Each file's bytes (kind → its pieces, in order), ordered by value descending then flow, as
     Go writes them; a large file's pieces are sorted and formatted on ``threads`` threads side by
@@ -125,8 +135,8 @@ def hitter_parts(result: SketchResult, threads: int = 1) -> dict[HitterKind, lis
     hitters = result.hitters
     rows = len(hitters)
     flows = list(map(attrgetter("flow"), hitters))
-    try:
-        values = np.fromiter(map(attrgetter("value"), hitters), np.uint64, rows)
+    try:  # array's C loop reads the ints at half np.fromiter's cost (25 ms a million here)
+        values = np.frombuffer(array("Q", map(attrgetter("value"), hitters)), np.uint64)
     except (OverflowError, TypeError, ValueError):  # beyond uint64: Python's integers write it
         values = None
     # One newline after each flow: its bytes are where the flows end (a flow holding a newline
@@ -137,8 +147,7 @@ def hitter_parts(result: SketchResult, threads: int = 1) -> dict[HitterKind, lis
         return {kind: [body.encode()] for kind, body in hitter_texts(result).items()}
     starts = np.zeros(rows, np.int64)
     starts[1:] = ends[:-1] + 1
-    # kind._value_ is a plain int: reading an IntEnum's value through int() or hash() is ~2x slower
-    kinds = np.fromiter(map(attrgetter("kind._value_"), hitters), np.int64, rows)
+    kinds = _kind_codes(hitters)
     present = np.flatnonzero(np.bincount(kinds)) if rows else kinds  # kinds are small numbers
     first = np.array([np.argmax(kinds == code) for code in present], np.int64)
     known = list(KINDS_OF_ALGORITHM.get(result.algorithm, ()))
