@@ -200,9 +200,7 @@ def _keep_states_only_where_stored(engine: Engine) -> None:
     say ``reads_sketch_state = False``). A live engine keeps them: its later snapshots' hitters
     come from the merged epochs.
     """
-    written = {
-        slot.group for slot in engine.writer_slots if getattr(slot.writer, "reads_sketch_state", True)
-    }
+    written = {slot.group for slot in engine.writer_slots if getattr(slot.writer, "reads_sketch_state", True)}
     for name, group in engine.groups.items():
         if name not in written and getattr(group, "include_state", False) is True:
             group.include_state = False  # type: ignore[attr-defined]

@@ -38,6 +38,7 @@ from netspectra.bus.nats_internals import (
     reconnect_buffer_fits,
     subscription_sid,
     write_frames,
+    write_queued,
 )
 from netspectra.config.models import NatsAuth, redact_url
 from netspectra.errors import BusError
@@ -397,7 +398,14 @@ class NatsBus:
         return subscription
 
     async def flush(self, timeout: float = 10.0) -> None:
+        """Return once the server has processed everything sent before (a PING's PONG came back).
+
+        What nats-py still holds in its command buffer is written first: its own ``flush()``
+        lets the PING overtake it (:func:`~netspectra.bus.nats_internals.write_queued`).
+        """
         try:
+            if FRAME_WRITES and not self.client.is_closed:
+                await asyncio.wait_for(write_queued(self.client), timeout)
             await self.client.flush(timeout=timeout)  # type: ignore[arg-type]
         except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError, TimeoutError) as error:
             raise BusError(f"NATS flush to {self.shown_url} failed: {type(error).__name__}") from error

@@ -68,6 +68,20 @@ def reconnect_buffer_fits(client: Client, size: int) -> bool:
     return limit > 0 and client.pending_data_size + size <= limit
 
 
+async def write_queued(client: Client) -> None:
+    """Wait until everything queued in the client's command buffer is written to the socket.
+
+    nats-py 2.x's ``flush()`` writes its PING straight to the transport (``Client._send_ping``),
+    while SUB and PUB commands wait in ``Client._pending`` for the flusher task, so the PING went
+    out ahead of a SUB queued just before it: the PONG could come back before the server had the
+    subscription, and messages published after that "flush" found no subscriber and were dropped
+    (``test_slow_consumer_drops_are_counted_exactly`` lost all 300, about 1 run in 30 at load 2).
+    ``Client._flush_pending(force_flush=True)`` wakes the flusher and waits for it to write and
+    drain the buffer; nats.py2 fixed the same bug in 2017 by sending the PING through the buffer.
+    """
+    await client._flush_pending(force_flush=True)
+
+
 async def write_frames(client: Client, frames: bytes, messages: int, payload_bytes: int) -> None:
     """Queue ready-made ``PUB`` protocol bytes as ``publish`` queues its own, stats included.
 

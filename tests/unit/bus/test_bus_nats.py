@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -124,6 +125,53 @@ async def test_slow_consumer_drops_are_counted_exactly(nats_server: NatsServer) 
     assert bus.stats.dropped > 0
     await bus.close()
     await publisher.close()
+
+
+async def test_a_flush_goes_out_after_the_subscription_queued_before_it(nats_server: NatsServer) -> None:
+    """The engine flushes after subscribing and then says it is ready: the server must have the SUB
+    by then. nats-py's own ``flush()`` wrote its PING to the socket ahead of the SUB still in its
+    command buffer; under load a publisher then beat the SUB to the server and every message was
+    dropped (the slow-consumer test above lost all 300, ~1 run in 30). The bytes the client sends
+    are read here through a recording proxy: deterministic, unlike the race they decide."""
+    sent = bytearray()
+    host, port = nats_server.url.removeprefix("nats://").rsplit(":", 1)
+    relayed: list[asyncio.Task[Any]] = []
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: bool) -> None:
+        try:
+            while data := await reader.read(65536):
+                if record:
+                    sent.extend(data)
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def proxy_one(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(host, int(port))
+        both = asyncio.gather(
+            relay(client_reader, server_writer, True), relay(server_reader, client_writer, False)
+        )
+        relayed.append(both)  # type: ignore[arg-type]
+        await both
+
+    proxy = await asyncio.start_server(proxy_one, "127.0.0.1", 0)
+    proxy_port = proxy.sockets[0].getsockname()[1]
+    bus = NatsBus(f"nats://127.0.0.1:{proxy_port}")
+    try:
+        await bus.subscribe("ordered", lambda message: None)
+        await bus.flush()
+        stream = bytes(sent)
+        subscribed = stream.index(b"SUB ordered ")
+        assert stream.count(b"PING\r\n") == 2, stream  # the connect's, then the flush's
+        assert stream.rindex(b"PING\r\n") > subscribed, stream
+    finally:
+        await bus.close()
+        await asyncio.wait_for(asyncio.gather(*relayed), timeout=10)  # both sides closed
+        proxy.close()
+        await proxy.wait_closed()
 
 
 def test_pub_frames_equal_nats_py_pub_commands() -> None:
