@@ -401,12 +401,14 @@ class NatsBus:
         """Return once the server has processed everything sent before (a PING's PONG came back).
 
         What nats-py still holds in its command buffer is written first: its own ``flush()``
-        lets the PING overtake it (:func:`~netspectra.bus.nats_internals.write_queued`).
+        lets the PING overtake it (:func:`~netspectra.bus.nats_internals.write_queued`; the
+        :class:`DirectClient` does it in its ``flush``, a plain client here).
         """
+        client = self.client
         try:
-            if FRAME_WRITES and not self.client.is_closed:
-                await asyncio.wait_for(write_queued(self.client), timeout)
-            await self.client.flush(timeout=timeout)  # type: ignore[arg-type]
+            if FRAME_WRITES and not isinstance(client, DirectClient) and not client.is_closed:
+                await asyncio.wait_for(write_queued(client), timeout)
+            await client.flush(timeout=timeout)  # type: ignore[arg-type]
         except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError, TimeoutError) as error:
             raise BusError(f"NATS flush to {self.shown_url} failed: {type(error).__name__}") from error
 

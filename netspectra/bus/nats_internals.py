@@ -9,10 +9,12 @@ ordinary path, slower but correct.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client
+from nats.errors import FlushTimeoutError
 
 PayloadSink = Callable[[bytes], None]
 
@@ -32,6 +34,21 @@ class DirectClient(Client):
     def __init__(self) -> None:
         super().__init__()
         self.payload_sinks: dict[int, PayloadSink] = {}
+
+    async def flush(self, timeout: int = 10) -> None:
+        """nats-py's flush, once what its command buffer holds is written (see :func:`write_queued`).
+
+        Overridden here, not only in ``NatsBus.flush``, because nats-py's own ``drain()`` of a
+        subscription or a connection queues an UNSUB and then calls ``flush()``: with its PING
+        ahead of the UNSUB, the server could still route messages to a subscription the client
+        had already thrown away, and in a queue group no other member got them.
+        """
+        if not self.is_closed:
+            try:
+                await asyncio.wait_for(write_queued(self), timeout)
+            except TimeoutError:
+                raise FlushTimeoutError from None
+        await super().flush(timeout)
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
         sink = self.payload_sinks.get(sid)

@@ -127,7 +127,7 @@ async def test_slow_consumer_drops_are_counted_exactly(nats_server: NatsServer) 
     await publisher.close()
 
 
-async def test_a_flush_goes_out_after_the_subscription_queued_before_it(nats_server: NatsServer) -> None:
+async def test_a_flush_goes_out_after_the_commands_queued_before_it(nats_server: NatsServer) -> None:
     """The engine flushes after subscribing and then says it is ready: the server must have the SUB
     by then. nats-py's own ``flush()`` wrote its PING to the socket ahead of the SUB still in its
     command buffer; under load a publisher then beat the SUB to the server and every message was
@@ -161,12 +161,18 @@ async def test_a_flush_goes_out_after_the_subscription_queued_before_it(nats_ser
     proxy_port = proxy.sockets[0].getsockname()[1]
     bus = NatsBus(f"nats://127.0.0.1:{proxy_port}")
     try:
-        await bus.subscribe("ordered", lambda message: None)
+        subscription = await bus.subscribe("ordered", lambda message: None)
         await bus.flush()
         stream = bytes(sent)
         subscribed = stream.index(b"SUB ordered ")
         assert stream.count(b"PING\r\n") == 2, stream  # the connect's, then the flush's
         assert stream.rindex(b"PING\r\n") > subscribed, stream
+        # nats-py's drain queues an UNSUB and flushes: its PING must follow the UNSUB too, or the
+        # server goes on routing to a subscription the client has dropped
+        await subscription.drain()
+        stream = bytes(sent)
+        assert stream.count(b"PING\r\n") == 3, stream
+        assert stream.rindex(b"PING\r\n") > stream.index(b"UNSUB "), stream
     finally:
         await bus.close()
         await asyncio.wait_for(asyncio.gather(*relayed), timeout=10)  # both sides closed

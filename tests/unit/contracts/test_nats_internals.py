@@ -25,6 +25,7 @@ def test_private_methods_have_the_expected_signatures() -> None:
     NATS.check(inspect.iscoroutinefunction(Client._process_msg), "Client._process_msg is no longer async")
     NATS.parameters(Client, "_send_command", ["self", "cmd"])
     NATS.parameters(Client, "_flush_pending", ["self", "force_flush"])  # write_queued waits on it
+    NATS.parameters(Client, "flush", ["self", "timeout"])  # DirectClient.flush overrides it
     NATS.check(nats_internals.DIRECT_DELIVERY, "Client._process_msg is gone (direct delivery disabled)")
     NATS.check(nats_internals.FRAME_WRITES, "Client._send_command/_flush_pending are gone")
 
