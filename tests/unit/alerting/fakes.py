@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from netspectra.alerting.channels import ChannelError
@@ -45,23 +46,48 @@ class RecordingChannel:
 
 
 class ManualClock:
-    """Seconds that move only when the test (or the fake sleep) moves them."""
+    """Seconds that move only when the test (or the fake sleep) moves them.
+
+    A sleeper is woken by the assignment to ``now`` that reaches its target, and stops counting in
+    :attr:`sleepers` at that moment, not when it next runs: a test that moves time only while
+    something sleeps (the delivery test) cannot run ahead of a sleeper that has not woken yet. (The
+    sleepers used to poll every millisecond; under load the test moved the clock 60 s before the
+    outbox noticed its first second had passed, and the test failed.)
+    """
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-        self.sleepers = 0
+        self._now = start
+        self._sleeping: list[tuple[float, asyncio.Future[None]]] = []
+
+    @property
+    def now(self) -> float:
+        return self._now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self._now = value
+        for entry in [entry for entry in self._sleeping if entry[0] <= value]:
+            self._sleeping.remove(entry)
+            if not entry[1].done():
+                entry[1].set_result(None)
+
+    @property
+    def sleepers(self) -> int:
+        """Sleepers whose time has not come yet."""
+        return len(self._sleeping)
 
     def __call__(self) -> float:
-        return self.now
+        return self._now
 
     async def sleep(self, seconds: float) -> None:
         """The outbox's backoff: returns once the test has moved the clock ``seconds`` on."""
-        import asyncio
-
-        self.sleepers += 1
-        target = self.now + seconds
+        target = self._now + seconds
+        if target <= self._now:
+            return
+        entry = (target, asyncio.get_running_loop().create_future())
+        self._sleeping.append(entry)
         try:
-            while self.now < target:
-                await asyncio.sleep(0.001)
+            await entry[1]
         finally:
-            self.sleepers -= 1
+            if entry in self._sleeping:
+                self._sleeping.remove(entry)
