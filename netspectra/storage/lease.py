@@ -16,7 +16,8 @@ then. In that race both may stop (and be started again), but two never both keep
 
 **A lease can lapse.** While the store is away (or this process is stopped, or cut off) no
 heartbeat lands, and after :data:`LEASE_TIMEOUT_S` another engine may claim the id. So a holder
-whose last heartbeat that landed is that old (by our monotonic clock) no longer counts as holding:
+whose last heartbeat that landed is nearly that old (:data:`HELD_FOR_S`, by our monotonic clock:
+the store's whole seconds can run ahead of it) no longer counts as holding:
 before its next insert or heartbeat it claims again, and if another incarnation took over
 meanwhile that claim raises EngineIdInUseError with :attr:`EngineLease.lost` set: the writer
 stops writing and the process stops with that error (its snapshots stay in its spool), rather
@@ -41,6 +42,13 @@ logger = logging.getLogger(__name__)
 #: Seconds between heartbeats, and the age after which a silent holder counts as gone.
 HEARTBEAT_S = 5.0
 LEASE_TIMEOUT_S = 20.0
+#: How long after its last heartbeat landed a holder still counts itself as holding: a heartbeat
+#: short of the timeout. The store judges a lease's age in whole seconds of its own clock from a
+#: Heartbeat truncated to the second, so it may call the lease lapsed up to ~2 s before our
+#: monotonic clock reaches LEASE_TIMEOUT_S; a holder resumed in that window wrote on without
+#: claiming again, beside the engine that had just taken the id (a CI run of
+#: test_engine_restart.py: SIGSTOP for 19.6 s, and both engines kept writing for 60 s).
+HELD_FOR_S = LEASE_TIMEOUT_S - HEARTBEAT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +121,7 @@ class EngineLease:
     @property
     def held(self) -> bool:
         """Claimed, and our last heartbeat landed recently enough that nobody else can have claimed."""
-        return self.claimed and time.monotonic() - self._last_landed < LEASE_TIMEOUT_S
+        return self.claimed and time.monotonic() - self._last_landed < HELD_FOR_S
 
     async def ensure_held(self) -> None:
         """Claim again if the lease may have lapsed (see the module docstring); raises as :meth:`claim`."""
