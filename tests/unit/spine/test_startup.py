@@ -120,11 +120,17 @@ def test_the_built_in_group_types_load_and_build() -> None:
     assert list(build_groups(settings)) == list(BUILTIN_GROUPS)
 
 
-def test_analyze_without_writers_imports_no_store_bus_or_api_library(tmp_path: Path) -> None:
+def _small_capture(tmp_path: Path) -> Path:
+    """200 generated packets over 20 flows: enough for every task to have rows."""
     from netspectra.synth import TrafficSpec, write_trace
 
     capture = tmp_path / "small.pcap"
     write_trace(capture, TrafficSpec(packets=200, flows=20))
+    return capture
+
+
+def test_analyze_without_writers_imports_no_store_bus_or_api_library(tmp_path: Path) -> None:
+    capture = _small_capture(tmp_path)
     config = tmp_path / "no-writers.yaml"
     config.write_text(
         "aggregator:\n"
@@ -144,10 +150,7 @@ def test_analyze_without_writers_imports_no_store_bus_or_api_library(tmp_path: P
 def test_analyze_with_go_s_file_writers_serialises_no_sketch_state(tmp_path: Path) -> None:
     """The JSON Lines and text writers never read a sketch's state, so an analysis writing only
     them skips its zstd (pyarrow) — and still writes the heavy hitters."""
-    from netspectra.synth import TrafficSpec, write_trace
-
-    capture = tmp_path / "small.pcap"
-    write_trace(capture, TrafficSpec(packets=200, flows=20))
+    capture = _small_capture(tmp_path)
     config = tmp_path / "go-writers.yaml"
     config.write_text(
         "aggregator:\n"
