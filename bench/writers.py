@@ -139,6 +139,14 @@ async def create_schema(backend: Any, previous: bool) -> None:
         await backend.execute(statement)
 
 
+async def use_sip_hash_view(backend: Any) -> None:
+    """flow_latest's view as it was before FlowCheck became cityHash64 (sipHash64 of the identity)."""
+    from netspectra.storage import sql
+
+    await backend.execute(sql.DROP_LATEST_VIEW)
+    await backend.execute(sql.LATEST_VIEW.replace(sql.FLOW_CHECK, f"sipHash64({sql.FLOW_IDENTITY})"))
+
+
 def rotated(count: int, shift: int) -> list[int]:
     """``0..count`` starting at ``shift``: each variant runs first, middle and last in turn."""
     return [(index + shift) % count for index in range(count)]
@@ -403,6 +411,15 @@ def embedded(exact: Snapshot, flow_records: Snapshot, rows: int, repeat: int, wo
     streams = default_insert_streams()
     variants: list[EmbeddedVariant] = [
         ("Arrow + view, chdb defaults (before)", exact, False, before, 1, "file", True),
+        (
+            f"{streams} blocks, view's FlowCheck sipHash64 (before)",
+            exact,
+            False,
+            INSERT_SETTINGS,
+            streams,
+            "backend",
+            True,
+        ),
         ("Arrow + view, no in-block merge", exact, False, INSERT_SETTINGS, 1, "file", True),
         ("same, schema before raw counts", exact, True, INSERT_SETTINGS, 1, "file", True),
         ("same, flow-record tasks (raw counts)", flow_records, False, INSERT_SETTINGS, 1, "file", True),
@@ -445,6 +462,8 @@ def embedded(exact: Snapshot, flow_records: Snapshot, rows: int, repeat: int, wo
             await create_schema(backend, previous)
             if not view:
                 await backend.execute(DROP_LATEST_VIEW)
+            elif "sipHash64" in variants[index][0]:
+                await use_sip_hash_view(backend)
             started, cpu = time.perf_counter(), time.process_time()
             columns = snapshot_rows(snapshot, "bench").flows
             if path == "backend":
@@ -541,6 +560,7 @@ def clickhouse(exact: Snapshot, rows: int, repeat: int, work: Path) -> list[Resu
         ("Native block over asynch (+ view)", exact, False, 1, True),
         ("same, schema before raw counts", exact, True, 1, True),
         ("same, flow-record tasks (raw counts)", sampled(exact), False, 1, True),
+        (f"same, up to {streams} blocks, view's FlowCheck sipHash64", exact, False, streams, True),
         (f"same, up to {streams} blocks at once (now)", exact, False, streams, True),
         ("ceiling: server's HTTP input, Native file", exact, False, 0, True),
         ("ceiling: HTTP, 2 halves at once", exact, False, 0, True),
@@ -602,6 +622,8 @@ def clickhouse(exact: Snapshot, rows: int, repeat: int, work: Path) -> list[Resu
                 await create_schema(backend, previous)
                 if not view:
                     await backend.execute(DROP_LATEST_VIEW)
+                elif "sipHash64" in label:
+                    await use_sip_hash_view(backend)
                 started, cpu, server_started = time.perf_counter(), time.process_time(), server_cpu()
                 if block_streams:
                     await backend.insert("flow_metrics", snapshot_rows(snapshot, "bench").flows)

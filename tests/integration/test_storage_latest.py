@@ -18,6 +18,7 @@ import pytest
 
 from netspectra.config.models import ClickHouseOptions
 from netspectra.model.fields import KeyField
+from netspectra.storage import sql
 from netspectra.storage.clickhouse import ClickHouseBackend
 from netspectra.storage.embedded import EmbeddedBackend
 from netspectra.storage.query import FlowFilter, FlowTrace, QueryStore, TaskTotals
@@ -287,3 +288,49 @@ async def test_two_snapshots_in_one_second_answer_the_later_one(backend: Recordi
     assert await store.aggregate_flows(FlowFilter(src_ip="10.9.9.9")) == totals
     assert await store.aggregate_flows(FlowFilter(end=2050)) == totals
     assert await store.aggregate_flows(FlowFilter(end=2050, start=1000)) == totals
+
+
+async def test_a_store_hashed_the_old_way_is_hashed_again_once(backend: RecordingBackend) -> None:
+    """flow_latest's FlowCheck was sipHash64 of the flow identity; it is cityHash64 of it in reverse
+    order now (half the view's cost). A store made by the version before, its rows indexed by the
+    older view, must answer from flow_latest right after the upgrade: each flow's old row would
+    otherwise differ from its new ones in FlowCheck, read as a collision, and every answer would
+    come the slow way, from flow_metrics. (The full merge after the back-fill matters for a large
+    store, whose background merges lag; rows this few merge on their own within a second.)"""
+    identity = sql.FLOW_IDENTITY
+    older_view = sql.LATEST_VIEW.replace(sql.FLOW_CHECK, f"sipHash64({identity})")
+    assert older_view != sql.LATEST_VIEW
+    for statement in sql.schema_statements():
+        await backend.execute(statement)
+    await backend.execute(older_view)
+    await backend.execute(sql.LATEST_FILLED)  # the older version's back-fill marker
+    batches = make_rows()
+    for batch in batches[:4]:  # stored by the version before
+        await backend.insert("flow_metrics", {name: [row[name] for row in batch] for name in FLOW_COLUMNS})
+    old_hashes = await backend.select(
+        f"SELECT count() FROM flow_latest WHERE FlowCheck = sipHash64({identity})"
+    )
+    assert old_hashes[0][0] == sum(len(batch) for batch in batches[:4])  # the setup is the older one
+
+    rows = await load(backend, batches[4:])  # the upgrade (ensure_schema), then rows of this version
+    rows = [row for batch in batches[:4] for row in batch] + rows
+    store = QueryStore(backend, description="test")
+    backend.tables_read()
+    for query in (FlowFilter(), FlowFilter(task="five"), FlowFilter(src_ip="172.16.0.3")):
+        keep = {"TaskName": query.task} if query.task else {"SrcIP": query.src_ip} if query.src_ip else {}
+        assert await store.aggregate_flows(query) == totals_truth(rows, query.end, **keep), query
+        assert backend.tables_read() == ["latest"], query  # no collision: no fallback
+    stale = await backend.select(f"SELECT count() FROM flow_latest WHERE FlowCheck != {sql.FLOW_CHECK}")
+    assert stale == [(0,)]
+    # the schema check again is a no-op: no second back-fill, no second full merge
+    executed: list[str] = []
+    inner_execute = backend.inner.execute
+
+    async def recording_execute(text: str) -> None:
+        executed.append(text)
+        await inner_execute(text)
+
+    backend.inner.execute = recording_execute  # type: ignore[method-assign]
+    await sql.ensure_schema(backend)
+    assert sql.LATEST_BACKFILL not in executed and sql.LATEST_COMPACT_ALL not in executed
+    assert sql.DROP_LATEST_VIEW not in executed
