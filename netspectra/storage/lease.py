@@ -22,6 +22,14 @@ before its next insert or heartbeat it claims again, and if another incarnation 
 meanwhile that claim raises EngineIdInUseError with :attr:`EngineLease.lost` set: the writer
 stops writing and the process stops with that error (its snapshots stay in its spool), rather
 than two engines writing under one id.
+
+**And a holder looks.** Timing alone trusts two clocks to agree on when a lease lapsed. So each
+heartbeat is followed by a read of the lease rows: a live incarnation with another spool that was
+not among the rows when this writer claimed has claimed since, so it judged our lease lapsed (its
+view is the store's, which decides): this writer yields as above (``lost``, a Released row, the
+error). The newcomer does not yield in turn: our incarnation was among the rows it saw when it
+claimed. Between a wrong takeover and our next heartbeat at most :data:`HEARTBEAT_S` of snapshots
+land beside the newcomer's, under our own incarnation's EngineId.
 """
 
 from __future__ import annotations
@@ -86,6 +94,8 @@ class EngineLease:
         #: We held this lease and another incarnation took it while our heartbeats did not land.
         self.lost = False
         self._was_claimed = False
+        #: The incarnations with lease rows when we claimed: older than our claim, never a newcomer.
+        self._known_at_claim: frozenset[str] = frozenset()
         self._last_landed = 0.0  # time.monotonic() of our last heartbeat the store took
         self._skew = 0  # store clock minus ours, in seconds
 
@@ -161,6 +171,7 @@ class EngineLease:
             if rival.holder != self.holder:  # started in the same instant: neither keeps it
                 await self._beat(released=True)
                 raise self._refuse(now, rival)
+        self._known_at_claim = frozenset(row.incarnation for row in rows)
         self.claimed = True
         self._was_claimed = True
         logger.info(
@@ -172,9 +183,28 @@ class EngineLease:
         )
 
     async def renew(self) -> None:
-        if self.claimed:
-            await self.ensure_held()
-            await self._beat(released=False)
+        """Heartbeat, then look for an incarnation that claimed since we did (module docstring)."""
+        if not self.claimed:
+            return
+        await self.ensure_held()
+        await self._beat(released=False)
+        now, rows = await self._rows()
+        for rival in self._live_others(now, rows):
+            if rival.holder == self.holder or rival.incarnation in self._known_at_claim:
+                continue
+            self.claimed = False
+            self.lost = True
+            logger.error(
+                "Engine id %r (%s): incarnation %s (pid %d on %s) claimed it since we did, so the "
+                "store saw our lease lapse; this engine stops writing",
+                self.engine_id,
+                self.writer,
+                rival.incarnation,
+                rival.pid,
+                rival.host,
+            )
+            await self._beat(released=True)
+            raise self._refuse(now, rival)
 
     async def release(self) -> None:
         if self.claimed:
