@@ -144,7 +144,7 @@ async def use_sip_hash_view(backend: Any) -> None:
     from netspectra.storage import sql
 
     await backend.execute(sql.DROP_LATEST_VIEW)
-    await backend.execute(sql.LATEST_VIEW.replace(sql.FLOW_CHECK, f"sipHash64({sql.FLOW_IDENTITY})"))
+    await backend.execute(sql.LATEST_VIEW_SIPHASH)
 
 
 def rotated(count: int, shift: int) -> list[int]:

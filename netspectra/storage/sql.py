@@ -119,19 +119,21 @@ TABLE_COLUMNS_QUERY = (
 )
 LATEST_FILLED_QUERY = (
     "SELECT name FROM system.tables WHERE database = currentDatabase()"
-    " AND name IN ('flow_latest_filled', 'flow_latest_rehashed')"
+    " AND name IN ('flow_latest_filled', 'flow_latest_cityhash')"
 )
 
 # --- the latest-row table (flow_latest in schema.sql) -------------------------------------------
 # The flow identity, as the raw queries group it: task, engine and the five key fields, where a
 # NULL (a field the task does not key on) differs from every value. Two hashes of it: the queries
-# group by FlowKey and treat FlowCheck varying inside a group as a collision. Both are cityHash64,
-# FlowCheck of the arguments in reverse order: ClickHouse hashes each argument and folds the
-# hashes together from the first, so the two folds differ from their first step: two flows collide
-# in both when they collide in the hash of each argument's own text where they differ, else only
-# by two coincidences at once (~2^-128 a pair, as with sipHash64). FlowCheck was sipHash64 before,
-# half the view's time (bench/writers.py, 1.1 M rows into chdb, snapshot to stored: 0.81 s with
-# it, 0.53 s now). A store hashed the old way is hashed again by ensure_schema.
+# group by FlowKey and treat FlowCheck varying inside a group as a collision, so a store only needs
+# FlowCheck to be one function of the identity throughout. FlowKey is cityHash64. FlowCheck is
+# cityHash64 of the arguments in reverse order in a store made since 2026-12: ClickHouse hashes each
+# argument and folds the hashes together from the first, so the two folds differ from their first
+# step: two flows collide in both when they collide in the hash of each argument's own text where
+# they differ, else only by two coincidences at once (~2^-128 a pair, as with sipHash64). In a
+# store made before, it stays sipHash64, which cost its view half its time (bench/writers.py, 1.1
+# M rows into chdb, snapshot to stored: 0.78-0.81 s with it, 0.53-0.57 s with cityHash64); hashing
+# such a store's flows again would mean reading all of flow_metrics once (see ensure_schema).
 _FLOW_ARGUMENTS = (
     "TaskName",
     "EngineId",
@@ -149,32 +151,40 @@ _FLOW_IDENTITY = ", ".join(_FLOW_ARGUMENTS)
 FLOW_IDENTITY = _FLOW_IDENTITY
 FLOW_KEY = f"cityHash64({_FLOW_IDENTITY})"
 FLOW_CHECK = f"cityHash64({', '.join(reversed(_FLOW_ARGUMENTS))})"
-# Constant text (no request value in it).
-LATEST_SELECT = (
-    f"SELECT TaskName, {FLOW_KEY} AS FlowKey, {FLOW_CHECK} AS FlowCheck,"  # noqa: S608
-    " EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol, Timestamp, StartTime, EndTime, ByteCount,"
-    " PacketCount, ExtrapolatedPackets, ExtrapolatedBytes FROM flow_metrics"
-)
+#: FlowCheck of a store made before FLOW_CHECK (one whose back-fill marker predates it).
+FLOW_CHECK_SIPHASH = f"sipHash64({_FLOW_IDENTITY})"
+
+
+def _latest_select(check: str) -> str:
+    return (  # constant text (no request value in it)
+        f"SELECT TaskName, {FLOW_KEY} AS FlowKey, {check} AS FlowCheck,"  # noqa: S608
+        " EngineId, SrcIP, DstIP, SrcPort, DstPort, Protocol, Timestamp, StartTime, EndTime, ByteCount,"
+        " PacketCount, ExtrapolatedPackets, ExtrapolatedBytes FROM flow_metrics"
+    )
+
+
+LATEST_SELECT = _latest_select(FLOW_CHECK)
 #: Every INSERT into flow_metrics (ours or Go's) also lands in flow_latest.
 LATEST_VIEW = f"CREATE MATERIALIZED VIEW IF NOT EXISTS flow_latest_mv TO flow_latest AS {LATEST_SELECT}"
-#: A view made by an older version selects no Extrapolated*, or hashes FlowCheck with sipHash64:
-#: it is made again (then back-filled).
+#: The same for a store made before FLOW_CHECK.
+LATEST_VIEW_SIPHASH = (
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS flow_latest_mv TO flow_latest AS"
+    f" {_latest_select(FLOW_CHECK_SIPHASH)}"
+)
+#: A view made by an older version selects no Extrapolated*: it is made again (then back-filled).
 DROP_LATEST_VIEW = "DROP TABLE IF EXISTS flow_latest_mv"
 #: Rows stored before the view existed (a Go-made store, an older NetSpectra). Run once, after the
 #: view is created, so nothing inserted meanwhile is missed; a row seen twice is harmless (the
 #: queries take the latest row per flow, and identical rows merge away).
 LATEST_BACKFILL = f"INSERT INTO flow_latest {LATEST_SELECT}"
+LATEST_BACKFILL_SIPHASH = f"INSERT INTO flow_latest {_latest_select(FLOW_CHECK_SIPHASH)}"
 #: Run by the writers after a snapshot: merges flow_latest's parts (see QueuedWriter).
 LATEST_COMPACT = "OPTIMIZE TABLE flow_latest"
 #: Created once the back-fill is done: an interrupted back-fill is simply run again next time.
-#: flow_latest_filled says a back-fill ran (older versions look for it, and would back-fill with
-#: their own hashes again without it); flow_latest_rehashed says it ran with today's FlowCheck.
 LATEST_FILLED = "CREATE TABLE IF NOT EXISTS flow_latest_filled (Done UInt8) ENGINE = TinyLog"
-LATEST_REHASHED = "CREATE TABLE IF NOT EXISTS flow_latest_rehashed (Done UInt8) ENGINE = TinyLog"
-#: Run once after the back-fill that hashed a store's flows again: each flow's row hashed the old
-#: way merges into its back-filled row at once (until then the two read as a collision, which the
-#: queries answer from flow_metrics: right, only slower).
-LATEST_COMPACT_ALL = "OPTIMIZE TABLE flow_latest FINAL"
+#: Created before a new store's view: its FlowCheck is FLOW_CHECK. A store with the back-fill
+#: marker and without this one was made before, and keeps FLOW_CHECK_SIPHASH.
+LATEST_CITYHASH = "CREATE TABLE IF NOT EXISTS flow_latest_cityhash (Done UInt8) ENGINE = TinyLog"
 
 _MARKER = re.compile(r"\{(\w+):([^{}]+)\}")
 
@@ -664,35 +674,37 @@ async def ensure_schema(backend: SqlBackend) -> None:
     create flow_latest's view and back-fill flow_latest unless a back-fill has completed before.
 
     The view reads EngineId and Extrapolated*, so it comes after the ALTERs; the back-fill comes
-    after the view, so no insert falls between the two. A view made by an older version (a
-    flow_latest without Extrapolated*, or a store never hashed with today's FlowCheck) is dropped
-    first, then made again and the back-fill runs again (the rows inserted while no view existed
-    are back-filled; rows back-filled twice are harmless). A store back-filled before with the old
-    FlowCheck is then merged once in full, so its old rows give way to the back-filled ones. The
-    marker tables keep restarts cheap; a back-fill run twice (two processes at once, or a crash
-    before the marker) only repeats rows, which is harmless.
+    after the view, so no insert falls between the two. A flow_latest without Extrapolated* has an
+    older view, which selects none: it is dropped first, then made again and the back-fill runs
+    again (the rows inserted while no view existed are back-filled; rows back-filled twice are
+    harmless). The view and the back-fill hash FlowCheck as the store always has: FLOW_CHECK in a
+    store that the flow_latest_cityhash marker says was made with it, or that has no back-fill
+    yet (a new store, a Go-made one: the marker is made before its view), FLOW_CHECK_SIPHASH in
+    one made before (re-hashing it would read all of flow_metrics and rewrite flow_latest, too much
+    to do at a writer's start). The marker tables keep restarts cheap; a back-fill run twice (two
+    processes at once, or a crash before the marker) only repeats rows, which is harmless.
     """
     markers = {str(row[0]) for row in await backend.select(LATEST_FILLED_QUERY)}
-    filled = "flow_latest_rehashed" in markers
-    hashed_before = "flow_latest_filled" in markers and not filled
+    filled = "flow_latest_filled" in markers
+    cityhash = "flow_latest_cityhash" in markers or not filled
     for statement in schema_statements():
         await backend.execute(statement)
     present = await _present_columns(backend)
     for table, alter in ADD_ENGINE_ID.items():
         if "EngineId" not in present.get(table, set()):
             await backend.execute(alter)
-    if not set(EXTRAPOLATED_COLUMNS) <= present.get("flow_latest", set()):
-        filled = False
-    if not filled:
+    if not filled or not set(EXTRAPOLATED_COLUMNS) <= present.get("flow_latest", set()):
+        # no back-fill yet (an older version's view may be left from an interrupted one), or an
+        # older view that selects no Extrapolated*
         await backend.execute(DROP_LATEST_VIEW)
+        filled = False
     for table, alters in ADD_EXTRAPOLATED.items():
         for column, alter in alters:
             if column not in present.get(table, set()):
                 await _add_column(backend, table, column, alter)
-    await backend.execute(LATEST_VIEW)
+    if cityhash:
+        await backend.execute(LATEST_CITYHASH)
+    await backend.execute(LATEST_VIEW if cityhash else LATEST_VIEW_SIPHASH)
     if not filled:
-        await backend.execute(LATEST_BACKFILL)
-        if hashed_before:
-            await backend.execute(LATEST_COMPACT_ALL)
+        await backend.execute(LATEST_BACKFILL if cityhash else LATEST_BACKFILL_SIPHASH)
         await backend.execute(LATEST_FILLED)
-        await backend.execute(LATEST_REHASHED)

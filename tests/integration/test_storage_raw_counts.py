@@ -152,7 +152,8 @@ def previous_schema() -> list[str]:
 async def test_a_store_of_the_previous_version_is_migrated_in_place(backend: RecordingBackend) -> None:
     for statement in previous_schema():
         await backend.execute(statement)
-    await backend.execute(sql.LATEST_VIEW.replace(", ExtrapolatedPackets, ExtrapolatedBytes FROM", " FROM"))
+    older_view = sql.LATEST_VIEW_SIPHASH.replace(", ExtrapolatedPackets, ExtrapolatedBytes FROM", " FROM")
+    await backend.execute(older_view)
     await backend.execute(sql.LATEST_FILLED)
     batches = make_rows()
     for batch in batches[:3]:  # stored by the previous version
@@ -190,7 +191,7 @@ async def test_a_cluster_of_the_previous_version_is_migrated_in_place(
         for statement in previous_schema():
             await backend.execute(statement)
         await backend.execute(
-            sql.LATEST_VIEW.replace(", ExtrapolatedPackets, ExtrapolatedBytes FROM", " FROM")
+            sql.LATEST_VIEW_SIPHASH.replace(", ExtrapolatedPackets, ExtrapolatedBytes FROM", " FROM")
         )
         await backend.execute(sql.LATEST_FILLED)
         batches = sampled_batches()
