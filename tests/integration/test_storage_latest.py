@@ -315,7 +315,7 @@ async def test_a_store_made_before_keeps_its_flow_check(backend: RecordingBacken
     marker, rows) upgraded by ensure_schema, which makes its view again (the Extrapolated*
     migration): it answers as the brute force does, from flow_latest alone, every row sipHash64."""
     older_view = sql.LATEST_VIEW_SIPHASH.replace(", ExtrapolatedPackets, ExtrapolatedBytes FROM", " FROM")
-    for statement in previous_schema_statements():
+    for statement in previous_schema():
         await backend.execute(statement)
     await backend.execute(older_view)
     await backend.execute(sql.LATEST_FILLED)  # the older version's back-fill marker
@@ -338,7 +338,7 @@ async def test_a_store_made_before_keeps_its_flow_check(backend: RecordingBacken
                                     " AND name = 'flow_latest_cityhash'")  # fmt: skip
 
 
-def previous_schema_statements() -> list[str]:
+def previous_schema() -> list[str]:
     """The tables of the version before raw counts (no Extrapolated* columns)."""
     statements = []
     for statement in sql.schema_statements():

@@ -26,6 +26,7 @@ from tests.integration.test_storage_latest import (
     backend,
     latest_rows,
     make_rows,
+    previous_schema,
     totals_truth,
 )
 from tests.integration.test_storage_windows import WINDOWS, totals, window_truth
@@ -136,17 +137,6 @@ async def test_trace_flow_raw_counts_equal_brute_force(backend: RecordingBackend
             sum(r["RawPacketCount"] for r in chosen),
             sum(r["RawByteCount"] for r in chosen),
         ), keys
-
-
-def previous_schema() -> list[str]:
-    """The statements of the version before raw counts: no Extrapolated*, the older view."""
-    statements = []
-    for statement in sql.schema_statements():
-        for column in EXTRAPOLATED_COLUMNS:
-            statement = "\n".join(line for line in statement.splitlines() if column not in line)
-        statement = statement.replace("EngineId    String DEFAULT '',\n)", "EngineId    String DEFAULT ''\n)")
-        statements.append(statement.replace("PacketCount UInt64,\n)", "PacketCount UInt64\n)"))
-    return statements
 
 
 async def test_a_store_of_the_previous_version_is_migrated_in_place(backend: RecordingBackend) -> None:
