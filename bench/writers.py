@@ -14,10 +14,11 @@ and ``flows`` heavy hitters for the text writer, each written by, best of ``--re
   core);
 * ``embedded`` (rows as Arrow columns, inserted into chdb with flow_latest's view) with the
   insert settings of storage/embedded.py against chdb's defaults, as one INSERT (the writer before
-  blocks) and as blocks inserted at once on connections of their own (the writer now);
+  blocks) and as blocks inserted at once on connections of their own (the writer now), and that
+  writer into a store made before 2026-12, whose view hashes FlowCheck with sipHash64;
 * ``clickhouse`` (Native blocks over asynch into the local clickhouse-server 18.16, started on a
   free port in a temporary directory; skipped when the binary is missing), one block and blocks
-  sent at once over pooled connections.
+  sent at once over pooled connections (also into a store whose view hashes with sipHash64).
 
 Ceilings, measured in the same run so the gap to 3 M rows/s can be split into ours and
 ClickHouse's own insert work: the same rows without flow_latest's view (flow_metrics alone); for

@@ -43,8 +43,8 @@ ORDER BY (TaskName, Timestamp);
 -- AggregateFlows and TraceFlow group ~one row per flow instead of every snapshot's row.
 -- Filled by the materialized view flow_latest_mv on every INSERT into flow_metrics (ours and
 -- Go's alike) and back-filled once when created (see sql.ensure_schema). FlowKey/FlowCheck are
--- two 64-bit hashes of the flow identity (sql.FLOW_KEY, sql.FLOW_CHECK); the sort key ends with the identity
--- itself, so merges only ever collapse rows of one flow. Not partitioned: a merge must see every
+-- two 64-bit hashes of the flow identity (sql.FLOW_KEY, sql.FLOW_CHECK); the sort key ends with
+-- the identity itself, so merges only ever collapse rows of one flow. Not partitioned: a merge must see every
 -- row of a flow. ReplacingMergeTree(Timestamp) keeps the newest row; queries still take argMax,
 -- so the answer never depends on how far background merges have got.
 CREATE TABLE IF NOT EXISTS flow_latest (
