@@ -117,16 +117,15 @@ def sampled(snapshot: Snapshot) -> Snapshot:
 
 
 def previous_schema() -> list[str]:
-    """The schema statements and flow_latest's view of the version before raw counts."""
+    """The schema statements and flow_latest's view of the version before raw counts (the view
+    hashing as this version's, so the two schemas differ only in the raw-count columns)."""
     from netspectra.storage import sql
+    from tests.fixtures.schemas import previous_schema as previous_tables
 
-    statements = []
-    for statement in sql.schema_statements():
-        for column in sql.EXTRAPOLATED_COLUMNS:
-            statement = "\n".join(line for line in statement.splitlines() if column not in line)
-        statement = statement.replace("EngineId    String DEFAULT '',\n)", "EngineId    String DEFAULT ''\n)")
-        statements.append(statement.replace("PacketCount UInt64,\n)", "PacketCount UInt64\n)"))
-    return [*statements, sql.LATEST_VIEW.replace(", ExtrapolatedPackets, ExtrapolatedBytes FROM", " FROM")]
+    return [
+        *previous_tables(),
+        sql.LATEST_VIEW.replace(", ExtrapolatedPackets, ExtrapolatedBytes FROM", " FROM"),
+    ]
 
 
 async def create_schema(backend: Any, previous: bool) -> None:
@@ -412,15 +411,7 @@ def embedded(exact: Snapshot, flow_records: Snapshot, rows: int, repeat: int, wo
     streams = default_insert_streams()
     variants: list[EmbeddedVariant] = [
         ("Arrow + view, chdb defaults (before)", exact, False, before, 1, "file", True),
-        (
-            f"{streams} blocks, view's FlowCheck sipHash64 (before)",
-            exact,
-            False,
-            INSERT_SETTINGS,
-            streams,
-            "backend",
-            True,
-        ),
+        (f"{streams} blocks, sipHash64 view", exact, False, INSERT_SETTINGS, streams, "backend", True),
         ("Arrow + view, no in-block merge", exact, False, INSERT_SETTINGS, 1, "file", True),
         ("same, schema before raw counts", exact, True, INSERT_SETTINGS, 1, "file", True),
         ("same, flow-record tasks (raw counts)", flow_records, False, INSERT_SETTINGS, 1, "file", True),

@@ -24,6 +24,7 @@ from netspectra.storage.embedded import EmbeddedBackend
 from netspectra.storage.query import FlowFilter, FlowTrace, QueryStore, TaskTotals
 from netspectra.storage.sql import FLOW_COLUMNS, SqlBackend
 from tests.fixtures.clickhouse import ClickHouseServer
+from tests.fixtures.schemas import previous_schema
 
 IDENTITY = ("TaskName", "EngineId", "SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
 Row = dict[str, Any]
@@ -336,14 +337,3 @@ async def test_a_store_made_before_keeps_its_flow_check(backend: RecordingBacken
         assert backend.tables_read() == ["latest"], query  # no collision: no fallback
     assert not await backend.select("SELECT name FROM system.tables WHERE database = currentDatabase()"
                                     " AND name = 'flow_latest_cityhash'")  # fmt: skip
-
-
-def previous_schema() -> list[str]:
-    """The tables of the version before raw counts (no Extrapolated* columns)."""
-    statements = []
-    for statement in sql.schema_statements():
-        for column in sql.EXTRAPOLATED_COLUMNS:
-            statement = "\n".join(line for line in statement.splitlines() if column not in line)
-        statement = statement.replace("EngineId    String DEFAULT '',\n)", "EngineId    String DEFAULT ''\n)")
-        statements.append(statement.replace("PacketCount UInt64,\n)", "PacketCount UInt64\n)"))
-    return statements

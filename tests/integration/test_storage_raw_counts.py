@@ -20,13 +20,13 @@ from netspectra.storage.clickhouse import ClickHouseBackend
 from netspectra.storage.query import FlowFilter, QueryStore
 from netspectra.storage.sql import EXTRAPOLATED_COLUMNS, FLOW_COLUMNS
 from tests.fixtures.clickhouse import ClickHouseCluster
+from tests.fixtures.schemas import previous_schema
 from tests.integration.test_storage_latest import (
     RecordingBackend,
     Row,
     backend,
     latest_rows,
     make_rows,
-    previous_schema,
     totals_truth,
 )
 from tests.integration.test_storage_windows import WINDOWS, totals, window_truth
